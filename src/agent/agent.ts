@@ -1,0 +1,594 @@
+// The composition root: one agent = the owner and bidder state machines, carried out over
+// the mesh, the store and the executor. This shell holds all the I/O; every decision is
+// made by the pure machines in src/scheduler.
+import { cpus as osCpus, totalmem } from 'node:os'
+import { join } from 'node:path'
+import { AGENT_DEFAULTS, SCHEDULER_DEFAULTS } from '../constants.ts'
+import { type JobSpec, parseJobSpec } from '../protocol/job-spec.ts'
+import { type Explanation, type JobEvent, type JobRecord, type JobSummary, type LogChunk, type NodeCapacity, summarize, TERMINAL_STATES } from '../protocol/job.ts'
+import { type Message, MessageType } from '../protocol/messages.ts'
+import { type BidderEffect, type BidderEvent, type BidderState, bidderStep, capacityOf, createBidder } from '../scheduler/bidder.ts'
+import { type OwnerEffect, type OwnerEvent, type OwnerState, createOwner, ownerStep, viewLiveness } from '../scheduler/auction.ts'
+import { selectCandidates, snapshots } from '../scheduler/placement.ts'
+import { liveness } from '../scheduler/view.ts'
+import type { Mesh } from '../mesh/mesh.ts'
+import { Topic } from '../mesh/mesh.ts'
+import type { Executor } from '../runtime/executor.ts'
+import type { Store } from '../store/store.ts'
+import { type AgentApi, AmbiguousJobIdError, type JobDetail, type NodeView, UnknownJobError } from './agent-api.ts'
+import { newJobId } from './ids.ts'
+import type { Logger } from './logger.ts'
+import { AgentMetrics } from './metrics.ts'
+
+export interface AgentInit {
+  /** total CPU offered, in millicores; default: host cores less a reserve */
+  cpuMilli?: number
+  /** total memory offered; default: host memory less a reserve */
+  memoryBytes?: number
+  labels?: Record<string, string>
+  /** scheduler timings; defaults in src/constants.ts */
+  scheduler?: Partial<typeof SCHEDULER_DEFAULTS>
+  timings?: Partial<Pick<typeof AGENT_DEFAULTS, 'advertIntervalMs' | 'suspectAfterMs' | 'goneAfterMs' | 'sweepIntervalMs'>>
+  leaseMs?: number
+}
+
+export interface AgentComponents {
+  mesh: Mesh
+  store: Store
+  executor: Executor
+  logger: Logger
+}
+
+export interface Agent extends AgentApi {
+  readonly metrics: AgentMetrics
+  listenAddrs (): string[]
+  drain (): Promise<void>
+  stop (): Promise<void>
+}
+
+/** The agent's timing constants, derived in one place (see docs/operations.md). */
+export function agentTimings (init: AgentInit) {
+  const advertIntervalMs = init.timings?.advertIntervalMs ?? AGENT_DEFAULTS.advertIntervalMs
+  const leaseMs = init.leaseMs ?? 3000
+  return {
+    advertIntervalMs,
+    suspectAfterMs: init.timings?.suspectAfterMs ?? AGENT_DEFAULTS.suspectAfterMs,
+    goneAfterMs: init.timings?.goneAfterMs ?? AGENT_DEFAULTS.goneAfterMs,
+    sweepIntervalMs: init.timings?.sweepIntervalMs ?? AGENT_DEFAULTS.sweepIntervalMs,
+    leaseMs,
+    /** four renewals per lease: three may be lost before the lease lapses */
+    leaseRenewMs: Math.max(50, Math.floor(leaseMs / 4)),
+    tickMs: 50,
+    logFlushMs: 100
+  }
+}
+
+export function defaultCapacity (): { cpuMilli: number, memoryBytes: number } {
+  const cores = osCpus().length * 1000
+  const mem = totalmem()
+  const cpuReserve = Math.max(AGENT_DEFAULTS.reserveCpuMinMilli, cores * AGENT_DEFAULTS.reserveCpuFraction)
+  const memReserve = Math.max(AGENT_DEFAULTS.reserveMemoryMinBytes, mem * AGENT_DEFAULTS.reserveMemoryFraction)
+  return { cpuMilli: Math.max(0, Math.floor(cores - cpuReserve)), memoryBytes: Math.max(0, Math.floor(mem - memReserve)) }
+}
+
+interface RunningContainer {
+  abort: AbortController
+  owner: string
+  logBuffer: Array<Omit<LogChunk, 'seq' | 'epoch'>>
+  flushing?: Promise<void>
+}
+
+export async function startAgent (c: AgentComponents, init: AgentInit = {}): Promise<Agent> {
+  const agent = new BidmeshAgent(c, init)
+  await agent.start()
+  return agent
+}
+
+class BidmeshAgent implements Agent {
+  readonly peerId: string
+  readonly metrics = new AgentMetrics()
+  private readonly owner: OwnerState
+  private readonly bidder: BidderState
+  private readonly t: ReturnType<typeof agentTimings>
+  private readonly startedAtMs = Date.now()
+  private readonly directory = new Map<string, JobSummary>()
+  private readonly running = new Map<string, RunningContainer>()
+  private readonly replies = new Map<number, (m: Message) => void>()
+  private readonly summaryQueue = new Map<string, JobSummary>()
+  private readonly gonePeers = new Set<string>()
+  private nextReplyId = 1
+  private timers: Array<ReturnType<typeof setInterval>> = []
+  private advertScheduled = false
+  private stopped = false
+
+  constructor (private readonly c: AgentComponents, init: AgentInit) {
+    this.peerId = c.mesh.peerId
+    this.t = agentTimings(init)
+    const s = { ...SCHEDULER_DEFAULTS, ...init.scheduler }
+    const def = defaultCapacity()
+    this.owner = createOwner({
+      selfId: this.peerId,
+      bidWindowMs: s.bidWindowMs,
+      awardAckTimeoutMs: s.awardAckTimeoutMs,
+      leaseMs: this.t.leaseMs,
+      extraCandidates: s.extraCandidates,
+      explainTop: s.explainTop,
+      retryBackoffBaseMs: s.retryBackoffBaseMs,
+      retryBackoffMaxMs: s.retryBackoffMaxMs,
+      sweepIntervalMs: this.t.sweepIntervalMs,
+      suspectAfterMs: this.t.suspectAfterMs,
+      goneAfterMs: this.t.goneAfterMs,
+      maxLostAttempts: 10
+    })
+    // The capacity version starts from the clock so it keeps increasing across restarts.
+    this.bidder = createBidder({
+      peerId: this.peerId,
+      totalCpuMilli: init.cpuMilli ?? def.cpuMilli,
+      totalMemoryBytes: init.memoryBytes ?? def.memoryBytes,
+      labels: init.labels ?? {},
+      seq: Date.now() * 1000,
+      config: { reservationTtlMs: s.reservationTtlMs, leaseMs: this.t.leaseMs, leaseRenewMs: this.t.leaseRenewMs, reportRetryMs: 1000 }
+    })
+  }
+
+  // ---- lifecycle -------------------------------------------------------------------------
+
+  async start (): Promise<void> {
+    const { mesh } = this.c
+    mesh.handle(async (from, message) => await this.onRequest(from, message))
+    mesh.addEventListener('gossip:received', ({ from, message }) => this.onGossip(from, message))
+    mesh.addEventListener('message:invalid', ({ channel, rejection }) => this.metrics.invalidMessages.inc({ channel, rejection }))
+    await this.cleanupOrphans()
+    // Jobs this agent owned before a restart: take them up again.
+    for (const job of this.c.store.listJobs({ limit: 100_000 })) {
+      if (job.owner === this.peerId && !TERMINAL_STATES.has(job.state)) this.ownerDo({ type: 'job:adopted', job })
+    }
+    this.publishAdvert()
+    this.timers.push(setInterval(() => this.tick(), this.t.tickMs))
+    this.timers.push(setInterval(() => this.publishAdvert(), this.t.advertIntervalMs))
+    this.timers.push(setInterval(() => { void this.flushSummaries() }, 250))
+  }
+
+  listenAddrs (): string[] { return this.c.mesh.listenAddrs() }
+
+  async drain (): Promise<void> {
+    this.bidderDo({ type: 'drain:set', draining: true })
+  }
+
+  async stop (): Promise<void> {
+    if (this.stopped) return
+    this.stopped = true
+    for (const t of this.timers) clearInterval(t)
+    for (const r of this.running.values()) r.abort.abort()
+    await this.c.mesh.stop().catch(() => {})
+    this.c.store.close()
+  }
+
+  /** Containers labelled as ours whose attempt this agent does not know: left by a crash. */
+  private async cleanupOrphans (): Promise<void> {
+    try {
+      const known = new Set(this.c.store.listRunning().map(r => `${r.jobId}#${r.epoch}`))
+      for (const ct of await this.c.executor.listManaged()) {
+        if (ct.node === this.peerId && !known.has(`${ct.jobId}#${ct.epoch}`)) await this.c.executor.remove(ct.containerId)
+      }
+      // Attempts that were running when the agent died: their leases have lapsed or will;
+      // the owner re-runs them. Remove their containers and forget them.
+      for (const r of this.c.store.listRunning()) {
+        for (const ct of await this.c.executor.listManaged()) {
+          if (ct.jobId === r.jobId && ct.epoch === r.epoch) await this.c.executor.remove(ct.containerId)
+        }
+        this.c.store.deleteRunning(r.jobId, r.epoch)
+      }
+    } catch (err) {
+      this.c.logger.warn({ err: String(err) }, 'could not list managed containers')
+    }
+  }
+
+  private tick (): void {
+    const now = Date.now()
+    this.bidderDo({ type: 'tick' })
+    // Membership: a peer whose adverts stopped for goneAfterMs is gone. Tell the owner once.
+    for (const e of this.owner.view.entries.values()) {
+      const peer = e.capacity.peerId
+      if (peer === this.peerId) continue
+      const l = liveness(e, now, this.owner.config)
+      if (l === 'gone' && !this.gonePeers.has(peer)) {
+        this.gonePeers.add(peer)
+        this.c.logger.info({ peer }, 'peer:gone')
+        this.ownerDo({ type: 'peer:gone', peer })
+      } else if (l !== 'gone') this.gonePeers.delete(peer)
+    }
+    this.ownerDo({ type: 'tick' })
+  }
+
+  // ---- the two machines ------------------------------------------------------------------
+
+  private ownerDo (event: OwnerEvent): void {
+    const effects = ownerStep(this.owner, event, Date.now())
+    this.runOwnerEffects(effects)
+  }
+
+  private bidderDo (event: BidderEvent): void {
+    const effects = bidderStep(this.bidder, event, Date.now())
+    this.runBidderEffects(effects)
+  }
+
+  private runOwnerEffects (effects: OwnerEffect[]): void {
+    // Persist first: nothing leaves this agent about a job before its record is on disk.
+    for (const fx of effects) {
+      if (fx.type !== 'job:changed') continue
+      this.c.store.transaction(() => {
+        this.c.store.putJob(fx.job)
+        for (const ev of fx.events) this.c.store.appendEvent(fx.job.id, ev)
+      })
+      for (const ev of fx.events) this.onJobEvent(fx.job, ev)
+      const sum = summarize(fx.job)
+      this.directory.set(sum.id, sum)
+      this.summaryQueue.set(sum.id, sum)
+    }
+    for (const fx of effects) {
+      if (fx.type === 'send') void this.ownerSend(fx.to, fx.message)
+      else if (fx.type === 'reply') this.reply(fx.replyId, fx.message)
+    }
+  }
+
+  private runBidderEffects (effects: BidderEffect[]): void {
+    for (const fx of effects) {
+      switch (fx.type) {
+        case 'reply': this.reply(fx.replyId, fx.message); break
+        case 'send': void this.bidderSend(fx.to, fx.message); break
+        case 'attempt:start': this.startAttempt(fx.jobId, fx.epoch, fx.owner, fx.spec); break
+        case 'attempt:stop': {
+          this.c.logger.info({ jobId: fx.jobId, epoch: fx.epoch, reason: fx.reason }, 'attempt:stop')
+          this.running.get(`${fx.jobId}#${fx.epoch}`)?.abort.abort(fx.reason)
+          break
+        }
+        case 'attempt:reported': this.c.store.deleteRunning(fx.jobId, fx.epoch); break
+        case 'capacity:changed': this.scheduleAdvert(); break
+      }
+    }
+  }
+
+  private onJobEvent (job: JobRecord, ev: JobEvent): void {
+    this.c.logger.info({ jobId: job.id, event: ev.type, epoch: ev.epoch, node: ev.node, detail: ev.detail }, ev.type)
+    switch (ev.type) {
+      case 'job:awarded': this.metrics.awards.inc(); break
+      case 'attempt:lost': case 'award:timeout': case 'award:declined': this.metrics.reschedules.inc(); break
+      case 'attempt:started': {
+        const a = job.attempts.find(x => x.epoch === ev.epoch)
+        if (a !== undefined) this.metrics.schedulingLatency.observe((a.startedAtMs ?? Date.now()) / 1000 - job.createdAtMs / 1000)
+        break
+      }
+    }
+  }
+
+  private async ownerSend (to: string, message: Message): Promise<void> {
+    const m = message
+    if (m.type === MessageType.BidRequest) this.metrics.bidRequests.inc()
+    try {
+      const response = await this.c.mesh.request(to, m)
+      if (this.stopped) return
+      if (m.type === MessageType.BidRequest) {
+        if (response.type === MessageType.Bid) this.ownerDo({ type: 'bid:received', from: to, ...response.body })
+        else if (response.type === MessageType.BidRefused) this.ownerDo({ type: 'bid:refused', from: to, ...response.body })
+      } else if (m.type === MessageType.Award) {
+        if (response.type === MessageType.AwardAck) this.ownerDo({ type: 'award:acked', from: to, ...response.body })
+        else if (response.type === MessageType.AwardDeclined) this.ownerDo({ type: 'award:declined', from: to, ...response.body })
+      }
+    } catch (err) {
+      if (this.stopped) return
+      this.c.logger.debug({ to, type: m.type, err: String(err) }, 'request failed')
+      if (m.type === MessageType.BidRequest) this.ownerDo({ type: 'bid:refused', from: to, jobId: m.body.jobId, epoch: m.body.epoch, reason: 'unreachable' })
+      else if (m.type === MessageType.Award) this.ownerDo({ type: 'award:declined', from: to, jobId: m.body.jobId, epoch: m.body.epoch, reason: 'unreachable' })
+      // Releases and cancels are best effort: reservations expire and leases lapse anyway.
+    }
+  }
+
+  private async bidderSend (to: string, message: Message): Promise<void> {
+    if (message.type !== MessageType.AttemptUpdate) return
+    const u = message.body
+    try {
+      // Output first: when the owner hears "exited", it already has every line.
+      if (u.state === 'exited') await this.flushLogs(`${u.jobId}#${u.epoch}`)
+      const response = await this.c.mesh.request(to, message)
+      if (response.type === MessageType.AttemptUpdateAck) this.bidderDo({ type: 'update:acked', ...response.body })
+    } catch (err) {
+      if (this.stopped) return
+      this.bidderDo({ type: 'update:failed', jobId: u.jobId, epoch: u.epoch })
+    }
+  }
+
+  private reply (replyId: number, message: Message): void {
+    const r = this.replies.get(replyId)
+    if (r !== undefined) { this.replies.delete(replyId); r(message) }
+  }
+
+  /** Runs a machine step for an inbound request and waits for the reply effect it makes. */
+  private async ask (make: (replyId: number) => void): Promise<Message> {
+    const replyId = this.nextReplyId++
+    const p = new Promise<Message>(resolve => this.replies.set(replyId, resolve))
+    make(replyId)
+    if (this.replies.has(replyId)) {
+      this.replies.delete(replyId)
+      return { type: MessageType.Ack, body: { ok: false, code: 'ERR_NO_REPLY' } }
+    }
+    return await p
+  }
+
+  // ---- inbound ---------------------------------------------------------------------------
+
+  private async onRequest (from: string, m: Message): Promise<Message> {
+    switch (m.type) {
+      case MessageType.BidRequest:
+        this.metrics.bidsReceived.inc()
+        return await this.ask(replyId => this.bidderDo({ type: 'bid:requested', from, replyId, ...m.body }))
+      case MessageType.Award:
+        return await this.ask(replyId => this.bidderDo({ type: 'award:received', from, replyId, jobId: m.body.jobId, epoch: m.body.epoch, spec: m.body.spec }))
+      case MessageType.ReservationRelease:
+        this.bidderDo({ type: 'reservation:released', ...m.body })
+        return ack()
+      case MessageType.CancelAttempt:
+        return await this.ask(replyId => this.bidderDo({ type: 'attempt:cancel', from, replyId, ...m.body }))
+      case MessageType.AttemptUpdate:
+        return await this.ask(replyId => this.ownerDo({ type: 'attempt:update', replyId, update: m.body }))
+      case MessageType.LogAppend: {
+        const oj = this.owner.jobs.get(m.body.jobId)
+        if (oj === undefined) return ack(false, 'ERR_UNKNOWN_JOB')
+        this.c.store.transaction(() => { for (const ch of m.body.chunks) this.c.store.appendLog(m.body.jobId, { ...ch, epoch: m.body.epoch }) })
+        return ack()
+      }
+      case MessageType.JobQuery: {
+        const local = this.localJob(m.body.id)
+        return { type: MessageType.JobQueryReply, body: local }
+      }
+      case MessageType.LogQuery: {
+        const chunks = this.c.store.readLogs(m.body.jobId, { afterSeq: m.body.afterSeq, limit: m.body.limit })
+        return { type: MessageType.LogReply, body: { chunks } }
+      }
+      case MessageType.CancelRequest: {
+        const oj = this.owner.jobs.get(m.body.jobId)
+        if (oj === undefined) return ack(false, 'ERR_UNKNOWN_JOB')
+        this.ownerDo({ type: 'job:cancel', jobId: m.body.jobId })
+        return ack()
+      }
+      case MessageType.JobListQuery: {
+        const summaries = this.c.store.listJobs({ limit: m.body.limit, ...(m.body.state !== undefined ? { state: m.body.state } : {}) }).map(summarize)
+        return { type: MessageType.JobListReply, body: { summaries } }
+      }
+      default:
+        return ack(false, 'ERR_UNEXPECTED_MESSAGE')
+    }
+  }
+
+  private onGossip (from: string, m: Message): void {
+    if (m.type === MessageType.CapacityAdvert) {
+      // The gossip signature names the sender; an advert about someone else is refused.
+      if (m.body.peerId !== from || from === this.peerId) return
+      if (m.body.addrs !== undefined) void this.c.mesh.addPeerAddrs(from, m.body.addrs)
+      this.ownerDo({ type: 'advert:received', capacity: m.body })
+    } else if (m.type === MessageType.JobSummaries) {
+      if (m.body.from !== from) return
+      for (const s of m.body.summaries) {
+        if (s.owner !== from) continue
+        const prev = this.directory.get(s.id)
+        if (prev === undefined || prev.updatedAtMs <= s.updatedAtMs) this.directory.set(s.id, s)
+      }
+      this.trimDirectory()
+    }
+  }
+
+  private trimDirectory (): void {
+    const max = 50_000
+    if (this.directory.size <= max) return
+    for (const id of this.directory.keys()) {
+      if (this.directory.size <= max) break
+      this.directory.delete(id)
+    }
+  }
+
+  // ---- gossip out ------------------------------------------------------------------------
+
+  private scheduleAdvert (): void {
+    // Coalesce bursts of changes into one advert.
+    if (this.advertScheduled) return
+    this.advertScheduled = true
+    setTimeout(() => { this.advertScheduled = false; this.publishAdvert() }, 10)
+  }
+
+  private publishAdvert (): void {
+    if (this.stopped) return
+    const capacity: NodeCapacity = { ...capacityOf(this.bidder, Date.now()), addrs: this.c.mesh.listenAddrs().slice(0, 16) }
+    this.metrics.capacity.set({ resource: 'cpu_milli', kind: 'free' }, capacity.freeCpuMilli)
+    this.metrics.capacity.set({ resource: 'memory_bytes', kind: 'free' }, capacity.freeMemoryBytes)
+    this.metrics.capacity.set({ resource: 'cpu_milli', kind: 'total' }, capacity.totalCpuMilli)
+    this.metrics.capacity.set({ resource: 'memory_bytes', kind: 'total' }, capacity.totalMemoryBytes)
+    this.ownerDo({ type: 'advert:received', capacity })
+    void this.c.mesh.publish(Topic.Capacity, { type: MessageType.CapacityAdvert, body: capacity })
+  }
+
+  private async flushSummaries (): Promise<void> {
+    if (this.summaryQueue.size === 0 || this.stopped) return
+    const all = [...this.summaryQueue.values()]
+    this.summaryQueue.clear()
+    for (let i = 0; i < all.length; i += 200) {
+      await this.c.mesh.publish(Topic.Jobs, { type: MessageType.JobSummaries, body: { from: this.peerId, summaries: all.slice(i, i + 200) } })
+    }
+  }
+
+  // ---- execution -------------------------------------------------------------------------
+
+  private startAttempt (jobId: string, epoch: number, owner: string, spec: JobSpec): void {
+    const k = `${jobId}#${epoch}`
+    if (this.running.has(k)) return
+    const rc: RunningContainer = { abort: new AbortController(), owner, logBuffer: [] }
+    this.running.set(k, rc)
+    this.c.store.putRunning({ jobId, epoch, owner, spec })
+    this.metrics.containersRunning.inc()
+    const flushTimer = setInterval(() => { void this.flushLogs(k) }, this.t.logFlushMs)
+    const decoder = { stdout: new TextDecoder(), stderr: new TextDecoder() }
+    void this.c.executor.run({ jobId, epoch, spec }, {
+      signal: rc.abort.signal,
+      onStarted: ({ containerId, startedAtMs }) => {
+        this.c.store.putRunning({ jobId, epoch, owner, spec, containerId, startedAtMs })
+        this.bidderDo({ type: 'attempt:started', jobId, epoch, startedAtMs })
+      },
+      onOutput: (stream, chunk) => {
+        rc.logBuffer.push({ stream, atMs: Date.now(), data: decoder[stream].decode(chunk, { stream: true }) })
+      }
+    }).then(result => {
+      const reason = result.reason === 'cancelled' && rc.abort.signal.reason === 'lost' ? 'lost' : result.reason
+      this.bidderDo({
+        type: 'attempt:exited',
+        jobId,
+        epoch,
+        update: {
+          ...(result.startedAtMs !== undefined ? { startedAtMs: result.startedAtMs } : {}),
+          finishedAtMs: result.finishedAtMs,
+          exitCode: result.exitCode,
+          reason,
+          ...(result.error !== undefined ? { error: `${result.error.name}: ${result.error.message}`.slice(0, 4000) } : {})
+        }
+      })
+    }).catch(err => {
+      this.c.logger.error({ jobId, epoch, err: String(err) }, 'executor failed')
+      this.bidderDo({ type: 'attempt:exited', jobId, epoch, update: { finishedAtMs: Date.now(), exitCode: null, reason: 'error', error: String(err).slice(0, 4000) } })
+    }).finally(() => {
+      clearInterval(flushTimer)
+      this.metrics.containersRunning.dec()
+      // Keep the entry until the final flush is done; the bidder reports after it.
+      void this.flushLogs(k).finally(() => this.running.delete(k))
+    })
+  }
+
+  /** Sends buffered output to the job's owner, in order, one batch at a time. */
+  private async flushLogs (k: string): Promise<void> {
+    const rc = this.running.get(k)
+    if (rc === undefined) return
+    while (rc.flushing !== undefined) await rc.flushing
+    if (rc.logBuffer.length === 0) return
+    const chunks = rc.logBuffer.splice(0, rc.logBuffer.length)
+    const [jobId, epochText] = k.split('#')
+    const epoch = Number(epochText)
+    rc.flushing = (async () => {
+      for (let attempt = 0; attempt < 5; attempt++) {
+        try {
+          const r = await this.c.mesh.request(rc.owner, { type: MessageType.LogAppend, body: { jobId, epoch, chunks } })
+          if (r.type === MessageType.Ack) return
+        } catch {
+          if (this.stopped) return
+        }
+      }
+      this.c.logger.warn({ jobId, epoch }, 'could not deliver output to the owner')
+    })()
+    try { await rc.flushing } finally { rc.flushing = undefined }
+  }
+
+  // ---- AgentApi --------------------------------------------------------------------------
+
+  async submit (input: unknown): Promise<JobRecord> {
+    const spec = parseJobSpec(input)
+    const now = Date.now()
+    const job: JobRecord = { id: newJobId(now), spec, owner: this.peerId, publisher: this.peerId, state: 'pending', epoch: 0, attempts: [], createdAtMs: now, updatedAtMs: now }
+    this.metrics.auctions.inc()
+    this.ownerDo({ type: 'job:submitted', job })
+    return structuredClone(this.owner.jobs.get(job.id)!.record)
+  }
+
+  async plan (input: unknown): Promise<Explanation> {
+    const spec = parseJobSpec(input)
+    const now = Date.now()
+    return selectCandidates('plan', spec, snapshots(this.owner.view, now, this.owner.config), {
+      extraCandidates: this.owner.config.extraCandidates, explainTop: this.owner.config.explainTop, nowMs: now
+    }).explanation
+  }
+
+  private localJob (idOrPrefix: string): { job?: JobRecord, events: JobEvent[], matches?: string[] } {
+    const found = this.c.store.listJobs({ prefix: idOrPrefix, limit: 2 })
+    if (found.length > 1) return { events: [], matches: found.map(j => j.id) }
+    if (found.length === 0) return { events: [] }
+    const live = this.owner.jobs.get(found[0].id)?.record ?? found[0]
+    return { job: structuredClone(live), events: this.c.store.events(found[0].id) }
+  }
+
+  async getJob (idOrPrefix: string, options: { signal?: AbortSignal } = {}): Promise<JobDetail> {
+    const local = this.localJob(idOrPrefix)
+    if (local.matches !== undefined) throw new AmbiguousJobIdError(idOrPrefix, local.matches)
+    if (local.job !== undefined && local.job.owner === this.peerId) return { job: local.job, events: local.events }
+    // Not ours: ask the owner named in the directory, else every peer we know of.
+    const known = [...this.directory.values()].filter(s => s.id.startsWith(idOrPrefix))
+    if (known.length > 1 && !known.some(s => s.id === idOrPrefix)) throw new AmbiguousJobIdError(idOrPrefix, known.map(s => s.id))
+    const owners = known.length > 0 ? [known[0].owner] : this.otherPeers()
+    const replies = await Promise.all(owners.map(async peer => {
+      try {
+        const r = await this.c.mesh.request(peer, { type: MessageType.JobQuery, body: { id: idOrPrefix } }, { signal: options.signal })
+        return r.type === MessageType.JobQueryReply ? r.body : undefined
+      } catch { return undefined }
+    }))
+    const matches = new Set<string>()
+    for (const r of replies) {
+      if (r?.job !== undefined && r.job.owner !== undefined) {
+        // the owner's copy is authoritative
+        if (r.job.id === idOrPrefix || replies.filter(x => x?.job !== undefined).length === 1) return { job: r.job, events: r.events }
+        matches.add(r.job.id)
+      }
+      for (const m of r?.matches ?? []) matches.add(m)
+    }
+    if (matches.size > 1) throw new AmbiguousJobIdError(idOrPrefix, [...matches])
+    if (local.job !== undefined) return { job: local.job, events: local.events }
+    throw new UnknownJobError(idOrPrefix)
+  }
+
+  private otherPeers (): string[] {
+    const peers = new Set<string>(this.c.mesh.connectedPeers())
+    for (const p of this.owner.view.entries.keys()) peers.add(p)
+    peers.delete(this.peerId)
+    return [...peers]
+  }
+
+  async listJobs (options: { state?: string, limit?: number } = {}): Promise<JobSummary[]> {
+    const limit = options.limit ?? 1000
+    const byId = new Map<string, JobSummary>()
+    for (const s of this.directory.values()) byId.set(s.id, s)
+    for (const j of this.c.store.listJobs({ limit, ...(options.state !== undefined ? { state: options.state } : {}) })) {
+      const live = this.owner.jobs.get(j.id)?.record ?? j
+      byId.set(j.id, summarize(live))
+    }
+    return [...byId.values()]
+      .filter(s => options.state === undefined || s.state === options.state)
+      .sort((a, b) => b.createdAtMs - a.createdAtMs || (a.id < b.id ? 1 : -1))
+      .slice(0, limit)
+  }
+
+  async readLogs (id: string, options: { afterSeq?: number, signal?: AbortSignal } = {}): Promise<LogChunk[]> {
+    const { job } = await this.getJob(id, options)
+    if (job.owner === this.peerId) return this.c.store.readLogs(job.id, { afterSeq: options.afterSeq ?? 0 })
+    const r = await this.c.mesh.request(job.owner, { type: MessageType.LogQuery, body: { jobId: job.id, afterSeq: options.afterSeq ?? 0, limit: 10_000 } }, { signal: options.signal })
+    return r.type === MessageType.LogReply ? r.body.chunks : []
+  }
+
+  async cancel (idOrPrefix: string, options: { signal?: AbortSignal } = {}): Promise<JobRecord> {
+    const { job } = await this.getJob(idOrPrefix, options)
+    if (job.owner === this.peerId) this.ownerDo({ type: 'job:cancel', jobId: job.id })
+    else await this.c.mesh.request(job.owner, { type: MessageType.CancelRequest, body: { jobId: job.id } }, { signal: options.signal })
+    return (await this.getJob(job.id, options)).job
+  }
+
+  nodes (): NodeView[] {
+    const now = Date.now()
+    return viewLiveness(this.owner, now)
+      .map(v => ({ ...v.capacity, liveness: v.liveness, lastSeenAgoMs: now - v.heardAtMs, self: v.capacity.peerId === this.peerId }))
+      .sort((a, b) => (a.peerId < b.peerId ? -1 : 1))
+  }
+
+  health (): { ok: boolean, peerId: string, peers: number, draining: boolean, uptimeMs: number } {
+    return { ok: !this.stopped, peerId: this.peerId, peers: this.c.mesh.connectedPeers().length, draining: this.bidder.draining, uptimeMs: Date.now() - this.startedAtMs }
+  }
+}
+
+function ack (ok = true, code?: string): Message {
+  return { type: MessageType.Ack, body: { ok, ...(code !== undefined ? { code } : {}) } }
+}
+
+export function joinDataPath (dataDir: string, name: string): string {
+  return join(dataDir, name)
+}

@@ -1,0 +1,68 @@
+// The job status object the HTTP API returns and the CLI prints. One mapping, so that
+// `GET /v1/jobs/:id`, `POST /v1/jobs`, `DELETE /v1/jobs/:id` and `bidmesh status --json`
+// all show the same JSON.
+import type { JobDetail } from '../agent/agent-api.ts'
+import type { AttemptRecord, Explanation, JobEvent, JobReason, JobState } from '../protocol/job.ts'
+import { TERMINAL_STATES } from '../protocol/job.ts'
+import type { JobSpec } from '../protocol/job-spec.ts'
+
+export interface JobStatus {
+  id: string
+  name: string | null
+  state: JobState
+  reason: JobReason | null
+  exitCode: number | null
+  node: string | null
+  owner: string
+  publisher: string
+  epoch: number
+  attempts: number
+  createdAt: string
+  updatedAt: string
+  startedAt: string | null
+  finishedAt: string | null
+  spec: JobSpec
+  explanation: Explanation | null
+  events: JobEvent[]
+}
+
+function iso (ms: number | undefined): string | null {
+  // A corrupt or missing timestamp must not turn a status read into a 500 (toISOString
+  // throws a RangeError on an invalid date), so anything not finite maps to null.
+  if (ms === undefined || !Number.isFinite(ms)) return null
+  return new Date(ms).toISOString()
+}
+
+/** The attempt the status describes: the one of the current epoch when there is one
+ *  (a retry in progress), else the last one made. */
+function currentAttempt (attempts: AttemptRecord[], epoch: number): AttemptRecord | undefined {
+  return attempts.find(a => a.epoch === epoch) ?? attempts[attempts.length - 1]
+}
+
+export function toJobStatus (detail: JobDetail): JobStatus {
+  const { job, events } = detail
+  const attempt = currentAttempt(job.attempts, job.epoch)
+  const last = job.attempts[job.attempts.length - 1]
+  const terminal = TERMINAL_STATES.has(job.state)
+  return {
+    id: job.id,
+    name: job.spec.name ?? null,
+    state: job.state,
+    reason: job.reason ?? null,
+    exitCode: job.exitCode ?? null,
+    node: job.node ?? null,
+    owner: job.owner,
+    publisher: job.publisher,
+    epoch: job.epoch,
+    attempts: job.attempts.length,
+    createdAt: iso(job.createdAtMs) ?? new Date(0).toISOString(),
+    updatedAt: iso(job.updatedAtMs) ?? new Date(0).toISOString(),
+    startedAt: iso(attempt?.startedAtMs),
+    // Only a terminal job is finished: a failed attempt that will be retried has a
+    // finishedAtMs too, but the job as a whole has not finished.
+    finishedAt: terminal ? iso(last?.finishedAtMs) : null,
+    spec: job.spec,
+    explanation: job.explanation ?? null,
+    events
+  }
+}

@@ -1,0 +1,49 @@
+// Every default in one place. Pure values only: the scheduler and protocol may import this.
+// Each timing states its formula and trade-off; docs/operations.md repeats the table.
+
+/** Default HTTP API address. Loopback, so a fresh agent is not reachable from the network. */
+export const DEFAULT_API_HOST = '127.0.0.1'
+export const DEFAULT_API_PORT = 7700
+export const DEFAULT_LISTEN = '/ip4/0.0.0.0/tcp/7701'
+
+export const AGENT_DEFAULTS = {
+  /** CPU kept back for the host and the agent itself: max(0.25 core, 10% of cores). */
+  reserveCpuFraction: 0.1,
+  reserveCpuMinMilli: 250,
+  /** Memory kept back: max(256 MiB, 10% of RAM). */
+  reserveMemoryFraction: 0.1,
+  reserveMemoryMinBytes: 256 * 1024 * 1024,
+  /** Periodic capacity advert. Adverts also go out at once when free capacity changes.
+   *  Lower: fresher views, more gossip bytes (≈ 300 B × 1000/advertIntervalMs per agent). */
+  advertIntervalMs: 1000,
+  /** A peer unheard for suspectAfterMs is suspect (not offered new work); after goneAfterMs it is gone.
+   *  suspect = 3 × advert interval, so one or two lost adverts never suspect a peer. */
+  suspectAfterMs: 3000,
+  /** gone = 6 × advert interval (see docs/operations.md for the formula). */
+  goneAfterMs: 6000,
+  /** How often pending jobs are offered again even without a capacity change (sweep). */
+  sweepIntervalMs: 2000,
+  /** Max request body for the HTTP API. */
+  apiBodyLimitBytes: 1024 * 1024
+} as const
+
+export const SCHEDULER_DEFAULTS = {
+  /** Candidates asked to bid = min(feasible, needed + extraCandidates). More: better odds that one
+   *  still has room when the bid arrives; fewer: fewer messages per job. Constant in mesh size. */
+  extraCandidates: 2,
+  /** How long an owner waits for bids before deciding with what it has. It decides early once every
+   *  candidate has answered, so this only costs time when a candidate is slow or dead. */
+  bidWindowMs: 500,
+  /** How long a bid's reservation holds on the bidder without an award. Must exceed the bid window
+   *  plus an award's round trip, or a winner may have given its reservation away. */
+  reservationTtlMs: 3000,
+  /** How long the owner waits for the winner's award acknowledgement before re-auctioning. */
+  awardAckTimeoutMs: 2000,
+  /** An advert older than this is not trusted for placement (the node may be gone or full). */
+  staleAdvertMs: 6000,
+  /** Retry backoff: min(retryBackoffMaxMs, retryBackoffBaseMs × 2^(attempt-1)). */
+  retryBackoffBaseMs: 1000,
+  retryBackoffMaxMs: 30_000,
+  /** Top scores kept in an explanation. */
+  explainTop: 5
+} as const

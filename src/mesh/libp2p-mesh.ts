@@ -1,0 +1,219 @@
+// The mesh over libp2p 2.x: TCP, noise, yamux, identify, gossipsub. Direct requests use one
+// short stream each, length-prefixed msgpackr frames in both directions.
+import { readFile, writeFile, mkdir, rename } from 'node:fs/promises'
+import { join } from 'node:path'
+import { gossipsub } from '@chainsafe/libp2p-gossipsub'
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
+import { identify } from '@libp2p/identify'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { tcp } from '@libp2p/tcp'
+import { multiaddr } from '@multiformats/multiaddr'
+import { lpStream } from 'it-length-prefixed-stream'
+import { createLibp2p, type Libp2p } from 'libp2p'
+import type { PrivateKey } from '@libp2p/interface'
+import { decodeMessage, encodeMessage } from '../protocol/codec.ts'
+import { MAX_DIRECT_BYTES, MAX_GOSSIP_BYTES, type Message } from '../protocol/messages.ts'
+import { MESH_DEFAULTS } from './constants.ts'
+import { InvalidResponseError, type Mesh, MeshEmitter, PeerUnreachableError, type RequestHandler, Topic, type TopicName } from './mesh.ts'
+
+export interface Libp2pMeshInit {
+  dataDir: string
+  listen: string[]
+  bootstrap?: string[]
+  requestTimeoutMs?: number
+  logger?: { warn: (obj: object, msg?: string) => void, debug: (obj: object, msg?: string) => void }
+}
+
+/** Loads the agent's persistent identity, creating it on first start. */
+export async function loadOrCreateKey (dataDir: string): Promise<PrivateKey> {
+  const path = join(dataDir, 'peer.key')
+  try {
+    return privateKeyFromProtobuf(await readFile(path)) as unknown as PrivateKey
+  } catch (err: any) {
+    if (err?.code !== 'ENOENT') throw err
+  }
+  await mkdir(dataDir, { recursive: true })
+  const key = await generateKeyPair('Ed25519')
+  // Write-then-rename: a crash never leaves a half-written identity behind.
+  await writeFile(`${path}.tmp`, privateKeyToProtobuf(key), { mode: 0o600 })
+  await rename(`${path}.tmp`, path)
+  return key as unknown as PrivateKey
+}
+
+export async function createLibp2pMesh (init: Libp2pMeshInit): Promise<Mesh> {
+  const privateKey = await loadOrCreateKey(init.dataDir)
+  const node = await createLibp2p({
+    privateKey,
+    addresses: { listen: init.listen },
+    transports: [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    services: {
+      identify: identify(),
+      pubsub: gossipsub({
+        // Capacity adverts must go out even before a topic mesh has formed.
+        allowPublishToZeroTopicPeers: true,
+        emitSelf: false,
+        // Decoded gossip frames are capped below; the RPC itself is bounded too.
+        maxInboundDataLength: MAX_GOSSIP_BYTES * 4,
+        // A slow peer must not make us buffer without bound.
+        maxOutboundBufferSize: 4 * 1024 * 1024
+      })
+    }
+  })
+  const mesh = new Libp2pMesh(node, init)
+  await mesh.start()
+  return mesh
+}
+
+class Libp2pMesh extends MeshEmitter implements Mesh {
+  readonly peerId: string
+  private handler?: RequestHandler
+  private readonly bootstrap: string[]
+  private redialTimer?: ReturnType<typeof setInterval>
+  private readonly timeoutMs: number
+
+  constructor (private readonly node: Libp2p<any>, private readonly init: Libp2pMeshInit) {
+    super()
+    this.peerId = node.peerId.toString()
+    this.bootstrap = init.bootstrap ?? []
+    this.timeoutMs = init.requestTimeoutMs ?? MESH_DEFAULTS.requestTimeoutMs
+  }
+
+  private get pubsub (): any { return (this.node.services as any).pubsub }
+
+  async start (): Promise<void> {
+    const pubsub = this.pubsub
+    for (const topic of Object.values(Topic)) {
+      // Validate before gossipsub forwards anything: an invalid frame is rejected (and its
+      // sender penalised by peer scoring), never relayed.
+      pubsub.topicValidators.set(topic, (from: any, msg: any) => {
+        const r = decodeMessage(msg.data, MAX_GOSSIP_BYTES)
+        if (!r.ok) {
+          this.emit('message:invalid', { from: from.toString(), channel: 'gossip', rejection: r.rejection })
+          return 'reject'
+        }
+        return 'accept'
+      })
+      pubsub.subscribe(topic)
+    }
+    pubsub.addEventListener('message', (evt: any) => {
+      const m = evt.detail
+      const r = decodeMessage(m.data, MAX_GOSSIP_BYTES)
+      if (!r.ok) return // already counted by the validator
+      const from = m.type === 'signed' ? m.from.toString() : 'unknown'
+      this.emit('gossip:received', { topic: m.topic as TopicName, from, message: r.message })
+    })
+    this.node.addEventListener('peer:connect', (evt: any) => this.emit('peer:connected', { peer: evt.detail.toString() }))
+    this.node.addEventListener('peer:disconnect', (evt: any) => this.emit('peer:disconnected', { peer: evt.detail.toString() }))
+    await this.node.handle(MESH_DEFAULTS.rpcProtocol, ({ stream, connection }: any) => {
+      void this.serve(stream, connection.remotePeer.toString())
+    }, { maxInboundStreams: MESH_DEFAULTS.maxInboundStreams, maxOutboundStreams: MESH_DEFAULTS.maxOutboundStreams })
+    await this.dialBootstrap()
+    this.redialTimer = setInterval(() => { void this.dialBootstrap() }, MESH_DEFAULTS.redialIntervalMs)
+    this.redialTimer.unref?.()
+  }
+
+  private async dialBootstrap (): Promise<void> {
+    const connected = new Set(this.connectedPeers())
+    await Promise.all(this.bootstrap.map(async addr => {
+      try {
+        const ma = multiaddr(addr)
+        const id = ma.getPeerId()
+        if (id === this.peerId || (id != null && connected.has(id))) return
+        await this.node.dial(ma, { signal: AbortSignal.timeout(this.timeoutMs) })
+      } catch (err) {
+        this.init.logger?.debug({ addr, err: String(err) }, 'bootstrap dial failed')
+      }
+    }))
+  }
+
+  private async serve (stream: any, from: string): Promise<void> {
+    const signal = AbortSignal.timeout(this.timeoutMs)
+    try {
+      const lp = lpStream(stream, { maxDataLength: MAX_DIRECT_BYTES })
+      const frame = await lp.read({ signal })
+      const r = decodeMessage(frame.subarray(), MAX_DIRECT_BYTES)
+      if (!r.ok) {
+        this.emit('message:invalid', { from, channel: 'direct', rejection: r.rejection })
+        stream.abort(new Error(`invalid request: ${r.rejection}`))
+        return
+      }
+      if (this.handler === undefined) throw new Error('no handler')
+      const response = await this.handler(from, r.message, { signal })
+      await lp.write(encodeMessage(response), { signal })
+      await stream.close({ signal })
+    } catch (err) {
+      this.init.logger?.debug({ from, err: String(err) }, 'direct request failed')
+      stream.abort(err as Error)
+    }
+  }
+
+  listenAddrs (): string[] {
+    return this.node.getMultiaddrs().map(a => a.toString())
+  }
+
+  connectedPeers (): string[] {
+    return this.node.getPeers().map(p => p.toString())
+  }
+
+  async publish (topic: TopicName, message: Message): Promise<void> {
+    try {
+      await this.pubsub.publish(topic, encodeMessage(message))
+    } catch (err) {
+      // Gossip is soft state: a failed publish is retried by the next periodic one.
+      this.init.logger?.debug({ topic, err: String(err) }, 'publish failed')
+    }
+  }
+
+  handle (handler: RequestHandler): void {
+    this.handler = handler
+  }
+
+  async request (to: string, message: Message, options: { signal?: AbortSignal, timeoutMs?: number } = {}): Promise<Message> {
+    if (to === this.peerId) {
+      if (this.handler === undefined) throw new PeerUnreachableError(to)
+      return await this.handler(to, message, { signal: options.signal ?? AbortSignal.timeout(this.timeoutMs) })
+    }
+    const timeout = AbortSignal.timeout(options.timeoutMs ?? this.timeoutMs)
+    const signal = options.signal !== undefined ? AbortSignal.any([options.signal, timeout]) : timeout
+    let stream: any
+    try {
+      stream = await this.node.dialProtocol(peerIdFromString(to), MESH_DEFAULTS.rpcProtocol, { signal })
+    } catch (err) {
+      throw new PeerUnreachableError(to, { cause: err })
+    }
+    try {
+      const lp = lpStream(stream, { maxDataLength: MAX_DIRECT_BYTES })
+      await lp.write(encodeMessage(message), { signal })
+      const frame = await lp.read({ signal })
+      const r = decodeMessage(frame.subarray(), MAX_DIRECT_BYTES)
+      if (!r.ok) {
+        this.emit('message:invalid', { from: to, channel: 'direct', rejection: r.rejection })
+        throw new InvalidResponseError(to, r.rejection)
+      }
+      await stream.close({ signal }).catch(() => {})
+      return r.message
+    } catch (err) {
+      stream.abort?.(err as Error)
+      if (err instanceof InvalidResponseError) throw err
+      throw new PeerUnreachableError(to, { cause: err })
+    }
+  }
+
+  async addPeerAddrs (peer: string, addrs: string[]): Promise<void> {
+    if (peer === this.peerId || addrs.length === 0) return
+    try {
+      await this.node.peerStore.merge(peerIdFromString(peer), { multiaddrs: addrs.map(a => multiaddr(a)) })
+    } catch (err) {
+      this.init.logger?.debug({ peer, err: String(err) }, 'bad peer address')
+    }
+  }
+
+  async stop (): Promise<void> {
+    if (this.redialTimer !== undefined) clearInterval(this.redialTimer)
+    await this.node.stop()
+  }
+}

@@ -1,0 +1,191 @@
+// Wire messages. Message type numbers are part of the protocol: ONLY APPEND.
+// Never renumber or reuse a number, even for a message that is retired.
+import { z } from 'zod'
+import type { JobSpec } from './job-spec.ts'
+import type { JobEvent, JobRecord, JobSummary, LogChunk, NodeCapacity } from './job.ts'
+
+export const PROTOCOL_VERSION = { min: 1, max: 1, current: 1 } as const
+
+export const MessageType = {
+  CapacityAdvert: 1,
+  BidRequest: 2,
+  Bid: 3,
+  BidRefused: 4,
+  Award: 5,
+  AwardAck: 6,
+  AwardDeclined: 7,
+  ReservationRelease: 8,
+  AttemptUpdate: 9,
+  AttemptUpdateAck: 10,
+  JobQuery: 11,
+  JobQueryReply: 12,
+  LogQuery: 13,
+  LogReply: 14,
+  CancelRequest: 15,
+  CancelAttempt: 16,
+  Ack: 17,
+  JobSummaries: 18,
+  JobListQuery: 19,
+  JobListReply: 20,
+  LogAppend: 21
+  // next: 22
+} as const
+export type MessageTypeName = keyof typeof MessageType
+export type MessageTypeNumber = typeof MessageType[MessageTypeName]
+
+/** Size caps, checked before anything is decoded. Gossip is soft state and stays small. */
+export const MAX_GOSSIP_BYTES = 64 * 1024
+export const MAX_DIRECT_BYTES = 1024 * 1024
+
+// ---- schemas ---------------------------------------------------------------------------
+const peerId = z.string().min(1).max(128)
+const jobId = z.string().min(1).max(64)
+const epoch = z.number().int().nonnegative()
+const nonNeg = z.number().nonnegative()
+const ms = z.number().int().nonnegative()
+const labels = z.record(z.string().max(63), z.string().max(63))
+const reason = z.enum(['exit', 'oom', 'timeout', 'cancelled', 'unplaceable', 'lost', 'image', 'error'])
+const jobState = z.enum(['pending', 'scheduled', 'running', 'succeeded', 'failed', 'cancelled'])
+
+export const JobSpecWireSchema = z.object({
+  image: z.string().min(1).max(512),
+  name: z.string().max(128).optional(),
+  command: z.array(z.string().max(65_536)).max(1024),
+  env: z.record(z.string().max(256), z.string().max(32_768)),
+  cpuMilli: z.number().int().positive(),
+  memoryBytes: z.number().int().positive(),
+  pidsLimit: z.number().int().positive(),
+  timeoutMs: ms,
+  retries: z.number().int().min(0).max(100),
+  constraints: labels,
+  network: z.enum(['none', 'bridge']),
+  placement: z.enum(['binpack', 'spread']).optional()
+}).strict()
+
+const capacity = z.object({
+  peerId,
+  totalCpuMilli: nonNeg,
+  freeCpuMilli: z.number(),
+  totalMemoryBytes: nonNeg,
+  freeMemoryBytes: z.number(),
+  runningJobs: z.number().int().nonnegative(),
+  labels,
+  draining: z.boolean(),
+  seq: z.number().int().nonnegative(),
+  sentAtMs: ms,
+  addrs: z.array(z.string().max(256)).max(16).optional()
+})
+
+const attempt = z.object({
+  epoch,
+  node: peerId,
+  state: z.enum(['awarded', 'running', 'exited', 'lost', 'declined', 'cancelled']),
+  awardedAtMs: ms,
+  startedAtMs: ms.optional(),
+  finishedAtMs: ms.optional(),
+  exitCode: z.number().int().nullable().optional(),
+  reason: reason.optional(),
+  error: z.string().max(4096).optional()
+})
+
+const explanation = z.object({
+  consideredNodes: z.number().int().nonnegative(),
+  filtered: z.record(z.string(), z.number()),
+  top: z.array(z.object({ node: peerId, score: z.number(), components: z.record(z.string(), z.number()) })).max(64),
+  candidates: z.array(peerId).max(256),
+  refused: z.record(z.string(), z.number()).optional(),
+  winner: peerId.optional(),
+  decidedAtMs: ms
+})
+
+const jobRecord = z.object({
+  id: jobId,
+  spec: JobSpecWireSchema,
+  owner: peerId,
+  publisher: peerId,
+  state: jobState,
+  reason: reason.optional(),
+  exitCode: z.number().int().nullable().optional(),
+  node: peerId.optional(),
+  epoch,
+  attempts: z.array(attempt).max(1000),
+  createdAtMs: ms,
+  updatedAtMs: ms,
+  notBeforeMs: ms.optional(),
+  explanation: explanation.optional()
+})
+
+const jobEvent = z.object({ atMs: ms, type: z.string().max(64), epoch: epoch.optional(), node: peerId.optional(), detail: z.string().max(4096).optional() })
+const summary = z.object({
+  id: jobId, name: z.string().max(128).optional(), image: z.string().max(512), owner: peerId, state: jobState,
+  reason: reason.optional(), node: peerId.optional(), epoch, createdAtMs: ms, updatedAtMs: ms
+})
+const logChunk = z.object({ seq: z.number().int().positive(), epoch, stream: z.enum(['stdout', 'stderr']), atMs: ms, data: z.string() })
+
+export const BodySchemas = {
+  [MessageType.CapacityAdvert]: capacity,
+  [MessageType.BidRequest]: z.object({ jobId, epoch, owner: peerId, spec: JobSpecWireSchema }),
+  [MessageType.Bid]: z.object({ jobId, epoch, score: z.number(), components: z.record(z.string(), z.number()), capacity }),
+  [MessageType.BidRefused]: z.object({ jobId, epoch, reason: z.string().max(128), capacity: capacity.optional() }),
+  [MessageType.Award]: z.object({ jobId, epoch, owner: peerId, spec: JobSpecWireSchema, leaseMs: ms }),
+  [MessageType.AwardAck]: z.object({ jobId, epoch }),
+  [MessageType.AwardDeclined]: z.object({ jobId, epoch, reason: z.string().max(128) }),
+  [MessageType.ReservationRelease]: z.object({ jobId, epoch }),
+  [MessageType.AttemptUpdate]: z.object({
+    jobId, epoch, node: peerId, state: z.enum(['running', 'exited']),
+    startedAtMs: ms.optional(), finishedAtMs: ms.optional(),
+    exitCode: z.number().int().nullable().optional(), reason: reason.optional(), error: z.string().max(4096).optional()
+  }),
+  [MessageType.AttemptUpdateAck]: z.object({ jobId, epoch, accepted: z.boolean(), stop: z.boolean() }),
+  [MessageType.JobQuery]: z.object({ id: z.string().min(1).max(64) }),
+  [MessageType.JobQueryReply]: z.object({ job: jobRecord.optional(), events: z.array(jobEvent).max(10_000), matches: z.array(jobId).max(64).optional() }),
+  [MessageType.LogQuery]: z.object({ jobId, afterSeq: z.number().int().nonnegative(), limit: z.number().int().positive().max(10_000) }),
+  [MessageType.LogReply]: z.object({ chunks: z.array(logChunk).max(10_000) }),
+  [MessageType.CancelRequest]: z.object({ jobId }),
+  [MessageType.CancelAttempt]: z.object({ jobId, epoch }),
+  [MessageType.Ack]: z.object({ ok: z.boolean(), code: z.string().max(64).optional(), message: z.string().max(1024).optional() }),
+  [MessageType.JobSummaries]: z.object({ from: peerId, summaries: z.array(summary).max(256) }),
+  [MessageType.JobListQuery]: z.object({ state: jobState.optional(), limit: z.number().int().positive().max(10_000) }),
+  [MessageType.JobListReply]: z.object({ summaries: z.array(summary).max(10_000) }),
+  [MessageType.LogAppend]: z.object({ jobId, epoch, chunks: z.array(z.object({ stream: z.enum(['stdout', 'stderr']), atMs: ms, data: z.string() })).max(10_000) })
+} as const
+
+// ---- typed bodies ----------------------------------------------------------------------
+export interface Bodies {
+  [MessageType.CapacityAdvert]: NodeCapacity
+  [MessageType.BidRequest]: { jobId: string, epoch: number, owner: string, spec: JobSpec }
+  [MessageType.Bid]: { jobId: string, epoch: number, score: number, components: Record<string, number>, capacity: NodeCapacity }
+  [MessageType.BidRefused]: { jobId: string, epoch: number, reason: string, capacity?: NodeCapacity }
+  [MessageType.Award]: { jobId: string, epoch: number, owner: string, spec: JobSpec, leaseMs: number }
+  [MessageType.AwardAck]: { jobId: string, epoch: number }
+  [MessageType.AwardDeclined]: { jobId: string, epoch: number, reason: string }
+  [MessageType.ReservationRelease]: { jobId: string, epoch: number }
+  [MessageType.AttemptUpdate]: AttemptUpdate
+  [MessageType.AttemptUpdateAck]: { jobId: string, epoch: number, accepted: boolean, stop: boolean }
+  [MessageType.JobQuery]: { id: string }
+  [MessageType.JobQueryReply]: { job?: JobRecord, events: JobEvent[], matches?: string[] }
+  [MessageType.LogQuery]: { jobId: string, afterSeq: number, limit: number }
+  [MessageType.LogReply]: { chunks: LogChunk[] }
+  [MessageType.CancelRequest]: { jobId: string }
+  [MessageType.CancelAttempt]: { jobId: string, epoch: number }
+  [MessageType.Ack]: { ok: boolean, code?: string, message?: string }
+  [MessageType.JobSummaries]: { from: string, summaries: JobSummary[] }
+  [MessageType.JobListQuery]: { state?: JobSummary['state'], limit: number }
+  [MessageType.JobListReply]: { summaries: JobSummary[] }
+  [MessageType.LogAppend]: { jobId: string, epoch: number, chunks: Array<Omit<LogChunk, 'seq' | 'epoch'>> }
+}
+
+export interface AttemptUpdate {
+  jobId: string
+  epoch: number
+  node: string
+  state: 'running' | 'exited'
+  startedAtMs?: number
+  finishedAtMs?: number
+  exitCode?: number | null
+  reason?: 'exit' | 'oom' | 'timeout' | 'cancelled' | 'unplaceable' | 'lost' | 'image' | 'error'
+  error?: string
+}
+
+export type Message = { [K in keyof Bodies]: { type: K, body: Bodies[K] } }[keyof Bodies]
+export type MessageOf<K extends keyof Bodies> = { type: K, body: Bodies[K] }

@@ -1,0 +1,455 @@
+// The Docker executor: runs one job attempt in a locked-down container on the local
+// engine, streams its output, and reports how it ended. Job-level failures (missing
+// image, refused start, OOM, timeout) come back as results; only the runtime's own
+// reachability (ping) throws.
+import Docker from 'dockerode'
+import { PassThrough } from 'node:stream'
+import type { AttemptRef, AttemptResult, Executor, ManagedContainer, RunOptions } from './executor.ts'
+import { ContainerStartError, DockerUnavailableError, ImageNotFoundError } from './errors.ts'
+
+export const DOCKER_EXECUTOR_DEFAULTS = {
+  /** SIGTERM→SIGKILL grace on cancel/timeout: long enough for a job to flush and exit,
+   * short enough that a cancel frees the slot promptly. Docker takes whole seconds. */
+  stopGraceMs: 2000,
+  /** prefix of labels and container names; lets several deployments share one engine */
+  labelPrefix: 'bidmesh',
+  /** a pull that hangs (slow or black-holed registry) must not hold the slot forever */
+  pullTimeoutMs: 60_000,
+  /** jobs write only to their tmpfs mounts, so nothing persists and the image cannot be tampered with */
+  readonlyRootfs: true,
+  /** an unprivileged uid:gid that exists in no host group; never run jobs as root */
+  user: '10000:10000',
+  /** /tmp and /work are RAM-backed; bound them so a job cannot fill host memory through them */
+  tmpfsSizeBytes: 64 * 1024 * 1024
+} as const
+
+export interface DockerExecutorInit {
+  stopGraceMs?: number
+  labelPrefix?: string
+  pullTimeoutMs?: number
+  readonlyRootfs?: boolean
+  user?: string
+  tmpfsSizeBytes?: number
+}
+
+export interface ExecutorLogger {
+  info (obj: object, msg?: string): void
+  warn (obj: object, msg?: string): void
+  error (obj: object, msg?: string): void
+  debug (obj: object, msg?: string): void
+}
+
+export interface DockerExecutorComponents {
+  docker?: Docker
+  nodeId: string
+  logger?: ExecutorLogger
+}
+
+/** How long to wait, once the container exited, for its attach stream to deliver the rest
+ * of the output. The engine closes it right after exit; this only guards against a stuck socket. */
+const OUTPUT_DRAIN_MS = 2000
+/** setTimeout fires at once for delays above 2^31-1 ms (~24.8 days); clamp instead. */
+const MAX_TIMER_MS = 2 ** 31 - 1
+/** Docker rejects NanoCpus below 0.01 CPU. */
+const MIN_CPU_MILLI = 10
+/** Socket-level failures: the engine is not there (or went away), not a job problem. */
+const CONNECTION_ERROR_CODES = new Set(['ECONNREFUSED', 'ENOENT', 'EACCES', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN'])
+
+const silentLogger: ExecutorLogger = { info () {}, warn () {}, error () {}, debug () {} }
+
+type Settings = Required<DockerExecutorInit>
+type StopCause = 'timeout' | 'cancelled'
+
+class DockerExecutor implements Executor {
+  private readonly docker: Docker
+  private readonly nodeId: string
+  private readonly log: ExecutorLogger
+  private readonly settings: Settings
+
+  constructor (init: DockerExecutorInit, components: DockerExecutorComponents) {
+    this.settings = { ...DOCKER_EXECUTOR_DEFAULTS, ...stripUndefined(init) }
+    this.docker = components.docker ?? new Docker()
+    this.nodeId = components.nodeId
+    this.log = components.logger ?? silentLogger
+  }
+
+  async run (attempt: AttemptRef, options: RunOptions = {}): Promise<AttemptResult> {
+    const { jobId, epoch, spec } = attempt
+    const { signal, onStarted, onOutput } = options
+    const log = { jobId, epoch }
+    let container: Docker.Container | undefined
+    let attachStream: NodeJS.ReadableStream | undefined
+    let timeoutTimer: NodeJS.Timeout | undefined
+    let onAbort: (() => void) | undefined
+    let startedAtMs: number | undefined
+    let phase: 'image' | 'create' | 'start' | 'wait' = 'image'
+
+    if (aborted(signal)) return cancelledBeforeStart()
+    try {
+      const imageFailure = await this.ensureImage(spec.image, signal)
+      if (imageFailure !== undefined) return imageFailure
+      if (aborted(signal)) return cancelledBeforeStart()
+
+      phase = 'create'
+      const name = this.containerName(jobId, epoch)
+      // A container left by an earlier try of the same attempt (agent crash, lost
+      // result) would make create fail with a name conflict.
+      await this.removeQuietly(name)
+      container = await this.docker.createContainer(this.createOptions(attempt, name))
+
+      // Attach before start: anything the job prints before we are listening would
+      // otherwise be lost (non-TTY attach does not replay earlier output).
+      attachStream = await container.attach({ stream: true, stdout: true, stderr: true }) as NodeJS.ReadableStream
+      const drained = this.pipeOutput(attachStream, onOutput, log)
+
+      phase = 'start'
+      if (aborted(signal)) return cancelledBeforeStart()
+      await container.start()
+      startedAtMs = Date.now()
+      phase = 'wait'
+      const started = container
+      this.log.debug({ ...log, containerId: started.id }, 'container started')
+      try {
+        onStarted?.({ containerId: started.id, startedAtMs })
+      } catch (err) {
+        this.log.warn({ ...log, err }, 'onStarted callback threw')
+      }
+
+      // The first cause to fire wins; a job that ends on its own before either fires
+      // keeps its own reason.
+      let stopCause: StopCause | undefined
+      const stop = (cause: StopCause): void => {
+        if (stopCause !== undefined) return
+        stopCause = cause
+        this.log.info({ ...log, cause }, 'stopping container')
+        void this.stopContainer(started, log)
+      }
+      timeoutTimer = setTimeout(() => stop('timeout'), Math.min(spec.timeoutMs, MAX_TIMER_MS))
+      if (signal !== undefined) {
+        onAbort = () => stop('cancelled')
+        signal.addEventListener('abort', onAbort, { once: true })
+        if (signal.aborted) stop('cancelled')
+      }
+
+      const waited = await started.wait() as { StatusCode?: number }
+      clearTimeout(timeoutTimer)
+      await withTimeout(drained, OUTPUT_DRAIN_MS).then(done => {
+        if (!done) this.log.warn(log, 'output stream did not end after the container exited; output may be truncated')
+      })
+      const info = await started.inspect()
+      const finishedAtMs = Date.now()
+      const exitCode = typeof info.State?.ExitCode === 'number' ? info.State.ExitCode : (waited.StatusCode ?? null)
+      // Only the kernel's verdict counts as OOM: exit code 137 is also what SIGKILL
+      // from a stop or from the job itself looks like.
+      const reason = stopCause ?? (info.State?.OOMKilled === true ? 'oom' : 'exit')
+      this.log.info({ ...log, reason, exitCode }, 'container finished')
+      return { reason, exitCode, startedAtMs, finishedAtMs }
+    } catch (err) {
+      const error = this.describeFailure(err, phase, spec.image)
+      this.log.warn({ ...log, err, phase }, 'attempt failed in the engine')
+      return {
+        reason: error.code === ImageNotFoundError.code ? 'image' : 'error',
+        exitCode: null,
+        ...(startedAtMs !== undefined ? { startedAtMs } : {}),
+        finishedAtMs: Date.now(),
+        error
+      }
+    } finally {
+      clearTimeout(timeoutTimer)
+      if (onAbort !== undefined) signal?.removeEventListener('abort', onAbort)
+      // A start failure leaves the attach request open; do not leak the socket.
+      destroyStream(attachStream)
+      if (container !== undefined) await this.removeQuietly(container.id)
+    }
+  }
+
+  async listManaged (options: { signal?: AbortSignal } = {}): Promise<ManagedContainer[]> {
+    const p = this.settings.labelPrefix
+    try {
+      const list = await this.docker.listContainers({
+        all: true,
+        filters: { label: [`${p}.managed=true`] },
+        ...(options.signal !== undefined ? { abortSignal: options.signal } : {})
+      })
+      return list.map(c => ({
+        containerId: c.Id,
+        jobId: c.Labels?.[`${p}.job`] ?? '',
+        epoch: Number(c.Labels?.[`${p}.epoch`] ?? NaN),
+        node: c.Labels?.[`${p}.node`] ?? '',
+        running: c.State === 'running'
+      }))
+    } catch (err) {
+      throw asUnavailable(err)
+    }
+  }
+
+  async remove (containerId: string, options: { signal?: AbortSignal } = {}): Promise<void> {
+    try {
+      await this.docker.getContainer(containerId).remove({
+        force: true,
+        ...(options.signal !== undefined ? { abortSignal: options.signal } : {})
+      })
+    } catch (err) {
+      if (statusOf(err) === 404) return
+      throw asUnavailable(err)
+    }
+  }
+
+  async ping (options: { signal?: AbortSignal } = {}): Promise<void> {
+    try {
+      // dockerode accepts options on ping at runtime; its types do not declare them.
+      await (this.docker as unknown as { ping (opts: object): Promise<unknown> })
+        .ping(options.signal !== undefined ? { abortSignal: options.signal } : {})
+    } catch (err) {
+      throw new DockerUnavailableError(`the Docker engine cannot be reached: ${messageOf(err)}`, { cause: err })
+    }
+  }
+
+  private containerName (jobId: string, epoch: number): string {
+    // Container names allow [a-zA-Z0-9][a-zA-Z0-9_.-]*; the label keeps the exact id.
+    return `${this.settings.labelPrefix}-${jobId.replace(/[^a-zA-Z0-9_.-]/g, '-')}-${epoch}`
+  }
+
+  private createOptions (attempt: AttemptRef, name: string): Docker.ContainerCreateOptions {
+    const { jobId, epoch, spec } = attempt
+    const s = this.settings
+    const p = s.labelPrefix
+    const tmpfs = tmpfsOptions(s.tmpfsSizeBytes, s.user)
+    return {
+      name,
+      Image: spec.image,
+      ...(spec.command.length > 0 ? { Cmd: spec.command } : {}),
+      Env: Object.entries(spec.env).map(([k, v]) => `${k}=${v}`),
+      Labels: {
+        [`${p}.job`]: jobId,
+        [`${p}.epoch`]: String(epoch),
+        [`${p}.node`]: this.nodeId,
+        [`${p}.managed`]: 'true'
+      },
+      WorkingDir: '/work',
+      User: s.user,
+      Tty: false,
+      OpenStdin: false,
+      AttachStdin: false,
+      AttachStdout: true,
+      AttachStderr: true,
+      HostConfig: {
+        NanoCpus: Math.max(spec.cpuMilli, MIN_CPU_MILLI) * 1e6,
+        Memory: spec.memoryBytes,
+        // memory+swap equal to memory: no swap, so the memory limit is a hard one and
+        // an over-allocating job is OOM-killed instead of thrashing the host.
+        MemorySwap: spec.memoryBytes,
+        PidsLimit: spec.pidsLimit,
+        NetworkMode: spec.network ?? 'none',
+        CapDrop: ['ALL'],
+        SecurityOpt: ['no-new-privileges'],
+        Privileged: false,
+        ReadonlyRootfs: s.readonlyRootfs,
+        Tmpfs: { '/tmp': tmpfs, '/work': tmpfs },
+        Binds: [],
+        // We read the exit state and output before removing it ourselves.
+        AutoRemove: false,
+        Init: false
+      }
+    }
+  }
+
+  /** Returns a failure result when the image is absent and cannot be pulled, else undefined. */
+  private async ensureImage (image: string, signal: AbortSignal | undefined): Promise<AttemptResult | undefined> {
+    try {
+      await this.docker.getImage(image).inspect()
+      return undefined
+    } catch (err) {
+      if (statusOf(err) !== 404) throw err
+    }
+    this.log.info({ image }, 'image missing locally; pulling')
+    try {
+      await this.pull(image, signal)
+      // followProgress also reports success when the stream is merely closed: confirm.
+      await this.docker.getImage(image).inspect()
+      return undefined
+    } catch (err) {
+      if (aborted(signal)) return cancelledBeforeStart()
+      if (isConnectionError(err)) throw err
+      const e = new ImageNotFoundError(image, { cause: err })
+      this.log.warn({ image, err }, 'pull failed')
+      return {
+        reason: 'image',
+        exitCode: null,
+        finishedAtMs: Date.now(),
+        error: { name: e.name, code: e.code, message: `${e.message}: ${messageOf(err)}`, retryable: e.retryable }
+      }
+    }
+  }
+
+  private async pull (image: string, signal: AbortSignal | undefined): Promise<void> {
+    const timeout = AbortSignal.timeout(this.settings.pullTimeoutMs)
+    const abortSignal = signal !== undefined ? AbortSignal.any([signal, timeout]) : timeout
+    const stream = await this.docker.pull(image, { abortSignal })
+    await new Promise<void>((resolve, reject) => {
+      const onAbort = (): void => {
+        destroyStream(stream)
+        reject(abortSignal.reason)
+      }
+      abortSignal.addEventListener('abort', onAbort, { once: true })
+      this.docker.modem.followProgress(stream, (err) => {
+        abortSignal.removeEventListener('abort', onAbort)
+        if (err != null) reject(err)
+        else resolve()
+      })
+    })
+  }
+
+  /** Demultiplexes the attach stream and forwards chunks; resolves once all output is delivered. */
+  private pipeOutput (raw: NodeJS.ReadableStream, onOutput: RunOptions['onOutput'], log: object): Promise<void> {
+    const stdout = new PassThrough()
+    const stderr = new PassThrough()
+    const forward = (name: 'stdout' | 'stderr') => (chunk: Buffer): void => {
+      try {
+        onOutput?.(name, chunk)
+      } catch (err) {
+        this.log.warn({ ...log, err }, 'onOutput callback threw')
+      }
+    }
+    stdout.on('data', forward('stdout'))
+    stderr.on('data', forward('stderr'))
+    const drained = Promise.all([
+      new Promise<void>(resolve => stdout.once('end', resolve)),
+      new Promise<void>(resolve => stderr.once('end', resolve))
+    ]).then(() => undefined)
+    // demuxStream never ends its targets: end them when the source is done.
+    let ended = false
+    const end = (): void => {
+      if (ended) return
+      ended = true
+      stdout.end()
+      stderr.end()
+    }
+    raw.once('end', end)
+    raw.once('close', end)
+    raw.once('error', (err: Error) => {
+      this.log.debug({ ...log, err }, 'attach stream error')
+      end()
+    })
+    this.docker.modem.demuxStream(raw, stdout, stderr)
+    return drained
+  }
+
+  private async stopContainer (container: Docker.Container, log: object): Promise<void> {
+    try {
+      await container.stop({ t: Math.ceil(this.settings.stopGraceMs / 1000) })
+    } catch (err) {
+      const status = statusOf(err)
+      // 304: already stopped; 404: already gone. Both mean the job is no longer running.
+      if (status === 304 || status === 404) return
+      this.log.warn({ ...log, err }, 'stop failed; killing')
+      try {
+        await container.kill()
+      } catch (killErr) {
+        this.log.warn({ ...log, err: killErr }, 'kill failed')
+      }
+    }
+  }
+
+  private async removeQuietly (idOrName: string): Promise<void> {
+    try {
+      await this.docker.getContainer(idOrName).remove({ force: true })
+    } catch (err) {
+      if (statusOf(err) !== 404) this.log.warn({ container: idOrName, err }, 'could not remove container')
+    }
+  }
+
+  private describeFailure (err: unknown, phase: 'image' | 'create' | 'start' | 'wait', image: string): NonNullable<AttemptResult['error']> {
+    if (isConnectionError(err)) {
+      const e = new DockerUnavailableError(undefined, { cause: err })
+      return { name: e.name, code: e.code, message: `${e.message}: ${messageOf(err)}`, retryable: e.retryable }
+    }
+    if (phase === 'create' && statusOf(err) === 404) {
+      // the image vanished between our check and create (pruned concurrently)
+      const e = new ImageNotFoundError(image, { cause: err })
+      return { name: e.name, code: e.code, message: e.message, retryable: e.retryable }
+    }
+    if (phase === 'create' || phase === 'start') {
+      const status = statusOf(err)
+      const e = new ContainerStartError(`could not ${phase} the container: ${messageOf(err)}`, {
+        cause: err,
+        retryable: !(status !== undefined && status >= 400 && status < 500)
+      })
+      return { name: e.name, code: e.code, message: e.message, retryable: e.retryable }
+    }
+    // Lost track of a running container (engine restart, container removed under us):
+    // the job itself did not fail, so another attempt may succeed.
+    const e = err as { name?: unknown, code?: unknown }
+    return {
+      name: typeof e?.name === 'string' ? e.name : 'Error',
+      ...(typeof e?.code === 'string' ? { code: e.code } : {}),
+      message: messageOf(err),
+      retryable: true
+    }
+  }
+}
+
+/** Docker's tmpfs option string. Why uid/gid: runc 1.1 chmods a tmpfs to the mode of the
+ * directory it covers when that exists in the image (ignoring `mode=`), so an image's
+ * root-owned 0755 /work would not be writable by the job user; owning the mount fixes it.
+ * Only possible for a numeric user. noexec/nosuid/nodev are Docker's defaults and kept. */
+function tmpfsOptions (sizeBytes: number, user: string): string {
+  const opts = ['rw', `size=${sizeBytes}`, 'mode=1777']
+  const m = /^(\d+)(?::(\d+))?$/.exec(user)
+  if (m !== null) {
+    opts.push(`uid=${m[1]}`)
+    if (m[2] !== undefined) opts.push(`gid=${m[2]}`)
+  }
+  return opts.join(',')
+}
+
+// A function, not `signal?.aborted`, so TypeScript does not carry a narrowing across awaits.
+function aborted (signal: AbortSignal | undefined): boolean {
+  return signal?.aborted === true
+}
+
+function cancelledBeforeStart (): AttemptResult {
+  return { reason: 'cancelled', exitCode: null, finishedAtMs: Date.now() }
+}
+
+function withTimeout (p: Promise<void>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined
+  return Promise.race([
+    p.then(() => true),
+    new Promise<boolean>(resolve => { timer = setTimeout(() => resolve(false), ms) })
+  ]).finally(() => clearTimeout(timer))
+}
+
+function destroyStream (s: NodeJS.ReadableStream | undefined): void {
+  const d = s as { destroy?: () => void } | undefined
+  if (typeof d?.destroy === 'function') d.destroy()
+}
+
+function statusOf (err: unknown): number | undefined {
+  const s = (err as { statusCode?: unknown } | null)?.statusCode
+  return typeof s === 'number' ? s : undefined
+}
+
+function messageOf (err: unknown): string {
+  const json = (err as { json?: { message?: unknown } } | null)?.json
+  if (typeof json?.message === 'string') return json.message
+  return err instanceof Error ? err.message : String(err)
+}
+
+function isConnectionError (err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code
+  return typeof code === 'string' && CONNECTION_ERROR_CODES.has(code)
+}
+
+function asUnavailable (err: unknown): unknown {
+  return isConnectionError(err) ? new DockerUnavailableError(undefined, { cause: err }) : err
+}
+
+function stripUndefined<T extends object> (o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>
+}
+
+/** Factory: `dockerExecutor({ stopGraceMs: 5000 })({ nodeId, logger })`. */
+export function dockerExecutor (init: DockerExecutorInit = {}): (components: DockerExecutorComponents) => Executor {
+  return components => new DockerExecutor(init, components)
+}

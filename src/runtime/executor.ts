@@ -1,0 +1,46 @@
+// The executor interface: what the agent needs from a container runtime.
+import type { JobSpec } from '../protocol/job-spec.ts'
+
+export interface AttemptRef {
+  jobId: string
+  epoch: number
+  spec: JobSpec
+}
+
+export interface AttemptResult {
+  reason: 'exit' | 'oom' | 'timeout' | 'cancelled' | 'image' | 'error'
+  /** null when the process never ran or its exit code is unknown */
+  exitCode: number | null
+  startedAtMs?: number
+  finishedAtMs: number
+  error?: { name: string, code?: string, message: string, retryable: boolean }
+}
+
+export interface RunOptions {
+  /** aborting stops the container; the result's reason is then `cancelled` */
+  signal?: AbortSignal
+  /** called once the container is running */
+  onStarted?: (info: { containerId: string, startedAtMs: number }) => void
+  /** called for every chunk of output, in order */
+  onOutput?: (stream: 'stdout' | 'stderr', chunk: Uint8Array) => void
+}
+
+export interface ManagedContainer {
+  containerId: string
+  jobId: string
+  epoch: number
+  /** the agent that created it (label bidmesh.node) */
+  node: string
+  running: boolean
+}
+
+export interface Executor {
+  /** Runs one attempt to completion. Never throws for job-level failures: those come back as a result. */
+  run (attempt: AttemptRef, options?: RunOptions): Promise<AttemptResult>
+  /** Containers labelled as bidmesh's, for reattach and cleanup after a restart. */
+  listManaged (options?: { signal?: AbortSignal }): Promise<ManagedContainer[]>
+  /** Removes a managed container (force). */
+  remove (containerId: string, options?: { signal?: AbortSignal }): Promise<void>
+  /** Rejects with a named error when the runtime cannot be reached. */
+  ping (options?: { signal?: AbortSignal }): Promise<void>
+}

@@ -1,0 +1,437 @@
+// The owner: runs each job's auction and keeps its books. A pure state machine of the form
+// (state, event, nowMs) → effects: it never awaits, reads a clock or sends. The agent and the
+// simulator are two shells that carry out its effects. The state object is owned by the
+// machine and updated in place (at 100,000 jobs, copying it per event would dominate).
+//
+// A job's life at its owner:
+//   pending ──offer──▶ (bid round) ──award──▶ scheduled ──update:running──▶ running ──update:exited──▶ succeeded | failed
+//      ▲                    │ no bids              │ ack timeout / declined      │ lease expired (lost)
+//      └────────────────────┴──────────────────────┴─────────────────────────────┘   (and retries, with backoff)
+// Every offer round takes a new epoch. Epochs fence: an update carrying any epoch but the
+// job's current one is refused, and its sender told to stop.
+import type { Explanation, JobEvent, JobReason, JobRecord, NodeCapacity } from '../protocol/job.ts'
+import { TERMINAL_STATES } from '../protocol/job.ts'
+import { type AttemptUpdate, MessageType, type Message } from '../protocol/messages.ts'
+import { type BidView, chooseWinner, formatFiltered, selectCandidates, snapshots } from './placement.ts'
+import { backoffMs, isFailure, isRetryable } from './retry.ts'
+import { type CapacityView, type LivenessConfig, applyAdvert, claim, createView, liveness, unclaim } from './view.ts'
+
+export interface OwnerConfig extends LivenessConfig {
+  selfId: string
+  bidWindowMs: number
+  awardAckTimeoutMs: number
+  /** the owner declares an attempt lost when no renewal arrived for this long */
+  leaseMs: number
+  extraCandidates: number
+  explainTop: number
+  retryBackoffBaseMs: number
+  retryBackoffMaxMs: number
+  /** pending jobs are offered again at least this often, even with no capacity news */
+  sweepIntervalMs: number
+  /** attempts lost to dead or cut-off executors before the job fails with reason `lost` */
+  maxLostAttempts: number
+}
+
+interface Round {
+  epoch: number
+  candidates: string[]
+  answered: Set<string>
+  bids: BidView[]
+  refused: Record<string, number>
+  deadlineMs: number
+  /** the node whose view entry carries this round's optimistic claim */
+  claimedOn?: string
+  explanation: Explanation
+}
+
+export interface OwnerJob {
+  record: JobRecord
+  round?: Round
+  /** awarded, waiting for the winner's acknowledgement */
+  award?: { node: string, epoch: number, deadlineMs: number }
+  leaseExpiresAtMs?: number
+  lastOfferAtMs: number
+  lastOfferVersion: number
+  /** summary of the last pending explanation, to record a pending event only when it changes */
+  lastPendingSummary?: string
+}
+
+export interface OwnerState {
+  config: OwnerConfig
+  view: CapacityView
+  jobs: Map<string, OwnerJob>
+  /** ids of jobs waiting for an offer, oldest first (insertion order) */
+  pending: Set<string>
+  /** ids of jobs with a round, an award or a lease open */
+  active: Set<string>
+}
+
+export type OwnerEvent =
+  | { type: 'job:submitted', job: JobRecord }
+  | { type: 'job:adopted', job: JobRecord }
+  | { type: 'job:cancel', jobId: string }
+  | { type: 'advert:received', capacity: NodeCapacity }
+  | { type: 'bid:received', from: string, jobId: string, epoch: number, score: number, components: Record<string, number>, capacity: NodeCapacity }
+  | { type: 'bid:refused', from: string, jobId: string, epoch: number, reason: string, capacity?: NodeCapacity }
+  | { type: 'award:acked', from: string, jobId: string, epoch: number }
+  | { type: 'award:declined', from: string, jobId: string, epoch: number, reason: string }
+  | { type: 'attempt:update', replyId: number, update: AttemptUpdate }
+  | { type: 'peer:gone', peer: string }
+  | { type: 'tick' }
+
+export type OwnerEffect =
+  | { type: 'send', to: string, message: Message }
+  | { type: 'reply', replyId: number, message: Message }
+  /** the record changed: persist it (with these events) before acting on anything else */
+  | { type: 'job:changed', job: JobRecord, events: JobEvent[] }
+
+export function createOwner (config: OwnerConfig): OwnerState {
+  return { config, view: createView(), jobs: new Map(), pending: new Set(), active: new Set() }
+}
+
+export function ownerStep (s: OwnerState, e: OwnerEvent, nowMs: number): OwnerEffect[] {
+  const fx: OwnerEffect[] = []
+  switch (e.type) {
+    case 'job:submitted':
+    case 'job:adopted': {
+      if (s.jobs.has(e.job.id)) break
+      const oj: OwnerJob = { record: e.job, lastOfferAtMs: -Infinity, lastOfferVersion: -1 }
+      s.jobs.set(e.job.id, oj)
+      if (TERMINAL_STATES.has(e.job.state)) break
+      if (e.type === 'job:submitted') changedJob(fx, oj, nowMs, { type: 'job:submitted' })
+      // An adopted job in flight keeps its lease; one still pending is offered now.
+      if (e.job.state === 'pending') { s.pending.add(e.job.id); offer(s, oj, nowMs, fx) } else {
+        oj.leaseExpiresAtMs = nowMs + s.config.leaseMs
+        s.active.add(e.job.id)
+      }
+      break
+    }
+    case 'job:cancel': {
+      const oj = s.jobs.get(e.jobId)
+      if (oj === undefined || TERMINAL_STATES.has(oj.record.state)) break
+      closeRound(s, oj, fx)
+      const node = oj.record.node
+      if (oj.award !== undefined || oj.record.state === 'scheduled' || oj.record.state === 'running') {
+        if (node !== undefined) fx.push({ type: 'send', to: node, message: { type: MessageType.CancelAttempt, body: { jobId: oj.record.id, epoch: oj.record.epoch } } })
+      }
+      oj.award = undefined
+      oj.leaseExpiresAtMs = undefined
+      const cur = currentAttempt(oj)
+      if (cur !== undefined && (cur.state === 'awarded' || cur.state === 'running')) { cur.state = 'cancelled'; cur.finishedAtMs = nowMs; cur.reason = 'cancelled' }
+      finish(s, oj, 'cancelled', 'cancelled', oj.record.exitCode ?? null, nowMs, fx, { type: 'job:cancelled' })
+      break
+    }
+    case 'advert:received': {
+      const freed = applyAdvert(s.view, e.capacity, nowMs)
+      if (freed) offerPending(s, nowMs, fx, false)
+      break
+    }
+    case 'bid:received':
+    case 'bid:refused': {
+      // A bid is a fresh, direct probe of the node: fresher than any advert.
+      if (e.capacity !== undefined) applyAdvert(s.view, e.capacity, nowMs)
+      const oj = s.jobs.get(e.jobId)
+      const round = oj?.round
+      if (oj === undefined || round === undefined || round.epoch !== e.epoch) {
+        // A late bid for a round already decided: free the reservation it made.
+        if (e.type === 'bid:received') fx.push({ type: 'send', to: e.from, message: { type: MessageType.ReservationRelease, body: { jobId: e.jobId, epoch: e.epoch } } })
+        break
+      }
+      round.answered.add(e.from)
+      if (e.type === 'bid:received') round.bids.push({ node: e.from, score: e.score, components: e.components })
+      else round.refused[e.reason] = (round.refused[e.reason] ?? 0) + 1
+      if (round.answered.size >= round.candidates.length) decide(s, oj, nowMs, fx)
+      break
+    }
+    case 'award:acked': {
+      const oj = s.jobs.get(e.jobId)
+      if (oj?.award === undefined || oj.award.epoch !== e.epoch || oj.award.node !== e.from) break
+      oj.award = undefined
+      oj.leaseExpiresAtMs = nowMs + s.config.leaseMs
+      if (oj.record.state === 'pending') setState(oj, 'scheduled')
+      changedJob(fx, oj, nowMs, { type: 'job:scheduled', epoch: e.epoch, node: e.from })
+      break
+    }
+    case 'award:declined': {
+      const oj = s.jobs.get(e.jobId)
+      if (oj?.award === undefined || oj.award.epoch !== e.epoch || oj.award.node !== e.from) break
+      const cur = currentAttempt(oj)
+      if (cur !== undefined) { cur.state = 'declined'; cur.finishedAtMs = nowMs; cur.error = e.reason }
+      oj.award = undefined
+      requeue(s, oj, nowMs, fx, { type: 'award:declined', epoch: e.epoch, node: e.from, detail: e.reason }, 0)
+      break
+    }
+    case 'attempt:update': {
+      onUpdate(s, e.replyId, e.update, nowMs, fx)
+      break
+    }
+    case 'peer:gone': {
+      // Faster than waiting for a lease: the membership view already gave up on the peer.
+      for (const id of s.active) {
+        const oj = s.jobs.get(id)!
+        if (oj.record.node === e.peer && oj.leaseExpiresAtMs !== undefined) loseAttempt(s, oj, nowMs, fx, 'peer gone')
+        else if (oj.award?.node === e.peer) {
+          const cur = currentAttempt(oj)
+          if (cur !== undefined) { cur.state = 'lost'; cur.finishedAtMs = nowMs; cur.reason = 'lost' }
+          oj.award = undefined
+          requeue(s, oj, nowMs, fx, { type: 'award:lost', epoch: oj.record.epoch, node: e.peer }, 0)
+        } else if (oj.round?.candidates.includes(e.peer) === true && !oj.round.answered.has(e.peer)) {
+          oj.round.answered.add(e.peer)
+          oj.round.refused.unreachable = (oj.round.refused.unreachable ?? 0) + 1
+          if (oj.round.answered.size >= oj.round.candidates.length) decide(s, oj, nowMs, fx)
+        }
+      }
+      break
+    }
+    case 'tick': {
+      for (const id of [...s.active]) {
+        const oj = s.jobs.get(id)!
+        if (oj.round !== undefined && nowMs >= oj.round.deadlineMs) decide(s, oj, nowMs, fx)
+        else if (oj.award !== undefined && nowMs >= oj.award.deadlineMs) {
+          // No acknowledgement: the winner may be dead, or may have started. Either way a new
+          // epoch supersedes it; if it did start, its first update is refused and it stops.
+          const cur = currentAttempt(oj)
+          if (cur !== undefined) { cur.state = 'lost'; cur.finishedAtMs = nowMs; cur.reason = 'lost'; cur.error = 'award not acknowledged' }
+          const node = oj.award.node
+          oj.award = undefined
+          requeue(s, oj, nowMs, fx, { type: 'award:timeout', epoch: oj.record.epoch, node }, 0)
+        } else if (oj.leaseExpiresAtMs !== undefined && nowMs >= oj.leaseExpiresAtMs) {
+          loseAttempt(s, oj, nowMs, fx, 'lease expired')
+        }
+      }
+      offerPending(s, nowMs, fx, true)
+      break
+    }
+  }
+  return fx
+}
+
+/** Earliest time a tick has work to do. */
+export function ownerNextTimerMs (s: OwnerState): number | undefined {
+  let next: number | undefined
+  const at = (t: number): void => { if (next === undefined || t < next) next = t }
+  for (const id of s.active) {
+    const oj = s.jobs.get(id)!
+    if (oj.round !== undefined) at(oj.round.deadlineMs)
+    if (oj.award !== undefined) at(oj.award.deadlineMs)
+    if (oj.leaseExpiresAtMs !== undefined) at(oj.leaseExpiresAtMs)
+  }
+  for (const id of s.pending) {
+    const oj = s.jobs.get(id)!
+    at(Math.max(oj.record.notBeforeMs ?? 0, oj.lastOfferAtMs + s.config.sweepIntervalMs))
+  }
+  return next
+}
+
+// ---- internals -------------------------------------------------------------------------
+
+function currentAttempt (oj: OwnerJob) {
+  const a = oj.record.attempts[oj.record.attempts.length - 1]
+  return a !== undefined && a.epoch === oj.record.epoch ? a : undefined
+}
+
+function setState (oj: OwnerJob, state: JobRecord['state'], reason?: JobReason): void {
+  oj.record.state = state
+  if (reason === undefined) delete oj.record.reason
+  else oj.record.reason = reason
+}
+
+function changedJob (fx: OwnerEffect[], oj: OwnerJob, nowMs: number, event?: Omit<JobEvent, 'atMs'>): void {
+  oj.record.updatedAtMs = nowMs
+  const events = event === undefined ? [] : [{ atMs: nowMs, ...event }]
+  // Coalesce: one persisted change per job per step is enough.
+  const last = fx[fx.length - 1]
+  if (last?.type === 'job:changed' && last.job === oj.record) { last.events.push(...events); return }
+  fx.push({ type: 'job:changed', job: oj.record, events })
+}
+
+function offerPending (s: OwnerState, nowMs: number, fx: OwnerEffect[], sweep: boolean): void {
+  for (const id of [...s.pending]) {
+    const oj = s.jobs.get(id)!
+    if (oj.round !== undefined) continue
+    if ((oj.record.notBeforeMs ?? 0) > nowMs) continue
+    const due = sweep
+      ? nowMs - oj.lastOfferAtMs >= s.config.sweepIntervalMs || oj.lastOfferVersion < s.view.freedVersion
+      : oj.lastOfferVersion < s.view.freedVersion
+    if (due) offer(s, oj, nowMs, fx)
+  }
+}
+
+/** Starts a bid round for a pending job, or records why it must wait. */
+function offer (s: OwnerState, oj: OwnerJob, nowMs: number, fx: OwnerEffect[]): void {
+  const c = s.config
+  const job = oj.record
+  oj.lastOfferAtMs = nowMs
+  oj.lastOfferVersion = s.view.freedVersion
+  const selection = selectCandidates(job.id, job.spec, snapshots(s.view, nowMs, c), { extraCandidates: c.extraCandidates, explainTop: c.explainTop, nowMs })
+  if (selection.candidates.length === 0) {
+    job.explanation = selection.explanation
+    const summary = formatFiltered(selection.explanation.filtered) || 'no nodes known'
+    if (job.reason !== 'unplaceable' || oj.lastPendingSummary !== summary) {
+      oj.lastPendingSummary = summary
+      setState(oj, 'pending', 'unplaceable')
+      changedJob(fx, oj, nowMs, { type: 'job:pending', detail: summary })
+    }
+    return
+  }
+  job.epoch++
+  const round: Round = {
+    epoch: job.epoch,
+    candidates: selection.candidates,
+    answered: new Set(),
+    bids: [],
+    refused: {},
+    deadlineMs: nowMs + c.bidWindowMs,
+    explanation: selection.explanation
+  }
+  // Claim the job's resources on the likeliest winner until the round closes, so the next
+  // jobs offered in the same instant look elsewhere instead of all bidding for one slot.
+  round.claimedOn = selection.candidates[0]
+  claim(s.view, round.claimedOn, job.spec.cpuMilli, job.spec.memoryBytes)
+  oj.round = round
+  s.pending.delete(job.id)
+  s.active.add(job.id)
+  for (const to of round.candidates) {
+    fx.push({ type: 'send', to, message: { type: MessageType.BidRequest, body: { jobId: job.id, epoch: job.epoch, owner: c.selfId, spec: job.spec } } })
+  }
+}
+
+function closeRound (s: OwnerState, oj: OwnerJob, fx: OwnerEffect[], keep?: string): void {
+  const round = oj.round
+  if (round === undefined) return
+  if (round.claimedOn !== undefined) unclaim(s.view, round.claimedOn, oj.record.spec.cpuMilli, oj.record.spec.memoryBytes)
+  for (const b of round.bids) {
+    if (b.node !== keep) fx.push({ type: 'send', to: b.node, message: { type: MessageType.ReservationRelease, body: { jobId: oj.record.id, epoch: round.epoch } } })
+  }
+  oj.round = undefined
+}
+
+function decide (s: OwnerState, oj: OwnerJob, nowMs: number, fx: OwnerEffect[]): void {
+  const round = oj.round!
+  const job = oj.record
+  const winner = chooseWinner(job.id, round.bids)
+  const explanation: Explanation = { ...round.explanation, refused: round.refused, decidedAtMs: nowMs, ...(winner !== undefined ? { winner: winner.node } : {}) }
+  job.explanation = explanation
+  closeRound(s, oj, fx, winner?.node)
+  if (winner === undefined) {
+    // Every candidate refused or stayed silent: wait for fresher capacity news or the sweep.
+    s.active.delete(job.id)
+    s.pending.add(job.id)
+    const summary = `candidates refused: ${formatFiltered(round.refused)}`
+    setState(oj, 'pending', 'unplaceable')
+    if (oj.lastPendingSummary !== summary) {
+      oj.lastPendingSummary = summary
+      changedJob(fx, oj, nowMs, { type: 'job:pending', epoch: round.epoch, detail: summary })
+    }
+    return
+  }
+  job.node = winner.node
+  job.attempts.push({ epoch: round.epoch, node: winner.node, state: 'awarded', awardedAtMs: nowMs })
+  oj.award = { node: winner.node, epoch: round.epoch, deadlineMs: nowMs + s.config.awardAckTimeoutMs }
+  setState(oj, 'pending')
+  changedJob(fx, oj, nowMs, { type: 'job:awarded', epoch: round.epoch, node: winner.node, detail: `score ${winner.score.toFixed(3)} of ${round.bids.length} bid(s)` })
+  fx.push({ type: 'send', to: winner.node, message: { type: MessageType.Award, body: { jobId: job.id, epoch: round.epoch, owner: s.config.selfId, spec: job.spec, leaseMs: s.config.leaseMs } } })
+}
+
+function onUpdate (s: OwnerState, replyId: number, u: AttemptUpdate, nowMs: number, fx: OwnerEffect[]): void {
+  const oj = s.jobs.get(u.jobId)
+  const reply = (accepted: boolean, stop: boolean): void => {
+    fx.push({ type: 'reply', replyId, message: { type: MessageType.AttemptUpdateAck, body: { jobId: u.jobId, epoch: u.epoch, accepted, stop } } })
+  }
+  if (oj === undefined) { reply(false, true); return }
+  const job = oj.record
+  const attempt = job.attempts.find(a => a.epoch === u.epoch && a.node === u.node)
+  if (u.epoch !== job.epoch || attempt === undefined) {
+    // Fencing: only the current epoch's executor may move the job. A stale attempt's final
+    // result is recorded on its own attempt for the history, never on the job.
+    if (attempt !== undefined && u.state === 'exited' && attempt.finishedAtMs === undefined) {
+      Object.assign(attempt, { finishedAtMs: u.finishedAtMs ?? nowMs, exitCode: u.exitCode ?? null, ...(u.reason !== undefined ? { reason: u.reason } : {}) })
+      changedJob(fx, oj, nowMs, { type: 'attempt:stale-result', epoch: u.epoch, node: u.node, detail: u.reason })
+    }
+    reply(false, true)
+    return
+  }
+  if (TERMINAL_STATES.has(job.state)) {
+    // Cancelled (or already finished): take a final report, stop anything still running.
+    if (u.state === 'exited' && attempt.finishedAtMs === undefined) {
+      Object.assign(attempt, { finishedAtMs: u.finishedAtMs ?? nowMs, exitCode: u.exitCode ?? null, ...(u.reason !== undefined ? { reason: u.reason } : {}) })
+      changedJob(fx, oj, nowMs, { type: 'attempt:exited', epoch: u.epoch, node: u.node, detail: u.reason })
+    }
+    reply(true, true)
+    return
+  }
+  if (oj.award !== undefined && oj.award.epoch === u.epoch) oj.award = undefined // an update is as good as an ack
+  if (u.state === 'running') {
+    oj.leaseExpiresAtMs = nowMs + s.config.leaseMs
+    s.active.add(job.id)
+    if (job.state !== 'running') {
+      attempt.state = 'running'
+      attempt.startedAtMs = u.startedAtMs ?? nowMs
+      setState(oj, 'running')
+      changedJob(fx, oj, nowMs, { type: 'attempt:started', epoch: u.epoch, node: u.node })
+    }
+    reply(true, false)
+    return
+  }
+  // exited
+  attempt.state = 'exited'
+  attempt.finishedAtMs = u.finishedAtMs ?? nowMs
+  if (u.startedAtMs !== undefined && attempt.startedAtMs === undefined) attempt.startedAtMs = u.startedAtMs
+  attempt.exitCode = u.exitCode ?? null
+  attempt.reason = u.reason ?? 'error'
+  if (u.error !== undefined) attempt.error = u.error
+  oj.leaseExpiresAtMs = undefined
+  s.active.delete(job.id)
+  reply(true, false)
+  const detail = attempt.reason === 'exit' ? `exit code ${String(attempt.exitCode)}` : attempt.reason
+  if (!isFailure(attempt)) {
+    finish(s, oj, 'succeeded', 'exit', attempt.exitCode ?? 0, nowMs, fx, { type: 'attempt:exited', epoch: u.epoch, node: u.node, detail })
+    return
+  }
+  const failures = job.attempts.filter(a => a.state === 'exited' && isFailure(a)).length
+  if (isRetryable(attempt) && failures <= job.spec.retries) {
+    job.exitCode = attempt.exitCode
+    requeue(s, oj, nowMs, fx, { type: 'attempt:exited', epoch: u.epoch, node: u.node, detail: `${detail}; retry ${failures} of ${job.spec.retries}` }, backoffMs(failures, s.config))
+    return
+  }
+  finish(s, oj, 'failed', attempt.reason, attempt.exitCode, nowMs, fx, { type: 'attempt:exited', epoch: u.epoch, node: u.node, detail })
+}
+
+function loseAttempt (s: OwnerState, oj: OwnerJob, nowMs: number, fx: OwnerEffect[], why: string): void {
+  const cur = currentAttempt(oj)
+  if (cur !== undefined) { cur.state = 'lost'; cur.finishedAtMs = nowMs; cur.reason = 'lost'; cur.error = why }
+  oj.leaseExpiresAtMs = undefined
+  const lost = oj.record.attempts.filter(a => a.state === 'lost').length
+  if (lost > s.config.maxLostAttempts) {
+    finish(s, oj, 'failed', 'lost', null, nowMs, fx, { type: 'attempt:lost', epoch: oj.record.epoch, node: oj.record.node, detail: why })
+    return
+  }
+  // A lost node is not the job's fault: it does not use up a retry.
+  requeue(s, oj, nowMs, fx, { type: 'attempt:lost', epoch: oj.record.epoch, node: oj.record.node, detail: why }, 0)
+}
+
+function requeue (s: OwnerState, oj: OwnerJob, nowMs: number, fx: OwnerEffect[], event: Omit<JobEvent, 'atMs'>, delayMs: number): void {
+  s.active.delete(oj.record.id)
+  s.pending.add(oj.record.id)
+  setState(oj, 'pending')
+  if (delayMs > 0) oj.record.notBeforeMs = nowMs + delayMs
+  else delete oj.record.notBeforeMs
+  oj.lastPendingSummary = undefined
+  changedJob(fx, oj, nowMs, event)
+  if (delayMs === 0) offer(s, oj, nowMs, fx)
+}
+
+function finish (s: OwnerState, oj: OwnerJob, state: 'succeeded' | 'failed' | 'cancelled', reason: JobReason, exitCode: number | null, nowMs: number, fx: OwnerEffect[], event: Omit<JobEvent, 'atMs'>): void {
+  s.active.delete(oj.record.id)
+  s.pending.delete(oj.record.id)
+  setState(oj, state, reason)
+  oj.record.exitCode = exitCode
+  delete oj.record.notBeforeMs
+  changedJob(fx, oj, nowMs, event)
+  changedJob(fx, oj, nowMs, { type: `job:${state}` })
+}
+
+/** Nodes in the owner's view with their liveness, for status pages. */
+export function viewLiveness (s: OwnerState, nowMs: number): Array<{ capacity: NodeCapacity, liveness: ReturnType<typeof liveness>, heardAtMs: number }> {
+  return [...s.view.entries.values()].map(e => ({ capacity: e.capacity, liveness: liveness(e, nowMs, s.config), heardAtMs: e.heardAtMs }))
+}

@@ -1,0 +1,300 @@
+// The bidder: what every agent runs for the work offered to it. A pure state machine of the
+// form (state, event, nowMs) → effects. It owns this node's exact free capacity: reservations
+// made by bids, allocations made by awards, and the executor's side of each attempt's lease.
+// The state object is owned by the machine and updated in place; callers must not share it.
+import type { JobSpec } from '../protocol/job-spec.ts'
+import type { NodeCapacity } from '../protocol/job.ts'
+import { type AttemptUpdate, MessageType, type Message } from '../protocol/messages.ts'
+import type { NodeSnapshot } from './feasibility.ts'
+import { CHECKS } from './placement.ts'
+import { scorersFor } from './scoring.ts'
+
+export interface BidderConfig {
+  /** a bid's reservation lapses after this long without an award */
+  reservationTtlMs: number
+  /** lease on a running attempt: the executor stops its container when no renewal was
+   *  acknowledged for this long (it has been cut off, and the owner will re-run the job) */
+  leaseMs: number
+  /** how often the executor renews a lease: leaseMs / 4 tolerates three lost renewals */
+  leaseRenewMs: number
+  /** how often an unacknowledged final result is sent again */
+  reportRetryMs: number
+}
+
+export interface Reservation { jobId: string, epoch: number, owner: string, cpuMilli: number, memoryBytes: number, expiresAtMs: number }
+
+export interface Allocation {
+  jobId: string
+  epoch: number
+  owner: string
+  spec: JobSpec
+  phase: 'starting' | 'running' | 'exited'
+  startedAtMs?: number
+  awardedAtMs: number
+  lastLeaseAckMs: number
+  lastUpdateSentMs: number
+  /** the final result, kept until the owner acknowledges it */
+  final?: AttemptUpdate
+  /** a stop was asked for; the shell is stopping the container */
+  stopRequested?: boolean
+}
+
+export interface BidderState {
+  peerId: string
+  totalCpuMilli: number
+  totalMemoryBytes: number
+  labels: Record<string, string>
+  draining: boolean
+  /** capacity version: increases on every change of free capacity, across restarts too */
+  seq: number
+  reservations: Map<string, Reservation>
+  allocations: Map<string, Allocation>
+  config: BidderConfig
+}
+
+export type BidderEvent =
+  | { type: 'bid:requested', from: string, replyId: number, jobId: string, epoch: number, spec: JobSpec }
+  | { type: 'award:received', from: string, replyId: number, jobId: string, epoch: number, spec: JobSpec }
+  | { type: 'reservation:released', jobId: string, epoch: number }
+  | { type: 'attempt:cancel', from: string, replyId: number, jobId: string, epoch: number }
+  | { type: 'attempt:started', jobId: string, epoch: number, startedAtMs: number }
+  | { type: 'attempt:exited', jobId: string, epoch: number, update: Omit<AttemptUpdate, 'jobId' | 'epoch' | 'node' | 'state'> }
+  | { type: 'update:acked', jobId: string, epoch: number, accepted: boolean, stop: boolean }
+  | { type: 'update:failed', jobId: string, epoch: number }
+  | { type: 'drain:set', draining: boolean }
+  | { type: 'tick' }
+
+export type BidderEffect =
+  | { type: 'send', to: string, message: Message }
+  | { type: 'reply', replyId: number, message: Message }
+  | { type: 'attempt:start', jobId: string, epoch: number, owner: string, spec: JobSpec }
+  | { type: 'attempt:stop', jobId: string, epoch: number, reason: 'cancelled' | 'lost' | 'fenced' }
+  /** the owner has the final result: the shell may forget the attempt */
+  | { type: 'attempt:reported', jobId: string, epoch: number }
+  | { type: 'capacity:changed' }
+
+export const key = (jobId: string, epoch: number): string => `${jobId}#${epoch}`
+
+export function createBidder (init: { peerId: string, totalCpuMilli: number, totalMemoryBytes: number, labels: Record<string, string>, seq: number, config: BidderConfig }): BidderState {
+  return { ...init, draining: false, reservations: new Map(), allocations: new Map() }
+}
+
+export function usedResources (s: BidderState): { cpuMilli: number, memoryBytes: number } {
+  let cpuMilli = 0
+  let memoryBytes = 0
+  for (const r of s.reservations.values()) { cpuMilli += r.cpuMilli; memoryBytes += r.memoryBytes }
+  for (const a of s.allocations.values()) {
+    if (a.phase !== 'exited') { cpuMilli += a.spec.cpuMilli; memoryBytes += a.spec.memoryBytes }
+  }
+  return { cpuMilli, memoryBytes }
+}
+
+export function capacityOf (s: BidderState, nowMs: number): NodeCapacity {
+  const used = usedResources(s)
+  let running = 0
+  for (const a of s.allocations.values()) if (a.phase !== 'exited') running++
+  return {
+    peerId: s.peerId,
+    totalCpuMilli: s.totalCpuMilli,
+    totalMemoryBytes: s.totalMemoryBytes,
+    freeCpuMilli: s.totalCpuMilli - used.cpuMilli,
+    freeMemoryBytes: s.totalMemoryBytes - used.memoryBytes,
+    runningJobs: running,
+    labels: s.labels,
+    draining: s.draining,
+    seq: s.seq,
+    sentAtMs: nowMs
+  }
+}
+
+function selfSnapshot (s: BidderState, nowMs: number): NodeSnapshot {
+  const capacity = capacityOf(s, nowMs)
+  return { capacity, freeCpuMilli: capacity.freeCpuMilli, freeMemoryBytes: capacity.freeMemoryBytes, liveness: 'alive' }
+}
+
+/** Runs the same checks the owner ran, against this node's exact state. */
+function refusal (s: BidderState, spec: JobSpec, nowMs: number): string | undefined {
+  const snap = selfSnapshot(s, nowMs)
+  for (const check of CHECKS) {
+    const r = check(snap, spec)
+    if (r !== undefined) return r
+  }
+  return undefined
+}
+
+function score (s: BidderState, spec: JobSpec, nowMs: number): { score: number, components: Record<string, number> } {
+  const snap = selfSnapshot(s, nowMs)
+  const components: Record<string, number> = {}
+  let total = 0
+  for (const sc of scorersFor(spec)) {
+    const v = sc.score(snap, spec)
+    components[sc.name] = v
+    total += sc.weight * v
+  }
+  return { score: total, components }
+}
+
+function changed (s: BidderState, effects: BidderEffect[]): void {
+  s.seq++
+  effects.push({ type: 'capacity:changed' })
+}
+
+function runningUpdate (s: BidderState, a: Allocation): Message {
+  return {
+    type: MessageType.AttemptUpdate,
+    body: { jobId: a.jobId, epoch: a.epoch, node: s.peerId, state: 'running', ...(a.startedAtMs !== undefined ? { startedAtMs: a.startedAtMs } : {}) }
+  }
+}
+
+export function bidderStep (s: BidderState, e: BidderEvent, nowMs: number): BidderEffect[] {
+  const effects: BidderEffect[] = []
+  switch (e.type) {
+    case 'bid:requested': {
+      const k = key(e.jobId, e.epoch)
+      if (s.allocations.has(k)) {
+        effects.push({ type: 'reply', replyId: e.replyId, message: { type: MessageType.BidRefused, body: { jobId: e.jobId, epoch: e.epoch, reason: 'already awarded' } } })
+        break
+      }
+      const existing = s.reservations.get(k)
+      if (existing !== undefined) { // a repeated request: answer the same way, keep one reservation
+        existing.expiresAtMs = nowMs + s.config.reservationTtlMs
+        const { score: sc, components } = score(s, e.spec, nowMs)
+        effects.push({ type: 'reply', replyId: e.replyId, message: { type: MessageType.Bid, body: { jobId: e.jobId, epoch: e.epoch, score: sc, components, capacity: capacityOf(s, nowMs) } } })
+        break
+      }
+      const reason = refusal(s, e.spec, nowMs)
+      if (reason !== undefined) {
+        effects.push({ type: 'reply', replyId: e.replyId, message: { type: MessageType.BidRefused, body: { jobId: e.jobId, epoch: e.epoch, reason, capacity: capacityOf(s, nowMs) } } })
+        break
+      }
+      // Score before reserving, so the score describes placing this job on the node as it is.
+      const { score: sc, components } = score(s, e.spec, nowMs)
+      s.reservations.set(k, { jobId: e.jobId, epoch: e.epoch, owner: e.from, cpuMilli: e.spec.cpuMilli, memoryBytes: e.spec.memoryBytes, expiresAtMs: nowMs + s.config.reservationTtlMs })
+      changed(s, effects)
+      effects.push({ type: 'reply', replyId: e.replyId, message: { type: MessageType.Bid, body: { jobId: e.jobId, epoch: e.epoch, score: sc, components, capacity: capacityOf(s, nowMs) } } })
+      break
+    }
+    case 'award:received': {
+      const k = key(e.jobId, e.epoch)
+      const ack: Message = { type: MessageType.AwardAck, body: { jobId: e.jobId, epoch: e.epoch } }
+      if (s.allocations.has(k)) { effects.push({ type: 'reply', replyId: e.replyId, message: ack }); break } // duplicate award
+      // A newer epoch of a job supersedes any older attempt still here (fencing on the executor side).
+      for (const a of s.allocations.values()) {
+        if (a.jobId === e.jobId && a.epoch < e.epoch && a.phase !== 'exited') effects.push({ type: 'attempt:stop', jobId: a.jobId, epoch: a.epoch, reason: 'fenced' })
+      }
+      const reservation = s.reservations.get(k)
+      if (reservation !== undefined) {
+        s.reservations.delete(k)
+      } else {
+        // The reservation lapsed (a slow award). Accept only if the job still fits right now.
+        const reason = s.draining ? 'draining' : refusal(s, e.spec, nowMs)
+        if (reason !== undefined) {
+          effects.push({ type: 'reply', replyId: e.replyId, message: { type: MessageType.AwardDeclined, body: { jobId: e.jobId, epoch: e.epoch, reason } } })
+          break
+        }
+      }
+      s.allocations.set(k, { jobId: e.jobId, epoch: e.epoch, owner: e.from, spec: e.spec, phase: 'starting', awardedAtMs: nowMs, lastLeaseAckMs: nowMs, lastUpdateSentMs: nowMs })
+      if (reservation === undefined) changed(s, effects)
+      effects.push({ type: 'reply', replyId: e.replyId, message: ack })
+      effects.push({ type: 'attempt:start', jobId: e.jobId, epoch: e.epoch, owner: e.from, spec: e.spec })
+      break
+    }
+    case 'reservation:released': {
+      if (s.reservations.delete(key(e.jobId, e.epoch))) changed(s, effects)
+      break
+    }
+    case 'attempt:cancel': {
+      effects.push({ type: 'reply', replyId: e.replyId, message: { type: MessageType.Ack, body: { ok: true } } })
+      const k = key(e.jobId, e.epoch)
+      if (s.reservations.delete(k)) changed(s, effects)
+      const a = s.allocations.get(k)
+      if (a !== undefined && a.phase !== 'exited' && a.stopRequested !== true) {
+        a.stopRequested = true
+        effects.push({ type: 'attempt:stop', jobId: e.jobId, epoch: e.epoch, reason: 'cancelled' })
+      }
+      break
+    }
+    case 'attempt:started': {
+      const a = s.allocations.get(key(e.jobId, e.epoch))
+      if (a === undefined || a.phase !== 'starting') break
+      a.phase = 'running'
+      a.startedAtMs = e.startedAtMs
+      a.lastUpdateSentMs = nowMs
+      effects.push({ type: 'send', to: a.owner, message: runningUpdate(s, a) })
+      break
+    }
+    case 'attempt:exited': {
+      const a = s.allocations.get(key(e.jobId, e.epoch))
+      if (a === undefined || a.phase === 'exited') break
+      a.phase = 'exited'
+      a.final = { ...e.update, jobId: e.jobId, epoch: e.epoch, node: s.peerId, state: 'exited' }
+      a.lastUpdateSentMs = nowMs
+      changed(s, effects)
+      effects.push({ type: 'send', to: a.owner, message: { type: MessageType.AttemptUpdate, body: a.final } })
+      break
+    }
+    case 'update:acked': {
+      const k = key(e.jobId, e.epoch)
+      const a = s.allocations.get(k)
+      if (a === undefined) break
+      a.lastLeaseAckMs = nowMs
+      if (a.phase === 'exited') {
+        s.allocations.delete(k)
+        effects.push({ type: 'attempt:reported', jobId: e.jobId, epoch: e.epoch })
+      } else if ((!e.accepted || e.stop) && a.stopRequested !== true) {
+        a.stopRequested = true
+        effects.push({ type: 'attempt:stop', jobId: e.jobId, epoch: e.epoch, reason: e.accepted ? 'cancelled' : 'fenced' })
+      }
+      break
+    }
+    case 'update:failed':
+      break // retried on tick; the lease clock keeps running
+    case 'drain:set': {
+      if (s.draining !== e.draining) { s.draining = e.draining; changed(s, effects) }
+      break
+    }
+    case 'tick': {
+      let freed = false
+      for (const [k, r] of s.reservations) {
+        if (r.expiresAtMs <= nowMs) { s.reservations.delete(k); freed = true }
+      }
+      if (freed) changed(s, effects)
+      for (const a of s.allocations.values()) {
+        if (a.phase === 'exited') {
+          if (nowMs - a.lastUpdateSentMs >= s.config.reportRetryMs && a.final !== undefined) {
+            a.lastUpdateSentMs = nowMs
+            effects.push({ type: 'send', to: a.owner, message: { type: MessageType.AttemptUpdate, body: a.final } })
+          }
+          continue
+        }
+        if (a.stopRequested !== true && nowMs - a.lastLeaseAckMs > s.config.leaseMs) {
+          // Cut off from the owner for a whole lease: the owner has given the job to someone else.
+          a.stopRequested = true
+          effects.push({ type: 'attempt:stop', jobId: a.jobId, epoch: a.epoch, reason: 'lost' })
+          continue
+        }
+        if (a.phase === 'running' && nowMs - a.lastUpdateSentMs >= s.config.leaseRenewMs) {
+          a.lastUpdateSentMs = nowMs
+          effects.push({ type: 'send', to: a.owner, message: runningUpdate(s, a) })
+        }
+      }
+      break
+    }
+  }
+  return effects
+}
+
+/** Earliest time a tick has work to do, or undefined when nothing is pending. */
+export function bidderNextTimerMs (s: BidderState): number | undefined {
+  let next: number | undefined
+  const at = (t: number): void => { if (next === undefined || t < next) next = t }
+  for (const r of s.reservations.values()) at(r.expiresAtMs)
+  for (const a of s.allocations.values()) {
+    if (a.phase === 'exited') at(a.lastUpdateSentMs + s.config.reportRetryMs)
+    else if (a.stopRequested !== true) {
+      at(a.lastLeaseAckMs + s.config.leaseMs + 1)
+      if (a.phase === 'running') at(a.lastUpdateSentMs + s.config.leaseRenewMs)
+    }
+  }
+  return next
+}

@@ -1,0 +1,81 @@
+// The owner's capacity view: the latest advert heard from each peer, when it was heard,
+// and claims the owner itself has made but no advert reflects yet. Pure data + functions.
+import type { NodeCapacity } from '../protocol/job.ts'
+
+export type Liveness = 'alive' | 'suspect' | 'gone'
+
+export interface ViewEntry {
+  capacity: NodeCapacity
+  /** receiver's clock when the newest advert arrived */
+  heardAtMs: number
+  /** resources this owner has asked the node to reserve in rounds still open */
+  claimedCpuMilli: number
+  claimedMemoryBytes: number
+}
+
+export interface CapacityView {
+  entries: Map<string, ViewEntry>
+  /** increments whenever a node joins or its free capacity grows: pending jobs are offered again */
+  freedVersion: number
+}
+
+export interface LivenessConfig {
+  suspectAfterMs: number
+  goneAfterMs: number
+}
+
+export function createView (): CapacityView {
+  return { entries: new Map(), freedVersion: 0 }
+}
+
+/** Applies an advert (or a bid's capacity snapshot). Returns true when it freed capacity or added a node. */
+export function applyAdvert (view: CapacityView, capacity: NodeCapacity, nowMs: number): boolean {
+  const prev = view.entries.get(capacity.peerId)
+  if (prev !== undefined && capacity.seq < prev.capacity.seq) return false // stale: an older version overtook a newer one
+  const wasGone = prev === undefined
+  view.entries.set(capacity.peerId, {
+    capacity,
+    heardAtMs: nowMs,
+    claimedCpuMilli: prev?.claimedCpuMilli ?? 0,
+    claimedMemoryBytes: prev?.claimedMemoryBytes ?? 0
+  })
+  const freed = wasGone ||
+    capacity.freeCpuMilli > prev.capacity.freeCpuMilli ||
+    capacity.freeMemoryBytes > prev.capacity.freeMemoryBytes ||
+    (prev.capacity.draining && !capacity.draining)
+  if (freed) view.freedVersion++
+  return freed
+}
+
+export function liveness (entry: ViewEntry, nowMs: number, config: LivenessConfig): Liveness {
+  const age = nowMs - entry.heardAtMs
+  if (age < config.suspectAfterMs) return 'alive'
+  if (age < config.goneAfterMs) return 'suspect'
+  return 'gone'
+}
+
+/** Drops entries gone for longer than keepGoneMs; returns the peers dropped. */
+export function pruneView (view: CapacityView, nowMs: number, goneAfterMs: number, keepGoneMs: number): string[] {
+  const dropped: string[] = []
+  for (const [peer, e] of view.entries) {
+    if (nowMs - e.heardAtMs > goneAfterMs + keepGoneMs) {
+      view.entries.delete(peer)
+      dropped.push(peer)
+    }
+  }
+  return dropped
+}
+
+export function claim (view: CapacityView, peer: string, cpuMilli: number, memoryBytes: number): void {
+  const e = view.entries.get(peer)
+  if (e === undefined) return
+  e.claimedCpuMilli += cpuMilli
+  e.claimedMemoryBytes += memoryBytes
+}
+
+export function unclaim (view: CapacityView, peer: string, cpuMilli: number, memoryBytes: number): void {
+  const e = view.entries.get(peer)
+  if (e === undefined) return
+  e.claimedCpuMilli = Math.max(0, e.claimedCpuMilli - cpuMilli)
+  e.claimedMemoryBytes = Math.max(0, e.claimedMemoryBytes - memoryBytes)
+}

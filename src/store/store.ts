@@ -1,0 +1,44 @@
+// Embedded persistence for one agent: jobs it owns or replicates, their events, and the
+// output of attempts it ran. Synchronous on purpose: better-sqlite3 commits in-process,
+// so a record the agent has acknowledged is on disk before the acknowledgement leaves.
+import type { JobEvent, JobRecord, LogChunk } from '../protocol/job.ts'
+
+export interface RunningAttempt {
+  jobId: string
+  epoch: number
+  /** owner to report to */
+  owner: string
+  containerId?: string
+  spec: unknown
+  startedAtMs?: number
+}
+
+export interface Store {
+  /** Insert or replace a job record (the whole record, atomically). */
+  putJob (job: JobRecord): void
+  getJob (id: string): JobRecord | undefined
+  /** Newest first. `prefix` matches the start of the id. */
+  listJobs (options?: { limit?: number, state?: string, prefix?: string }): JobRecord[]
+  deleteJob (id: string): void
+
+  appendEvent (jobId: string, event: JobEvent): void
+  events (jobId: string): JobEvent[]
+
+  /** Appends output; returns the chunk's seq (increasing per job). */
+  appendLog (jobId: string, chunk: Omit<LogChunk, 'seq'>): number
+  /** Chunks with seq > afterSeq, oldest first, at most `limit`. */
+  readLogs (jobId: string, options?: { afterSeq?: number, limit?: number }): LogChunk[]
+
+  /** Attempts this agent executes, so a restarted agent can find its containers again. */
+  putRunning (attempt: RunningAttempt): void
+  deleteRunning (jobId: string, epoch: number): void
+  listRunning (): RunningAttempt[]
+
+  /** Small key/value settings (e.g. the advert sequence number). */
+  getMeta (key: string): string | undefined
+  setMeta (key: string, value: string): void
+
+  /** Runs fn in one transaction. */
+  transaction<T> (fn: () => T): T
+  close (): void
+}
