@@ -167,7 +167,7 @@ export function createApiServer (init: ApiServerInit): FastifyInstance {
     ...(init.logger === undefined || init.logger === false ? { logger: false } : { loggerInstance: init.logger }),
     bodyLimit: init.bodyLimitBytes ?? AGENT_DEFAULTS.apiBodyLimitBytes,
     // Longer than any job id; a longer path segment is a bad request, answered below.
-    maxParamLength: MAX_JOB_ID_LENGTH + 1,
+    routerOptions: { maxParamLength: MAX_JOB_ID_LENGTH + 1 },
     // Errors raised before routing (undecodable URL, over-long parameter) would otherwise
     // get Fastify's own body shape; give them ours.
     frameworkErrors (error, _request, reply) {
