@@ -49,7 +49,7 @@ export interface Agent extends AgentApi {
 /** The agent's timing constants, derived in one place (see docs/operations.md). */
 export function agentTimings (init: AgentInit) {
   const advertIntervalMs = init.timings?.advertIntervalMs ?? AGENT_DEFAULTS.advertIntervalMs
-  const leaseMs = init.leaseMs ?? 3000
+  const leaseMs = init.leaseMs ?? 4000
   return {
     advertIntervalMs,
     suspectAfterMs: init.timings?.suspectAfterMs ?? AGENT_DEFAULTS.suspectAfterMs,

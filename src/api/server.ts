@@ -20,6 +20,10 @@ export interface ApiServerInit {
   bodyLimitBytes?: number
   /** When set, every route but /healthz requires `Authorization: Bearer <token>`. */
   token?: string
+  /** On close, in-flight requests get this long to finish before every connection is cut.
+   *  Without a bound, one client socket that connected but never sent a request (HTTP
+   *  clients pre-open them) holds close() open until Node's headersTimeout. Default 2000. */
+  closeGraceMs?: number
 }
 
 /** How often a followed log stream asks the agent for new output and the job's state. */
@@ -176,6 +180,17 @@ export function createApiServer (init: ApiServerInit): FastifyInstance {
     }
   }) as unknown as FastifyInstance
 
+  // Followed log streams run until their job ends; on close they are cut at once (the
+  // client sees a truncated stream and may reconnect elsewhere) rather than holding close().
+  const shutdown = new AbortController()
+  let graceTimer: NodeJS.Timeout | undefined
+  app.addHook('preClose', async () => {
+    shutdown.abort()
+    graceTimer = setTimeout(() => app.server.closeAllConnections(), init.closeGraceMs ?? 2000)
+    graceTimer.unref()
+  })
+  app.addHook('onClose', async () => { clearTimeout(graceTimer) })
+
   // Only JSON and YAML bodies: a text/plain spec would reach submit() as a bare string and
   // only fail validation with a confusing message, so it is refused as a media type.
   app.removeContentTypeParser('text/plain')
@@ -274,7 +289,7 @@ export function createApiServer (init: ApiServerInit): FastifyInstance {
     }
 
     reply.hijack()
-    await followLogs(agent, job.id, after, format, reply.raw, request.log)
+    await followLogs(agent, job.id, after, format, reply.raw, request.log, shutdown.signal)
   })
 
   app.get('/v1/nodes', async () => {
@@ -311,15 +326,16 @@ async function readAllLogs (agent: AgentApi, id: string, after: number | undefin
  *  client disconnects. Runs on the hijacked raw response: Fastify is no longer involved. */
 async function followLogs (
   agent: AgentApi, id: string, after: number | undefined, format: LogFormat,
-  res: ServerResponse, log: FastifyBaseLogger
+  res: ServerResponse, log: FastifyBaseLogger, stop: AbortSignal
 ): Promise<void> {
   const ac = new AbortController()
-  const signal = ac.signal
+  const signal = AbortSignal.any([ac.signal, stop])
   const onClose = (): void => ac.abort()
   res.once('close', onClose)
   let timer: NodeJS.Timeout | undefined
   let wake: (() => void) | undefined
   const onAbort = (): void => wake?.()
+  let failed = false
   signal.addEventListener('abort', onAbort)
   try {
     res.writeHead(200, {
@@ -358,16 +374,16 @@ async function followLogs (
       }
     }
   } catch (err) {
-    if (!signal.aborted) {
-      log.warn({ err, jobId: id }, 'log follow stopped on an error')
-      // Cut the connection rather than end it cleanly, so the client can tell a truncated
-      // stream from a finished one.
-      res.destroy()
-    }
+    if (!signal.aborted) log.warn({ err, jobId: id }, 'log follow stopped on an error')
+    failed = true
   } finally {
     clearTimeout(timer)
     signal.removeEventListener('abort', onAbort)
     res.off('close', onClose)
-    if (!res.destroyed && !res.writableEnded) res.end()
+    // A clean end means "the job is over and this is all its output". Anything else (an
+    // error, the server closing) cuts the connection instead, so the client can tell a
+    // truncated stream from a finished one.
+    if (failed || signal.aborted) res.destroy()
+    else if (!res.writableEnded) res.end()
   }
 }

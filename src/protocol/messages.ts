@@ -132,7 +132,7 @@ export const BodySchemas = {
   [MessageType.AwardDeclined]: z.object({ jobId, epoch, reason: z.string().max(128) }),
   [MessageType.ReservationRelease]: z.object({ jobId, epoch }),
   [MessageType.AttemptUpdate]: z.object({
-    jobId, epoch, node: peerId, state: z.enum(['running', 'exited']),
+    jobId, epoch, node: peerId, state: z.enum(['starting', 'running', 'exited']),
     startedAtMs: ms.optional(), finishedAtMs: ms.optional(),
     exitCode: z.number().int().nullable().optional(), reason: reason.optional(), error: z.string().max(4096).optional()
   }),
@@ -179,7 +179,8 @@ export interface AttemptUpdate {
   jobId: string
   epoch: number
   node: string
-  state: 'running' | 'exited'
+  /** starting: the executor holds the award and is preparing the container (a lease renewal) */
+  state: 'starting' | 'running' | 'exited'
   startedAtMs?: number
   finishedAtMs?: number
   exitCode?: number | null

@@ -361,6 +361,13 @@ function onUpdate (s: OwnerState, replyId: number, u: AttemptUpdate, nowMs: numb
     return
   }
   if (oj.award !== undefined && oj.award.epoch === u.epoch) oj.award = undefined // an update is as good as an ack
+  if (u.state === 'starting') {
+    oj.leaseExpiresAtMs = nowMs + s.config.leaseMs
+    s.active.add(job.id)
+    if (job.state === 'pending') { setState(oj, 'scheduled'); changedJob(fx, oj, nowMs, { type: 'job:scheduled', epoch: u.epoch, node: u.node }) }
+    reply(true, false)
+    return
+  }
   if (u.state === 'running') {
     oj.leaseExpiresAtMs = nowMs + s.config.leaseMs
     s.active.add(job.id)

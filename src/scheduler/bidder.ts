@@ -139,10 +139,12 @@ function changed (s: BidderState, effects: BidderEffect[]): void {
   effects.push({ type: 'capacity:changed' })
 }
 
+/** A lease renewal: 'starting' while the container is being prepared (pulling an image or
+ *  creating a container can take longer than a lease), 'running' once it runs. */
 function runningUpdate (s: BidderState, a: Allocation): Message {
   return {
     type: MessageType.AttemptUpdate,
-    body: { jobId: a.jobId, epoch: a.epoch, node: s.peerId, state: 'running', ...(a.startedAtMs !== undefined ? { startedAtMs: a.startedAtMs } : {}) }
+    body: { jobId: a.jobId, epoch: a.epoch, node: s.peerId, state: a.phase === 'starting' ? 'starting' : 'running', ...(a.startedAtMs !== undefined ? { startedAtMs: a.startedAtMs } : {}) }
   }
 }
 
@@ -273,7 +275,7 @@ export function bidderStep (s: BidderState, e: BidderEvent, nowMs: number): Bidd
           effects.push({ type: 'attempt:stop', jobId: a.jobId, epoch: a.epoch, reason: 'lost' })
           continue
         }
-        if (a.phase === 'running' && nowMs - a.lastUpdateSentMs >= s.config.leaseRenewMs) {
+        if (nowMs - a.lastUpdateSentMs >= s.config.leaseRenewMs) {
           a.lastUpdateSentMs = nowMs
           effects.push({ type: 'send', to: a.owner, message: runningUpdate(s, a) })
         }
@@ -293,7 +295,7 @@ export function bidderNextTimerMs (s: BidderState): number | undefined {
     if (a.phase === 'exited') at(a.lastUpdateSentMs + s.config.reportRetryMs)
     else if (a.stopRequested !== true) {
       at(a.lastLeaseAckMs + s.config.leaseMs + 1)
-      if (a.phase === 'running') at(a.lastUpdateSentMs + s.config.leaseRenewMs)
+      at(a.lastUpdateSentMs + s.config.leaseRenewMs)
     }
   }
   return next
