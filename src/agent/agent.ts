@@ -10,7 +10,9 @@ import { type Message, MessageType } from '../protocol/messages.ts'
 import { type BidderEffect, type BidderEvent, type BidderState, bidderStep, capacityOf, createBidder } from '../scheduler/bidder.ts'
 import { type OwnerEffect, type OwnerEvent, type OwnerState, createOwner, ownerStep, viewLiveness } from '../scheduler/auction.ts'
 import { selectCandidates, snapshots } from '../scheduler/placement.ts'
-import { liveness } from '../scheduler/view.ts'
+import { rendezvous } from '../scheduler/hash.ts'
+import { liveness, pruneView } from '../scheduler/view.ts'
+import type { AttemptUpdate } from '../protocol/messages.ts'
 import type { Mesh } from '../mesh/mesh.ts'
 import { Topic } from '../mesh/mesh.ts'
 import type { Executor } from '../runtime/executor.ts'
@@ -49,7 +51,7 @@ export interface Agent extends AgentApi {
 /** The agent's timing constants, derived in one place (see docs/operations.md). */
 export function agentTimings (init: AgentInit) {
   const advertIntervalMs = init.timings?.advertIntervalMs ?? AGENT_DEFAULTS.advertIntervalMs
-  const leaseMs = init.leaseMs ?? 4000
+  const leaseMs = init.leaseMs ?? 3000
   return {
     advertIntervalMs,
     suspectAfterMs: init.timings?.suspectAfterMs ?? AGENT_DEFAULTS.suspectAfterMs,
@@ -96,6 +98,13 @@ class BidmeshAgent implements Agent {
   private readonly replies = new Map<number, (m: Message) => void>()
   private readonly summaryQueue = new Map<string, JobSummary>()
   private readonly gonePeers = new Set<string>()
+  /** copies of jobs other agents own, for which this agent is a replica */
+  private readonly standby = new Map<string, JobRecord>()
+  /** last lease renewal an executor sent here while the owner was unreachable */
+  private readonly standbyRenewals = new Map<string, number>()
+  private readonly replicateQueue = new Set<string>()
+  private readonly acceptedResults = new Set<string>()
+  private tickCount = 0
   private nextReplyId = 1
   private timers: Array<ReturnType<typeof setInterval>> = []
   private advertScheduled = false
@@ -147,6 +156,7 @@ class BidmeshAgent implements Agent {
     this.timers.push(setInterval(() => this.tick(), this.t.tickMs))
     this.timers.push(setInterval(() => this.publishAdvert(), this.t.advertIntervalMs))
     this.timers.push(setInterval(() => { void this.flushSummaries() }, 250))
+    this.timers.push(setInterval(() => { void this.flushReplication() }, 25))
   }
 
   listenAddrs (): string[] { return this.c.mesh.listenAddrs() }
@@ -199,6 +209,174 @@ class BidmeshAgent implements Agent {
       } else if (l !== 'gone') this.gonePeers.delete(peer)
     }
     this.ownerDo({ type: 'tick' })
+    if (++this.tickCount % 10 === 0) {
+      // Forget peers gone for a minute: they no longer count towards a majority.
+      pruneView(this.owner.view, now, this.owner.config.goneAfterMs, 60_000)
+      this.checkTakeovers(now)
+    }
+  }
+
+  // ---- replication and takeover ------------------------------------------------------------
+
+  /** This agent sees a majority of the members it knows as alive. A side of a partition that
+   *  does not, neither takes jobs over nor accepts final results, so two sides never both do. */
+  private meshMajority (now = Date.now()): boolean {
+    let known = 0
+    let alive = 0
+    for (const e of this.owner.view.entries.values()) {
+      known++
+      if (liveness(e, now, this.owner.config) === 'alive') alive++
+    }
+    return alive * 2 > known
+  }
+
+  private isAlive (peer: string, now = Date.now()): boolean {
+    if (peer === this.peerId) return true
+    const e = this.owner.view.entries.get(peer)
+    return e !== undefined && liveness(e, now, this.owner.config) === 'alive'
+  }
+
+  /** Replicas: the alive peers ranked highest by rendezvous hashing on the job id, so any
+   *  agent can tell who holds a job from the id and the membership alone. */
+  private chooseReplicas (jobId: string, exclude: string[], count = 2): string[] {
+    const now = Date.now()
+    const peers = [...this.owner.view.entries.keys()].filter(p => p !== this.peerId && !exclude.includes(p) && this.isAlive(p, now))
+    return peers.sort((a, b) => rendezvous(jobId, b) - rendezvous(jobId, a) || (a < b ? -1 : 1)).slice(0, count)
+  }
+
+  /** Sends the current record of each job to its replicas; resolves with the ids that at
+   *  least one replica acknowledged (or that have no replicas). */
+  private async replicate (jobIds: string[]): Promise<Set<string>> {
+    const byPeer = new Map<string, Array<{ job: JobRecord, events: JobEvent[] }>>()
+    const done = new Set<string>()
+    for (const id of jobIds) {
+      const job = this.owner.jobs.get(id)?.record
+      if (job === undefined) continue
+      if (job.replicas.length === 0) { done.add(id); continue }
+      const events = this.c.store.events(id).slice(-1000)
+      for (const r of job.replicas) {
+        const list = byPeer.get(r) ?? []
+        list.push({ job, events })
+        byPeer.set(r, list)
+      }
+    }
+    await Promise.all([...byPeer].map(async ([peer, jobs]) => {
+      for (let i = 0; i < jobs.length; i += 100) {
+        const batch = jobs.slice(i, i + 100)
+        try {
+          const r = await this.c.mesh.request(peer, { type: MessageType.JobReplicate, body: { from: this.peerId, jobs: batch } }, { timeoutMs: 2000 })
+          if (r.type === MessageType.Ack && r.body.ok) for (const j of batch) done.add(j.job.id)
+        } catch (err) {
+          this.c.logger.debug({ peer, err: String(err) }, 'replication failed')
+        }
+      }
+    }))
+    return done
+  }
+
+  private async flushReplication (): Promise<void> {
+    if (this.replicateQueue.size === 0 || this.stopped) return
+    const ids = [...this.replicateQueue]
+    this.replicateQueue.clear()
+    await this.replicate(ids)
+  }
+
+  private onReplicate (jobs: Array<{ job: JobRecord, events: JobEvent[] }>): void {
+    for (const { job, events } of jobs) {
+      const mine = this.owner.jobs.get(job.id)
+      if (mine !== undefined) {
+        if (job.term <= mine.record.term) continue // an older owner's copy: ignore
+        this.c.logger.info({ jobId: job.id, term: job.term, owner: job.owner }, 'job:released')
+        this.ownerDo({ type: 'job:released', jobId: job.id })
+      }
+      const local = this.c.store.getJob(job.id)
+      if (local !== undefined && (local.term > job.term || (local.term === job.term && local.version > job.version))) continue
+      this.c.store.transaction(() => {
+        this.c.store.putJob(job)
+        const have = this.c.store.events(job.id).length
+        for (const ev of events.slice(have)) this.c.store.appendEvent(job.id, ev)
+      })
+      const sum = summarize(job)
+      this.directory.set(sum.id, sum)
+      if (TERMINAL_STATES.has(job.state) || job.owner === this.peerId) {
+        this.standby.delete(job.id)
+        this.standbyRenewals.delete(job.id)
+      } else this.standby.set(job.id, job)
+    }
+  }
+
+  /** A replica takes a job over when its owner is gone, it is the highest-ranked alive
+   *  replica, and it sees a majority of the mesh (so the two sides of a partition cannot
+   *  both take the same job). The new owner's term is higher, which settles any conflict. */
+  private checkTakeovers (now: number): void {
+    if (this.standby.size === 0 || !this.meshMajority(now)) return
+    for (const job of [...this.standby.values()]) {
+      if (this.isAlive(job.owner, now)) continue
+      const ownerEntry = this.owner.view.entries.get(job.owner)
+      const ownerGone = ownerEntry === undefined
+        ? now - this.startedAtMs > this.owner.config.goneAfterMs
+        : liveness(ownerEntry, now, this.owner.config) === 'gone'
+      if (!ownerGone) continue
+      const ranked = job.replicas.filter(r => this.isAlive(r, now)).sort((a, b) => rendezvous(job.id, b) - rendezvous(job.id, a) || (a < b ? -1 : 1))
+      if (ranked[0] !== this.peerId) continue
+      this.adopt(job, now)
+    }
+  }
+
+  private adopt (job: JobRecord, now: number): void {
+    const previous = job.owner
+    const record: JobRecord = structuredClone(job)
+    record.owner = this.peerId
+    record.term++
+    record.version++
+    record.updatedAtMs = now
+    record.replicas = this.chooseReplicas(job.id, [previous])
+    const event: JobEvent = { atMs: now, type: 'job:adopted', detail: `owner ${previous} gone; term ${record.term}` }
+    this.c.store.transaction(() => {
+      this.c.store.putJob(record)
+      this.c.store.appendEvent(record.id, event)
+    })
+    this.standby.delete(job.id)
+    this.c.logger.info({ jobId: job.id, previous, term: record.term, state: record.state }, 'job:adopted')
+    this.ownerDo({ type: 'job:adopted', job: record })
+    // An executor that kept renewing with us keeps its lease from its last renewal.
+    const renewed = this.standbyRenewals.get(job.id)
+    this.standbyRenewals.delete(job.id)
+    const oj = this.owner.jobs.get(job.id)
+    if (oj !== undefined && oj.leaseExpiresAtMs !== undefined && renewed !== undefined) oj.leaseExpiresAtMs = renewed + this.owner.config.leaseMs
+    const sum = summarize(record)
+    this.directory.set(sum.id, sum)
+    this.summaryQueue.set(sum.id, sum)
+    this.replicateQueue.add(record.id)
+  }
+
+  private async onAttemptUpdate (u: AttemptUpdate): Promise<Message> {
+    if (!this.owner.jobs.has(u.jobId)) return this.standbyUpdate(u)
+    const reply = await this.ask(replyId => this.ownerDo({ type: 'attempt:update', replyId, update: u }))
+    if (reply.type !== MessageType.AttemptUpdateAck) return reply
+    if (u.state === 'exited' && reply.body.accepted) {
+      // A final result is accepted only once a majority is visible and the record that
+      // holds it is on a replica: an owner cut off from the mesh cannot accept one, and an
+      // owner that dies right after accepting does not take the result with it.
+      if (!this.meshMajority()) return ack(false, 'ERR_NO_QUORUM')
+      const replicated = await this.replicate([u.jobId])
+      if (!replicated.has(u.jobId)) return ack(false, 'ERR_NOT_REPLICATED')
+      const k = `${u.jobId}#${u.epoch}`
+      if (!this.acceptedResults.has(k)) {
+        this.acceptedResults.add(k)
+        const job = this.owner.jobs.get(u.jobId)?.record
+        this.c.logger.info({ jobId: u.jobId, epoch: u.epoch, node: u.node, state: job?.state, reason: u.reason, exitCode: u.exitCode }, 'result:accepted')
+      }
+    }
+    return { type: MessageType.AttemptUpdateAck, body: { ...reply.body, owner: this.peerId } }
+  }
+
+  /** An executor that cannot reach the owner renews its lease with a replica. */
+  private standbyUpdate (u: AttemptUpdate): Message {
+    const local = this.standby.get(u.jobId)
+    if (local === undefined || u.state === 'exited' || u.epoch < local.epoch) return ack(false, 'ERR_NOT_OWNER')
+    this.standbyRenewals.set(u.jobId, Date.now())
+    return { type: MessageType.AttemptUpdateAck, body: { jobId: u.jobId, epoch: u.epoch, accepted: true, stop: false, owner: local.owner } }
   }
 
   // ---- the two machines ------------------------------------------------------------------
@@ -225,6 +403,7 @@ class BidmeshAgent implements Agent {
       const sum = summarize(fx.job)
       this.directory.set(sum.id, sum)
       this.summaryQueue.set(sum.id, sum)
+      if (fx.job.replicas.length > 0) this.replicateQueue.add(fx.job.id)
     }
     for (const fx of effects) {
       if (fx.type === 'send') void this.ownerSend(fx.to, fx.message)
@@ -287,15 +466,23 @@ class BidmeshAgent implements Agent {
   private async bidderSend (to: string, message: Message): Promise<void> {
     if (message.type !== MessageType.AttemptUpdate) return
     const u = message.body
-    try {
-      // Output first: when the owner hears "exited", it already has every line.
-      if (u.state === 'exited') await this.flushLogs(`${u.jobId}#${u.epoch}`)
-      const response = await this.c.mesh.request(to, message)
-      if (response.type === MessageType.AttemptUpdateAck) this.bidderDo({ type: 'update:acked', ...response.body })
-    } catch (err) {
-      if (this.stopped) return
-      this.bidderDo({ type: 'update:failed', jobId: u.jobId, epoch: u.epoch })
+    // Output first: when the owner hears "exited", it already has every line.
+    if (u.state === 'exited') await this.flushLogs(`${u.jobId}#${u.epoch}`)
+    // The owner first; when it cannot be reached, the job's replicas, one of which takes the
+    // job over if the owner is dead and answers as the new owner.
+    const replicas = this.bidder.allocations.get(`${u.jobId}#${u.epoch}`)?.replicas ?? []
+    for (const target of [to, ...replicas.filter(r => r !== to)]) {
+      try {
+        const response = await this.c.mesh.request(target, message, { timeoutMs: 2000 })
+        if (response.type === MessageType.AttemptUpdateAck) {
+          this.bidderDo({ type: 'update:acked', ...response.body })
+          return
+        }
+      } catch {
+        if (this.stopped) return
+      }
     }
+    if (!this.stopped) this.bidderDo({ type: 'update:failed', jobId: u.jobId, epoch: u.epoch })
   }
 
   private reply (replyId: number, message: Message): void {
@@ -323,14 +510,17 @@ class BidmeshAgent implements Agent {
         this.metrics.bidsReceived.inc()
         return await this.ask(replyId => this.bidderDo({ type: 'bid:requested', from, replyId, ...m.body }))
       case MessageType.Award:
-        return await this.ask(replyId => this.bidderDo({ type: 'award:received', from, replyId, jobId: m.body.jobId, epoch: m.body.epoch, spec: m.body.spec }))
+        return await this.ask(replyId => this.bidderDo({ type: 'award:received', from, replyId, jobId: m.body.jobId, epoch: m.body.epoch, spec: m.body.spec, replicas: m.body.replicas }))
       case MessageType.ReservationRelease:
         this.bidderDo({ type: 'reservation:released', ...m.body })
         return ack()
       case MessageType.CancelAttempt:
         return await this.ask(replyId => this.bidderDo({ type: 'attempt:cancel', from, replyId, ...m.body }))
       case MessageType.AttemptUpdate:
-        return await this.ask(replyId => this.ownerDo({ type: 'attempt:update', replyId, update: m.body }))
+        return await this.onAttemptUpdate(m.body)
+      case MessageType.JobReplicate:
+        this.onReplicate(m.body.jobs)
+        return ack()
       case MessageType.LogAppend: {
         const oj = this.owner.jobs.get(m.body.jobId)
         if (oj === undefined) return ack(false, 'ERR_UNKNOWN_JOB')
@@ -370,6 +560,13 @@ class BidmeshAgent implements Agent {
       if (m.body.from !== from) return
       for (const s of m.body.summaries) {
         if (s.owner !== from) continue
+        const mine = this.owner.jobs.get(s.id)
+        if (mine !== undefined && s.term > mine.record.term) {
+          // Another agent took this job over while we were cut off: it owns it now.
+          this.c.logger.info({ jobId: s.id, term: s.term, owner: s.owner }, 'job:released')
+          this.ownerDo({ type: 'job:released', jobId: s.id })
+          this.c.store.putJob({ ...mine.record, owner: s.owner, term: s.term })
+        }
         const prev = this.directory.get(s.id)
         if (prev === undefined || prev.updatedAtMs <= s.updatedAtMs) this.directory.set(s.id, s)
       }
@@ -429,6 +626,8 @@ class BidmeshAgent implements Agent {
     void this.c.executor.run({ jobId, epoch, spec }, {
       signal: rc.abort.signal,
       onStarted: ({ containerId, startedAtMs }) => {
+        // History for the fault-injection suite: every execution, as the executor saw it.
+        this.c.logger.info({ jobId, epoch, node: this.peerId, containerId, startedAtMs }, 'container:started')
         this.c.store.putRunning({ jobId, epoch, owner, spec, containerId, startedAtMs })
         this.bidderDo({ type: 'attempt:started', jobId, epoch, startedAtMs })
       },
@@ -436,6 +635,7 @@ class BidmeshAgent implements Agent {
         rc.logBuffer.push({ stream, atMs: Date.now(), data: decoder[stream].decode(chunk, { stream: true }) })
       }
     }).then(result => {
+      this.c.logger.info({ jobId, epoch, node: this.peerId, startedAtMs: result.startedAtMs, finishedAtMs: result.finishedAtMs, reason: result.reason, exitCode: result.exitCode }, 'container:exited')
       const reason = result.reason === 'cancelled' && rc.abort.signal.reason === 'lost' ? 'lost' : result.reason
       this.bidderDo({
         type: 'attempt:exited',
@@ -472,7 +672,8 @@ class BidmeshAgent implements Agent {
     rc.flushing = (async () => {
       for (let attempt = 0; attempt < 5; attempt++) {
         try {
-          const r = await this.c.mesh.request(rc.owner, { type: MessageType.LogAppend, body: { jobId, epoch, chunks } })
+          const owner = this.bidder.allocations.get(k)?.owner ?? rc.owner
+          const r = await this.c.mesh.request(owner, { type: MessageType.LogAppend, body: { jobId, epoch, chunks } })
           if (r.type === MessageType.Ack) return
         } catch {
           if (this.stopped) return
@@ -488,10 +689,16 @@ class BidmeshAgent implements Agent {
   async submit (input: unknown): Promise<JobRecord> {
     const spec = parseJobSpec(input)
     const now = Date.now()
-    const job: JobRecord = { id: newJobId(now), spec, owner: this.peerId, publisher: this.peerId, state: 'pending', epoch: 0, attempts: [], createdAtMs: now, updatedAtMs: now }
+    const id = newJobId(now)
+    const job: JobRecord = { id, spec, owner: this.peerId, publisher: this.peerId, state: 'pending', epoch: 0, term: 0, version: 0, replicas: this.chooseReplicas(id, []), attempts: [], createdAtMs: now, updatedAtMs: now }
     this.metrics.auctions.inc()
     this.ownerDo({ type: 'job:submitted', job })
-    return structuredClone(this.owner.jobs.get(job.id)!.record)
+    // Accepted only once a replica holds the record: the job then outlives this agent.
+    this.replicateQueue.delete(id)
+    const replicated = await this.replicate([id])
+    if (!replicated.has(id)) this.c.logger.warn({ jobId: id, replicas: job.replicas }, 'job accepted without a replica: no replica answered')
+    const record = this.owner.jobs.get(id)?.record ?? this.c.store.getJob(id)!
+    return structuredClone(record)
   }
 
   async plan (input: unknown): Promise<Explanation> {
@@ -517,7 +724,13 @@ class BidmeshAgent implements Agent {
     // Not ours: ask the owner named in the directory, else every peer we know of.
     const known = [...this.directory.values()].filter(s => s.id.startsWith(idOrPrefix))
     if (known.length > 1 && !known.some(s => s.id === idOrPrefix)) throw new AmbiguousJobIdError(idOrPrefix, known.map(s => s.id))
-    const owners = known.length > 0 ? [known[0].owner] : this.otherPeers()
+    // Who may hold it: the owner we last heard of and its replicas; failing them, everyone.
+    const likely = new Set<string>()
+    if (local.job !== undefined) { likely.add(local.job.owner); for (const r of local.job.replicas) likely.add(r) }
+    if (known.length > 0) likely.add(known[0].owner)
+    likely.delete(this.peerId)
+    const reachable = [...likely].filter(p => this.isAlive(p))
+    const owners = reachable.length > 0 ? reachable : this.otherPeers()
     const replies = await Promise.all(owners.map(async peer => {
       try {
         const r = await this.c.mesh.request(peer, { type: MessageType.JobQuery, body: { id: idOrPrefix } }, { signal: options.signal })
@@ -525,16 +738,18 @@ class BidmeshAgent implements Agent {
       } catch { return undefined }
     }))
     const matches = new Set<string>()
+    let best: JobDetail | undefined = local.job !== undefined ? { job: local.job, events: local.events } : undefined
     for (const r of replies) {
-      if (r?.job !== undefined && r.job.owner !== undefined) {
-        // the owner's copy is authoritative
-        if (r.job.id === idOrPrefix || replies.filter(x => x?.job !== undefined).length === 1) return { job: r.job, events: r.events }
+      if (r?.job !== undefined) {
         matches.add(r.job.id)
+        // The newest copy wins: higher term (a takeover), then higher version.
+        if (best === undefined || r.job.term > best.job.term || (r.job.term === best.job.term && r.job.version > best.job.version)) best = { job: r.job, events: r.events }
       }
       for (const m of r?.matches ?? []) matches.add(m)
     }
+    if (local.job !== undefined) matches.add(local.job.id)
     if (matches.size > 1) throw new AmbiguousJobIdError(idOrPrefix, [...matches])
-    if (local.job !== undefined) return { job: local.job, events: local.events }
+    if (best !== undefined) return best
     throw new UnknownJobError(idOrPrefix)
   }
 

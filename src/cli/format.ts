@@ -63,8 +63,9 @@ export function stateText (state: string, reason: string | null | undefined, exi
   return `${state} (${reason})`
 }
 
+/** Up to three decimals, trailing zeros dropped: 0.5, 0.825, 3. */
 export function formatScore (n: number): string {
-  return Number.isInteger(n) ? String(n) : n.toFixed(3)
+  return Number.isFinite(n) ? String(Number(n.toFixed(3))) : String(n)
 }
 
 export function formatExplanation (e: Explanation): string {

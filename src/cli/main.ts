@@ -490,7 +490,7 @@ export async function runCli (argv: string[], ioOverrides: Partial<CliIo> = {}):
       } else if (status.explanation === null) {
         io.stdout.write(`job ${status.id} has no placement decision yet (${status.state})\n`)
       } else {
-        io.stdout.write(`job ${status.id} (${stateText(status.state, status.reason, status.exitCode)})\n`)
+        io.stdout.write(`job ${status.id}: ${stateText(status.state, status.reason, status.exitCode)}\n`)
         io.stdout.write(formatExplanation(status.explanation))
       }
     })

@@ -76,6 +76,12 @@ export interface JobRecord {
   /** executor of the current or last attempt */
   node?: string
   epoch: number
+  /** ownership generation: increases when a replica takes the job over; the higher term wins */
+  term: number
+  /** increases with every change, so replicas keep only the newest copy */
+  version: number
+  /** agents holding a copy of this record, able to take the job over if the owner dies */
+  replicas: string[]
   attempts: AttemptRecord[]
   createdAtMs: number
   updatedAtMs: number
@@ -94,6 +100,7 @@ export interface JobSummary {
   reason?: JobReason
   node?: string
   epoch: number
+  term: number
   createdAtMs: number
   updatedAtMs: number
 }
@@ -108,6 +115,7 @@ export function summarize (job: JobRecord): JobSummary {
     ...(job.reason !== undefined ? { reason: job.reason } : {}),
     ...(job.node !== undefined ? { node: job.node } : {}),
     epoch: job.epoch,
+    term: job.term,
     createdAtMs: job.createdAtMs,
     updatedAtMs: job.updatedAtMs
   }

@@ -27,8 +27,9 @@ export const MessageType = {
   JobSummaries: 18,
   JobListQuery: 19,
   JobListReply: 20,
-  LogAppend: 21
-  // next: 22
+  LogAppend: 21,
+  JobReplicate: 22
+  // next: 23
 } as const
 export type MessageTypeName = keyof typeof MessageType
 export type MessageTypeNumber = typeof MessageType[MessageTypeName]
@@ -108,6 +109,9 @@ const jobRecord = z.object({
   exitCode: z.number().int().nullable().optional(),
   node: peerId.optional(),
   epoch,
+  term: z.number().int().nonnegative(),
+  version: z.number().int().nonnegative(),
+  replicas: z.array(peerId).max(16),
   attempts: z.array(attempt).max(1000),
   createdAtMs: ms,
   updatedAtMs: ms,
@@ -118,7 +122,7 @@ const jobRecord = z.object({
 const jobEvent = z.object({ atMs: ms, type: z.string().max(64), epoch: epoch.optional(), node: peerId.optional(), detail: z.string().max(4096).optional() })
 const summary = z.object({
   id: jobId, name: z.string().max(128).optional(), image: z.string().max(512), owner: peerId, state: jobState,
-  reason: reason.optional(), node: peerId.optional(), epoch, createdAtMs: ms, updatedAtMs: ms
+  reason: reason.optional(), node: peerId.optional(), epoch, term: z.number().int().nonnegative(), createdAtMs: ms, updatedAtMs: ms
 })
 const logChunk = z.object({ seq: z.number().int().positive(), epoch, stream: z.enum(['stdout', 'stderr']), atMs: ms, data: z.string() })
 
@@ -127,7 +131,7 @@ export const BodySchemas = {
   [MessageType.BidRequest]: z.object({ jobId, epoch, owner: peerId, spec: JobSpecWireSchema }),
   [MessageType.Bid]: z.object({ jobId, epoch, score: z.number(), components: z.record(z.string(), z.number()), capacity }),
   [MessageType.BidRefused]: z.object({ jobId, epoch, reason: z.string().max(128), capacity: capacity.optional() }),
-  [MessageType.Award]: z.object({ jobId, epoch, owner: peerId, spec: JobSpecWireSchema, leaseMs: ms }),
+  [MessageType.Award]: z.object({ jobId, epoch, owner: peerId, replicas: z.array(peerId).max(16), spec: JobSpecWireSchema, leaseMs: ms }),
   [MessageType.AwardAck]: z.object({ jobId, epoch }),
   [MessageType.AwardDeclined]: z.object({ jobId, epoch, reason: z.string().max(128) }),
   [MessageType.ReservationRelease]: z.object({ jobId, epoch }),
@@ -136,7 +140,7 @@ export const BodySchemas = {
     startedAtMs: ms.optional(), finishedAtMs: ms.optional(),
     exitCode: z.number().int().nullable().optional(), reason: reason.optional(), error: z.string().max(4096).optional()
   }),
-  [MessageType.AttemptUpdateAck]: z.object({ jobId, epoch, accepted: z.boolean(), stop: z.boolean() }),
+  [MessageType.AttemptUpdateAck]: z.object({ jobId, epoch, accepted: z.boolean(), stop: z.boolean(), owner: peerId.optional() }),
   [MessageType.JobQuery]: z.object({ id: z.string().min(1).max(64) }),
   [MessageType.JobQueryReply]: z.object({ job: jobRecord.optional(), events: z.array(jobEvent).max(10_000), matches: z.array(jobId).max(64).optional() }),
   [MessageType.LogQuery]: z.object({ jobId, afterSeq: z.number().int().nonnegative(), limit: z.number().int().positive().max(10_000) }),
@@ -147,6 +151,7 @@ export const BodySchemas = {
   [MessageType.JobSummaries]: z.object({ from: peerId, summaries: z.array(summary).max(256) }),
   [MessageType.JobListQuery]: z.object({ state: jobState.optional(), limit: z.number().int().positive().max(10_000) }),
   [MessageType.JobListReply]: z.object({ summaries: z.array(summary).max(10_000) }),
+  [MessageType.JobReplicate]: z.object({ from: peerId, jobs: z.array(z.object({ job: jobRecord, events: z.array(jobEvent).max(1000) })).max(256) }),
   [MessageType.LogAppend]: z.object({ jobId, epoch, chunks: z.array(z.object({ stream: z.enum(['stdout', 'stderr']), atMs: ms, data: z.string() })).max(10_000) })
 } as const
 
@@ -156,12 +161,13 @@ export interface Bodies {
   [MessageType.BidRequest]: { jobId: string, epoch: number, owner: string, spec: JobSpec }
   [MessageType.Bid]: { jobId: string, epoch: number, score: number, components: Record<string, number>, capacity: NodeCapacity }
   [MessageType.BidRefused]: { jobId: string, epoch: number, reason: string, capacity?: NodeCapacity }
-  [MessageType.Award]: { jobId: string, epoch: number, owner: string, spec: JobSpec, leaseMs: number }
+  [MessageType.Award]: { jobId: string, epoch: number, owner: string, replicas: string[], spec: JobSpec, leaseMs: number }
   [MessageType.AwardAck]: { jobId: string, epoch: number }
   [MessageType.AwardDeclined]: { jobId: string, epoch: number, reason: string }
   [MessageType.ReservationRelease]: { jobId: string, epoch: number }
   [MessageType.AttemptUpdate]: AttemptUpdate
-  [MessageType.AttemptUpdateAck]: { jobId: string, epoch: number, accepted: boolean, stop: boolean }
+  /** owner: who answered as the job's owner, so an executor follows a takeover */
+  [MessageType.AttemptUpdateAck]: { jobId: string, epoch: number, accepted: boolean, stop: boolean, owner?: string }
   [MessageType.JobQuery]: { id: string }
   [MessageType.JobQueryReply]: { job?: JobRecord, events: JobEvent[], matches?: string[] }
   [MessageType.LogQuery]: { jobId: string, afterSeq: number, limit: number }
@@ -172,6 +178,7 @@ export interface Bodies {
   [MessageType.JobSummaries]: { from: string, summaries: JobSummary[] }
   [MessageType.JobListQuery]: { state?: JobSummary['state'], limit: number }
   [MessageType.JobListReply]: { summaries: JobSummary[] }
+  [MessageType.JobReplicate]: { from: string, jobs: Array<{ job: JobRecord, events: JobEvent[] }> }
   [MessageType.LogAppend]: { jobId: string, epoch: number, chunks: Array<Omit<LogChunk, 'seq' | 'epoch'>> }
 }
 

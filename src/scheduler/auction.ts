@@ -70,6 +70,8 @@ export type OwnerEvent =
   | { type: 'job:submitted', job: JobRecord }
   | { type: 'job:adopted', job: JobRecord }
   | { type: 'job:cancel', jobId: string }
+  /** another agent owns the job now (a higher term): stop acting for it */
+  | { type: 'job:released', jobId: string }
   | { type: 'advert:received', capacity: NodeCapacity }
   | { type: 'bid:received', from: string, jobId: string, epoch: number, score: number, components: Record<string, number>, capacity: NodeCapacity }
   | { type: 'bid:refused', from: string, jobId: string, epoch: number, reason: string, capacity?: NodeCapacity }
@@ -104,6 +106,15 @@ export function ownerStep (s: OwnerState, e: OwnerEvent, nowMs: number): OwnerEf
         oj.leaseExpiresAtMs = nowMs + s.config.leaseMs
         s.active.add(e.job.id)
       }
+      break
+    }
+    case 'job:released': {
+      const oj = s.jobs.get(e.jobId)
+      if (oj === undefined) break
+      if (oj.round !== undefined && oj.round.claimedOn !== undefined) unclaim(s.view, oj.round.claimedOn, oj.record.spec.cpuMilli, oj.record.spec.memoryBytes)
+      s.jobs.delete(e.jobId)
+      s.pending.delete(e.jobId)
+      s.active.delete(e.jobId)
       break
     }
     case 'job:cancel': {
@@ -238,6 +249,7 @@ function setState (oj: OwnerJob, state: JobRecord['state'], reason?: JobReason):
 
 function changedJob (fx: OwnerEffect[], oj: OwnerJob, nowMs: number, event?: Omit<JobEvent, 'atMs'>): void {
   oj.record.updatedAtMs = nowMs
+  oj.record.version++
   const events = event === undefined ? [] : [{ atMs: nowMs, ...event }]
   // Coalesce: one persisted change per job per step is enough.
   const last = fx[fx.length - 1]
@@ -330,7 +342,7 @@ function decide (s: OwnerState, oj: OwnerJob, nowMs: number, fx: OwnerEffect[]):
   oj.award = { node: winner.node, epoch: round.epoch, deadlineMs: nowMs + s.config.awardAckTimeoutMs }
   setState(oj, 'pending')
   changedJob(fx, oj, nowMs, { type: 'job:awarded', epoch: round.epoch, node: winner.node, detail: `score ${winner.score.toFixed(3)} of ${round.bids.length} bid(s)` })
-  fx.push({ type: 'send', to: winner.node, message: { type: MessageType.Award, body: { jobId: job.id, epoch: round.epoch, owner: s.config.selfId, spec: job.spec, leaseMs: s.config.leaseMs } } })
+  fx.push({ type: 'send', to: winner.node, message: { type: MessageType.Award, body: { jobId: job.id, epoch: round.epoch, owner: s.config.selfId, replicas: job.replicas, spec: job.spec, leaseMs: s.config.leaseMs } } })
 }
 
 function onUpdate (s: OwnerState, replyId: number, u: AttemptUpdate, nowMs: number, fx: OwnerEffect[]): void {

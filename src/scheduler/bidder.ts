@@ -26,7 +26,10 @@ export interface Reservation { jobId: string, epoch: number, owner: string, cpuM
 export interface Allocation {
   jobId: string
   epoch: number
+  /** where updates go; changes when a replica takes the job over */
   owner: string
+  /** agents to report to when the owner cannot be reached */
+  replicas: string[]
   spec: JobSpec
   phase: 'starting' | 'running' | 'exited'
   startedAtMs?: number
@@ -54,12 +57,12 @@ export interface BidderState {
 
 export type BidderEvent =
   | { type: 'bid:requested', from: string, replyId: number, jobId: string, epoch: number, spec: JobSpec }
-  | { type: 'award:received', from: string, replyId: number, jobId: string, epoch: number, spec: JobSpec }
+  | { type: 'award:received', from: string, replyId: number, jobId: string, epoch: number, spec: JobSpec, replicas?: string[] }
   | { type: 'reservation:released', jobId: string, epoch: number }
   | { type: 'attempt:cancel', from: string, replyId: number, jobId: string, epoch: number }
   | { type: 'attempt:started', jobId: string, epoch: number, startedAtMs: number }
   | { type: 'attempt:exited', jobId: string, epoch: number, update: Omit<AttemptUpdate, 'jobId' | 'epoch' | 'node' | 'state'> }
-  | { type: 'update:acked', jobId: string, epoch: number, accepted: boolean, stop: boolean }
+  | { type: 'update:acked', jobId: string, epoch: number, accepted: boolean, stop: boolean, owner?: string }
   | { type: 'update:failed', jobId: string, epoch: number }
   | { type: 'drain:set', draining: boolean }
   | { type: 'tick' }
@@ -195,7 +198,7 @@ export function bidderStep (s: BidderState, e: BidderEvent, nowMs: number): Bidd
           break
         }
       }
-      s.allocations.set(k, { jobId: e.jobId, epoch: e.epoch, owner: e.from, spec: e.spec, phase: 'starting', awardedAtMs: nowMs, lastLeaseAckMs: nowMs, lastUpdateSentMs: nowMs })
+      s.allocations.set(k, { jobId: e.jobId, epoch: e.epoch, owner: e.from, replicas: e.replicas ?? [], spec: e.spec, phase: 'starting', awardedAtMs: nowMs, lastLeaseAckMs: nowMs, lastUpdateSentMs: nowMs })
       if (reservation === undefined) changed(s, effects)
       effects.push({ type: 'reply', replyId: e.replyId, message: ack })
       effects.push({ type: 'attempt:start', jobId: e.jobId, epoch: e.epoch, owner: e.from, spec: e.spec })
@@ -240,6 +243,11 @@ export function bidderStep (s: BidderState, e: BidderEvent, nowMs: number): Bidd
       const a = s.allocations.get(k)
       if (a === undefined) break
       a.lastLeaseAckMs = nowMs
+      // A replica that took the job over answers as its owner: report there from now on.
+      if (e.owner !== undefined && e.owner !== a.owner) {
+        if (!a.replicas.includes(a.owner)) a.replicas = [...a.replicas, a.owner]
+        a.owner = e.owner
+      }
       if (a.phase === 'exited') {
         s.allocations.delete(k)
         effects.push({ type: 'attempt:reported', jobId: e.jobId, epoch: e.epoch })

@@ -18,6 +18,8 @@ export class FakeAgent implements AgentApi {
   readonly logs = new Map<string, LogChunk[]>()
   /** Ids passed to readLogs, in call order: lets a test wait until a follower is polling. */
   readonly readLogsCalls: string[] = []
+  /** Ids passed to getJob, in call order: lets a test wait until a client has looked. */
+  readonly getJobCalls: string[] = []
   nodeViews: NodeView[] = [
     {
       peerId: FAKE_PEER, totalCpuMilli: 4000, freeCpuMilli: 3500, totalMemoryBytes: 8 * 1024 ** 3, freeMemoryBytes: 6 * 1024 ** 3,
@@ -57,7 +59,9 @@ export class FakeAgent implements AgentApi {
   }
 
   async getJob (idOrPrefix: string): Promise<JobDetail> {
+    this.getJobCalls.push(idOrPrefix)
     const id = this.resolve(idOrPrefix)
+    this.notify()
     return { job: structuredClone(this.jobs.get(id)!), events: structuredClone(this.events.get(id) ?? []) }
   }
 

@@ -1,0 +1,122 @@
+// The simulated network: one-way latency (base + uniform jitter), independent loss per
+// message, and partitions. Direct requests behave like the real mesh's request(): the
+// caller hears either the one response or, after the request timeout, a failure (lost
+// request, lost response, dead or partitioned peer all look the same from the caller).
+// A request to oneself is a local call, as in libp2p-mesh.ts, and never touches the wire.
+import { MESH_DEFAULTS } from '../mesh/constants.ts'
+import type { Message } from '../protocol/messages.ts'
+import type { Engine } from './engine.ts'
+import type { Rng } from './rng.ts'
+
+export interface NetworkConfig {
+  /** one-way latency is latencyMs + uniform(0, jitterMs) */
+  latencyMs: number
+  jitterMs: number
+  /** probability that any one message (a request, a response, one gossip delivery) is lost */
+  loss: number
+  /** a request unanswered this long fails (the real mesh's requestTimeoutMs) */
+  requestTimeoutMs: number
+}
+
+export const NETWORK_DEFAULTS: NetworkConfig = {
+  latencyMs: 2,
+  jitterMs: 3,
+  loss: 0,
+  requestTimeoutMs: MESH_DEFAULTS.requestTimeoutMs
+}
+
+/** What the network needs to know about the hosts: whether one is up, and which incarnation
+ *  of it (a crashed and restarted process never receives what was sent to the old one). */
+export interface Hosts {
+  isUp: (host: number) => boolean
+  incarnation: (host: number) => number
+}
+
+export class Network {
+  /** direct messages put on the wire, by protocol message type (requests and responses) */
+  readonly byType = new Float64Array(32)
+  /** direct messages put on the wire */
+  messages = 0
+  /** requests an agent made to itself: local calls, not on the wire */
+  localRequests = 0
+  /** direct messages that never arrived (loss, partition, dead peer) */
+  dropped = 0
+  /** partition side per host while a partition lasts */
+  private side: Uint8Array | undefined
+
+  constructor (
+    private readonly engine: Engine,
+    private readonly rng: Rng,
+    readonly config: NetworkConfig,
+    private readonly hosts: Hosts
+  ) {}
+
+  /** Cuts the hosts with side 1 off from those with side 0; undefined heals. */
+  setPartition (side: Uint8Array | undefined): void { this.side = side }
+
+  get partitioned (): boolean { return this.side !== undefined }
+
+  latencyMs (): number {
+    const c = this.config
+    return c.jitterMs > 0 ? c.latencyMs + this.rng.next() * c.jitterMs : c.latencyMs
+  }
+
+  /** Whether one message from a to b gets through the partition and the loss. */
+  passes (a: number, b: number): boolean {
+    if (this.side !== undefined && this.side[a] !== this.side[b]) return false
+    return !(this.config.loss > 0 && this.rng.next() < this.config.loss)
+  }
+
+  private count (message: Message): void {
+    this.messages++
+    this.byType[message.type]++
+  }
+
+  private alive (host: number, incarnation: number): boolean {
+    return this.hosts.isUp(host) && this.hosts.incarnation(host) === incarnation
+  }
+
+  /**
+   * Sends a request and calls `done` with the response, or with undefined once the request
+   * times out. `serve` runs at the receiver when the request arrives and returns its response.
+   * `done` is dropped if the caller crashed meanwhile.
+   */
+  request (from: number, to: number, message: Message, serve: (m: Message) => Message, done: (response: Message | undefined) => void): void {
+    const e = this.engine
+    const fromInc = this.hosts.incarnation(from)
+    if (from === to) {
+      this.localRequests++
+      e.after(0, () => { if (this.alive(from, fromInc)) done(serve(message)) })
+      return
+    }
+    this.count(message)
+    const sentAtMs = e.nowMs
+    const fail = (): void => {
+      this.dropped++
+      e.at(sentAtMs + this.config.requestTimeoutMs, () => { if (this.alive(from, fromInc)) done(undefined) })
+    }
+    if (!this.hosts.isUp(to) || !this.passes(from, to)) { fail(); return }
+    const toInc = this.hosts.incarnation(to)
+    e.after(this.latencyMs(), () => {
+      if (!this.alive(to, toInc)) { fail(); return }
+      const response = serve(message)
+      this.count(response)
+      if (!this.passes(to, from)) { fail(); return }
+      e.after(this.latencyMs(), () => { if (this.alive(from, fromInc)) done(response) })
+    })
+  }
+
+  /**
+   * One gossip publication: after one latency, `deliver` runs for each receiver that is up and
+   * that the message reaches. Receivers are read at delivery time (the mesh at that moment).
+   * Returns nothing: the caller counts what was delivered.
+   */
+  gossip (from: number, receivers: () => Iterable<number>, deliver: (to: number) => void): void {
+    this.engine.after(this.latencyMs(), () => {
+      for (const to of receivers()) {
+        if (to === from || !this.hosts.isUp(to) || !this.passes(from, to)) continue
+        deliver(to)
+      }
+    })
+  }
+}
