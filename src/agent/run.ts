@@ -9,9 +9,3 @@ export interface AgentCliOptions {
   labels: Record<string, string>
   executor?: 'docker' | 'noop'
 }
-
-// TEMPORARY: the CLI is being rewired to call src/cli/run-agent.ts directly.
-export async function runAgent (options: AgentCliOptions): Promise<void> {
-  const { runAgentCommand } = await import('../cli/run-agent.ts')
-  await runAgentCommand(options)
-}

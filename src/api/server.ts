@@ -9,7 +9,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRepl
 import YAML from 'yaml'
 import type { AgentApi } from '../agent/agent-api.ts'
 import { AGENT_DEFAULTS } from '../constants.ts'
-import { JobStates, TERMINAL_STATES, type LogChunk } from '../protocol/job.ts'
+import { JobStates, TERMINAL_STATES, type JobRecord, type LogChunk } from '../protocol/job.ts'
 import { jobSpecJsonSchema } from '../protocol/job-spec.ts'
 import { toJobStatus } from './status.ts'
 
@@ -28,6 +28,8 @@ export interface ApiServerInit {
 
 /** How often a followed log stream asks the agent for new output and the job's state. */
 export const LOG_FOLLOW_POLL_MS = 200
+/** Consecutive failed polls after which a followed stream is cut (about 2 s of failures). */
+const FOLLOW_MAX_FAILURES = 10
 export const MAX_LIST_LIMIT = 10_000
 const MAX_JOB_ID_LENGTH = 256
 
@@ -88,10 +90,20 @@ export function mapError (err: unknown): { status: number, body: ErrorBody, unex
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
       return { status: 400, body: { code: 'ERR_MALFORMED_BODY', message }, unexpected: false }
   }
-  // The agent could not get an answer in time (e.g. from a peer): not the client's fault,
-  // but not a crash either.
+  // Failures of the mesh or the agent's own state, not of the request: the client may
+  // retry. Not crashes either, so not logged as such.
   if (name === 'TimeoutError') {
     return { status: 504, body: { code: 'ERR_TIMEOUT', message }, unexpected: false }
+  }
+  if (code === 'ERR_PEER_UNREACHABLE' || code === 'ERR_INVALID_RESPONSE') {
+    return { status: 502, body: { code, message }, unexpected: false }
+  }
+  if (code === 'ERR_STORE_CLOSED') {
+    return { status: 503, body: { code: 'ERR_SHUTTING_DOWN', message: 'the agent is shutting down' }, unexpected: false }
+  }
+  if (name === 'AbortError') {
+    // Almost always the client went away mid-request; nobody reads this answer.
+    return { status: 503, body: { code: 'ERR_ABORTED', message }, unexpected: false }
   }
   // Fastify's own client errors (bad content length, bad URL, aborted body...) carry a 4xx.
   const status = typeof e.statusCode === 'number' ? e.statusCode : NaN
@@ -133,7 +145,8 @@ function queryParam (query: unknown, key: string): string | undefined {
 
 function intParam (query: unknown, key: string, min: number, max: number): number | undefined {
   const v = queryParam(query, key)
-  if (v === undefined) return undefined
+  // `?limit=` from a URL template means "not given", not "zero".
+  if (v === undefined || v === '') return undefined
   const n = /^\d{1,15}$/.test(v) ? Number(v) : NaN
   if (!(n >= min && n <= max)) throw new HttpError(400, 'ERR_BAD_QUERY', `query parameter ${key} must be an integer from ${min} to ${max}`)
   return n
@@ -241,7 +254,7 @@ export function createApiServer (init: ApiServerInit): FastifyInstance {
   })
 
   app.get('/v1/jobs', async (request, reply) => {
-    const state = queryParam(request.query, 'state')
+    const state = queryParam(request.query, 'state') || undefined
     if (state !== undefined && !(JobStates as readonly string[]).includes(state)) {
       throw new HttpError(400, 'ERR_BAD_QUERY', `state must be one of ${JobStates.join(', ')}`)
     }
@@ -347,12 +360,33 @@ async function followLogs (
     // the job's first output to learn the stream has started.
     res.flushHeaders()
     let afterSeq = after
+    let failures = 0
+    const pause = async (): Promise<void> => {
+      await new Promise<void>(resolve => {
+        wake = resolve
+        timer = setTimeout(resolve, LOG_FOLLOW_POLL_MS)
+        if (signal.aborted) resolve()
+      })
+      clearTimeout(timer)
+      timer = undefined
+    }
     while (!signal.aborted) {
-      // State first, then output: when the state read says terminal, every chunk the job
-      // ever wrote is already readable, so an empty read after it means we are done.
-      const { job } = await agent.getJob(id, { signal })
-      const page = await agent.readLogs(id, { ...(afterSeq !== undefined ? { afterSeq } : {}), signal })
-      const fresh = page.filter(c => afterSeq === undefined || c.seq > afterSeq)
+      let job: JobRecord
+      let fresh: LogChunk[]
+      try {
+        // State first, then output: when the state read says terminal, every chunk the job
+        // ever wrote is already readable, so an empty read after it means we are done.
+        job = (await agent.getJob(id, { signal })).job
+        const page = await agent.readLogs(id, { ...(afterSeq !== undefined ? { afterSeq } : {}), signal })
+        fresh = page.filter(c => afterSeq === undefined || c.seq > afterSeq)
+        failures = 0
+      } catch (err) {
+        // A remote owner can be briefly unreachable (a restart, a takeover by a replica):
+        // keep the stream open through a few failed polls before giving up on it.
+        if (signal.aborted || ++failures >= FOLLOW_MAX_FAILURES) throw err
+        await pause()
+        continue
+      }
       for (const chunk of fresh) {
         afterSeq = chunk.seq
         if (!res.write(formatChunk(chunk, format))) {
@@ -363,15 +397,7 @@ async function followLogs (
       const terminal = TERMINAL_STATES.has(job.state)
       if (terminal && fresh.length === 0) break
       // A terminal job with output still coming out is drained without pausing.
-      if (!terminal || fresh.length === 0) {
-        await new Promise<void>(resolve => {
-          wake = resolve
-          timer = setTimeout(resolve, LOG_FOLLOW_POLL_MS)
-          if (signal.aborted) resolve()
-        })
-        clearTimeout(timer)
-        timer = undefined
-      }
+      if (!terminal || fresh.length === 0) await pause()
     }
   } catch (err) {
     if (!signal.aborted) log.warn({ err, jobId: id }, 'log follow stopped on an error')

@@ -6,6 +6,18 @@ import type { AttemptRecord, Explanation, JobEvent, JobReason, JobState } from '
 import { TERMINAL_STATES } from '../protocol/job.ts'
 import type { JobSpec } from '../protocol/job-spec.ts'
 
+export interface AttemptStatus {
+  epoch: number
+  node: string
+  state: AttemptRecord['state']
+  awardedAt: string | null
+  startedAt: string | null
+  finishedAt: string | null
+  exitCode: number | null
+  reason: JobReason | null
+  error: string | null
+}
+
 export interface JobStatus {
   id: string
   name: string | null
@@ -16,7 +28,12 @@ export interface JobStatus {
   owner: string
   publisher: string
   epoch: number
-  attempts: number
+  /** ownership generation: increases when a replica takes the job over */
+  term: number
+  /** agents holding a replica of the record */
+  replicas: string[]
+  /** every attempt, oldest first: where it ran, when, and how it ended */
+  attempts: AttemptStatus[]
   createdAt: string
   updatedAt: string
   startedAt: string | null
@@ -54,7 +71,19 @@ export function toJobStatus (detail: JobDetail): JobStatus {
     owner: job.owner,
     publisher: job.publisher,
     epoch: job.epoch,
-    attempts: job.attempts.length,
+    term: job.term ?? 0,
+    replicas: job.replicas ?? [],
+    attempts: job.attempts.map(a => ({
+      epoch: a.epoch,
+      node: a.node,
+      state: a.state,
+      awardedAt: iso(a.awardedAtMs),
+      startedAt: iso(a.startedAtMs),
+      finishedAt: iso(a.finishedAtMs),
+      exitCode: a.exitCode ?? null,
+      reason: a.reason ?? null,
+      error: a.error ?? null
+    })),
     createdAt: iso(job.createdAtMs) ?? new Date(0).toISOString(),
     updatedAt: iso(job.updatedAtMs) ?? new Date(0).toISOString(),
     startedAt: iso(attempt?.startedAtMs),

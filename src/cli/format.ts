@@ -145,7 +145,7 @@ export function formatStatus (s: JobStatus, nowMs = Date.now()): string {
     ['image', spec.image],
     ['command', spec.command.length > 0 ? shellQuote(spec.command) : '(image default)'],
     ['resources', `${formatScore(spec.cpuMilli / 1000)} cpu, ${formatBytes(spec.memoryBytes)} memory, ${spec.pidsLimit} pids, timeout ${formatAge(spec.timeoutMs)}`],
-    ['attempts', `${s.attempts} (epoch ${s.epoch}, retries allowed ${spec.retries})`],
+    ['attempts', `${s.attempts.length} (epoch ${s.epoch}, retries allowed ${spec.retries})`],
     ['created', since(s.createdAt)],
     ['started', since(s.startedAt)],
     ['finished', since(s.finishedAt)]
@@ -157,6 +157,17 @@ export function formatStatus (s: JobStatus, nowMs = Date.now()): string {
     pairs.push(['waiting', filteredSummary(s.explanation.filtered) || 'for placement'])
   }
   let out = keyValues(pairs)
+  if (s.attempts.length > 0) {
+    out += '\nattempts:\n'
+    out += indent(table(['EPOCH', 'NODE', 'STATE', 'STARTED', 'FINISHED', 'RESULT'], s.attempts.map(a => [
+      String(a.epoch),
+      shortPeer(a.node),
+      a.state,
+      a.startedAt ?? '-',
+      a.finishedAt ?? '-',
+      a.reason === null ? (a.error ?? '-') : `${a.reason}${a.exitCode !== null ? ` ${a.exitCode}` : ''}${a.error !== null ? ` (${a.error})` : ''}`
+    ])), '  ')
+  }
   if (s.events.length > 0) {
     out += '\nevents:\n'
     out += indent(table(['TIME', 'TYPE', 'EPOCH', 'NODE', 'DETAIL'], s.events.map(e => [

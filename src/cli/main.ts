@@ -160,7 +160,10 @@ async function followOutput (client: ApiClient, id: string, io: CliIo): Promise<
       }
       return
     } catch (err) {
-      if (!(err instanceof AgentUnreachableError) || ++failures > MAX_FOLLOW_RETRIES) throw err
+      // A cut stream or a 5xx (the job's owner briefly unreachable) is worth another try;
+      // a 4xx will not change.
+      const transient = err instanceof AgentUnreachableError || (err instanceof ApiError && err.status >= 500)
+      if (!transient || ++failures > MAX_FOLLOW_RETRIES) throw err
       await sleep(Math.min(250 * 2 ** failures, 5000))
     }
   }
@@ -291,6 +294,11 @@ function reportError (err: unknown, io: CliIo): number {
     }
     return 1
   }
+  if ((err as { code?: unknown } | null)?.code === 'ERR_AGENT_CONFIG') {
+    // A bad `bidmesh agent` flag value that only the agent's setup could judge.
+    line(`bidmesh agent: ${(err as Error).message}`)
+    return EXIT_USAGE
+  }
   if (err instanceof CliError) {
     line(`bidmesh: ${err.message}`)
     return err.exitCode
@@ -360,7 +368,8 @@ export async function runCli (argv: string[], ioOverrides: Partial<CliIo> = {}):
       }
       // Loaded here, not at the top: it pulls in libp2p and Docker, which the client
       // commands never need and should not pay for at startup.
-      const { runAgent } = await import('../agent/run.ts')
+      // Lazy: client commands must not load libp2p or Docker.
+      const { runAgentCommand: runAgent } = await import('./run-agent.ts')
       await runAgent(options)
     })
 

@@ -372,6 +372,13 @@ function onUpdate (s: OwnerState, replyId: number, u: AttemptUpdate, nowMs: numb
     reply(true, true)
     return
   }
+  if (attempt.state === 'exited' || (u.state !== 'exited' && attempt.state !== 'awarded' && attempt.state !== 'running')) {
+    // The owner is done with this attempt: its final result is recorded already (a resent
+    // final whose ack was lost, or a renewal the final overtook), or it was given up (lost,
+    // declined) and the job waits for a new round. Never re-open it or take a result twice.
+    reply(attempt.state === 'exited' && u.state === 'exited', true)
+    return
+  }
   if (oj.award !== undefined && oj.award.epoch === u.epoch) oj.award = undefined // an update is as good as an ack
   if (u.state === 'starting') {
     oj.leaseExpiresAtMs = nowMs + s.config.leaseMs

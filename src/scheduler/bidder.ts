@@ -62,7 +62,8 @@ export type BidderEvent =
   | { type: 'attempt:cancel', from: string, replyId: number, jobId: string, epoch: number }
   | { type: 'attempt:started', jobId: string, epoch: number, startedAtMs: number }
   | { type: 'attempt:exited', jobId: string, epoch: number, update: Omit<AttemptUpdate, 'jobId' | 'epoch' | 'node' | 'state'> }
-  | { type: 'update:acked', jobId: string, epoch: number, accepted: boolean, stop: boolean, owner?: string }
+  /** state: which update this answers, when the shell knows; a renewal's ack is no ack of the final */
+  | { type: 'update:acked', jobId: string, epoch: number, accepted: boolean, stop: boolean, owner?: string, state?: AttemptUpdate['state'] }
   | { type: 'update:failed', jobId: string, epoch: number }
   | { type: 'drain:set', draining: boolean }
   | { type: 'tick' }
@@ -185,7 +186,10 @@ export function bidderStep (s: BidderState, e: BidderEvent, nowMs: number): Bidd
       if (s.allocations.has(k)) { effects.push({ type: 'reply', replyId: e.replyId, message: ack }); break } // duplicate award
       // A newer epoch of a job supersedes any older attempt still here (fencing on the executor side).
       for (const a of s.allocations.values()) {
-        if (a.jobId === e.jobId && a.epoch < e.epoch && a.phase !== 'exited') effects.push({ type: 'attempt:stop', jobId: a.jobId, epoch: a.epoch, reason: 'fenced' })
+        if (a.jobId === e.jobId && a.epoch < e.epoch && a.phase !== 'exited' && a.stopRequested !== true) {
+          a.stopRequested = true // one stop per attempt: no later 'lost' or second 'fenced' for it
+          effects.push({ type: 'attempt:stop', jobId: a.jobId, epoch: a.epoch, reason: 'fenced' })
+        }
       }
       const reservation = s.reservations.get(k)
       if (reservation !== undefined) {
@@ -249,6 +253,9 @@ export function bidderStep (s: BidderState, e: BidderEvent, nowMs: number): Bidd
         a.owner = e.owner
       }
       if (a.phase === 'exited') {
+        // The ack of a renewal sent before the exit says nothing of the final result: keep it
+        // until the final itself is acknowledged, or it is never delivered.
+        if (e.state !== undefined && e.state !== 'exited') break
         s.allocations.delete(k)
         effects.push({ type: 'attempt:reported', jobId: e.jobId, epoch: e.epoch })
       } else if ((!e.accepted || e.stop) && a.stopRequested !== true) {

@@ -28,7 +28,7 @@ describe('API server', () => {
       const res = await app.inject({ method: 'POST', url: '/v1/jobs', payload: { image: 'busybox', command: ['echo', 'hi'], name: 'greet' } })
       expect(res.statusCode).toBe(201)
       const body = res.json()
-      expect(body).toMatchObject({ name: 'greet', state: 'pending', owner: FAKE_PEER, attempts: 0, startedAt: null, finishedAt: null, reason: null })
+      expect(body).toMatchObject({ name: 'greet', state: 'pending', owner: FAKE_PEER, attempts: [], startedAt: null, finishedAt: null, reason: null })
       expect(body.spec).toMatchObject({ image: 'busybox', command: ['echo', 'hi'], network: 'none' })
       expect(agent.jobs.has(body.id)).toBe(true)
       expect(new Date(body.createdAt).toISOString()).toBe(body.createdAt)
@@ -102,7 +102,7 @@ describe('API server', () => {
       let res = await app.inject({ url: '/v1/jobs/abc123' })
       expect(res.statusCode).toBe(200)
       let body = res.json()
-      expect(body).toMatchObject({ id: 'abc123', state: 'running', node: OTHER_PEER, epoch: 1, attempts: 1, finishedAt: null })
+      expect(body).toMatchObject({ id: 'abc123', state: 'running', node: OTHER_PEER, epoch: 1, finishedAt: null })
       expect(typeof body.startedAt).toBe('string')
       expect(body.explanation.winner).toBe(OTHER_PEER)
       expect(body.events.map((e: { type: string }) => e.type)).toEqual(['submitted', 'awarded', 'started'])
@@ -149,6 +149,8 @@ describe('API server', () => {
       let res = await app.inject({ url: '/v1/jobs' })
       expect(res.statusCode).toBe(200)
       expect(res.json().jobs.map((j: { id: string }) => j.id).sort()).toEqual(['a1', 'b2'])
+      res = await app.inject({ url: '/v1/jobs?state=&limit=' })
+      expect(res.json().jobs).toHaveLength(2)
       res = await app.inject({ url: '/v1/jobs?state=running&limit=5' })
       expect(res.json().jobs).toMatchObject([{ id: 'b2', state: 'running', image: 'busybox' }])
     })
@@ -263,6 +265,19 @@ describe('API server', () => {
     })
   })
 
+  describe('agent failures that are not bugs', () => {
+    it.each([
+      ['ERR_PEER_UNREACHABLE', 'PeerUnreachableError', 502],
+      ['ERR_STORE_CLOSED', 'StoreClosedError', 503],
+      [undefined, 'TimeoutError', 504]
+    ])('maps %s / %s to %i', async (code, name, status) => {
+      vi.spyOn(agent, 'getJob').mockRejectedValue(Object.assign(new Error('x'), { name, ...(code !== undefined ? { code } : {}) }))
+      const res = await app.inject({ url: '/v1/jobs/whatever' })
+      expect(res.statusCode).toBe(status)
+      errorOf(res)
+    })
+  })
+
   describe('bearer token', () => {
     let secured: FastifyInstance
     beforeEach(async () => {
@@ -327,12 +342,12 @@ describe('API server', () => {
       fc.string({ maxLength: 300 }),
       fc.uint8Array({ maxLength: 200 }).map(b => Buffer.from(b))
     )
-    const method = fc.constantFrom('GET', 'POST', 'DELETE', 'PUT', 'PATCH', 'HEAD', 'OPTIONS') as fc.Arbitrary<'GET'>
+    const method = fc.constantFrom('GET', 'POST', 'DELETE', 'PUT', 'PATCH', 'HEAD', 'OPTIONS')
 
     await fc.assert(fc.asyncProperty(method, path, query, contentType, body, async (m, p, q, ct, b) => {
       const headers: Record<string, string> = {}
       if (ct !== undefined) headers['content-type'] = ct
-      const res = await app.inject({ method: m, url: p + q, headers, ...(b !== undefined ? { payload: b } : {}) })
+      const res = await app.inject({ method: m as 'GET', url: p + q, headers, ...(b !== undefined ? { payload: b } : {}) })
       expect(res.statusCode, `${m} ${p}${q} [${ct}]`).toBeLessThan(500)
       if (res.statusCode >= 400 && m !== 'HEAD') errorOf(res)
     }), { numRuns: 200 })
@@ -446,6 +461,26 @@ describe('following logs over a real connection', () => {
     await app.close()
     // Not a clean end: the job is still running, so the stream must read as truncated.
     expect(await ended).not.toBe('end')
+  })
+
+  it('keeps a followed stream open through a transient agent failure', async () => {
+    agent.addJob('f5')
+    agent.start('f5')
+    const getJob = agent.getJob.bind(agent)
+    let failOnce = true
+    vi.spyOn(agent, 'getJob').mockImplementation(async (id, options) => {
+      // The route's own lookup succeeds; the first poll inside the stream fails.
+      if (failOnce && agent.getJobCalls.length > 0) {
+        failOnce = false
+        throw Object.assign(new Error('peer gone'), { name: 'PeerUnreachableError', code: 'ERR_PEER_UNREACHABLE' })
+      }
+      return await getJob(id, options)
+    })
+    const res = await fetch(`${base}/v1/jobs/f5/logs?follow=1`)
+    await vi.waitFor(() => { expect(failOnce).toBe(false) }, { timeout: 5000, interval: 20 })
+    agent.appendLog('f5', 'stdout', 'still here\n')
+    agent.finish('f5', { state: 'succeeded', exitCode: 0 })
+    expect(await res.text()).toBe('still here\n')
   })
 
   it('answers 404 before streaming for an unknown job', async () => {

@@ -12,6 +12,10 @@ import { normalizeApiUrl, resolveApiUrl } from '../../src/cli/client.ts'
 import { filteredSummary, shortPeer, table } from '../../src/cli/format.ts'
 import { FakeAgent, FAKE_PEER, OTHER_PEER } from '../fakes/fake-agent.ts'
 
+// `bidmesh agent` would start a real agent; here only the options it is given matter.
+const runAgent = vi.hoisted(() => vi.fn(async (_options: unknown) => {}))
+vi.mock('../../src/cli/run-agent.ts', () => ({ runAgentCommand: runAgent }))
+
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 const BIN = join(ROOT, 'bin', 'bidmesh.js')
 
@@ -232,7 +236,7 @@ describe('bidmesh status / jobs / logs / cancel / nodes / plan / explain', () =>
     expect(result.code).toBe(0)
     const api = await (await fetch(`${base}/v1/jobs/abc123`)).json()
     expect(JSON.parse(result.stdout)).toEqual(api)
-    expect(JSON.parse(result.stdout)).toMatchObject({ id: 'abc123', state: 'failed', exitCode: 3, attempts: 1 })
+    expect(JSON.parse(result.stdout)).toMatchObject({ id: 'abc123', state: 'failed', exitCode: 3 })
   })
 
   it('status prints a readable summary', async () => {
@@ -350,6 +354,30 @@ describe('bidmesh status / jobs / logs / cancel / nodes / plan / explain', () =>
     } finally {
       await secured.close()
     }
+  })
+})
+
+describe('bidmesh agent', () => {
+  it('passes defaults and flags to runAgent', async () => {
+    runAgent.mockClear()
+    let result = await cli(['agent'], { env: { BIDMESH_DATA_DIR: '/tmp/bm-data' } })
+    expect(result.code).toBe(0)
+    expect(runAgent).toHaveBeenLastCalledWith({
+      dataDir: '/tmp/bm-data', listen: ['/ip4/0.0.0.0/tcp/7701'], api: '127.0.0.1:7700', bootstrap: [], labels: {}
+    })
+    result = await cli(['agent', '--data-dir', '/d', '--listen', '/ip4/127.0.0.1/tcp/1', '--listen', '/ip4/127.0.0.1/tcp/2',
+      '--api', '0.0.0.0:8000', '--bootstrap', '/ip4/10.0.0.1/tcp/7701/p2p/x', '--cpus', '1.5', '--memory', '2g',
+      '--label', 'zone=a', '--label', 'disk=ssd', '--executor', 'noop'])
+    expect(result.code).toBe(0)
+    expect(runAgent).toHaveBeenLastCalledWith({
+      dataDir: '/d', listen: ['/ip4/127.0.0.1/tcp/1', '/ip4/127.0.0.1/tcp/2'], api: '0.0.0.0:8000',
+      bootstrap: ['/ip4/10.0.0.1/tcp/7701/p2p/x'], cpus: 1.5, memory: '2g', labels: { zone: 'a', disk: 'ssd' }, executor: 'noop'
+    })
+    expect((await cli(['agent', '--executor', 'podman'])).code).toBe(2)
+    runAgent.mockRejectedValueOnce(Object.assign(new Error('--api must be HOST:PORT, got x'), { code: 'ERR_AGENT_CONFIG' }))
+    result = await cli(['agent', '--api', 'x'])
+    expect(result.code).toBe(2)
+    expect(result.stderr).toContain('--api must be HOST:PORT')
   })
 })
 

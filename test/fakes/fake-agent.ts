@@ -58,7 +58,7 @@ export class FakeAgent implements AgentApi {
     }
   }
 
-  async getJob (idOrPrefix: string): Promise<JobDetail> {
+  async getJob (idOrPrefix: string, _options?: { signal?: AbortSignal }): Promise<JobDetail> {
     this.getJobCalls.push(idOrPrefix)
     const id = this.resolve(idOrPrefix)
     this.notify()
@@ -72,7 +72,7 @@ export class FakeAgent implements AgentApi {
     return all.slice(0, options.limit ?? 100).map(summarize)
   }
 
-  async readLogs (id: string, options: { afterSeq?: number } = {}): Promise<LogChunk[]> {
+  async readLogs (id: string, options: { afterSeq?: number, signal?: AbortSignal } = {}): Promise<LogChunk[]> {
     if (!this.jobs.has(id)) throw new UnknownJobError(id)
     this.readLogsCalls.push(id)
     const chunks = (this.logs.get(id) ?? []).filter(c => options.afterSeq === undefined || c.seq > options.afterSeq)
@@ -175,7 +175,7 @@ export class FakeAgent implements AgentApi {
   private insert (id: string, spec: JobRecord['spec']): JobRecord {
     const now = Date.now()
     const job: JobRecord = {
-      id, spec, owner: FAKE_PEER, publisher: FAKE_PEER, state: 'pending', epoch: 0, attempts: [], createdAtMs: now, updatedAtMs: now
+      id, spec, owner: FAKE_PEER, publisher: FAKE_PEER, state: 'pending', epoch: 0, term: 0, version: 0, replicas: [], attempts: [], createdAtMs: now, updatedAtMs: now
     }
     this.jobs.set(id, job)
     this.events.set(id, [{ atMs: now, type: 'submitted' }])
@@ -199,6 +199,7 @@ export class FakeAgent implements AgentApi {
 
   private change (job: JobRecord, patch: Partial<JobRecord>, event: string): void {
     Object.assign(job, patch)
+    job.version += 1
     if (patch.reason === undefined && patch.state !== undefined && !TERMINAL_STATES.has(patch.state) && patch.state !== 'pending') delete job.reason
     job.updatedAtMs = Date.now()
     this.events.get(job.id)!.push({ atMs: job.updatedAtMs, type: event, epoch: job.epoch, ...(job.node !== undefined ? { node: job.node } : {}) })

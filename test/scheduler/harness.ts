@@ -3,6 +3,7 @@
 // and drops come from a seeded PRNG. The shell mirrors src/agent/agent.ts (ownerSend,
 // bidderSend, onRequest, tick, publishAdvert) without any I/O, so a rule that breaks here
 // breaks in the real agent. No real timers: time moves only when a test advances it.
+// Not modelled: job replication and takeover by replicas (jobs carry no replicas here), logs.
 import { decodeMessage, encodeMessage } from '../../src/protocol/codec.ts'
 import type { JobSpec } from '../../src/protocol/job-spec.ts'
 import type { JobEvent, JobRecord, NodeCapacity } from '../../src/protocol/job.ts'
@@ -458,23 +459,40 @@ export class Harness {
       case MessageType.BidRequest:
         return this.ask(node, replyId => this.bidderDo(node, { type: 'bid:requested', from, replyId, ...m.body }))
       case MessageType.Award:
-        return this.ask(node, replyId => this.bidderDo(node, { type: 'award:received', from, replyId, jobId: m.body.jobId, epoch: m.body.epoch, spec: m.body.spec }))
+        return this.ask(node, replyId => this.bidderDo(node, { type: 'award:received', from, replyId, jobId: m.body.jobId, epoch: m.body.epoch, spec: m.body.spec, replicas: m.body.replicas }))
       case MessageType.ReservationRelease:
         this.bidderDo(node, { type: 'reservation:released', ...m.body })
         return ack()
       case MessageType.CancelAttempt:
         return this.ask(node, replyId => this.bidderDo(node, { type: 'attempt:cancel', from, replyId, ...m.body }))
-      case MessageType.AttemptUpdate: {
-        const response = this.ask(node, replyId => this.ownerDo(node, { type: 'attempt:update', replyId, update: m.body }))
-        if (m.body.state === 'exited' && response.type === MessageType.AttemptUpdateAck && response.body.accepted) {
-          const u = m.body
-          this.history.finals.push({ jobId: u.jobId, epoch: u.epoch, node: u.node, owner: node.id, atMs: this.nowMs, exitCode: u.exitCode ?? null, reason: u.reason })
-        }
-        return response
-      }
+      case MessageType.AttemptUpdate:
+        return this.onAttemptUpdate(node, m.body)
       default:
         return ack(false, 'ERR_UNEXPECTED_MESSAGE')
     }
+  }
+
+  /** As the agent's onAttemptUpdate, less replication: a final result is accepted only while
+   *  the owner sees a majority of the mesh alive. */
+  private onAttemptUpdate (node: SimNode, u: AttemptUpdate): Message {
+    if (!node.owner.jobs.has(u.jobId)) return ack(false, 'ERR_NOT_OWNER')
+    const reply = this.ask(node, replyId => this.ownerDo(node, { type: 'attempt:update', replyId, update: u }))
+    if (reply.type !== MessageType.AttemptUpdateAck) return reply
+    if (u.state === 'exited' && reply.body.accepted) {
+      if (!this.meshMajority(node)) return ack(false, 'ERR_NO_QUORUM')
+      this.history.finals.push({ jobId: u.jobId, epoch: u.epoch, node: u.node, owner: node.id, atMs: this.nowMs, exitCode: u.exitCode ?? null, reason: u.reason })
+    }
+    return { type: MessageType.AttemptUpdateAck, body: { ...reply.body, owner: node.id } }
+  }
+
+  private meshMajority (node: SimNode): boolean {
+    let known = 0
+    let alive = 0
+    for (const e of node.owner.view.entries.values()) {
+      known++
+      if (liveness(e, this.nowMs, node.owner.config) === 'alive') alive++
+    }
+    return alive * 2 > known
   }
 
   private onGossip (node: SimNode, from: string, m: Message): void {

@@ -141,7 +141,9 @@ function capacityInvariant (h: Harness): void {
   }
 }
 
-const PROPS = { numRuns: 40 }
+/** Modest by default so the file stays fast; raise BIDMESH_PROP_RUNS to search harder. */
+const RUNS = Number(process.env.BIDMESH_PROP_RUNS ?? 40)
+const PROPS = { numRuns: RUNS }
 
 // ---- the properties ---------------------------------------------------------------------
 
@@ -166,19 +168,21 @@ describe('scheduler safety', () => {
         const recorded = events.filter(e => e.type === 'attempt:exited' && e.epoch === epoch)
         expect(recorded.length, `${jobId}#${epoch} recorded ${JSON.stringify(recorded)}`).toBeLessThanOrEqual(1)
       }
-      const successes = finals.filter(f => f.reason === 'exit' && f.exitCode === 0)
-      expect(new Set(successes.map(f => f.epoch)).size).toBeLessThanOrEqual(1)
+      const successEpochs = new Set(finals.filter(f => f.reason === 'exit' && f.exitCode === 0).map(f => f.epoch))
+      expect(successEpochs.size).toBeLessThanOrEqual(1)
       const job = h.job(jobId)!
-      if (successes.length === 1) {
+      for (const epoch of successEpochs) {
         // A success is the job's outcome, and nothing is accepted after it.
         expect(job.state).toBe('succeeded')
-        expect(finals[finals.length - 1].epoch).toBe(successes[0].epoch)
-        expect(job.epoch).toBe(successes[0].epoch)
+        expect(job.epoch).toBe(epoch)
+        expect(finals[finals.length - 1].epoch).toBe(epoch)
       }
-      if (job.state === 'succeeded') expect(successes.length).toBeGreaterThanOrEqual(1)
-      // Failures beyond the retry budget are never accepted as the job's own attempts.
-      const failures = job.attempts.filter(a => a.state === 'exited' && !(a.reason === 'exit' && a.exitCode === 0))
-      expect(failures.length).toBeLessThanOrEqual(job.spec.retries + 1)
+    }
+    for (const job of h.jobs()) {
+      // The record agrees: one success at most, and no more failures than the retry budget.
+      const exited = job.attempts.filter(a => a.state === 'exited')
+      expect(exited.filter(a => a.reason === 'exit' && a.exitCode === 0).length).toBeLessThanOrEqual(1)
+      expect(exited.filter(a => !(a.reason === 'exit' && a.exitCode === 0)).length).toBeLessThanOrEqual(job.spec.retries + 1)
     }
   })
 
@@ -204,7 +208,7 @@ describe('scheduler safety', () => {
     for (const a of h.history.attempts) expect(a.result, `${a.jobId}#${a.epoch}`).toBeDefined()
   })
 
-  test.prop([fc.integer(), arbMesh, arbJobs, arbNet, arbKills], { numRuns: 15 })('(d) the same seed gives the same history', (seed, mesh, jobs, net, kills) => {
+  test.prop([fc.integer(), arbMesh, arbJobs, arbNet, arbKills], { numRuns: Math.ceil(RUNS / 3) })('(d) the same seed gives the same history', (seed, mesh, jobs, net, kills) => {
     const a = run({ seed, mesh, jobs, net, kills, horizonMs: 20_000 })
     const b = run({ seed, mesh, jobs, net, kills, horizonMs: 20_000 })
     expect(b.h.history).toEqual(a.h.history)

@@ -1,0 +1,683 @@
+// The simulator's shell: the second shell over the scheduler's pure machines (the first is
+// src/agent/agent.ts). Each simulated agent holds one owner state and one bidder state from
+// src/scheduler and nothing else that decides; this file only carries their effects out
+// over a virtual clock (engine.ts), a simulated network (network.ts), partial-view capacity
+// gossip (gossip.ts) and simulated executors, exactly as the agent carries them out over
+// libp2p, timers and Docker:
+//   owner  send BidRequest   → bidder 'bid:requested' → reply Bid | BidRefused → owner 'bid:received' | 'bid:refused'
+//   owner  send Award        → bidder 'award:received' → reply AwardAck | AwardDeclined → owner 'award:acked' | 'award:declined'
+//   owner  send ReservationRelease / CancelAttempt → bidder (the reply is ignored)
+//   bidder send AttemptUpdate → owner 'attempt:update' → reply AttemptUpdateAck → bidder 'update:acked'
+//   a request that fails (lost, timed out, dead peer) → 'bid:refused' | 'award:declined' (reason unreachable) | 'update:failed'
+//   bidder 'capacity:changed' → an advert 10 ms later (coalesced), plus one every advertIntervalMs
+//   ticks: one timer per machine, set from ownerNextTimerMs / bidderNextTimerMs
+// Differences from the agent, on purpose: no peer:gone from gossip silence (with partial
+// views, not hearing a peer says nothing about it; leases detect dead executors), no store
+// I/O (a crashed agent's "store" is the job records as last persisted, see restart()), no
+// job summaries or logs.
+import { agentTimings } from '../agent/agent.ts'
+import { SCHEDULER_DEFAULTS } from '../constants.ts'
+import { encodeMessage } from '../protocol/codec.ts'
+import type { JobSpec } from '../protocol/job-spec.ts'
+import { type JobEvent, type JobRecord, type NodeCapacity, TERMINAL_STATES } from '../protocol/job.ts'
+import { type Message, MessageType } from '../protocol/messages.ts'
+import { type OwnerConfig, type OwnerEvent, type OwnerState, createOwner, ownerNextTimerMs, ownerStep } from '../scheduler/auction.ts'
+import { type BidderConfig, type BidderEvent, type BidderState, bidderNextTimerMs, bidderStep, capacityOf, createBidder, key } from '../scheduler/bidder.ts'
+import { pruneView } from '../scheduler/view.ts'
+import { capacityMilliMs } from './central.ts'
+import { Engine } from './engine.ts'
+import { PARTIAL_VIEW_DEFAULTS, type PartialViewConfig, PartialViews } from './gossip.ts'
+import { NETWORK_DEFAULTS, Network, type NetworkConfig } from './network.ts'
+import { Rng, fakePeerId } from './rng.ts'
+import type { NodeSpec, SimJob, Workload } from './workload.ts'
+
+export interface SimConfig {
+  seed: number
+  network: NetworkConfig
+  views: PartialViewConfig
+  /** probability that a run exits 1 instead of 0 */
+  failureRate: number
+  /** spec.retries of every job */
+  retries: number
+  /** from award to the container running */
+  startDelayMs: number
+  /** lease on a running attempt; default the agent's */
+  leaseMs?: number
+  /** the run stops here even if jobs remain; default: last arrival + 2 × longest job + 2 min */
+  maxVirtualMs?: number
+  /** cut `fraction` of the agents off from the rest during [atMs, atMs + durationMs) */
+  partition?: { atMs: number, durationMs: number, fraction: number }
+}
+
+export const SIM_DEFAULTS: Omit<SimConfig, 'seed'> = {
+  network: NETWORK_DEFAULTS,
+  views: PARTIAL_VIEW_DEFAULTS,
+  failureRate: 0,
+  retries: 2,
+  startDelayMs: 0
+}
+
+/** The agent's coalescing delay for change-driven adverts (agent.ts scheduleAdvert). */
+const ADVERT_COALESCE_MS = 10
+/** The agent's reportRetryMs and maxLostAttempts (agent.ts constructor). */
+const REPORT_RETRY_MS = 1000
+const MAX_LOST_ATTEMPTS = 10
+/** How often a leaving agent checks whether it is idle and may go. */
+const LEAVE_POLL_MS = 1000
+
+export interface SimResult {
+  agents: number
+  jobs: number
+  virtualMs: number
+  stoppedBy: 'done' | 'idle' | 'deadline'
+  /** direct messages on the wire (requests and responses) for bids, awards, releases, updates */
+  messages: number
+  messagesByType: Record<string, number>
+  localRequests: number
+  droppedMessages: number
+  advertsPublished: number
+  advertsDelivered: number
+  gossipBytesReceived: number
+  /** Σ over agents of the time each was up, s */
+  agentSeconds: number
+  /** publish → first award, ms, one per awarded job */
+  schedulingDelaysMs: number[]
+  firstArrivalMs: number
+  lastFinishMs: number
+  busyMilliMs: number
+  capacityMilliMs: number
+  succeeded: number
+  /** failed for the job's own reasons (non-zero exits past its retries) */
+  failed: number
+  /** never finished, or failed because its attempts kept being lost */
+  lostJobs: number
+  /** jobs with more than one accepted successful result, or more than one terminal transition */
+  duplicateResults: number
+  /** jobs whose work ran to exit 0 more than once (only one result is accepted) */
+  duplicateRuns: number
+  lostAttempts: number
+  reschedules: number
+  events: number
+}
+
+interface Container {
+  jobId: string
+  epoch: number
+  cpuMilli: number
+  startedAtMs: number
+  stopped: boolean
+}
+
+interface SimAgent {
+  idx: number
+  id: string
+  addrs: string[]
+  node: NodeSpec
+  up: boolean
+  /** bumps on every crash and restart: what was sent to or scheduled for an old one is dropped */
+  inc: number
+  leaving: boolean
+  owner: OwnerState
+  bidder: BidderState
+  ownerTimerAtMs: number
+  ownerTimerToken: number
+  lastOwnerTickMs: number
+  bidderTimerAtMs: number
+  bidderTimerToken: number
+  lastBidderTickMs: number
+  advertScheduled: boolean
+  containers: Map<string, Container>
+  upSinceMs: number
+}
+
+interface JobStat {
+  job: SimJob
+  owner: number
+  publishedAtMs: number
+  firstAwardAtMs: number
+  terminalAtMs: number
+  terminal: string | undefined
+  terminalReason: string | undefined
+  terminalCount: number
+  acceptedSuccesses: number
+  successfulRuns: number
+  /** the epoch in the owner's last persisted record (what a restarted owner reads back) */
+  persistedEpoch: number
+}
+
+export function runSimulation (w: Workload, c: SimConfig): SimResult {
+  const engine = new Engine()
+  const N = w.nodes.length
+  const t = agentTimings(c.leaseMs !== undefined ? { leaseMs: c.leaseMs } : {})
+  const s = SCHEDULER_DEFAULTS
+  const ownerBase: Omit<OwnerConfig, 'selfId'> = {
+    bidWindowMs: s.bidWindowMs,
+    awardAckTimeoutMs: s.awardAckTimeoutMs,
+    leaseMs: t.leaseMs,
+    extraCandidates: s.extraCandidates,
+    explainTop: s.explainTop,
+    retryBackoffBaseMs: s.retryBackoffBaseMs,
+    retryBackoffMaxMs: s.retryBackoffMaxMs,
+    sweepIntervalMs: t.sweepIntervalMs,
+    suspectAfterMs: t.suspectAfterMs,
+    goneAfterMs: t.goneAfterMs,
+    maxLostAttempts: MAX_LOST_ATTEMPTS
+  }
+  const bidderConfig: BidderConfig = { reservationTtlMs: s.reservationTtlMs, leaseMs: t.leaseMs, leaseRenewMs: t.leaseRenewMs, reportRetryMs: REPORT_RETRY_MS }
+
+  const idRng = new Rng(c.seed, 'peer-ids')
+  const phaseRng = new Rng(c.seed, 'phases')
+  const execRng = new Rng(c.seed, 'executors')
+  const submitRng = new Rng(c.seed, 'submit')
+  const partitionRng = new Rng(c.seed, 'partition')
+
+  const agents: SimAgent[] = w.nodes.map((node, idx) => {
+    const id = fakePeerId(idRng)
+    return {
+      idx,
+      id,
+      addrs: [`/ip4/10.${(idx >> 16) & 255}.${(idx >> 8) & 255}.${idx & 255}/tcp/7701/p2p/${id}`],
+      node,
+      up: false,
+      inc: 0,
+      leaving: false,
+      owner: createOwner({ ...ownerBase, selfId: id }),
+      bidder: newBidder(id, node, 0),
+      ownerTimerAtMs: Infinity,
+      ownerTimerToken: 0,
+      lastOwnerTickMs: -Infinity,
+      bidderTimerAtMs: Infinity,
+      bidderTimerToken: 0,
+      lastBidderTickMs: -Infinity,
+      advertScheduled: false,
+      containers: new Map(),
+      upSinceMs: 0
+    }
+  })
+  const byId = new Map(agents.map(a => [a.id, a]))
+
+  function newBidder (id: string, node: NodeSpec, seq: number): BidderState {
+    return createBidder({ peerId: id, totalCpuMilli: node.cpuMilli, totalMemoryBytes: node.memoryBytes, labels: node.labels, seq, config: bidderConfig })
+  }
+
+  const net = new Network(engine, new Rng(c.seed, 'network'), c.network, {
+    isUp: h => agents[h].up,
+    incarnation: h => agents[h].inc
+  })
+  const views = new PartialViews(N, new Rng(c.seed, 'gossip'), c.views)
+
+  // ---- bookkeeping -----------------------------------------------------------------------
+  const stats = new Map<string, JobStat>()
+  let terminalJobs = 0
+  let lastFinishMs = 0
+  let busyMilliMs = 0
+  let advertsPublished = 0
+  let advertsDelivered = 0
+  let gossipBytes = 0
+  let lostAttempts = 0
+  let reschedules = 0
+  const upIntervals: Array<[number, number, number]> = []
+
+  function onJobEvent (job: JobRecord, ev: JobEvent): void {
+    const st = stats.get(job.id)
+    if (st === undefined) return
+    switch (ev.type) {
+      case 'job:awarded':
+        if (Number.isNaN(st.firstAwardAtMs)) st.firstAwardAtMs = engine.nowMs
+        break
+      case 'attempt:lost': lostAttempts++; reschedules++; break
+      case 'award:timeout': case 'award:declined': case 'award:lost': reschedules++; break
+      case 'job:succeeded': case 'job:failed': case 'job:cancelled':
+        st.terminalCount++
+        if (st.terminal === undefined) {
+          st.terminal = ev.type.slice(4)
+          st.terminalReason = job.reason
+          st.terminalAtMs = engine.nowMs
+          terminalJobs++
+          if (engine.nowMs > lastFinishMs) lastFinishMs = engine.nowMs
+        }
+        break
+    }
+  }
+
+  // ---- the two machines --------------------------------------------------------------------
+  /** replies made by the step being run, by replyId (the agent's ask()) */
+  const replies = new Map<number, Message>()
+  let nextReplyId = 1
+
+  function ownerDo (a: SimAgent, event: OwnerEvent): void {
+    const fx = ownerStep(a.owner, event, engine.nowMs)
+    if (fx.length === 0) return // nothing changed that could bring a timer forward
+    for (const f of fx) {
+      switch (f.type) {
+        case 'job:changed': {
+          const st = stats.get(f.job.id)
+          if (st !== undefined) st.persistedEpoch = f.job.epoch
+          for (const ev of f.events) onJobEvent(f.job, ev)
+          break
+        }
+        case 'send': ownerSend(a, f.to, f.message); break
+        case 'reply': replies.set(f.replyId, f.message); break
+      }
+    }
+    armOwnerTimer(a)
+  }
+
+  function bidderDo (a: SimAgent, event: BidderEvent): void {
+    const fx = bidderStep(a.bidder, event, engine.nowMs)
+    if (fx.length === 0) return
+    for (const f of fx) {
+      switch (f.type) {
+        case 'reply': replies.set(f.replyId, f.message); break
+        case 'send': bidderSend(a, f.to, f.message); break
+        case 'attempt:start': startContainer(a, f.jobId, f.epoch, f.spec); break
+        case 'attempt:stop': stopContainer(a, f.jobId, f.epoch, f.reason); break
+        case 'attempt:reported': break
+        case 'capacity:changed': scheduleAdvert(a); break
+      }
+    }
+    armBidderTimer(a)
+  }
+
+  /** Runs a step for an inbound request and returns the reply it made. */
+  function ask (run: (replyId: number) => void): Message {
+    const replyId = nextReplyId++
+    run(replyId)
+    const r = replies.get(replyId)
+    if (r === undefined) return { type: MessageType.Ack, body: { ok: false, code: 'ERR_NO_REPLY' } }
+    replies.delete(replyId)
+    return r
+  }
+
+  // ---- timers: one per machine, at the machine's own next deadline --------------------------
+  function armOwnerTimer (a: SimAgent): void {
+    const next = ownerNextTimerMs(a.owner)
+    if (next === undefined) return
+    let at = Math.max(next, engine.nowMs)
+    if (at <= a.lastOwnerTickMs) at = a.lastOwnerTickMs + 1
+    if (at >= a.ownerTimerAtMs) return // an earlier tick is already set; it re-arms
+    a.ownerTimerAtMs = at
+    const token = ++a.ownerTimerToken
+    const inc = a.inc
+    engine.at(at, () => {
+      if (a.inc !== inc || a.ownerTimerToken !== token) return
+      a.ownerTimerAtMs = Infinity
+      a.lastOwnerTickMs = engine.nowMs
+      ownerDo(a, { type: 'tick' })
+      armOwnerTimer(a)
+    })
+  }
+
+  function armBidderTimer (a: SimAgent): void {
+    const next = bidderNextTimerMs(a.bidder)
+    if (next === undefined) return
+    let at = Math.max(next, engine.nowMs)
+    if (at <= a.lastBidderTickMs) at = a.lastBidderTickMs + 1
+    if (at >= a.bidderTimerAtMs) return
+    a.bidderTimerAtMs = at
+    const token = ++a.bidderTimerToken
+    const inc = a.inc
+    engine.at(at, () => {
+      if (a.inc !== inc || a.bidderTimerToken !== token) return
+      a.bidderTimerAtMs = Infinity
+      a.lastBidderTickMs = engine.nowMs
+      bidderDo(a, { type: 'tick' })
+      armBidderTimer(a)
+    })
+  }
+
+  // ---- direct messages ---------------------------------------------------------------------
+  /** What agent b does with a request from `from` (agent.ts onRequest). */
+  function serve (b: SimAgent, from: string): (m: Message) => Message {
+    return (m: Message): Message => {
+      switch (m.type) {
+        case MessageType.BidRequest:
+          return ask(replyId => bidderDo(b, { type: 'bid:requested', from, replyId, jobId: m.body.jobId, epoch: m.body.epoch, spec: m.body.spec }))
+        case MessageType.Award:
+          return ask(replyId => bidderDo(b, { type: 'award:received', from, replyId, jobId: m.body.jobId, epoch: m.body.epoch, spec: m.body.spec, replicas: m.body.replicas }))
+        case MessageType.ReservationRelease:
+          bidderDo(b, { type: 'reservation:released', jobId: m.body.jobId, epoch: m.body.epoch })
+          return { type: MessageType.Ack, body: { ok: true } }
+        case MessageType.CancelAttempt:
+          return ask(replyId => bidderDo(b, { type: 'attempt:cancel', from, replyId, jobId: m.body.jobId, epoch: m.body.epoch }))
+        case MessageType.AttemptUpdate: {
+          const r = ask(replyId => ownerDo(b, { type: 'attempt:update', replyId, update: m.body }))
+          const u = m.body
+          if (u.state === 'exited' && u.reason === 'exit' && u.exitCode === 0 && r.type === MessageType.AttemptUpdateAck && r.body.accepted && !r.body.stop) {
+            const st = stats.get(u.jobId)
+            if (st !== undefined) st.acceptedSuccesses++
+          }
+          return r
+        }
+        default:
+          return { type: MessageType.Ack, body: { ok: false, code: 'ERR_UNEXPECTED_MESSAGE' } }
+      }
+    }
+  }
+
+  function ownerSend (a: SimAgent, to: string, m: Message): void {
+    const b = byId.get(to)
+    if (b === undefined) return
+    const handle = serve(b, a.id)
+    switch (m.type) {
+      case MessageType.BidRequest: {
+        const { jobId, epoch } = m.body
+        net.request(a.idx, b.idx, m, handle, r => {
+          if (r === undefined) ownerDo(a, { type: 'bid:refused', from: to, jobId, epoch, reason: 'unreachable' })
+          else if (r.type === MessageType.Bid) ownerDo(a, { type: 'bid:received', from: to, ...r.body })
+          else if (r.type === MessageType.BidRefused) ownerDo(a, { type: 'bid:refused', from: to, ...r.body })
+        })
+        break
+      }
+      case MessageType.Award: {
+        const { jobId, epoch } = m.body
+        net.request(a.idx, b.idx, m, handle, r => {
+          if (r === undefined) ownerDo(a, { type: 'award:declined', from: to, jobId, epoch, reason: 'unreachable' })
+          else if (r.type === MessageType.AwardAck) ownerDo(a, { type: 'award:acked', from: to, ...r.body })
+          else if (r.type === MessageType.AwardDeclined) ownerDo(a, { type: 'award:declined', from: to, ...r.body })
+        })
+        break
+      }
+      default: // releases and cancels are best effort: reservations expire and leases lapse anyway
+        net.request(a.idx, b.idx, m, handle, () => {})
+    }
+  }
+
+  function bidderSend (a: SimAgent, to: string, m: Message): void {
+    if (m.type !== MessageType.AttemptUpdate) return
+    const b = byId.get(to)
+    if (b === undefined) return
+    const { jobId, epoch, state } = m.body
+    net.request(a.idx, b.idx, m, serve(b, a.id), r => {
+      if (r === undefined) bidderDo(a, { type: 'update:failed', jobId, epoch })
+      // the shell knows which update this answers: a renewal's ack is no ack of the final
+      else if (r.type === MessageType.AttemptUpdateAck) bidderDo(a, { type: 'update:acked', ...r.body, state })
+    })
+  }
+
+  // ---- simulated executors -------------------------------------------------------------------
+  function startContainer (a: SimAgent, jobId: string, epoch: number, spec: JobSpec): void {
+    const k = key(jobId, epoch)
+    if (a.containers.has(k)) return
+    const st = stats.get(jobId)
+    const ct: Container = { jobId, epoch, cpuMilli: spec.cpuMilli, startedAtMs: NaN, stopped: false }
+    a.containers.set(k, ct)
+    const inc = a.inc
+    engine.after(c.startDelayMs, () => {
+      if (a.inc !== inc || ct.stopped) return
+      const startedAtMs = engine.nowMs
+      ct.startedAtMs = startedAtMs
+      bidderDo(a, { type: 'attempt:started', jobId, epoch, startedAtMs })
+      const exitCode = execRng.chance(c.failureRate) ? 1 : 0
+      engine.after(st?.job.durationMs ?? 0, () => {
+        if (a.inc !== inc || ct.stopped) return
+        endContainer(a, k, ct)
+        if (exitCode === 0 && st !== undefined) st.successfulRuns++
+        bidderDo(a, { type: 'attempt:exited', jobId, epoch, update: { startedAtMs, finishedAtMs: engine.nowMs, exitCode, reason: 'exit' } })
+      })
+    })
+  }
+
+  function stopContainer (a: SimAgent, jobId: string, epoch: number, why: 'cancelled' | 'lost' | 'fenced'): void {
+    const k = key(jobId, epoch)
+    const ct = a.containers.get(k)
+    if (ct === undefined || ct.stopped) return
+    endContainer(a, k, ct)
+    const inc = a.inc
+    // As the agent: an aborted run ends `cancelled`, reported as `lost` when the abort was for a lost lease.
+    engine.after(0, () => {
+      if (a.inc !== inc) return
+      const started = Number.isNaN(ct.startedAtMs) ? {} : { startedAtMs: ct.startedAtMs }
+      bidderDo(a, { type: 'attempt:exited', jobId, epoch, update: { ...started, finishedAtMs: engine.nowMs, exitCode: null, reason: why === 'lost' ? 'lost' : 'cancelled' } })
+    })
+  }
+
+  function endContainer (a: SimAgent, k: string, ct: Container): void {
+    ct.stopped = true
+    if (!Number.isNaN(ct.startedAtMs)) busyMilliMs += ct.cpuMilli * (engine.nowMs - ct.startedAtMs)
+    a.containers.delete(k)
+  }
+
+  // ---- capacity gossip -----------------------------------------------------------------------
+  function scheduleAdvert (a: SimAgent): void {
+    if (a.advertScheduled) return
+    a.advertScheduled = true
+    const inc = a.inc
+    engine.after(ADVERT_COALESCE_MS, () => {
+      if (a.inc !== inc) return
+      a.advertScheduled = false
+      publishAdvert(a)
+    })
+  }
+
+  function publishAdvert (a: SimAgent): void {
+    if (!a.up) return
+    const capacity: NodeCapacity = { ...capacityOfBidder(a), addrs: a.addrs }
+    ownerDo(a, { type: 'advert:received', capacity })
+    // One encoding per distinct advert; every receiver gets the same bytes.
+    const bytes = encodeMessage({ type: MessageType.CapacityAdvert, body: capacity }).byteLength
+    advertsPublished++
+    net.gossip(a.idx, () => views.receiversOf(a.idx), to => {
+      advertsDelivered++
+      gossipBytes += bytes
+      ownerDo(agents[to], { type: 'advert:received', capacity })
+    })
+  }
+
+  function capacityOfBidder (a: SimAgent): NodeCapacity {
+    return capacityOf(a.bidder, engine.nowMs)
+  }
+
+  function startLoops (a: SimAgent): void {
+    const inc = a.inc
+    const periodic = (): void => {
+      if (a.inc !== inc) return
+      publishAdvert(a)
+      engine.after(t.advertIntervalMs, periodic)
+    }
+    engine.after(phaseRng.uniform(0, t.advertIntervalMs), periodic)
+    if (views.full) return
+    const refresh = (): void => {
+      if (a.inc !== inc) return
+      views.refresh(a.idx)
+      // Entries of peers no longer sampled and not heard for a while: forget them.
+      pruneView(a.owner.view, engine.nowMs, t.goneAfterMs, t.goneAfterMs)
+      engine.after(c.views.refreshMs, refresh)
+    }
+    engine.after(c.views.refreshMs + phaseRng.uniform(0, c.views.refreshMs), refresh)
+  }
+
+  // ---- membership: start, join, leave, kill, restart ------------------------------------------
+  function markUp (a: SimAgent): void {
+    a.up = true
+    a.upSinceMs = engine.nowMs
+  }
+
+  function markDown (a: SimAgent): void {
+    if (!a.up) return
+    a.up = false
+    a.inc++
+    upIntervals.push([a.upSinceMs, engine.nowMs, a.node.cpuMilli])
+    for (const [k, ct] of [...a.containers]) endContainer(a, k, ct)
+    a.ownerTimerAtMs = Infinity
+    a.bidderTimerAtMs = Infinity
+    a.lastOwnerTickMs = -Infinity
+    a.lastBidderTickMs = -Infinity
+    a.advertScheduled = false
+    views.leave(a.idx)
+  }
+
+  /** A fresh process: new machines (the capacity version keeps rising, as the agent's
+   *  clock-based seq does), a place in the gossip, then the jobs it owned, adopted from its
+   *  store as last persisted. */
+  function bootAgent (a: SimAgent, adopt: JobRecord[]): void {
+    markUp(a)
+    a.inc++
+    a.leaving = false
+    a.bidder = newBidder(a.id, a.node, Math.max(engine.nowMs * 1000, a.bidder.seq + 1))
+    a.owner = createOwner({ ...ownerBase, selfId: a.id })
+    views.join(a.idx)
+    for (const job of adopt) ownerDo(a, { type: 'job:adopted', job })
+    publishAdvert(a)
+    startLoops(a)
+  }
+
+  function restart (a: SimAgent): void {
+    if (a.up) return
+    const adopt: JobRecord[] = []
+    for (const oj of a.owner.jobs.values()) {
+      if (TERMINAL_STATES.has(oj.record.state)) continue
+      const st = stats.get(oj.record.id)
+      // the store holds the record as of its last persisted change: an epoch taken by an
+      // offer that was never persisted is taken again
+      if (st !== undefined) oj.record.epoch = st.persistedEpoch
+      adopt.push(oj.record)
+    }
+    bootAgent(a, adopt)
+  }
+
+  function leave (a: SimAgent): void {
+    if (!a.up || a.leaving) return
+    a.leaving = true
+    bidderDo(a, { type: 'drain:set', draining: true })
+    const inc = a.inc
+    const poll = (): void => {
+      if (a.inc !== inc) return
+      const idle = a.bidder.allocations.size === 0 && a.bidder.reservations.size === 0 && a.owner.pending.size === 0 && a.owner.active.size === 0
+      if (idle) markDown(a); else engine.after(LEAVE_POLL_MS, poll)
+    }
+    engine.after(LEAVE_POLL_MS, poll)
+  }
+
+  // ---- jobs arrive -----------------------------------------------------------------------------
+  const jobs = w.jobs
+  const J = jobs.length
+  for (const job of jobs) {
+    stats.set(job.id, {
+      job, owner: -1, publishedAtMs: NaN, firstAwardAtMs: NaN, terminalAtMs: NaN, terminal: undefined, terminalReason: undefined,
+      terminalCount: 0, acceptedSuccesses: 0, successfulRuns: 0, persistedEpoch: 0
+    })
+  }
+
+  /** The agent a client submits to: any agent that is up and not leaving. */
+  function submitter (): SimAgent | undefined {
+    for (let tries = 0; tries < 16; tries++) {
+      const i = views.upAgents()[submitRng.int(views.upCount)]
+      if (i !== undefined && !agents[i].leaving) return agents[i]
+    }
+    return agents.find(a => a.up && !a.leaving)
+  }
+
+  function publish (job: SimJob): void {
+    const a = submitter()
+    if (a === undefined) { engine.after(1000, () => publish(job)); return }
+    const st = stats.get(job.id)!
+    st.owner = a.idx
+    st.publishedAtMs = engine.nowMs
+    const spec: JobSpec = {
+      image: 'bidmesh/sim:latest', command: [], env: {}, cpuMilli: job.cpuMilli, memoryBytes: job.memoryBytes,
+      pidsLimit: 256, timeoutMs: 24 * 3_600_000, retries: c.retries, constraints: job.constraints, network: 'none'
+    }
+    const now = engine.nowMs
+    // no replicas: replication and takeover are the agent shell's, not modelled here (see the header)
+    ownerDo(a, { type: 'job:submitted', job: { id: job.id, spec, owner: a.id, publisher: a.id, state: 'pending', epoch: 0, term: 0, version: 0, replicas: [], attempts: [], createdAtMs: now, updatedAtMs: now } })
+  }
+
+  let nextJob = 0
+  const arrivals = (): void => {
+    while (nextJob < J && jobs[nextJob].arrivalMs <= engine.nowMs) publish(jobs[nextJob++])
+    if (nextJob < J) engine.at(jobs[nextJob].arrivalMs, arrivals)
+  }
+  if (J > 0) engine.at(jobs[0].arrivalMs, arrivals)
+
+  // ---- start ---------------------------------------------------------------------------------
+  const initial = agents.filter((_, i) => w.initiallyUp[i])
+  views.bootstrap(initial.map(a => a.idx))
+  for (const a of initial) {
+    markUp(a)
+    a.bidder.seq = 0
+    startLoops(a)
+  }
+  // first adverts: every agent knows itself before the first job (the agent's start())
+  for (const a of initial) ownerDo(a, { type: 'advert:received', capacity: { ...capacityOfBidder(a), addrs: a.addrs } })
+
+  for (const ev of w.nodeEvents) {
+    engine.at(ev.atMs, () => {
+      const a = agents[ev.node]
+      switch (ev.kind) {
+        case 'join': if (!a.up) bootAgent(a, []); break
+        case 'leave': leave(a); break
+        case 'kill': markDown(a); break
+        case 'restart': restart(a); break
+      }
+    })
+  }
+
+  if (c.partition !== undefined) {
+    const p = c.partition
+    engine.at(p.atMs, () => {
+      const side = new Uint8Array(N)
+      for (let i = 0; i < N; i++) side[i] = partitionRng.chance(p.fraction) ? 1 : 0
+      net.setPartition(side)
+    })
+    engine.at(p.atMs + p.durationMs, () => net.setPartition(undefined))
+  }
+
+  let maxDurationMs = 0
+  for (const j of jobs) maxDurationMs = Math.max(maxDurationMs, j.durationMs)
+  const lastArrivalMs = J > 0 ? jobs[J - 1].arrivalMs : 0
+  const lastNodeEventMs = w.nodeEvents.length > 0 ? w.nodeEvents[w.nodeEvents.length - 1].atMs : 0
+  const untilMs = c.maxVirtualMs ?? Math.max(lastArrivalMs, lastNodeEventMs) + 2 * maxDurationMs + 120_000
+  const stoppedBy = engine.run({ untilMs, done: () => terminalJobs >= J })
+  const endMs = engine.nowMs
+
+  // ---- results -------------------------------------------------------------------------------
+  for (const a of agents) if (a.up) upIntervals.push([a.upSinceMs, endMs, a.node.cpuMilli])
+  let firstArrivalMs = Infinity
+  const schedulingDelaysMs: number[] = []
+  let succeeded = 0
+  let failed = 0
+  let lostJobs = 0
+  let duplicateResults = 0
+  let duplicateRuns = 0
+  for (const st of stats.values()) {
+    if (!Number.isNaN(st.publishedAtMs)) firstArrivalMs = Math.min(firstArrivalMs, st.publishedAtMs)
+    if (!Number.isNaN(st.firstAwardAtMs)) schedulingDelaysMs.push(st.firstAwardAtMs - st.publishedAtMs)
+    if (st.terminal === 'succeeded') succeeded++
+    else if (st.terminal === 'failed' && st.terminalReason !== 'lost') failed++
+    else lostJobs++
+    if (st.acceptedSuccesses > 1 || st.terminalCount > 1) duplicateResults++
+    if (st.successfulRuns > 1) duplicateRuns++
+  }
+  if (firstArrivalMs === Infinity) firstArrivalMs = 0
+  const messagesByType: Record<string, number> = {}
+  for (const [name, num] of Object.entries(MessageType)) if (net.byType[num] > 0) messagesByType[name] = net.byType[num]
+  return {
+    agents: N,
+    jobs: J,
+    virtualMs: endMs,
+    stoppedBy,
+    messages: net.messages,
+    messagesByType,
+    localRequests: net.localRequests,
+    droppedMessages: net.dropped,
+    advertsPublished,
+    advertsDelivered,
+    gossipBytesReceived: gossipBytes,
+    agentSeconds: capacityMilliMs(upIntervals.map(([from, to]) => [from, to, 1] as const), 0, endMs) / 1000,
+    schedulingDelaysMs,
+    firstArrivalMs,
+    lastFinishMs,
+    busyMilliMs,
+    // CPU of the agents that were up during [first arrival, last finish]
+    capacityMilliMs: capacityMilliMs(upIntervals, firstArrivalMs, lastFinishMs),
+    succeeded,
+    failed,
+    lostJobs,
+    duplicateResults,
+    duplicateRuns,
+    lostAttempts,
+    reschedules,
+    events: engine.executed
+  }
+}

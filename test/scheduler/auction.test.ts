@@ -1,0 +1,510 @@
+// The owner's auction, event by event with explicit times: offers, bid rounds, awards, acks,
+// leases, fencing by epoch, retries and cancellation. No clock and no timers: a tick at a
+// chosen time is how time passes.
+import { describe, expect, it } from 'vitest'
+import type { JobSpec } from '../../src/protocol/job-spec.ts'
+import type { JobRecord, NodeCapacity } from '../../src/protocol/job.ts'
+import { type AttemptUpdate, type Message, MessageType } from '../../src/protocol/messages.ts'
+import { type OwnerEffect, type OwnerEvent, type OwnerState, createOwner, ownerNextTimerMs, ownerStep } from '../../src/scheduler/auction.ts'
+import { GiB, capacity, jobRecord, ownerConfig, spec } from './harness.ts'
+
+const CONFIG = ownerConfig('owner', {
+  bidWindowMs: 500,
+  awardAckTimeoutMs: 2000,
+  leaseMs: 3000,
+  extraCandidates: 2,
+  retryBackoffBaseMs: 1000,
+  retryBackoffMaxMs: 30_000,
+  sweepIntervalMs: 2000,
+  suspectAfterMs: 3000,
+  goneAfterMs: 6000
+})
+const NODES = ['n1', 'n2', 'n3']
+
+let seq = 0
+function advert (s: OwnerState, peer: string, nowMs: number, over: Partial<NodeCapacity> = {}): OwnerEffect[] {
+  return ownerStep(s, { type: 'advert:received', capacity: capacity(peer, { totalCpuMilli: 4000, totalMemoryBytes: 8 * GiB, seq: ++seq, ...over }) }, nowMs)
+}
+
+/** An owner that has heard from `peers` (4 cores, 8 GiB each) at time 0. */
+function owner (peers: string[] = NODES, over: Partial<NodeCapacity> = {}): OwnerState {
+  const s = createOwner(CONFIG)
+  for (const p of peers) advert(s, p, 0, over)
+  return s
+}
+
+const submit = (s: OwnerState, id: string, nowMs: number, j: JobSpec = spec()): OwnerEffect[] =>
+  ownerStep(s, { type: 'job:submitted', job: jobRecord(id, 'owner', j, nowMs) }, nowMs)
+const step = (s: OwnerState, e: OwnerEvent, nowMs: number): OwnerEffect[] => ownerStep(s, e, nowMs)
+const tick = (s: OwnerState, nowMs: number): OwnerEffect[] => ownerStep(s, { type: 'tick' }, nowMs)
+const job = (s: OwnerState, id: string): JobRecord => s.jobs.get(id)!.record
+
+const sends = (fx: OwnerEffect[]): Array<{ to: string, message: Message }> => fx.flatMap(f => f.type === 'send' ? [{ to: f.to, message: f.message }] : [])
+const sent = (fx: OwnerEffect[], type: Message['type']): Array<{ to: string, epoch: number }> =>
+  sends(fx).flatMap(m => m.message.type === type && 'epoch' in m.message.body ? [{ to: m.to, epoch: m.message.body.epoch }] : [])
+const bidRequests = (fx: OwnerEffect[]) => sent(fx, MessageType.BidRequest)
+const awards = (fx: OwnerEffect[]) => sent(fx, MessageType.Award)
+const releases = (fx: OwnerEffect[]) => sent(fx, MessageType.ReservationRelease)
+const replies = (fx: OwnerEffect[]) => fx.flatMap(f => f.type === 'reply' ? [f.message] : [])
+const events = (fx: OwnerEffect[]) => fx.flatMap(f => f.type === 'job:changed' ? f.events.map(e => e.type) : [])
+const changed = (fx: OwnerEffect[]) => fx.filter(f => f.type === 'job:changed')
+
+const bidFrom = (s: OwnerState, from: string, jobId: string, epoch: number, score: number, nowMs: number): OwnerEffect[] =>
+  step(s, { type: 'bid:received', from, jobId, epoch, score, components: { binpack: score }, capacity: capacity(from, { totalCpuMilli: 4000, totalMemoryBytes: 8 * GiB, seq: ++seq }) }, nowMs)
+const refuseFrom = (s: OwnerState, from: string, jobId: string, epoch: number, reason: string, nowMs: number): OwnerEffect[] =>
+  step(s, { type: 'bid:refused', from, jobId, epoch, reason }, nowMs)
+
+let replyId = 0
+function update (s: OwnerState, u: Omit<AttemptUpdate, 'node'> & { node?: string }, nowMs: number): { fx: OwnerEffect[], ack: Message } {
+  const fx = step(s, { type: 'attempt:update', replyId: ++replyId, update: { node: job(s, u.jobId).node ?? 'n1', ...u } }, nowMs)
+  const r = replies(fx)
+  expect(r).toHaveLength(1)
+  return { fx, ack: r[0] }
+}
+
+/** Offer, every candidate bids (n2 best), award, ack: the job is scheduled on n2 at epoch 1 by t=20. */
+function scheduled (s: OwnerState, id: string, j: JobSpec = spec()): void {
+  submit(s, id, 0, j)
+  const e = job(s, id).epoch
+  bidFrom(s, 'n1', id, e, 0.2, 10)
+  bidFrom(s, 'n2', id, e, 0.9, 10)
+  bidFrom(s, 'n3', id, e, 0.5, 10)
+  step(s, { type: 'award:acked', from: 'n2', jobId: id, epoch: e }, 20)
+}
+
+/** Runs the current epoch to its exit: award to whoever answers best, ack, running, exited. */
+function runEpoch (s: OwnerState, id: string, atMs: number, result: { exitCode: number | null, reason: AttemptUpdate['reason'] }): Message {
+  const e = job(s, id).epoch
+  for (const n of NODES) bidFrom(s, n, id, e, n === 'n1' ? 0.9 : 0.1, atMs)
+  step(s, { type: 'award:acked', from: 'n1', jobId: id, epoch: e }, atMs + 1)
+  update(s, { jobId: id, epoch: e, state: 'running', startedAtMs: atMs + 2 }, atMs + 2)
+  return update(s, { jobId: id, epoch: e, state: 'exited', finishedAtMs: atMs + 100, ...result }, atMs + 100).ack
+}
+
+describe('offers', () => {
+  it('with no nodes known, a job waits as unplaceable, with its explanation', () => {
+    const s = owner([])
+    const fx = submit(s, 'j1', 0)
+    expect(sends(fx)).toEqual([])
+    expect(job(s, 'j1')).toMatchObject({ state: 'pending', reason: 'unplaceable', epoch: 0 })
+    expect(job(s, 'j1').explanation).toMatchObject({ consideredNodes: 0, filtered: {}, candidates: [] })
+    expect(changed(fx)).toHaveLength(1)
+    expect(events(fx)).toEqual(['job:submitted', 'job:pending'])
+    expect(fx.flatMap(f => f.type === 'job:changed' ? f.events.map(e => e.detail) : [])).toContain('no nodes known')
+  })
+
+  it('a job larger than every node waits as unplaceable, filtered as "memory (larger than node)"', () => {
+    const s = owner()
+    const fx = submit(s, 'j1', 0, spec({ memoryBytes: 16 * GiB }))
+    expect(sends(fx)).toEqual([])
+    expect(job(s, 'j1')).toMatchObject({ state: 'pending', reason: 'unplaceable' })
+    expect(job(s, 'j1').explanation).toMatchObject({ consideredNodes: 3, filtered: { 'memory (larger than node)': 3 } })
+    expect(fx.flatMap(f => f.type === 'job:changed' ? f.events.map(e => e.detail) : [])).toContain('memory (larger than node): 3 nodes')
+  })
+
+  it('a job takes a new epoch and asks 1 + extraCandidates nodes to bid', () => {
+    const s = owner(['n1', 'n2', 'n3', 'n4', 'n5'])
+    const fx = submit(s, 'j1', 0)
+    expect(job(s, 'j1').epoch).toBe(1)
+    expect(bidRequests(fx)).toHaveLength(3)
+    expect(new Set(bidRequests(fx).map(r => r.epoch))).toEqual(new Set([1]))
+    const req = sends(fx)[0].message
+    expect(req).toMatchObject({ type: MessageType.BidRequest, body: { jobId: 'j1', epoch: 1, owner: 'owner', spec: job(s, 'j1').spec } })
+  })
+
+  it('an open round claims the job on its likeliest winner, so the next job looks elsewhere', () => {
+    const s = owner(['n1', 'n2'], { totalCpuMilli: 1000, freeCpuMilli: 1000 })
+    const a = submit(s, 'j1', 0, spec({ cpuMilli: 1000, placement: 'spread' }))
+    const b = submit(s, 'j2', 0, spec({ cpuMilli: 1000, placement: 'spread' }))
+    expect(bidRequests(a)[0].to).not.toBe(bidRequests(b)[0].to)
+  })
+})
+
+describe('a bid round', () => {
+  it('awards the best bid and releases the other reservations', () => {
+    const s = owner()
+    submit(s, 'j1', 0)
+    expect(awards(bidFrom(s, 'n1', 'j1', 1, 0.2, 10))).toEqual([])
+    expect(awards(bidFrom(s, 'n2', 'j1', 1, 0.9, 11))).toEqual([])
+    const fx = bidFrom(s, 'n3', 'j1', 1, 0.5, 12)
+    expect(awards(fx)).toEqual([{ to: 'n2', epoch: 1 }])
+    expect(releases(fx).sort((a, b) => a.to < b.to ? -1 : 1)).toEqual([{ to: 'n1', epoch: 1 }, { to: 'n3', epoch: 1 }])
+    const award = sends(fx).find(m => m.message.type === MessageType.Award)!.message
+    expect(award).toMatchObject({ body: { jobId: 'j1', epoch: 1, owner: 'owner', leaseMs: 3000 } })
+    expect(job(s, 'j1')).toMatchObject({ state: 'pending', node: 'n2', attempts: [{ epoch: 1, node: 'n2', state: 'awarded', awardedAtMs: 12 }] })
+    expect(job(s, 'j1').explanation).toMatchObject({ winner: 'n2', refused: {}, decidedAtMs: 12 })
+    expect(events(fx)).toEqual(['job:awarded'])
+
+    const acked = step(s, { type: 'award:acked', from: 'n2', jobId: 'j1', epoch: 1 }, 20)
+    expect(job(s, 'j1').state).toBe('scheduled')
+    expect(events(acked)).toEqual(['job:scheduled'])
+  })
+
+  it('decides early once every candidate has answered; otherwise at the bid window deadline', () => {
+    const s = owner()
+    submit(s, 'j1', 0)
+    bidFrom(s, 'n1', 'j1', 1, 0.2, 10)
+    bidFrom(s, 'n3', 'j1', 1, 0.5, 10)
+    expect(ownerNextTimerMs(s)).toBe(500)
+    expect(awards(tick(s, 499))).toEqual([])
+    const fx = tick(s, 500)
+    expect(awards(fx)).toEqual([{ to: 'n3', epoch: 1 }])
+    expect(releases(fx)).toEqual([{ to: 'n1', epoch: 1 }])
+    // The silent candidate's late bid is released at once.
+    const late = bidFrom(s, 'n2', 'j1', 1, 0.99, 600)
+    expect(releases(late)).toEqual([{ to: 'n2', epoch: 1 }])
+    expect(awards(late)).toEqual([])
+    expect(job(s, 'j1').node).toBe('n3')
+  })
+
+  it('a refused candidate counts as an answer; its reason goes into the explanation', () => {
+    const s = owner()
+    submit(s, 'j1', 0)
+    bidFrom(s, 'n1', 'j1', 1, 0.2, 10)
+    refuseFrom(s, 'n2', 'j1', 1, 'cpu', 10)
+    const fx = refuseFrom(s, 'n3', 'j1', 1, 'memory', 10)
+    expect(awards(fx)).toEqual([{ to: 'n1', epoch: 1 }])
+    expect(job(s, 'j1').explanation).toMatchObject({ refused: { cpu: 1, memory: 1 }, winner: 'n1' })
+  })
+
+  it('bids for another epoch are not counted', () => {
+    const s = owner()
+    submit(s, 'j1', 0)
+    const fx = bidFrom(s, 'n1', 'j1', 7, 0.9, 10)
+    expect(releases(fx)).toEqual([{ to: 'n1', epoch: 7 }])
+    expect(awards(tick(s, 499))).toEqual([])
+  })
+})
+
+describe('when every candidate refuses', () => {
+  function allRefused (): OwnerState {
+    const s = owner()
+    submit(s, 'j1', 0)
+    for (const n of NODES) refuseFrom(s, n, 'j1', 1, 'cpu', 10)
+    return s
+  }
+
+  it('the job waits as unplaceable, with the refusals explained', () => {
+    const s = allRefused()
+    expect(job(s, 'j1')).toMatchObject({ state: 'pending', reason: 'unplaceable', epoch: 1 })
+    expect(job(s, 'j1').explanation).toMatchObject({ refused: { cpu: 3 } })
+    expect(s.pending.has('j1')).toBe(true)
+    expect(s.active.has('j1')).toBe(false)
+  })
+
+  it('an advert that frees capacity offers it again at once; one that does not, does not', () => {
+    const s = allRefused()
+    expect(bidRequests(advert(s, 'n1', 100))).toEqual([]) // same capacity, newer seq
+    expect(bidRequests(advert(s, 'n1', 150, { freeCpuMilli: 3000 }))).toEqual([]) // less free
+    const version = s.view.freedVersion
+    const fx = advert(s, 'n1', 200, { freeCpuMilli: 3500 })
+    expect(s.view.freedVersion).toBe(version + 1)
+    expect(bidRequests(fx).map(r => r.epoch)).toEqual([2, 2, 2])
+    expect(job(s, 'j1').epoch).toBe(2)
+  })
+
+  it('a node joining offers it again', () => {
+    const s = allRefused()
+    expect(bidRequests(advert(s, 'n4', 100)).length).toBeGreaterThan(0)
+  })
+
+  it('the sweep offers it again every sweepIntervalMs, even with no capacity news', () => {
+    const s = allRefused()
+    expect(ownerNextTimerMs(s)).toBe(2000) // offered at 0
+    expect(bidRequests(tick(s, 1999))).toEqual([])
+    expect(bidRequests(tick(s, 2000)).map(r => r.epoch)).toEqual([2, 2, 2])
+  })
+})
+
+describe('awards that do not take', () => {
+  it('no acknowledgement within awardAckTimeoutMs: the attempt is lost and a new epoch is offered', () => {
+    const s = owner()
+    submit(s, 'j1', 0)
+    for (const n of NODES) bidFrom(s, n, 'j1', 1, n === 'n2' ? 0.9 : 0.1, 10)
+    expect(ownerNextTimerMs(s)).toBe(2010)
+    expect(bidRequests(tick(s, 2009))).toEqual([])
+    const fx = tick(s, 2010)
+    expect(events(fx)).toContain('award:timeout')
+    expect(job(s, 'j1').attempts[0]).toMatchObject({ epoch: 1, node: 'n2', state: 'lost', reason: 'lost', error: 'award not acknowledged' })
+    expect(bidRequests(fx).map(r => r.epoch)).toEqual([2, 2, 2])
+    // The late ack of the superseded award changes nothing.
+    expect(step(s, { type: 'award:acked', from: 'n2', jobId: 'j1', epoch: 1 }, 2020)).toEqual([])
+    expect(job(s, 'j1')).toMatchObject({ state: 'pending', epoch: 2 })
+  })
+
+  it('declined: the attempt is marked declined and a new round starts at once', () => {
+    const s = owner()
+    submit(s, 'j1', 0)
+    for (const n of NODES) bidFrom(s, n, 'j1', 1, n === 'n2' ? 0.9 : 0.1, 10)
+    const fx = step(s, { type: 'award:declined', from: 'n2', jobId: 'j1', epoch: 1, reason: 'cpu' }, 20)
+    expect(events(fx)).toContain('award:declined')
+    expect(job(s, 'j1').attempts[0]).toMatchObject({ epoch: 1, state: 'declined', error: 'cpu' })
+    expect(bidRequests(fx).map(r => r.epoch)).toEqual([2, 2, 2])
+  })
+
+  it('a decline from anyone but the winner, or for another epoch, is ignored', () => {
+    const s = owner()
+    submit(s, 'j1', 0)
+    for (const n of NODES) bidFrom(s, n, 'j1', 1, n === 'n2' ? 0.9 : 0.1, 10)
+    expect(step(s, { type: 'award:declined', from: 'n1', jobId: 'j1', epoch: 1, reason: 'cpu' }, 20)).toEqual([])
+    expect(step(s, { type: 'award:declined', from: 'n2', jobId: 'j1', epoch: 0, reason: 'cpu' }, 20)).toEqual([])
+    expect(job(s, 'j1').epoch).toBe(1)
+  })
+})
+
+describe('leases', () => {
+  it('renewals keep the lease; without one for leaseMs the attempt is lost and a new epoch offered', () => {
+    const s = owner()
+    scheduled(s, 'j1')
+    update(s, { jobId: 'j1', epoch: 1, state: 'running', startedAtMs: 30 }, 30)
+    expect(job(s, 'j1').state).toBe('running')
+    for (let t = 780; t <= 6000; t += 750) expect(update(s, { jobId: 'j1', epoch: 1, state: 'running' }, t).ack).toMatchObject({ body: { accepted: true, stop: false } })
+    // last renewal at 5280: lease until 8280
+    expect(ownerNextTimerMs(s)).toBe(8280)
+    expect(bidRequests(tick(s, 8279))).toEqual([])
+    const fx = tick(s, 8280)
+    expect(events(fx)).toContain('attempt:lost')
+    expect(job(s, 'j1').attempts[0]).toMatchObject({ epoch: 1, state: 'lost', reason: 'lost', error: 'lease expired' })
+    // the nodes' adverts from t=0 are gone by now: the new round waits for fresh ones
+    expect(job(s, 'j1')).toMatchObject({ state: 'pending', epoch: 1 })
+    const offered = advert(s, 'n1', 8300)
+    expect(bidRequests(offered)).toEqual([{ to: 'n1', epoch: 2 }])
+  })
+
+  it('a lost attempt does not use up a retry', () => {
+    const s = owner()
+    scheduled(s, 'j1', spec({ retries: 1 }))
+    update(s, { jobId: 'j1', epoch: 1, state: 'running' }, 30)
+    for (const n of NODES) advert(s, n, 3000)
+    const lost = tick(s, 3030)
+    expect(bidRequests(lost).map(r => r.epoch)).toEqual([2, 2, 2])
+    expect(job(s, 'j1').notBeforeMs).toBeUndefined()
+    // epoch 2 fails: the one retry is still there
+    expect(runEpoch(s, 'j1', 3100, { exitCode: 1, reason: 'exit' })).toMatchObject({ body: { accepted: true } })
+    expect(job(s, 'j1')).toMatchObject({ state: 'pending', notBeforeMs: 3200 + 1000 })
+  })
+
+  it('peer:gone loses a running attempt without waiting for its lease', () => {
+    const s = owner()
+    scheduled(s, 'j1')
+    update(s, { jobId: 'j1', epoch: 1, state: 'running' }, 30)
+    const fx = step(s, { type: 'peer:gone', peer: 'n2' }, 100)
+    expect(job(s, 'j1').attempts[0]).toMatchObject({ state: 'lost', error: 'peer gone' })
+    expect(bidRequests(fx).map(r => r.epoch)).toEqual([2, 2])
+    expect(bidRequests(fx).map(r => r.to)).not.toContain('n2')
+  })
+})
+
+describe('fencing by epoch', () => {
+  /** j1 lost its epoch-1 attempt on n2 and is in a round at epoch 2. */
+  function superseded (): OwnerState {
+    const s = owner()
+    scheduled(s, 'j1')
+    step(s, { type: 'peer:gone', peer: 'n2' }, 100)
+    expect(job(s, 'j1').epoch).toBe(2)
+    return s
+  }
+
+  it('a running update from an old epoch is refused and told to stop; the job is unchanged', () => {
+    const s = superseded()
+    const before = structuredClone(job(s, 'j1'))
+    const { fx, ack } = update(s, { jobId: 'j1', epoch: 1, node: 'n2', state: 'running' }, 200)
+    expect(ack).toEqual({ type: MessageType.AttemptUpdateAck, body: { jobId: 'j1', epoch: 1, accepted: false, stop: true } })
+    expect(changed(fx)).toEqual([])
+    expect(job(s, 'j1')).toEqual(before)
+  })
+
+  it("an old epoch's final result is kept on its own attempt for the history, never on the job", () => {
+    const s = superseded()
+    const { fx, ack } = update(s, { jobId: 'j1', epoch: 1, node: 'n2', state: 'exited', exitCode: 0, reason: 'exit', finishedAtMs: 150 }, 200)
+    expect(ack).toMatchObject({ body: { accepted: false, stop: true } })
+    expect(events(fx)).toEqual(['attempt:stale-result'])
+    expect(job(s, 'j1')).toMatchObject({ state: 'pending', epoch: 2 })
+    expect(job(s, 'j1').attempts[0]).toMatchObject({ epoch: 1, state: 'lost', exitCode: 0, finishedAtMs: 150 })
+  })
+
+  it('an update from a node that does not hold the current attempt is refused', () => {
+    const s = owner()
+    scheduled(s, 'j1')
+    expect(update(s, { jobId: 'j1', epoch: 1, node: 'n3', state: 'running' }, 30).ack).toMatchObject({ body: { accepted: false, stop: true } })
+    expect(update(s, { jobId: 'nope', epoch: 1, node: 'n3', state: 'running' }, 30).ack).toMatchObject({ body: { accepted: false, stop: true } })
+  })
+
+  it('an update is as good as an ack: a running update clears the pending award', () => {
+    const s = owner()
+    submit(s, 'j1', 0)
+    for (const n of NODES) bidFrom(s, n, 'j1', 1, n === 'n2' ? 0.9 : 0.1, 10)
+    update(s, { jobId: 'j1', epoch: 1, node: 'n2', state: 'running' }, 20)
+    expect(job(s, 'j1').state).toBe('running')
+    // no award timeout later
+    expect(events(tick(s, 2010))).toEqual([])
+  })
+})
+
+describe('results and retries', () => {
+  it.each([
+    { name: 'exit 0', result: { exitCode: 0, reason: 'exit' as const }, state: 'succeeded', reason: 'exit' },
+    { name: 'exit 1', result: { exitCode: 1, reason: 'exit' as const }, state: 'failed', reason: 'exit' },
+    { name: 'oom with status 0', result: { exitCode: 0, reason: 'oom' as const }, state: 'failed', reason: 'oom' },
+    { name: 'timeout with status 0', result: { exitCode: 0, reason: 'timeout' as const }, state: 'failed', reason: 'timeout' },
+    { name: 'missing image', result: { exitCode: null, reason: 'image' as const }, state: 'failed', reason: 'image' }
+  ])('$name → $state ($reason)', ({ result, state, reason }) => {
+    const s = owner()
+    submit(s, 'j1', 0)
+    expect(runEpoch(s, 'j1', 10, result)).toMatchObject({ body: { accepted: true, stop: false } })
+    expect(job(s, 'j1')).toMatchObject({ state, reason, exitCode: result.exitCode })
+    expect(s.active.has('j1') || s.pending.has('j1')).toBe(false)
+  })
+
+  it.each(['oom', 'timeout'] as const)('%s never succeeds, on any attempt', (why) => {
+    const s = owner()
+    submit(s, 'j1', 0, spec({ retries: 2 }))
+    for (let i = 0; i < 3; i++) {
+      const t = job(s, 'j1').notBeforeMs ?? 10
+      for (const n of NODES) advert(s, n, t)
+      tick(s, t)
+      runEpoch(s, 'j1', t, { exitCode: 0, reason: why })
+    }
+    expect(job(s, 'j1')).toMatchObject({ state: 'failed', reason: why })
+    expect(job(s, 'j1').attempts.map(a => a.reason)).toEqual([why, why, why])
+  })
+
+  it('a failure with retries left waits notBeforeMs (the backoff), then is offered again', () => {
+    const s = owner()
+    submit(s, 'j1', 0, spec({ retries: 2 }))
+    const fx = step(s, { type: 'tick' }, 0)
+    expect(fx).toEqual([])
+    runEpoch(s, 'j1', 10, { exitCode: 3, reason: 'exit' })
+    // failure 1 at t=110: backoff 1000 ms
+    expect(job(s, 'j1')).toMatchObject({ state: 'pending', notBeforeMs: 1110, exitCode: 3, epoch: 1 })
+    for (const n of NODES) advert(s, n, 1000) // capacity news does not skip the backoff
+    expect(bidRequests(tick(s, 1109))).toEqual([])
+    expect(ownerNextTimerMs(s)).toBe(2010) // the sweep is due later than the backoff
+    expect(bidRequests(tick(s, 1110)).map(r => r.epoch)).toEqual([2, 2, 2])
+    runEpoch(s, 'j1', 1200, { exitCode: 3, reason: 'exit' })
+    // failure 2 at t=1300: backoff 2000 ms
+    expect(job(s, 'j1')).toMatchObject({ state: 'pending', notBeforeMs: 3300 })
+    for (const n of NODES) advert(s, n, 3300)
+    tick(s, 3300)
+    runEpoch(s, 'j1', 3400, { exitCode: 3, reason: 'exit' })
+    expect(job(s, 'j1')).toMatchObject({ state: 'failed', reason: 'exit', exitCode: 3 })
+  })
+
+  it('a resent final (its ack was lost) is acknowledged again but counted once', () => {
+    const s = owner()
+    submit(s, 'j1', 0, spec({ retries: 1 }))
+    runEpoch(s, 'j1', 10, { exitCode: 1, reason: 'exit' })
+    const before = structuredClone(job(s, 'j1'))
+    const { fx, ack } = update(s, { jobId: 'j1', epoch: 1, state: 'exited', exitCode: 1, reason: 'exit', finishedAtMs: 110 }, 900)
+    expect(ack).toMatchObject({ body: { accepted: true, stop: true } })
+    expect(changed(fx)).toEqual([])
+    expect(job(s, 'j1')).toEqual(before)
+  })
+
+  it('a renewal overtaken by the final does not re-open the attempt or give back a retry', () => {
+    const s = owner()
+    submit(s, 'j1', 0, spec({ retries: 1 }))
+    runEpoch(s, 'j1', 10, { exitCode: 1, reason: 'exit' })
+    for (const state of ['running', 'starting'] as const) {
+      const { fx, ack } = update(s, { jobId: 'j1', epoch: 1, state }, 150)
+      expect(ack).toMatchObject({ body: { accepted: false, stop: true } })
+      expect(changed(fx)).toEqual([])
+    }
+    expect(job(s, 'j1')).toMatchObject({ state: 'pending', notBeforeMs: 1110 })
+    expect(job(s, 'j1').attempts[0]).toMatchObject({ state: 'exited', exitCode: 1 })
+    expect(s.active.has('j1')).toBe(false)
+    for (const n of NODES) advert(s, n, 1110)
+    tick(s, 1110)
+    runEpoch(s, 'j1', 1200, { exitCode: 1, reason: 'exit' })
+    // two failures with one retry: failed
+    expect(job(s, 'j1')).toMatchObject({ state: 'failed', reason: 'exit' })
+  })
+
+  it('a renewal from an attempt the owner gave up (declined) while no new round could start is refused', () => {
+    const s = owner(['n1'])
+    submit(s, 'j1', 0)
+    bidFrom(s, 'n1', 'j1', 1, 0.5, 10)
+    // the award's response was lost: the owner counts it declined, yet n1 started the job
+    advert(s, 'n1', 15, { freeCpuMilli: 0 })
+    step(s, { type: 'award:declined', from: 'n1', jobId: 'j1', epoch: 1, reason: 'unreachable' }, 20)
+    expect(job(s, 'j1')).toMatchObject({ state: 'pending', epoch: 1, reason: 'unplaceable' })
+    const { ack } = update(s, { jobId: 'j1', epoch: 1, node: 'n1', state: 'running' }, 30)
+    expect(ack).toMatchObject({ body: { accepted: false, stop: true } })
+    expect(job(s, 'j1')).toMatchObject({ state: 'pending' })
+    expect(s.active.has('j1')).toBe(false)
+  })
+})
+
+describe('cancel', () => {
+  it('a running job: CancelAttempt to its node for the current epoch, and the job is cancelled', () => {
+    const s = owner()
+    scheduled(s, 'j1')
+    update(s, { jobId: 'j1', epoch: 1, state: 'running' }, 30)
+    const fx = step(s, { type: 'job:cancel', jobId: 'j1' }, 40)
+    expect(sends(fx)).toEqual([{ to: 'n2', message: { type: MessageType.CancelAttempt, body: { jobId: 'j1', epoch: 1 } } }])
+    expect(job(s, 'j1')).toMatchObject({ state: 'cancelled', reason: 'cancelled' })
+    expect(job(s, 'j1').attempts[0]).toMatchObject({ state: 'cancelled' })
+    expect(events(fx)).toEqual(['job:cancelled', 'job:cancelled'])
+    // its final report is taken for the history, and the executor told to stop
+    expect(update(s, { jobId: 'j1', epoch: 1, state: 'exited', exitCode: null, reason: 'cancelled' }, 50).ack).toMatchObject({ body: { accepted: true, stop: true } })
+    expect(job(s, 'j1').state).toBe('cancelled')
+  })
+
+  it('an awarded job not yet acknowledged is cancelled at the winner', () => {
+    const s = owner()
+    submit(s, 'j1', 0)
+    for (const n of NODES) bidFrom(s, n, 'j1', 1, n === 'n3' ? 0.9 : 0.1, 10)
+    expect(sent(step(s, { type: 'job:cancel', jobId: 'j1' }, 20), MessageType.CancelAttempt)).toEqual([{ to: 'n3', epoch: 1 }])
+  })
+
+  it('during a bid round: the reservations made so far are released, nothing is cancelled', () => {
+    const s = owner()
+    submit(s, 'j1', 0)
+    bidFrom(s, 'n1', 'j1', 1, 0.5, 10)
+    const fx = step(s, { type: 'job:cancel', jobId: 'j1' }, 20)
+    expect(releases(fx)).toEqual([{ to: 'n1', epoch: 1 }])
+    expect(sent(fx, MessageType.CancelAttempt)).toEqual([])
+    expect(job(s, 'j1').state).toBe('cancelled')
+    // the round's claim is gone from the view
+    expect([...s.view.entries.values()].every(e => e.claimedCpuMilli === 0)).toBe(true)
+  })
+
+  it('a pending job sends nothing; a finished one cannot be cancelled', () => {
+    const s = owner([])
+    submit(s, 'j1', 0)
+    expect(sends(step(s, { type: 'job:cancel', jobId: 'j1' }, 10))).toEqual([])
+    expect(job(s, 'j1').state).toBe('cancelled')
+    expect(step(s, { type: 'job:cancel', jobId: 'j1' }, 20)).toEqual([])
+  })
+})
+
+describe('messages per job', () => {
+  /** Every message the owner sends for one job from submission to success, every node bidding. */
+  function sendsForOneJob (nodeCount: number): number {
+    const peers = Array.from({ length: nodeCount }, (_, i) => `node-${i}`)
+    const s = owner(peers)
+    let count = 0
+    const count$ = (fx: OwnerEffect[]): OwnerEffect[] => { count += sends(fx).length; return fx }
+    const asked = bidRequests(count$(submit(s, 'j1', 0)))
+    let winner: string | undefined
+    asked.forEach((r, i) => {
+      const fx = count$(bidFrom(s, r.to, 'j1', r.epoch, 0.1 + i / 10, 10))
+      winner = awards(fx)[0]?.to ?? winner
+    })
+    expect(winner).toBeDefined()
+    count$(step(s, { type: 'award:acked', from: winner!, jobId: 'j1', epoch: 1 }, 20))
+    count$(update(s, { jobId: 'j1', epoch: 1, node: winner!, state: 'running' }, 30).fx)
+    count$(update(s, { jobId: 'j1', epoch: 1, node: winner!, state: 'exited', exitCode: 0, reason: 'exit' }, 40).fx)
+    for (let t = 50; t < 5000; t += 50) count$(tick(s, t))
+    expect(job(s, 'j1').state).toBe('succeeded')
+    return count
+  }
+
+  it('are bounded by the candidate count, not the mesh size', () => {
+    const small = sendsForOneJob(3)
+    const large = sendsForOneJob(300)
+    // 3 bid requests, 2 releases, 1 award
+    expect(small).toBe(1 + CONFIG.extraCandidates + CONFIG.extraCandidates + 1)
+    expect(large).toBe(small)
+  })
+})

@@ -1,0 +1,334 @@
+// The bidder: reservations from bids, allocations from awards, fencing on the executor side,
+// and its half of the lease. Driven event by event with explicit times; no clock, no timers.
+import { describe, expect, it } from 'vitest'
+import type { JobSpec } from '../../src/protocol/job-spec.ts'
+import { MessageType } from '../../src/protocol/messages.ts'
+import { type BidderEffect, type BidderState, bidderNextTimerMs, bidderStep, capacityOf, createBidder, usedResources } from '../../src/scheduler/bidder.ts'
+import { GiB, bidderConfig, spec } from './harness.ts'
+
+const OWNER = 'owner-1'
+const CONFIG = bidderConfig({ reservationTtlMs: 3000, leaseMs: 3000, leaseRenewMs: 750, reportRetryMs: 1000 })
+
+/** A node of 2 cores and 4 GiB. */
+function bidder (over: { labels?: Record<string, string> } = {}): BidderState {
+  return createBidder({ peerId: 'node-1', totalCpuMilli: 2000, totalMemoryBytes: 4 * GiB, labels: over.labels ?? {}, seq: 10, config: CONFIG })
+}
+
+let replyIds = 0
+const bid = (s: BidderState, jobId: string, epoch: number, nowMs: number, j: JobSpec = spec({ cpuMilli: 1000, memoryBytes: 1 * GiB })): BidderEffect[] =>
+  bidderStep(s, { type: 'bid:requested', from: OWNER, replyId: ++replyIds, jobId, epoch, spec: j }, nowMs)
+const award = (s: BidderState, jobId: string, epoch: number, nowMs: number, j: JobSpec = spec({ cpuMilli: 1000, memoryBytes: 1 * GiB })): BidderEffect[] =>
+  bidderStep(s, { type: 'award:received', from: OWNER, replyId: ++replyIds, jobId, epoch, spec: j }, nowMs)
+const tick = (s: BidderState, nowMs: number): BidderEffect[] => bidderStep(s, { type: 'tick' }, nowMs)
+
+const replies = (fx: BidderEffect[]) => fx.flatMap(f => f.type === 'reply' ? [f.message] : [])
+const sends = (fx: BidderEffect[]) => fx.flatMap(f => f.type === 'send' ? [f] : [])
+const stops = (fx: BidderEffect[]) => fx.flatMap(f => f.type === 'attempt:stop' ? [{ jobId: f.jobId, epoch: f.epoch, reason: f.reason }] : [])
+const starts = (fx: BidderEffect[]) => fx.filter(f => f.type === 'attempt:start')
+const of = (fx: BidderEffect[], type: BidderEffect['type']) => fx.filter(f => f.type === type)
+
+/** Awarded and running since `atMs`, with the running update sent at that time. */
+function running (s: BidderState, jobId: string, epoch: number, atMs: number): void {
+  bid(s, jobId, epoch, atMs)
+  award(s, jobId, epoch, atMs)
+  bidderStep(s, { type: 'attempt:started', jobId, epoch, startedAtMs: atMs }, atMs)
+}
+
+describe('bids and reservations', () => {
+  it('a bid reserves the job on the node and answers with a score and the new capacity', () => {
+    const s = bidder()
+    const fx = bid(s, 'j1', 1, 0)
+    const [reply] = replies(fx)
+    expect(reply.type).toBe(MessageType.Bid)
+    if (reply.type !== MessageType.Bid) return
+    expect(reply.body).toMatchObject({ jobId: 'j1', epoch: 1, components: { binpack: expect.any(Number) } })
+    expect(reply.body.capacity).toMatchObject({ freeCpuMilli: 1000, freeMemoryBytes: 3 * GiB, seq: 11 })
+    expect(s.reservations.get('j1#1')).toMatchObject({ cpuMilli: 1000, memoryBytes: 1 * GiB, owner: OWNER, expiresAtMs: 3000 })
+    expect(of(fx, 'capacity:changed')).toHaveLength(1)
+    expect(usedResources(s)).toEqual({ cpuMilli: 1000, memoryBytes: 1 * GiB })
+  })
+
+  it('the score describes the node before the reservation', () => {
+    const s = bidder()
+    const [reply] = replies(bid(s, 'j1', 1, 0))
+    // 1000/2000 cpu and 1/4 GiB after placing the job on an empty node
+    if (reply.type === MessageType.Bid) expect(reply.body.score).toBeCloseTo((0.5 + 0.25) / 2, 10)
+  })
+
+  it.each([
+    { name: 'full (cpu)', setup: (s: BidderState) => { bid(s, 'other', 1, 0, spec({ cpuMilli: 1500, memoryBytes: 1 * GiB })) }, job: spec({ cpuMilli: 1000, memoryBytes: 1 * GiB }), reason: 'cpu' },
+    { name: 'full (memory)', setup: (s: BidderState) => { bid(s, 'other', 1, 0, spec({ cpuMilli: 100, memoryBytes: 3.5 * GiB })) }, job: spec({ cpuMilli: 1000, memoryBytes: 1 * GiB }), reason: 'memory' },
+    { name: 'larger than the node', setup: () => {}, job: spec({ memoryBytes: 8 * GiB }), reason: 'memory (larger than node)' },
+    { name: 'more cores than the node', setup: () => {}, job: spec({ cpuMilli: 3000 }), reason: 'cpu (larger than node)' },
+    { name: 'draining', setup: (s: BidderState) => { bidderStep(s, { type: 'drain:set', draining: true }, 0) }, job: spec(), reason: 'draining' },
+    { name: 'labels', setup: () => {}, job: spec({ constraints: { zone: 'b' } }), reason: 'label zone=b' }
+  ])('refuses when $name, with the feasibility reason "$reason"', ({ setup, job, reason }) => {
+    const s = bidder({ labels: { zone: 'a' } })
+    setup(s)
+    const before = usedResources(s)
+    const fx = bid(s, 'j1', 1, 10, job)
+    const [reply] = replies(fx)
+    expect(reply).toMatchObject({ type: MessageType.BidRefused, body: { jobId: 'j1', epoch: 1, reason, capacity: { peerId: 'node-1' } } })
+    expect(s.reservations.has('j1#1')).toBe(false)
+    expect(usedResources(s)).toEqual(before)
+    expect(of(fx, 'capacity:changed')).toHaveLength(0)
+  })
+
+  it('a repeated bid request keeps one reservation and refreshes its expiry', () => {
+    const s = bidder()
+    bid(s, 'j1', 1, 0)
+    const fx = bid(s, 'j1', 1, 1000)
+    expect(replies(fx)[0].type).toBe(MessageType.Bid)
+    expect(s.reservations.size).toBe(1)
+    expect(s.reservations.get('j1#1')!.expiresAtMs).toBe(4000)
+    expect(usedResources(s)).toEqual({ cpuMilli: 1000, memoryBytes: 1 * GiB })
+    expect(of(fx, 'capacity:changed')).toHaveLength(0)
+  })
+
+  it('a bid request for an attempt already allocated is refused', () => {
+    const s = bidder()
+    bid(s, 'j1', 1, 0)
+    award(s, 'j1', 1, 10)
+    expect(replies(bid(s, 'j1', 1, 20))[0]).toMatchObject({ type: MessageType.BidRefused, body: { reason: 'already awarded' } })
+  })
+
+  it('a reservation expires on the tick at its TTL and frees its capacity', () => {
+    const s = bidder()
+    bid(s, 'j1', 1, 0)
+    bid(s, 'j2', 1, 0)
+    expect(replies(bid(s, 'j3', 1, 0))[0]).toMatchObject({ type: MessageType.BidRefused, body: { reason: 'cpu' } })
+    expect(bidderNextTimerMs(s)).toBe(3000)
+    expect(of(tick(s, 2999), 'capacity:changed')).toHaveLength(0)
+    expect(s.reservations.size).toBe(2)
+    const fx = tick(s, 3000)
+    expect(s.reservations.size).toBe(0)
+    expect(of(fx, 'capacity:changed')).toHaveLength(1)
+    expect(capacityOf(s, 3000)).toMatchObject({ freeCpuMilli: 2000, freeMemoryBytes: 4 * GiB })
+    expect(replies(bid(s, 'j3', 1, 3001))[0].type).toBe(MessageType.Bid)
+  })
+
+  it('a release frees the reservation at once; releasing twice changes nothing', () => {
+    const s = bidder()
+    bid(s, 'j1', 1, 0)
+    expect(of(bidderStep(s, { type: 'reservation:released', jobId: 'j1', epoch: 1 }, 5), 'capacity:changed')).toHaveLength(1)
+    expect(usedResources(s)).toEqual({ cpuMilli: 0, memoryBytes: 0 })
+    expect(bidderStep(s, { type: 'reservation:released', jobId: 'j1', epoch: 1 }, 6)).toEqual([])
+  })
+})
+
+describe('awards', () => {
+  it('an award converts the reservation into an allocation: same capacity, one attempt:start', () => {
+    const s = bidder()
+    bid(s, 'j1', 1, 0)
+    const seq = s.seq
+    const fx = award(s, 'j1', 1, 100)
+    expect(replies(fx)).toEqual([{ type: MessageType.AwardAck, body: { jobId: 'j1', epoch: 1 } }])
+    expect(starts(fx)).toEqual([expect.objectContaining({ jobId: 'j1', epoch: 1, owner: OWNER })])
+    expect(s.reservations.size).toBe(0)
+    expect(s.allocations.get('j1#1')).toMatchObject({ phase: 'starting', owner: OWNER, awardedAtMs: 100 })
+    expect(usedResources(s)).toEqual({ cpuMilli: 1000, memoryBytes: 1 * GiB })
+    // Free capacity did not change, so neither does the advert.
+    expect(of(fx, 'capacity:changed')).toHaveLength(0)
+    expect(s.seq).toBe(seq)
+  })
+
+  it('an award without a reservation is accepted when the job fits now', () => {
+    const s = bidder()
+    const fx = award(s, 'j1', 1, 5000)
+    expect(replies(fx)[0].type).toBe(MessageType.AwardAck)
+    expect(starts(fx)).toHaveLength(1)
+    expect(of(fx, 'capacity:changed')).toHaveLength(1)
+  })
+
+  it.each([
+    { name: 'the node filled up', setup: (s: BidderState) => { award(s, 'other', 1, 0, spec({ cpuMilli: 1500 })) }, reason: 'cpu' },
+    { name: 'the node is draining', setup: (s: BidderState) => { bidderStep(s, { type: 'drain:set', draining: true }, 0) }, reason: 'draining' }
+  ])('an award without a reservation is declined when $name ("$reason")', ({ setup, reason }) => {
+    const s = bidder()
+    setup(s)
+    const before = usedResources(s)
+    const fx = award(s, 'j1', 1, 5000)
+    expect(replies(fx)).toEqual([{ type: MessageType.AwardDeclined, body: { jobId: 'j1', epoch: 1, reason } }])
+    expect(starts(fx)).toHaveLength(0)
+    expect(s.allocations.has('j1#1')).toBe(false)
+    expect(usedResources(s)).toEqual(before)
+  })
+
+  it('a duplicate award is acknowledged again and starts nothing more', () => {
+    const s = bidder()
+    bid(s, 'j1', 1, 0)
+    const first = award(s, 'j1', 1, 100)
+    const second = award(s, 'j1', 1, 150)
+    expect(starts([...first, ...second])).toHaveLength(1)
+    expect(replies(second)).toEqual([{ type: MessageType.AwardAck, body: { jobId: 'j1', epoch: 1 } }])
+    expect(s.allocations.size).toBe(1)
+    expect(usedResources(s)).toEqual({ cpuMilli: 1000, memoryBytes: 1 * GiB })
+  })
+
+  it('an award of a newer epoch fences the older allocation of the same job, once', () => {
+    const s = bidder()
+    running(s, 'j1', 1, 0)
+    running(s, 'other', 1, 0) // another job is not touched
+    bidderStep(s, { type: 'attempt:exited', jobId: 'other', epoch: 1, update: { finishedAtMs: 10, exitCode: 0, reason: 'exit' } }, 10)
+    const fx = award(s, 'j1', 2, 500, spec({ cpuMilli: 100, memoryBytes: 100 }))
+    expect(stops(fx)).toEqual([{ jobId: 'j1', epoch: 1, reason: 'fenced' }])
+    expect(starts(fx)).toEqual([expect.objectContaining({ jobId: 'j1', epoch: 2 })])
+    // The fenced attempt holds its capacity until its container is gone.
+    expect(usedResources(s).cpuMilli).toBe(1100)
+    // Its lease running out later stops nothing twice.
+    expect(stops(tick(s, 10_000)).filter(x => x.epoch === 1)).toEqual([])
+    bidderStep(s, { type: 'attempt:exited', jobId: 'j1', epoch: 1, update: { finishedAtMs: 600, exitCode: null, reason: 'cancelled' } }, 600)
+    expect(usedResources(s).cpuMilli).toBe(100)
+  })
+
+  it('a newer epoch that no longer fits beside the fenced attempt is declined, and the old one still stops', () => {
+    const s = bidder()
+    running(s, 'j1', 1, 0)
+    running(s, 'other', 1, 0)
+    const fx = award(s, 'j1', 2, 500)
+    expect(stops(fx)).toEqual([{ jobId: 'j1', epoch: 1, reason: 'fenced' }])
+    expect(replies(fx)).toEqual([{ type: MessageType.AwardDeclined, body: { jobId: 'j1', epoch: 2, reason: 'cpu' } }])
+    expect(usedResources(s).cpuMilli).toBe(2000)
+  })
+
+  it('an award of an older epoch fences nothing', () => {
+    const s = bidder()
+    running(s, 'j1', 3, 0)
+    expect(stops(award(s, 'j1', 2, 100, spec({ cpuMilli: 100, memoryBytes: 100 })))).toEqual([])
+  })
+
+  it('cancel stops the attempt once and acknowledges every request', () => {
+    const s = bidder()
+    running(s, 'j1', 1, 0)
+    const first = bidderStep(s, { type: 'attempt:cancel', from: OWNER, replyId: 1, jobId: 'j1', epoch: 1 }, 10)
+    const second = bidderStep(s, { type: 'attempt:cancel', from: OWNER, replyId: 2, jobId: 'j1', epoch: 1 }, 20)
+    expect(stops([...first, ...second])).toEqual([{ jobId: 'j1', epoch: 1, reason: 'cancelled' }])
+    expect(replies(second)).toEqual([{ type: MessageType.Ack, body: { ok: true } }])
+  })
+
+  it('cancel of a reservation frees it', () => {
+    const s = bidder()
+    bid(s, 'j1', 1, 0)
+    const fx = bidderStep(s, { type: 'attempt:cancel', from: OWNER, replyId: 1, jobId: 'j1', epoch: 1 }, 10)
+    expect(of(fx, 'capacity:changed')).toHaveLength(1)
+    expect(s.reservations.size).toBe(0)
+  })
+})
+
+describe('lease, executor side', () => {
+  it('sends a running update when the container starts, then renews every leaseRenewMs', () => {
+    const s = bidder()
+    bid(s, 'j1', 1, 0)
+    award(s, 'j1', 1, 0)
+    const started = bidderStep(s, { type: 'attempt:started', jobId: 'j1', epoch: 1, startedAtMs: 100 }, 100)
+    expect(sends(started)).toEqual([{ type: 'send', to: OWNER, message: { type: MessageType.AttemptUpdate, body: { jobId: 'j1', epoch: 1, node: 'node-1', state: 'running', startedAtMs: 100 } } }])
+    const renewals: number[] = []
+    for (let t = 150; t <= 3000; t += 50) {
+      for (const f of sends(tick(s, t))) {
+        expect(f.message).toMatchObject({ type: MessageType.AttemptUpdate, body: { state: 'running' } })
+        renewals.push(t)
+        bidderStep(s, { type: 'update:acked', jobId: 'j1', epoch: 1, accepted: true, stop: false, state: 'running' }, t)
+      }
+    }
+    expect(renewals).toEqual([850, 1600, 2350])
+    expect(bidderNextTimerMs(s)).toBe(3100)
+  })
+
+  it('renews while the container is still starting, as "starting"', () => {
+    const s = bidder()
+    bid(s, 'j1', 1, 0)
+    award(s, 'j1', 1, 0)
+    const fx = tick(s, 750)
+    expect(sends(fx).map(f => f.message)).toEqual([{ type: MessageType.AttemptUpdate, body: { jobId: 'j1', epoch: 1, node: 'node-1', state: 'starting' } }])
+  })
+
+  it('with no ack for leaseMs, stops the attempt as lost exactly once', () => {
+    const s = bidder()
+    running(s, 'j1', 1, 0)
+    const stopped: Array<{ t: number, reason: string }> = []
+    for (let t = 50; t <= 10_000; t += 50) {
+      for (const x of stops(tick(s, t))) stopped.push({ t, reason: x.reason })
+    }
+    // lastLeaseAckMs = 0 (the award); lost once more than leaseMs has passed
+    expect(stopped).toEqual([{ t: 3050, reason: 'lost' }])
+  })
+
+  it('acks keep the lease; a refused update fences; a stop request cancels', () => {
+    const s = bidder()
+    running(s, 'j1', 1, 0)
+    running(s, 'j2', 1, 0)
+    for (let t = 750; t <= 9000; t += 750) {
+      tick(s, t)
+      bidderStep(s, { type: 'update:acked', jobId: 'j1', epoch: 1, accepted: true, stop: false, state: 'running' }, t)
+      bidderStep(s, { type: 'update:acked', jobId: 'j2', epoch: 1, accepted: true, stop: false, state: 'running' }, t)
+    }
+    expect(stops(tick(s, 9050))).toEqual([])
+    expect(stops(bidderStep(s, { type: 'update:acked', jobId: 'j1', epoch: 1, accepted: false, stop: true }, 9100))).toEqual([{ jobId: 'j1', epoch: 1, reason: 'fenced' }])
+    expect(stops(bidderStep(s, { type: 'update:acked', jobId: 'j2', epoch: 1, accepted: true, stop: true }, 9100))).toEqual([{ jobId: 'j2', epoch: 1, reason: 'cancelled' }])
+    // already stopping: no second stop
+    expect(stops(bidderStep(s, { type: 'update:acked', jobId: 'j1', epoch: 1, accepted: false, stop: true }, 9200))).toEqual([])
+  })
+
+  it('failed updates do not extend the lease', () => {
+    const s = bidder()
+    running(s, 'j1', 1, 0)
+    bidderStep(s, { type: 'update:failed', jobId: 'j1', epoch: 1 }, 1000)
+    expect(stops(tick(s, 3001))).toEqual([{ jobId: 'j1', epoch: 1, reason: 'lost' }])
+  })
+})
+
+describe('the final report', () => {
+  function exited (s: BidderState, atMs: number): BidderEffect[] {
+    return bidderStep(s, { type: 'attempt:exited', jobId: 'j1', epoch: 1, update: { startedAtMs: 0, finishedAtMs: atMs, exitCode: 0, reason: 'exit' } }, atMs)
+  }
+  const FINAL = { type: MessageType.AttemptUpdate, body: { jobId: 'j1', epoch: 1, node: 'node-1', state: 'exited', startedAtMs: 0, finishedAtMs: 2000, exitCode: 0, reason: 'exit' } }
+
+  it('is sent on exit, frees the capacity, and is resent every reportRetryMs until acknowledged', () => {
+    const s = bidder()
+    running(s, 'j1', 1, 0)
+    const fx = exited(s, 2000)
+    expect(sends(fx).map(f => f.message)).toEqual([FINAL])
+    expect(of(fx, 'capacity:changed')).toHaveLength(1)
+    expect(usedResources(s)).toEqual({ cpuMilli: 0, memoryBytes: 0 })
+    const resent: number[] = []
+    for (let t = 2050; t <= 5000; t += 50) {
+      const out = tick(s, t)
+      if (sends(out).length > 0) {
+        expect(sends(out).map(f => f.message)).toEqual([FINAL])
+        resent.push(t)
+      }
+      // no lease loss for an attempt that has exited
+      expect(stops(out)).toEqual([])
+    }
+    expect(resent).toEqual([3000, 4000, 5000])
+    const acked = bidderStep(s, { type: 'update:acked', jobId: 'j1', epoch: 1, accepted: true, stop: false, state: 'exited' }, 5100)
+    expect(acked).toEqual([{ type: 'attempt:reported', jobId: 'j1', epoch: 1 }])
+    expect(s.allocations.size).toBe(0)
+    expect(tick(s, 10_000)).toEqual([])
+    expect(bidderNextTimerMs(s)).toBeUndefined()
+  })
+
+  it('a refusal of the final (stale epoch) also ends the report: the owner has heard it', () => {
+    const s = bidder()
+    running(s, 'j1', 1, 0)
+    exited(s, 2000)
+    expect(bidderStep(s, { type: 'update:acked', jobId: 'j1', epoch: 1, accepted: false, stop: true, state: 'exited' }, 2100)).toEqual([{ type: 'attempt:reported', jobId: 'j1', epoch: 1 }])
+  })
+
+  it("a late ack of a renewal is not taken for the final's ack", () => {
+    const s = bidder()
+    running(s, 'j1', 1, 0)
+    tick(s, 750) // renewal in flight
+    exited(s, 800)
+    expect(bidderStep(s, { type: 'update:acked', jobId: 'j1', epoch: 1, accepted: true, stop: false, state: 'running' }, 810)).toEqual([])
+    expect(s.allocations.has('j1#1')).toBe(true)
+    expect(sends(tick(s, 1800))).toHaveLength(1)
+  })
+
+  it('a second exit of the same attempt is ignored', () => {
+    const s = bidder()
+    running(s, 'j1', 1, 0)
+    exited(s, 2000)
+    expect(exited(s, 2100)).toEqual([])
+  })
+})

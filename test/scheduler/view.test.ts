@@ -1,0 +1,103 @@
+// The owner's capacity view: which adverts win, when pending jobs are offered again
+// (freedVersion), liveness thresholds, pruning, and claims.
+import { describe, expect, it } from 'vitest'
+import type { NodeCapacity } from '../../src/protocol/job.ts'
+import { type ViewEntry, applyAdvert, claim, createView, liveness, pruneView, unclaim } from '../../src/scheduler/view.ts'
+import { capacity } from './harness.ts'
+
+const LIVENESS = { suspectAfterMs: 3000, goneAfterMs: 6000 }
+
+describe('applyAdvert', () => {
+  it('a new node joins: stored, and freedVersion bumps', () => {
+    const v = createView()
+    expect(applyAdvert(v, capacity('a'), 100)).toBe(true)
+    expect(v.freedVersion).toBe(1)
+    expect(v.entries.get('a')).toMatchObject({ heardAtMs: 100, claimedCpuMilli: 0, claimedMemoryBytes: 0 })
+  })
+
+  it('a lower seq is stale: ignored, entry and heardAtMs unchanged', () => {
+    const v = createView()
+    applyAdvert(v, capacity('a', { seq: 5, freeCpuMilli: 1000 }), 100)
+    const before = structuredClone(v.entries.get('a'))
+    expect(applyAdvert(v, capacity('a', { seq: 4, freeCpuMilli: 4000 }), 200)).toBe(false)
+    expect(v.entries.get('a')).toEqual(before)
+    expect(v.freedVersion).toBe(1)
+  })
+
+  // From an advert of 2000 mcpu / 2000 B free, not draining, at seq 1:
+  const base: Partial<NodeCapacity> = { seq: 1, freeCpuMilli: 2000, freeMemoryBytes: 2000, draining: false }
+  it.each([
+    { name: 'more free cpu', next: { freeCpuMilli: 2001 }, freed: true },
+    { name: 'more free memory', next: { freeMemoryBytes: 2001 }, freed: true },
+    { name: 'drain lifted', from: { draining: true }, next: { draining: false }, freed: true },
+    { name: 'same capacity', next: {}, freed: false },
+    { name: 'less free cpu', next: { freeCpuMilli: 1000 }, freed: false },
+    { name: 'less free memory', next: { freeMemoryBytes: 1000 }, freed: false },
+    { name: 'draining starts', next: { draining: true }, freed: false },
+    { name: 'less cpu, more memory', next: { freeCpuMilli: 1000, freeMemoryBytes: 3000 }, freed: true }
+  ])('$name → freed: $freed', ({ from, next, freed }) => {
+    const v = createView()
+    applyAdvert(v, capacity('a', { ...base, ...from }), 0)
+    const version = v.freedVersion
+    expect(applyAdvert(v, capacity('a', { ...base, ...from, ...next, seq: 2 }), 10)).toBe(freed)
+    expect(v.freedVersion).toBe(version + (freed ? 1 : 0))
+    expect(v.entries.get('a')!.capacity.seq).toBe(2)
+    expect(v.entries.get('a')!.heardAtMs).toBe(10)
+  })
+
+  it('an equal seq is taken (a bid snapshot repeats the advert) and refreshes heardAtMs', () => {
+    const v = createView()
+    applyAdvert(v, capacity('a', { seq: 3 }), 0)
+    expect(applyAdvert(v, capacity('a', { seq: 3 }), 500)).toBe(false)
+    expect(v.entries.get('a')!.heardAtMs).toBe(500)
+  })
+
+  it('claims survive a newer advert', () => {
+    const v = createView()
+    applyAdvert(v, capacity('a', { seq: 1 }), 0)
+    claim(v, 'a', 500, 1000)
+    applyAdvert(v, capacity('a', { seq: 2 }), 10)
+    expect(v.entries.get('a')).toMatchObject({ claimedCpuMilli: 500, claimedMemoryBytes: 1000 })
+  })
+})
+
+describe('liveness', () => {
+  const entry = (heardAtMs: number): ViewEntry => ({ capacity: capacity('a'), heardAtMs, claimedCpuMilli: 0, claimedMemoryBytes: 0 })
+  it.each([
+    { ageMs: 0, state: 'alive' },
+    { ageMs: 2999, state: 'alive' },
+    { ageMs: 3000, state: 'suspect' },
+    { ageMs: 5999, state: 'suspect' },
+    { ageMs: 6000, state: 'gone' },
+    { ageMs: 600_000, state: 'gone' }
+  ])('heard $ageMs ms ago → $state', ({ ageMs, state }) => {
+    expect(liveness(entry(10_000), 10_000 + ageMs, LIVENESS)).toBe(state)
+  })
+})
+
+describe('pruneView', () => {
+  it('drops entries gone for longer than keepGoneMs, keeps the rest', () => {
+    const v = createView()
+    applyAdvert(v, capacity('old'), 0)
+    applyAdvert(v, capacity('edge'), 1)
+    applyAdvert(v, capacity('new'), 50_000)
+    // goneAfterMs 6000 + keep 60000: an entry heard at t is dropped once now - t > 66000
+    expect(pruneView(v, 66_001, 6000, 60_000)).toEqual(['old'])
+    expect([...v.entries.keys()]).toEqual(['edge', 'new'])
+  })
+})
+
+describe('claim and unclaim', () => {
+  it('add up, never go below zero, and ignore unknown peers', () => {
+    const v = createView()
+    applyAdvert(v, capacity('a'), 0)
+    claim(v, 'a', 500, 100)
+    claim(v, 'a', 250, 50)
+    expect(v.entries.get('a')).toMatchObject({ claimedCpuMilli: 750, claimedMemoryBytes: 150 })
+    unclaim(v, 'a', 1000, 1000)
+    expect(v.entries.get('a')).toMatchObject({ claimedCpuMilli: 0, claimedMemoryBytes: 0 })
+    claim(v, 'nobody', 1, 1)
+    unclaim(v, 'nobody', 1, 1)
+    expect(v.entries.has('nobody')).toBe(false)
+  })
+})
