@@ -27,6 +27,10 @@ export interface AgentApi {
   cancel (idOrPrefix: string, options?: { signal?: AbortSignal }): Promise<JobRecord>
   nodes (): NodeView[]
   health (): { ok: boolean, peerId: string, peers: number, draining: boolean, uptimeMs: number }
+  /** Prometheus text exposition of this agent's metrics. */
+  metrics (): Promise<{ contentType: string, body: string }>
+  /** Stop bidding, finish or hand back running jobs, then leave. Resolves when drained. */
+  drain (options?: { deadlineMs?: number }): Promise<void>
 }
 
 export class UnknownJobError extends Error {

@@ -42,7 +42,6 @@ export interface AgentComponents {
 }
 
 export interface Agent extends AgentApi {
-  readonly metrics: AgentMetrics
   listenAddrs (): string[]
   drain (): Promise<void>
   stop (): Promise<void>
@@ -73,6 +72,8 @@ export function defaultCapacity (): { cpuMilli: number, memoryBytes: number } {
   return { cpuMilli: Math.max(0, Math.floor(cores - cpuReserve)), memoryBytes: Math.max(0, Math.floor(mem - memReserve)) }
 }
 
+type AttemptResultLike = Awaited<ReturnType<Executor['run']>>
+
 interface RunningContainer {
   abort: AbortController
   owner: string
@@ -88,7 +89,7 @@ export async function startAgent (c: AgentComponents, init: AgentInit = {}): Pro
 
 class BidmeshAgent implements Agent {
   readonly peerId: string
-  readonly metrics = new AgentMetrics()
+  private readonly metrics_ = new AgentMetrics({ defaultMetrics: true })
   private readonly owner: OwnerState
   private readonly bidder: BidderState
   private readonly t: ReturnType<typeof agentTimings>
@@ -146,8 +147,8 @@ class BidmeshAgent implements Agent {
     const { mesh } = this.c
     mesh.handle(async (from, message) => await this.onRequest(from, message))
     mesh.addEventListener('gossip:received', ({ from, message }) => this.onGossip(from, message))
-    mesh.addEventListener('message:invalid', ({ channel, rejection }) => this.metrics.invalidMessages.inc({ channel, rejection }))
-    await this.cleanupOrphans()
+    mesh.addEventListener('message:invalid', ({ channel, rejection }) => this.metrics_.invalidMessages.inc({ channel, rejection }))
+    await this.recoverContainers()
     // Jobs this agent owned before a restart: take them up again.
     for (const job of this.c.store.listJobs({ limit: 100_000 })) {
       if (job.owner === this.peerId && !TERMINAL_STATES.has(job.state)) this.ownerDo({ type: 'job:adopted', job })
@@ -161,8 +162,44 @@ class BidmeshAgent implements Agent {
 
   listenAddrs (): string[] { return this.c.mesh.listenAddrs() }
 
-  async drain (): Promise<void> {
+  private drainPromise?: Promise<void>
+  /** set once the leave is announced: no more adverts, or peers would take us back */
+  private left = false
+
+  /** Stop bidding; let running attempts finish until the deadline, then hand the rest back
+   *  (their owners run them elsewhere without using up a retry); make sure replicas hold the
+   *  latest copy of every job this agent owns; then tell the mesh we leave, so replicas take
+   *  our jobs over at once instead of after the failure-detection timeout. */
+  async drain (options: { deadlineMs?: number } = {}): Promise<void> {
+    this.drainPromise ??= this.runDrain(options.deadlineMs ?? 30_000)
+    await this.drainPromise
+  }
+
+  private async runDrain (deadlineMs: number): Promise<void> {
+    this.c.logger.info({ deadlineMs }, 'agent:draining')
     this.bidderDo({ type: 'drain:set', draining: true })
+    this.publishAdvert()
+    const until = async (cond: () => boolean, ms: number): Promise<void> => {
+      const end = Date.now() + ms
+      while (!cond() && Date.now() < end && !this.stopped) await new Promise(r => setTimeout(r, 100))
+    }
+    await until(() => this.running.size === 0, deadlineMs)
+    for (const rc of this.running.values()) rc.abort.abort('drain')
+    // Every final report acknowledged (or given up on) before we go.
+    await until(() => this.bidder.allocations.size === 0, 10_000)
+    const owned = [...this.owner.jobs.values()].filter(oj => !TERMINAL_STATES.has(oj.record.state)).map(oj => oj.record.id)
+    await this.replicate(owned)
+    this.left = true
+    await this.c.mesh.publish(Topic.Capacity, { type: MessageType.MemberLeave, body: { peerId: this.peerId } })
+    this.c.logger.info({ handedOver: owned.length }, 'agent:left')
+  }
+
+  async metrics (): Promise<{ contentType: string, body: string }> {
+    const jobs = this.c.store.listJobs({ limit: 100_000 })
+    this.metrics_.jobs.reset()
+    for (const j of jobs) if (j.owner === this.peerId) this.metrics_.jobs.inc({ state: j.state })
+    this.metrics_.peers.set(this.c.mesh.connectedPeers().length)
+    return { contentType: this.metrics_.registry.contentType, body: await this.metrics_.registry.metrics() }
   }
 
   async stop (): Promise<void> {
@@ -174,23 +211,35 @@ class BidmeshAgent implements Agent {
     this.c.store.close()
   }
 
-  /** Containers labelled as ours whose attempt this agent does not know: left by a crash. */
-  private async cleanupOrphans (): Promise<void> {
+  /** After a restart: reattach to containers of attempts this agent was running, record
+   *  the result of those that finished meanwhile, and remove containers that are ours but
+   *  belong to no attempt we know (left by a crash between create and record). */
+  private async recoverContainers (): Promise<void> {
+    let managed: Awaited<ReturnType<Executor['listManaged']>>
     try {
-      const known = new Set(this.c.store.listRunning().map(r => `${r.jobId}#${r.epoch}`))
-      for (const ct of await this.c.executor.listManaged()) {
-        if (ct.node === this.peerId && !known.has(`${ct.jobId}#${ct.epoch}`)) await this.c.executor.remove(ct.containerId)
-      }
-      // Attempts that were running when the agent died: their leases have lapsed or will;
-      // the owner re-runs them. Remove their containers and forget them.
-      for (const r of this.c.store.listRunning()) {
-        for (const ct of await this.c.executor.listManaged()) {
-          if (ct.jobId === r.jobId && ct.epoch === r.epoch) await this.c.executor.remove(ct.containerId)
-        }
-        this.c.store.deleteRunning(r.jobId, r.epoch)
-      }
+      managed = await this.c.executor.listManaged()
     } catch (err) {
       this.c.logger.warn({ err: String(err) }, 'could not list managed containers')
+      return
+    }
+    const running = this.c.store.listRunning()
+    const known = new Set(running.map(r => `${r.jobId}#${r.epoch}`))
+    for (const ct of managed) {
+      if (ct.node === this.peerId && !known.has(`${ct.jobId}#${ct.epoch}`)) await this.c.executor.remove(ct.containerId).catch(() => {})
+    }
+    for (const r of running) {
+      const ct = managed.find(m => m.containerId === r.containerId || (m.jobId === r.jobId && m.epoch === r.epoch))
+      const spec = r.spec as JobSpec
+      if (ct === undefined || r.startedAtMs === undefined) {
+        // Never started (or its container is gone): hand it back so the owner runs it elsewhere.
+        this.bidderDo({ type: 'attempt:recovered', jobId: r.jobId, epoch: r.epoch, owner: r.owner, replicas: r.replicas ?? [], spec, startedAtMs: r.startedAtMs ?? Date.now() })
+        if (ct !== undefined) await this.c.executor.remove(ct.containerId).catch(() => {})
+        this.bidderDo({ type: 'attempt:exited', jobId: r.jobId, epoch: r.epoch, update: { finishedAtMs: Date.now(), exitCode: null, reason: 'lost', error: 'container lost in an agent restart' } })
+        continue
+      }
+      this.c.logger.info({ jobId: r.jobId, epoch: r.epoch, containerId: ct.containerId, running: ct.running }, 'container:reattached')
+      this.bidderDo({ type: 'attempt:recovered', jobId: r.jobId, epoch: r.epoch, owner: r.owner, replicas: r.replicas ?? [], spec, startedAtMs: r.startedAtMs })
+      this.watchAttempt(r.jobId, r.epoch, r.owner, spec, signal => this.c.executor.reattach({ jobId: r.jobId, epoch: r.epoch, spec, containerId: ct.containerId, startedAtMs: r.startedAtMs! }, { signal, onOutput: this.outputSink(`${r.jobId}#${r.epoch}`) }))
     }
   }
 
@@ -431,11 +480,11 @@ class BidmeshAgent implements Agent {
   private onJobEvent (job: JobRecord, ev: JobEvent): void {
     this.c.logger.info({ jobId: job.id, event: ev.type, epoch: ev.epoch, node: ev.node, detail: ev.detail }, ev.type)
     switch (ev.type) {
-      case 'job:awarded': this.metrics.awards.inc(); break
-      case 'attempt:lost': case 'award:timeout': case 'award:declined': this.metrics.reschedules.inc(); break
+      case 'job:awarded': this.metrics_.awards.inc(); break
+      case 'attempt:lost': case 'award:timeout': case 'award:declined': this.metrics_.reschedules.inc(); break
       case 'attempt:started': {
         const a = job.attempts.find(x => x.epoch === ev.epoch)
-        if (a !== undefined) this.metrics.schedulingLatency.observe((a.startedAtMs ?? Date.now()) / 1000 - job.createdAtMs / 1000)
+        if (a !== undefined) this.metrics_.schedulingLatency.observe((a.startedAtMs ?? Date.now()) / 1000 - job.createdAtMs / 1000)
         break
       }
     }
@@ -443,7 +492,7 @@ class BidmeshAgent implements Agent {
 
   private async ownerSend (to: string, message: Message): Promise<void> {
     const m = message
-    if (m.type === MessageType.BidRequest) this.metrics.bidRequests.inc()
+    if (m.type === MessageType.BidRequest) this.metrics_.bidRequests.inc()
     try {
       const response = await this.c.mesh.request(to, m)
       if (this.stopped) return
@@ -507,7 +556,7 @@ class BidmeshAgent implements Agent {
   private async onRequest (from: string, m: Message): Promise<Message> {
     switch (m.type) {
       case MessageType.BidRequest:
-        this.metrics.bidsReceived.inc()
+        this.metrics_.bidsReceived.inc()
         return await this.ask(replyId => this.bidderDo({ type: 'bid:requested', from, replyId, ...m.body }))
       case MessageType.Award:
         return await this.ask(replyId => this.bidderDo({ type: 'award:received', from, replyId, jobId: m.body.jobId, epoch: m.body.epoch, spec: m.body.spec, replicas: m.body.replicas }))
@@ -556,6 +605,14 @@ class BidmeshAgent implements Agent {
       if (m.body.peerId !== from || from === this.peerId) return
       if (m.body.addrs !== undefined) void this.c.mesh.addPeerAddrs(from, m.body.addrs)
       this.ownerDo({ type: 'advert:received', capacity: m.body })
+    } else if (m.type === MessageType.MemberLeave) {
+      if (m.body.peerId !== from || from === this.peerId) return
+      // A clean leave: membership shrinks now, and replicas take its jobs over at once.
+      this.owner.view.entries.delete(from)
+      this.gonePeers.add(from)
+      this.c.logger.info({ peer: from }, 'peer:left')
+      this.ownerDo({ type: 'peer:gone', peer: from })
+      this.checkTakeovers(Date.now())
     } else if (m.type === MessageType.JobSummaries) {
       if (m.body.from !== from) return
       for (const s of m.body.summaries) {
@@ -593,12 +650,12 @@ class BidmeshAgent implements Agent {
   }
 
   private publishAdvert (): void {
-    if (this.stopped) return
+    if (this.stopped || this.left) return
     const capacity: NodeCapacity = { ...capacityOf(this.bidder, Date.now()), addrs: this.c.mesh.listenAddrs().slice(0, 16) }
-    this.metrics.capacity.set({ resource: 'cpu_milli', kind: 'free' }, capacity.freeCpuMilli)
-    this.metrics.capacity.set({ resource: 'memory_bytes', kind: 'free' }, capacity.freeMemoryBytes)
-    this.metrics.capacity.set({ resource: 'cpu_milli', kind: 'total' }, capacity.totalCpuMilli)
-    this.metrics.capacity.set({ resource: 'memory_bytes', kind: 'total' }, capacity.totalMemoryBytes)
+    this.metrics_.capacity.set({ resource: 'cpu_milli', kind: 'free' }, capacity.freeCpuMilli)
+    this.metrics_.capacity.set({ resource: 'memory_bytes', kind: 'free' }, capacity.freeMemoryBytes)
+    this.metrics_.capacity.set({ resource: 'cpu_milli', kind: 'total' }, capacity.totalCpuMilli)
+    this.metrics_.capacity.set({ resource: 'memory_bytes', kind: 'total' }, capacity.totalMemoryBytes)
     this.ownerDo({ type: 'advert:received', capacity })
     void this.c.mesh.publish(Topic.Capacity, { type: MessageType.CapacityAdvert, body: capacity })
   }
@@ -616,27 +673,39 @@ class BidmeshAgent implements Agent {
 
   private startAttempt (jobId: string, epoch: number, owner: string, spec: JobSpec): void {
     const k = `${jobId}#${epoch}`
-    if (this.running.has(k)) return
-    const rc: RunningContainer = { abort: new AbortController(), owner, logBuffer: [] }
-    this.running.set(k, rc)
-    this.c.store.putRunning({ jobId, epoch, owner, spec })
-    this.metrics.containersRunning.inc()
-    const flushTimer = setInterval(() => { void this.flushLogs(k) }, this.t.logFlushMs)
-    const decoder = { stdout: new TextDecoder(), stderr: new TextDecoder() }
-    void this.c.executor.run({ jobId, epoch, spec }, {
-      signal: rc.abort.signal,
+    const replicas = this.bidder.allocations.get(k)?.replicas ?? []
+    this.c.store.putRunning({ jobId, epoch, owner, replicas, spec })
+    this.watchAttempt(jobId, epoch, owner, spec, signal => this.c.executor.run({ jobId, epoch, spec }, {
+      signal,
       onStarted: ({ containerId, startedAtMs }) => {
         // History for the fault-injection suite: every execution, as the executor saw it.
         this.c.logger.info({ jobId, epoch, node: this.peerId, containerId, startedAtMs }, 'container:started')
-        this.c.store.putRunning({ jobId, epoch, owner, spec, containerId, startedAtMs })
+        this.c.store.putRunning({ jobId, epoch, owner, replicas, spec, containerId, startedAtMs })
         this.bidderDo({ type: 'attempt:started', jobId, epoch, startedAtMs })
       },
-      onOutput: (stream, chunk) => {
-        rc.logBuffer.push({ stream, atMs: Date.now(), data: decoder[stream].decode(chunk, { stream: true }) })
-      }
-    }).then(result => {
+      onOutput: this.outputSink(k)
+    }))
+  }
+
+  private outputSink (k: string): (stream: 'stdout' | 'stderr', chunk: Uint8Array) => void {
+    const decoder = { stdout: new TextDecoder(), stderr: new TextDecoder() }
+    return (stream, chunk) => {
+      this.running.get(k)?.logBuffer.push({ stream, atMs: Date.now(), data: decoder[stream].decode(chunk, { stream: true }) })
+    }
+  }
+
+  /** Runs (or reattaches to) an attempt and reports its end to the bidder machine. */
+  private watchAttempt (jobId: string, epoch: number, owner: string, spec: JobSpec, execute: (signal: AbortSignal) => Promise<AttemptResultLike>): void {
+    const k = `${jobId}#${epoch}`
+    if (this.running.has(k)) return
+    const rc: RunningContainer = { abort: new AbortController(), owner, logBuffer: [] }
+    this.running.set(k, rc)
+    this.metrics_.containersRunning.inc()
+    const flushTimer = setInterval(() => { void this.flushLogs(k) }, this.t.logFlushMs)
+    void execute(rc.abort.signal).then(result => {
       this.c.logger.info({ jobId, epoch, node: this.peerId, startedAtMs: result.startedAtMs, finishedAtMs: result.finishedAtMs, reason: result.reason, exitCode: result.exitCode }, 'container:exited')
-      const reason = result.reason === 'cancelled' && rc.abort.signal.reason === 'lost' ? 'lost' : result.reason
+      // A container we stopped because we were cut off or drained is handed back, not failed.
+      const handedBack = result.reason === 'cancelled' && (rc.abort.signal.reason === 'lost' || rc.abort.signal.reason === 'drain')
       this.bidderDo({
         type: 'attempt:exited',
         jobId,
@@ -645,7 +714,8 @@ class BidmeshAgent implements Agent {
           ...(result.startedAtMs !== undefined ? { startedAtMs: result.startedAtMs } : {}),
           finishedAtMs: result.finishedAtMs,
           exitCode: result.exitCode,
-          reason,
+          reason: handedBack ? 'lost' : result.reason,
+          ...(handedBack ? { error: rc.abort.signal.reason === 'drain' ? 'handed back: agent draining' : 'stopped: lease lost' } : {}),
           ...(result.error !== undefined ? { error: `${result.error.name}: ${result.error.message}`.slice(0, 4000) } : {})
         }
       })
@@ -654,7 +724,7 @@ class BidmeshAgent implements Agent {
       this.bidderDo({ type: 'attempt:exited', jobId, epoch, update: { finishedAtMs: Date.now(), exitCode: null, reason: 'error', error: String(err).slice(0, 4000) } })
     }).finally(() => {
       clearInterval(flushTimer)
-      this.metrics.containersRunning.dec()
+      this.metrics_.containersRunning.dec()
       // Keep the entry until the final flush is done; the bidder reports after it.
       void this.flushLogs(k).finally(() => this.running.delete(k))
     })
@@ -691,7 +761,7 @@ class BidmeshAgent implements Agent {
     const now = Date.now()
     const id = newJobId(now)
     const job: JobRecord = { id, spec, owner: this.peerId, publisher: this.peerId, state: 'pending', epoch: 0, term: 0, version: 0, replicas: this.chooseReplicas(id, []), attempts: [], createdAtMs: now, updatedAtMs: now }
-    this.metrics.auctions.inc()
+    this.metrics_.auctions.inc()
     this.ownerDo({ type: 'job:submitted', job })
     // Accepted only once a replica holds the record: the job then outlives this agent.
     this.replicateQueue.delete(id)

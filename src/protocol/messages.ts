@@ -28,8 +28,9 @@ export const MessageType = {
   JobListQuery: 19,
   JobListReply: 20,
   LogAppend: 21,
-  JobReplicate: 22
-  // next: 23
+  JobReplicate: 22,
+  MemberLeave: 23
+  // next: 24
 } as const
 export type MessageTypeName = keyof typeof MessageType
 export type MessageTypeNumber = typeof MessageType[MessageTypeName]
@@ -151,6 +152,7 @@ export const BodySchemas = {
   [MessageType.JobSummaries]: z.object({ from: peerId, summaries: z.array(summary).max(256) }),
   [MessageType.JobListQuery]: z.object({ state: jobState.optional(), limit: z.number().int().positive().max(10_000) }),
   [MessageType.JobListReply]: z.object({ summaries: z.array(summary).max(10_000) }),
+  [MessageType.MemberLeave]: z.object({ peerId }),
   [MessageType.JobReplicate]: z.object({ from: peerId, jobs: z.array(z.object({ job: jobRecord, events: z.array(jobEvent).max(1000) })).max(256) }),
   [MessageType.LogAppend]: z.object({ jobId, epoch, chunks: z.array(z.object({ stream: z.enum(['stdout', 'stderr']), atMs: ms, data: z.string() })).max(10_000) })
 } as const
@@ -178,6 +180,8 @@ export interface Bodies {
   [MessageType.JobSummaries]: { from: string, summaries: JobSummary[] }
   [MessageType.JobListQuery]: { state?: JobSummary['state'], limit: number }
   [MessageType.JobListReply]: { summaries: JobSummary[] }
+  /** gossip: the sender is leaving the mesh on purpose (drain); forget it now */
+  [MessageType.MemberLeave]: { peerId: string }
   [MessageType.JobReplicate]: { from: string, jobs: Array<{ job: JobRecord, events: JobEvent[] }> }
   [MessageType.LogAppend]: { jobId: string, epoch: number, chunks: Array<Omit<LogChunk, 'seq' | 'epoch'>> }
 }

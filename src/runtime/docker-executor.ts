@@ -163,6 +163,63 @@ class DockerExecutor implements Executor {
     }
   }
 
+  async reattach (attempt: AttemptRef & { containerId: string, startedAtMs: number }, options: RunOptions = {}): Promise<AttemptResult> {
+    const { jobId, epoch, spec, containerId, startedAtMs } = attempt
+    const { signal, onOutput } = options
+    const log = { jobId, epoch, containerId }
+    const container = this.docker.getContainer(containerId)
+    let logStream: NodeJS.ReadableStream | undefined
+    let timeoutTimer: NodeJS.Timeout | undefined
+    let onAbort: (() => void) | undefined
+    try {
+      let info: Docker.ContainerInspectInfo
+      try {
+        info = await container.inspect()
+      } catch (err) {
+        if (statusOf(err) === 404) {
+          return { reason: 'error', exitCode: null, startedAtMs, finishedAtMs: Date.now(), error: { name: 'ContainerGoneError', code: 'ERR_CONTAINER_GONE', message: `container ${containerId} is gone`, retryable: true } }
+        }
+        throw err
+      }
+      let stopCause: StopCause | undefined
+      let drained: Promise<void> = Promise.resolve()
+      if (info.State?.Running === true) {
+        // Output from now on: what the job printed while the agent was down, up to a second
+        // before this point, may be missing (Docker's `since` has one-second granularity).
+        logStream = await container.logs({ follow: true, stdout: true, stderr: true, since: Math.floor(Date.now() / 1000) }) as unknown as NodeJS.ReadableStream
+        drained = this.pipeOutput(logStream, onOutput, log)
+        const stop = (cause: StopCause): void => {
+          if (stopCause !== undefined) return
+          stopCause = cause
+          void this.stopContainer(container, log)
+        }
+        const remainingMs = Math.max(0, spec.timeoutMs - (Date.now() - startedAtMs))
+        timeoutTimer = setTimeout(() => stop('timeout'), Math.min(remainingMs, MAX_TIMER_MS))
+        if (signal !== undefined) {
+          onAbort = () => stop('cancelled')
+          signal.addEventListener('abort', onAbort, { once: true })
+          if (signal.aborted) stop('cancelled')
+        }
+        await container.wait()
+        clearTimeout(timeoutTimer)
+        await withTimeout(drained, OUTPUT_DRAIN_MS)
+        info = await container.inspect()
+      }
+      const finishedAt = Date.parse(info.State?.FinishedAt ?? '')
+      const exitCode = typeof info.State?.ExitCode === 'number' ? info.State.ExitCode : null
+      const reason = stopCause ?? (info.State?.OOMKilled === true ? 'oom' : 'exit')
+      this.log.info({ ...log, reason, exitCode }, 'reattached container finished')
+      return { reason, exitCode, startedAtMs, finishedAtMs: Number.isFinite(finishedAt) && finishedAt > 0 ? finishedAt : Date.now() }
+    } catch (err) {
+      return { reason: 'error', exitCode: null, startedAtMs, finishedAtMs: Date.now(), error: this.describeFailure(err, 'wait', spec.image) }
+    } finally {
+      clearTimeout(timeoutTimer)
+      if (onAbort !== undefined) signal?.removeEventListener('abort', onAbort)
+      destroyStream(logStream)
+      await this.removeQuietly(containerId)
+    }
+  }
+
   async listManaged (options: { signal?: AbortSignal } = {}): Promise<ManagedContainer[]> {
     const p = this.settings.labelPrefix
     try {

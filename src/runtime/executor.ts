@@ -37,6 +37,10 @@ export interface ManagedContainer {
 export interface Executor {
   /** Runs one attempt to completion. Never throws for job-level failures: those come back as a result. */
   run (attempt: AttemptRef, options?: RunOptions): Promise<AttemptResult>
+  /** Picks up an attempt's container after an agent restart: waits for it if it still runs
+   *  (output from now on), or reads the result if it already exited; removes it after.
+   *  Resolves with reason 'error' and code ERR_CONTAINER_GONE when the container is gone. */
+  reattach (attempt: AttemptRef & { containerId: string, startedAtMs: number }, options?: RunOptions): Promise<AttemptResult>
   /** Containers labelled as bidmesh's, for reattach and cleanup after a restart. */
   listManaged (options?: { signal?: AbortSignal }): Promise<ManagedContainer[]>
   /** Removes a managed container (force). */

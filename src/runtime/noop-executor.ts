@@ -35,6 +35,10 @@ export function noopExecutor (init: NoopExecutorInit = {}): Executor {
         ? { reason: 'cancelled', exitCode: null, startedAtMs, finishedAtMs: Date.now() }
         : { reason: 'exit', exitCode: 0, startedAtMs, finishedAtMs: Date.now() }
     },
+    async reattach (): Promise<AttemptResult> {
+      // Nothing survives a restart of a no-op run.
+      return { reason: 'error', exitCode: null, finishedAtMs: Date.now(), error: { name: 'ContainerGoneError', code: 'ERR_CONTAINER_GONE', message: 'no-op attempts do not survive a restart', retryable: true } }
+    },
     async listManaged (): Promise<ManagedContainer[]> { return [] },
     async remove (): Promise<void> {},
     async ping (): Promise<void> {}

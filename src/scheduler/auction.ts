@@ -229,7 +229,10 @@ export function ownerNextTimerMs (s: OwnerState): number | undefined {
   }
   for (const id of s.pending) {
     const oj = s.jobs.get(id)!
-    at(Math.max(oj.record.notBeforeMs ?? 0, oj.lastOfferAtMs + s.config.sweepIntervalMs))
+    // Capacity freed since the last offer makes the job due as soon as its backoff ends, as in
+    // offerPending; otherwise the sweep decides.
+    const dueMs = oj.lastOfferVersion < s.view.freedVersion ? oj.lastOfferAtMs : oj.lastOfferAtMs + s.config.sweepIntervalMs
+    at(Math.max(oj.record.notBeforeMs ?? 0, dueMs))
   }
   return next
 }
@@ -410,6 +413,17 @@ function onUpdate (s: OwnerState, replyId: number, u: AttemptUpdate, nowMs: numb
   s.active.delete(job.id)
   reply(true, false)
   const detail = attempt.reason === 'exit' ? `exit code ${String(attempt.exitCode)}` : attempt.reason
+  if (attempt.reason === 'lost') {
+    // Handed back by its executor (drain, or cut off): not the job's fault, run it elsewhere.
+    attempt.state = 'lost'
+    const lostCount = job.attempts.filter(a => a.state === 'lost').length
+    if (lostCount > s.config.maxLostAttempts) {
+      finish(s, oj, 'failed', 'lost', null, nowMs, fx, { type: 'attempt:lost', epoch: u.epoch, node: u.node, detail: u.error ?? 'handed back' })
+      return
+    }
+    requeue(s, oj, nowMs, fx, { type: 'attempt:lost', epoch: u.epoch, node: u.node, detail: u.error ?? 'handed back' }, 0)
+    return
+  }
   if (!isFailure(attempt)) {
     finish(s, oj, 'succeeded', 'exit', attempt.exitCode ?? 0, nowMs, fx, { type: 'attempt:exited', epoch: u.epoch, node: u.node, detail })
     return

@@ -66,6 +66,8 @@ export type BidderEvent =
   | { type: 'update:acked', jobId: string, epoch: number, accepted: boolean, stop: boolean, owner?: string, state?: AttemptUpdate['state'] }
   | { type: 'update:failed', jobId: string, epoch: number }
   | { type: 'drain:set', draining: boolean }
+  /** after a restart: an attempt whose container is still there, taken up again */
+  | { type: 'attempt:recovered', jobId: string, epoch: number, owner: string, replicas: string[], spec: JobSpec, startedAtMs: number }
   | { type: 'tick' }
 
 export type BidderEffect =
@@ -266,6 +268,16 @@ export function bidderStep (s: BidderState, e: BidderEvent, nowMs: number): Bidd
     }
     case 'update:failed':
       break // retried on tick; the lease clock keeps running
+    case 'attempt:recovered': {
+      const k = key(e.jobId, e.epoch)
+      if (s.allocations.has(k)) break
+      const a: Allocation = { jobId: e.jobId, epoch: e.epoch, owner: e.owner, replicas: e.replicas, spec: e.spec, phase: 'running', startedAtMs: e.startedAtMs, awardedAtMs: nowMs, lastLeaseAckMs: nowMs, lastUpdateSentMs: nowMs }
+      s.allocations.set(k, a)
+      changed(s, effects)
+      // Renew at once: if the owner gave the job away meanwhile, the answer fences us.
+      effects.push({ type: 'send', to: a.owner, message: runningUpdate(s, a) })
+      break
+    }
     case 'drain:set': {
       if (s.draining !== e.draining) { s.draining = e.draining; changed(s, effects) }
       break

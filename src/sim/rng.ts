@@ -47,7 +47,8 @@ const BASE58 = '123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz'
 /** A peer id shaped like a real libp2p Ed25519 id (52 characters, `12D3KooW…`): message and
  *  advert sizes then match what the real mesh would carry. */
 export function fakePeerId (rng: Rng): string {
-  let s = '12D3KooW'
-  for (let i = 0; i < 44; i++) s += BASE58[rng.int(58)]
-  return s
+  const chars = ['12D3KooW']
+  for (let i = 0; i < 44; i++) chars.push(BASE58[rng.int(58)])
+  // join() gives a flat string: Map lookups by id then hash it once, not a rope every time
+  return chars.join('')
 }

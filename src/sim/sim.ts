@@ -246,7 +246,13 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
   let nextReplyId = 1
 
   function ownerDo (a: SimAgent, event: OwnerEvent): void {
+    const C = (globalThis as any).C ??= {}
+    const t0 = performance.now()
     const fx = ownerStep(a.owner, event, engine.nowMs)
+    const k = event.type + (event.type === 'advert:received' ? (a.owner.pending.size > 0 ? ':pending' : ':idle') : '')
+    C[k] = (C[k] ?? 0) + 1
+    C[k + '.ms'] = (C[k + '.ms'] ?? 0) + performance.now() - t0
+    C[k + '.fx'] = (C[k + '.fx'] ?? 0) + fx.length
     if (fx.length === 0) return // nothing changed that could bring a timer forward
     for (const f of fx) {
       switch (f.type) {
@@ -264,7 +270,12 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
   }
 
   function bidderDo (a: SimAgent, event: BidderEvent): void {
+    const C = (globalThis as any).C ??= {}
+    const t0 = performance.now()
     const fx = bidderStep(a.bidder, event, engine.nowMs)
+    const k = 'b:' + event.type
+    C[k] = (C[k] ?? 0) + 1
+    C[k + '.ms'] = (C[k + '.ms'] ?? 0) + performance.now() - t0
     if (fx.length === 0) return
     for (const f of fx) {
       switch (f.type) {

@@ -8,6 +8,8 @@ export interface RunningAttempt {
   epoch: number
   /** owner to report to */
   owner: string
+  /** where to report when the owner cannot be reached */
+  replicas?: string[]
   containerId?: string
   spec: unknown
   startedAtMs?: number

@@ -37,7 +37,7 @@ export class ChaosCluster {
   private readonly options = new Map<AgentProcess, AgentProcessOptions>()
   private readonly restarts = new Map<string, number>()
 
-  constructor (readonly title: string, private readonly spawn: Spawner = startAgentProcess) {}
+  constructor (readonly title: string, private readonly spawn: Spawner = async o => await startAgentProcess(o, { timeoutMs: 90_000 })) {}
 
   async init (): Promise<void> {
     this.docker = await requireDocker()
@@ -164,11 +164,22 @@ export class ChaosCluster {
     return { pending, ms: Date.now() - t0 }
   }
 
-  /** Authoritative final statuses from surviving agents; ids no one knows are left out. */
-  async finalStatuses (ids: string[]): Promise<Map<string, any>> {
+  /** Final statuses from surviving agents; ids no one knows are left out. A terminal summary
+   *  in a job list (gossiped by the job's owner, or the owner's own) is final; every other job
+   *  is asked for with GET /v1/jobs/:id. Each status has id, state, epoch, owner, node,
+   *  createdAt, finishedAt. */
+  async finalStatuses (ids: string[], options: { lists?: boolean } = {}): Promise<Map<string, any>> {
     const out = new Map<string, any>()
-    for (let i = 0; i < ids.length; i += 8) {
-      const batch = ids.slice(i, i + 8)
+    const sums = options.lists === false ? new Map<string, any>() : await this.summaries()
+    const ask: string[] = []
+    for (const id of ids) {
+      const s = sums.get(id)
+      if (s !== undefined && TERMINAL.has(s.state)) {
+        out.set(id, { id, state: s.state, epoch: s.epoch, owner: s.owner, node: s.node ?? null, createdAt: new Date(s.createdAtMs).toISOString(), finishedAt: new Date(s.updatedAtMs).toISOString(), answeredBy: 'list' })
+      } else ask.push(id)
+    }
+    for (let i = 0; i < ask.length; i += 8) {
+      const batch = ask.slice(i, i + 8)
       const rs = await Promise.all(batch.map(async id => await this.status(id)))
       batch.forEach((id, j) => { if (rs[j] !== undefined) out.set(id, rs[j]) })
     }
@@ -217,8 +228,8 @@ export class ChaosCluster {
     this.watcher?.stop()
   }
 
-  history (statuses: Iterable<StatusLike>, title = this.title): HistoryReport {
-    return checkHistory(this.all, statuses, { watcher: this.watcher, title })
+  history (statuses: Iterable<StatusLike>, title = this.title, print = true): HistoryReport {
+    return checkHistory(this.all, statuses, { watcher: this.watcher, title, print })
   }
 }
 

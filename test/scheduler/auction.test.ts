@@ -56,7 +56,7 @@ const refuseFrom = (s: OwnerState, from: string, jobId: string, epoch: number, r
 
 let replyId = 0
 function update (s: OwnerState, u: Omit<AttemptUpdate, 'node'> & { node?: string }, nowMs: number): { fx: OwnerEffect[], ack: Message } {
-  const fx = step(s, { type: 'attempt:update', replyId: ++replyId, update: { node: job(s, u.jobId).node ?? 'n1', ...u } }, nowMs)
+  const fx = step(s, { type: 'attempt:update', replyId: ++replyId, update: { node: s.jobs.get(u.jobId)?.record.node ?? 'n1', ...u } }, nowMs)
   const r = replies(fx)
   expect(r).toHaveLength(1)
   return { fx, ack: r[0] }
@@ -258,17 +258,31 @@ describe('leases', () => {
     scheduled(s, 'j1')
     update(s, { jobId: 'j1', epoch: 1, state: 'running', startedAtMs: 30 }, 30)
     expect(job(s, 'j1').state).toBe('running')
-    for (let t = 780; t <= 6000; t += 750) expect(update(s, { jobId: 'j1', epoch: 1, state: 'running' }, t).ack).toMatchObject({ body: { accepted: true, stop: false } })
+    for (let t = 780; t <= 6000; t += 750) {
+      for (const n of NODES) advert(s, n, t)
+      expect(update(s, { jobId: 'j1', epoch: 1, state: 'running' }, t).ack).toMatchObject({ body: { accepted: true, stop: false } })
+    }
+    for (const n of NODES) advert(s, n, 8000)
     // last renewal at 5280: lease until 8280
     expect(ownerNextTimerMs(s)).toBe(8280)
     expect(bidRequests(tick(s, 8279))).toEqual([])
     const fx = tick(s, 8280)
     expect(events(fx)).toContain('attempt:lost')
     expect(job(s, 'j1').attempts[0]).toMatchObject({ epoch: 1, state: 'lost', reason: 'lost', error: 'lease expired' })
-    // the nodes' adverts from t=0 are gone by now: the new round waits for fresh ones
-    expect(job(s, 'j1')).toMatchObject({ state: 'pending', epoch: 1 })
-    const offered = advert(s, 'n1', 8300)
-    expect(bidRequests(offered)).toEqual([{ to: 'n1', epoch: 2 }])
+    expect(bidRequests(fx).map(r => r.epoch)).toEqual([2, 2, 2])
+    expect(job(s, 'j1')).toMatchObject({ state: 'pending', epoch: 2 })
+  })
+
+  it('a lost attempt with no node to offer it to waits as unplaceable at the same epoch', () => {
+    const s = owner()
+    scheduled(s, 'j1')
+    update(s, { jobId: 'j1', epoch: 1, state: 'running' }, 30)
+    tick(s, 3030) // the adverts from t=0 are suspect by now
+    expect(job(s, 'j1')).toMatchObject({ state: 'pending', reason: 'unplaceable', epoch: 1 })
+    expect(job(s, 'j1').explanation?.filtered).toEqual({ 'not alive': 3 })
+    // the executor, cut off, still renews: refused, so it stops
+    expect(update(s, { jobId: 'j1', epoch: 1, node: 'n2', state: 'running' }, 3100).ack).toMatchObject({ body: { accepted: false, stop: true } })
+    expect(job(s, 'j1').state).toBe('pending')
   })
 
   it('a lost attempt does not use up a retry', () => {
@@ -288,7 +302,11 @@ describe('leases', () => {
     const s = owner()
     scheduled(s, 'j1')
     update(s, { jobId: 'j1', epoch: 1, state: 'running' }, 30)
-    const fx = step(s, { type: 'peer:gone', peer: 'n2' }, 100)
+    // n2 falls silent; the others keep advertising. The shell reports n2 gone after goneAfterMs.
+    advert(s, 'n1', 5900)
+    advert(s, 'n3', 5900)
+    update(s, { jobId: 'j1', epoch: 1, state: 'running' }, 2900) // its last renewal
+    const fx = step(s, { type: 'peer:gone', peer: 'n2' }, 6000)
     expect(job(s, 'j1').attempts[0]).toMatchObject({ state: 'lost', error: 'peer gone' })
     expect(bidRequests(fx).map(r => r.epoch)).toEqual([2, 2])
     expect(bidRequests(fx).map(r => r.to)).not.toContain('n2')
@@ -314,13 +332,12 @@ describe('fencing by epoch', () => {
     expect(job(s, 'j1')).toEqual(before)
   })
 
-  it("an old epoch's final result is kept on its own attempt for the history, never on the job", () => {
+  it("an old epoch's final result is refused too: it never moves the job", () => {
     const s = superseded()
-    const { fx, ack } = update(s, { jobId: 'j1', epoch: 1, node: 'n2', state: 'exited', exitCode: 0, reason: 'exit', finishedAtMs: 150 }, 200)
-    expect(ack).toMatchObject({ body: { accepted: false, stop: true } })
-    expect(events(fx)).toEqual(['attempt:stale-result'])
+    const { ack } = update(s, { jobId: 'j1', epoch: 1, node: 'n2', state: 'exited', exitCode: 0, reason: 'exit', finishedAtMs: 150 }, 200)
+    expect(ack).toEqual({ type: MessageType.AttemptUpdateAck, body: { jobId: 'j1', epoch: 1, accepted: false, stop: true } })
     expect(job(s, 'j1')).toMatchObject({ state: 'pending', epoch: 2 })
-    expect(job(s, 'j1').attempts[0]).toMatchObject({ epoch: 1, state: 'lost', exitCode: 0, finishedAtMs: 150 })
+    expect(job(s, 'j1').attempts[0]).toMatchObject({ epoch: 1, state: 'lost' })
   })
 
   it('an update from a node that does not hold the current attempt is refused', () => {
@@ -359,10 +376,11 @@ describe('results and retries', () => {
   it.each(['oom', 'timeout'] as const)('%s never succeeds, on any attempt', (why) => {
     const s = owner()
     submit(s, 'j1', 0, spec({ retries: 2 }))
-    for (let i = 0; i < 3; i++) {
-      const t = job(s, 'j1').notBeforeMs ?? 10
+    runEpoch(s, 'j1', 10, { exitCode: 0, reason: why })
+    for (let i = 1; i < 3; i++) {
+      const t = ownerNextTimerMs(s)!
       for (const n of NODES) advert(s, n, t)
-      tick(s, t)
+      expect(bidRequests(tick(s, t))).toHaveLength(3)
       runEpoch(s, 'j1', t, { exitCode: 0, reason: why })
     }
     expect(job(s, 'j1')).toMatchObject({ state: 'failed', reason: why })
@@ -377,15 +395,20 @@ describe('results and retries', () => {
     runEpoch(s, 'j1', 10, { exitCode: 3, reason: 'exit' })
     // failure 1 at t=110: backoff 1000 ms
     expect(job(s, 'j1')).toMatchObject({ state: 'pending', notBeforeMs: 1110, exitCode: 3, epoch: 1 })
-    for (const n of NODES) advert(s, n, 1000) // capacity news does not skip the backoff
+    // The executor's advert shows the capacity freed: that does not skip the backoff...
+    advert(s, 'n1', 115, { freeCpuMilli: 3500 }) // an advert sent while the job ran
+    const version = s.view.freedVersion
+    expect(bidRequests(advert(s, 'n1', 120, { freeCpuMilli: 4000 }))).toEqual([])
+    expect(s.view.freedVersion).toBe(version + 1)
+    expect(ownerNextTimerMs(s)).toBe(1110)
     expect(bidRequests(tick(s, 1109))).toEqual([])
-    expect(ownerNextTimerMs(s)).toBe(2010) // the sweep is due later than the backoff
+    // ...and the job is offered again the moment it ends.
     expect(bidRequests(tick(s, 1110)).map(r => r.epoch)).toEqual([2, 2, 2])
     runEpoch(s, 'j1', 1200, { exitCode: 3, reason: 'exit' })
     // failure 2 at t=1300: backoff 2000 ms
     expect(job(s, 'j1')).toMatchObject({ state: 'pending', notBeforeMs: 3300 })
-    for (const n of NODES) advert(s, n, 3300)
-    tick(s, 3300)
+    for (const n of NODES) advert(s, n, 3300, { seq: 2000 + seq })
+    expect(bidRequests(tick(s, ownerNextTimerMs(s)!)).map(r => r.epoch)).toEqual([3, 3, 3])
     runEpoch(s, 'j1', 3400, { exitCode: 3, reason: 'exit' })
     expect(job(s, 'j1')).toMatchObject({ state: 'failed', reason: 'exit', exitCode: 3 })
   })
@@ -413,9 +436,10 @@ describe('results and retries', () => {
     expect(job(s, 'j1')).toMatchObject({ state: 'pending', notBeforeMs: 1110 })
     expect(job(s, 'j1').attempts[0]).toMatchObject({ state: 'exited', exitCode: 1 })
     expect(s.active.has('j1')).toBe(false)
-    for (const n of NODES) advert(s, n, 1110)
-    tick(s, 1110)
-    runEpoch(s, 'j1', 1200, { exitCode: 1, reason: 'exit' })
+    const t = ownerNextTimerMs(s)!
+    for (const n of NODES) advert(s, n, t)
+    expect(bidRequests(tick(s, t))).toHaveLength(3)
+    runEpoch(s, 'j1', t, { exitCode: 1, reason: 'exit' })
     // two failures with one retry: failed
     expect(job(s, 'j1')).toMatchObject({ state: 'failed', reason: 'exit' })
   })

@@ -103,11 +103,23 @@ export interface ExecContext {
   start: number
 }
 
+/** One message on its way: a request, the response to one, or a gossip frame. */
+export interface Leg {
+  kind: 'request' | 'response' | 'gossip'
+  from: string
+  to: string
+  message: Message
+  /** for a response: the request it answers */
+  request?: Message
+}
+
 export interface NetworkConfig {
-  /** one-way delay of every message: fixed, or uniform in [min, max] from the seeded PRNG */
-  delayMs?: number | { min: number, max: number }
+  /** one-way delay of each message: fixed, uniform in [min, max] from the seeded PRNG, or chosen per message */
+  delayMs?: number | { min: number, max: number } | ((leg: Leg) => number)
   /** chance that any one leg (request, response or gossip) is lost */
   dropRate?: number
+  /** loses exactly the messages a test picks, on top of dropRate */
+  drop?: (leg: Leg) => boolean
   /** a request with no response after this long fails, as mesh.request rejects */
   requestTimeoutMs?: number
 }
@@ -189,7 +201,6 @@ interface QueuedEvent {
 /** A binary min-heap on (atMs, seq): equal times run in scheduling order. */
 class EventQueue {
   private readonly heap: QueuedEvent[] = []
-  get size (): number { return this.heap.length }
   peek (): QueuedEvent | undefined { return this.heap[0] }
   push (e: QueuedEvent): void {
     const h = this.heap
@@ -257,7 +268,7 @@ export class Harness {
     this.tickMs = init.tickMs ?? 50
     this.advertIntervalMs = init.advertIntervalMs ?? 1000
     this.advertDebounceMs = init.advertDebounceMs ?? 10
-    this.net = { delayMs: init.network?.delayMs ?? 1, dropRate: init.network?.dropRate ?? 0, requestTimeoutMs: init.network?.requestTimeoutMs ?? 1000 }
+    this.net = { delayMs: init.network?.delayMs ?? 1, dropRate: init.network?.dropRate ?? 0, drop: init.network?.drop ?? (() => false), requestTimeoutMs: init.network?.requestTimeoutMs ?? 1000 }
     this.wire = init.wire ?? true
     this.stopDelayMs = init.stopDelayMs ?? 10
     const bc = bidderConfig(init.bidder)
@@ -531,9 +542,10 @@ export class Harness {
     for (const to of this.nodes.values()) {
       if (to === node) continue
       this.stats.sent++
-      if (this.lost()) { this.stats.dropped++; continue }
+      const leg: Leg = { kind: 'gossip', from: node.id, to: to.id, message }
+      if (this.lost(leg)) { this.stats.dropped++; continue }
       const m = this.onWire(message, MAX_GOSSIP_BYTES)
-      this.at(this.nowMs + this.delay(), true, () => {
+      this.at(this.nowMs + this.delay(leg), true, () => {
         if (!to.alive || !node.alive) { this.stats.dropped++; return }
         this.stats.delivered++
         this.onGossip(to, node.id, m)
@@ -555,15 +567,17 @@ export class Harness {
     }
     const timeout = this.at(this.nowMs + this.net.requestTimeoutMs, true, fail)
     this.stats.sent++
-    if (to === undefined || this.lost()) { this.stats.dropped++; return }
+    const leg: Leg = { kind: 'request', from: from.id, to: toId, message }
+    if (to === undefined || this.lost(leg)) { this.stats.dropped++; return }
     const req = this.onWire(message, MAX_DIRECT_BYTES)
-    this.at(this.nowMs + this.delay(), true, () => {
+    this.at(this.nowMs + this.delay(leg), true, () => {
       if (!to.alive || !from.alive || settled) { this.stats.dropped++; return }
       this.stats.delivered++
       const response = this.onWire(this.onRequest(to, from.id, req), MAX_DIRECT_BYTES)
       this.stats.sent++
-      if (this.lost()) { this.stats.dropped++; return }
-      this.at(this.nowMs + this.delay(), true, () => {
+      const back: Leg = { kind: 'response', from: to.id, to: from.id, message: response, request: message }
+      if (this.lost(back)) { this.stats.dropped++; return }
+      this.at(this.nowMs + this.delay(back), true, () => {
         if (!from.alive || settled) { this.stats.dropped++; return }
         this.stats.delivered++
         settled = true
@@ -580,13 +594,14 @@ export class Harness {
     return r.message
   }
 
-  private lost (): boolean {
-    return this.net.dropRate > 0 && this.rng() < this.net.dropRate
+  private lost (leg: Leg): boolean {
+    return this.net.drop(leg) || (this.net.dropRate > 0 && this.rng() < this.net.dropRate)
   }
 
-  private delay (): number {
+  private delay (leg: Leg): number {
     const d = this.net.delayMs
     if (typeof d === 'number') return d
+    if (typeof d === 'function') return d(leg)
     return d.min + Math.floor(this.rng() * (d.max - d.min + 1))
   }
 

@@ -126,7 +126,7 @@ describe('candidates and explanation', () => {
 })
 
 describe('formatFiltered', () => {
-  it.each([
+  it.each<{ filtered: Record<string, number>, text: string }>([
     { filtered: {}, text: '' },
     { filtered: { memory: 1 }, text: 'memory: 1 node' },
     { filtered: { memory: 3, 'label zone=a': 2 }, text: 'memory: 3 nodes, label zone=a: 2 nodes' },

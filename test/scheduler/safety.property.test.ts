@@ -5,6 +5,7 @@ import { fc, test } from '@fast-check/vitest'
 import { describe, expect, it } from 'vitest'
 import type { JobRecord } from '../../src/protocol/job.ts'
 import { TERMINAL_STATES } from '../../src/protocol/job.ts'
+import { MessageType } from '../../src/protocol/messages.ts'
 import { usedResources } from '../../src/scheduler/bidder.ts'
 import { type ExecOutcome, GiB, Harness, MiB, type NodeInit, spec } from './harness.ts'
 
@@ -72,6 +73,10 @@ interface Scenario {
 
 const nodeId = (i: number): string => `node-${i}`
 
+function labelsOf (zone: string | undefined): Record<string, string> {
+  return zone !== undefined ? { zone } : {}
+}
+
 function outcomeOf (o: OutcomeArb): Partial<ExecOutcome> {
   switch (o.result) {
     case 'ok': return { durationMs: o.durationMs, exitCode: 0, reason: 'exit' }
@@ -83,7 +88,7 @@ function outcomeOf (o: OutcomeArb): Partial<ExecOutcome> {
 }
 
 function run (sc: Scenario): { h: Harness, ids: string[] } {
-  const nodes: NodeInit[] = sc.mesh.map((n, i) => ({ id: nodeId(i), cpuMilli: n.cpuMilli, memoryBytes: n.memoryBytes, labels: n.zone !== undefined ? { zone: n.zone } : {} }))
+  const nodes: NodeInit[] = sc.mesh.map((n, i) => ({ id: nodeId(i), cpuMilli: n.cpuMilli, memoryBytes: n.memoryBytes, labels: labelsOf(n.zone) }))
   const byId = new Map<string, JobArb>()
   const h = new Harness({
     seed: sc.seed,
@@ -109,7 +114,7 @@ function run (sc: Scenario): { h: Harness, ids: string[] } {
         for (let k = 0; k < nodes.length; k++) {
           const owner = nodes[(j.owner + k) % nodes.length].id
           if (!h.node(owner).alive) continue
-          h.submit(owner, spec({ cpuMilli: j.cpuMilli, memoryBytes: j.memoryBytes, retries: j.retries, placement: j.placement, constraints: j.zone !== undefined ? { zone: j.zone } : {} }), id)
+          h.submit(owner, spec({ cpuMilli: j.cpuMilli, memoryBytes: j.memoryBytes, retries: j.retries, placement: j.placement, constraints: labelsOf(j.zone) }), id)
           ids.push(id)
           return
         }
@@ -244,20 +249,60 @@ describe('harness scenarios', () => {
     expect(h.history.finals).toEqual([expect.objectContaining({ jobId: id, epoch: 1, reason: 'exit', exitCode: 0, owner: 'a' })])
   })
 
-  it('re-runs the job of a killed executor elsewhere, in a new epoch', () => {
-    const h = new Harness({ seed: 7, nodes, exec: () => ({ durationMs: 60_000 }) })
+  it('re-runs the job of a killed executor elsewhere, in a new epoch, and the owner keeps one result', () => {
+    const workers: NodeInit[] = [
+      { id: 'a', cpuMilli: 2000, memoryBytes: 2 * GiB },
+      { id: 'b', cpuMilli: 2000, memoryBytes: 2 * GiB, labels: { role: 'worker' } },
+      { id: 'c', cpuMilli: 2000, memoryBytes: 2 * GiB, labels: { role: 'worker' } }
+    ]
+    const h = new Harness({ seed: 7, nodes: workers, exec: ({ start }) => ({ durationMs: start === 1 ? 60_000 : 1000 }) })
     h.advance(100)
-    const id = h.submit('a', spec())
+    const id = h.submit('a', spec({ constraints: { role: 'worker' } }))
     expect(h.runUntil(x => x.job(id)!.state === 'running', 5000)).toBe(true)
     const first = h.job(id)!.node!
-    const owner = first === 'a' ? 'b' : 'a'
-    expect(owner === 'a' || h.job(id)!.owner === 'a').toBe(true)
-    if (first === 'a') return // the owner ran it itself; killing it would kill the owner too
     h.kill(first)
-    expect(h.runUntil(x => x.job(id)!.state === 'running' && x.job(id)!.node !== first, 20_000)).toBe(true)
+    expect(h.runUntil(x => x.job(id)!.state === 'succeeded', 30_000)).toBe(true)
     const job = h.job(id)!
+    expect(job.node).not.toBe(first)
     expect(job.epoch).toBeGreaterThan(1)
-    expect(job.attempts.find(a => a.node === first)).toMatchObject({ state: 'lost', reason: 'lost' })
+    expect(job.attempts[0]).toMatchObject({ node: first, state: 'lost', reason: 'lost' })
+    expect(h.history.attempts.map(a => a.node)).toEqual([first, job.node])
+    expect(h.history.finals).toEqual([expect.objectContaining({ jobId: id, epoch: job.epoch, node: job.node, exitCode: 0 })])
+  })
+
+  it('a final whose ack is lost is sent again; the owner acknowledges it again but records it once', () => {
+    let dropped = 0
+    const h = new Harness({
+      seed: 11,
+      nodes,
+      network: {
+        // the first ack of the final result
+        drop: leg => leg.request?.type === MessageType.AttemptUpdate && leg.request.body.state === 'exited' && dropped++ === 0
+      }
+    })
+    h.advance(100)
+    const id = h.submit('a', spec())
+    expect(h.runUntil(x => x.job(id)!.state === 'succeeded' && [...x.nodes.values()].every(n => n.bidder.allocations.size === 0), 10_000)).toBe(true)
+    expect(dropped).toBe(2)
+    expect(h.history.finals).toHaveLength(2)
+    expect(h.history.finals[1]).toMatchObject({ ...h.history.finals[0], atMs: expect.any(Number) })
+    expect((h.jobEvents.get(id) ?? []).filter(e => e.type === 'attempt:exited')).toHaveLength(1)
+  })
+
+  it('a renewal the final overtook does not re-open the attempt', () => {
+    const h = new Harness({
+      seed: 5,
+      nodes,
+      // every 'running' update is slow; everything else is quick
+      network: { delayMs: leg => leg.message.type === MessageType.AttemptUpdate && leg.message.body.state === 'running' ? 400 : 1 },
+      exec: ({ start }) => start === 1 ? { durationMs: 50, exitCode: 1, reason: 'exit' } : { durationMs: 50 }
+    })
+    h.advance(100)
+    const id = h.submit('a', spec({ retries: 1 }))
+    expect(h.runUntil(x => x.job(id)!.state === 'succeeded', 20_000)).toBe(true)
+    const job = h.job(id)!
+    expect(job.attempts.map(a => a.state)).toEqual(['exited', 'exited'])
+    expect(job.attempts.map(a => a.exitCode)).toEqual([1, 0])
   })
 
   it('deliverAll drains the network and leaves the clock where the last message landed', () => {
