@@ -199,6 +199,10 @@ class BidmeshAgent implements Agent {
     this.metrics_.jobs.reset()
     for (const j of jobs) if (j.owner === this.peerId) this.metrics_.jobs.inc({ state: j.state })
     this.metrics_.peers.set(this.c.mesh.connectedPeers().length)
+    for (const [topic, st] of Object.entries(this.c.mesh.gossipStats())) {
+      this.metrics_.gossipBytes.set({ topic, direction: 'sent' }, st.sentBytes)
+      this.metrics_.gossipBytes.set({ topic, direction: 'received' }, st.receivedBytes)
+    }
     return { contentType: this.metrics_.registry.contentType, body: await this.metrics_.registry.metrics() }
   }
 
@@ -442,12 +446,17 @@ class BidmeshAgent implements Agent {
 
   private runOwnerEffects (effects: OwnerEffect[]): void {
     // Persist first: nothing leaves this agent about a job before its record is on disk.
-    for (const fx of effects) {
-      if (fx.type !== 'job:changed') continue
+    // One transaction (one fsync) for everything a step changed.
+    const changed = effects.filter((fx): fx is Extract<OwnerEffect, { type: 'job:changed' }> => fx.type === 'job:changed')
+    if (changed.length > 0) {
       this.c.store.transaction(() => {
-        this.c.store.putJob(fx.job)
-        for (const ev of fx.events) this.c.store.appendEvent(fx.job.id, ev)
+        for (const fx of changed) {
+          this.c.store.putJob(fx.job)
+          for (const ev of fx.events) this.c.store.appendEvent(fx.job.id, ev)
+        }
       })
+    }
+    for (const fx of changed) {
       for (const ev of fx.events) this.onJobEvent(fx.job, ev)
       const sum = summarize(fx.job)
       this.directory.set(sum.id, sum)

@@ -1,5 +1,6 @@
-// The mesh over libp2p 2.x: TCP, noise, yamux, identify, gossipsub. Direct requests use one
-// short stream each, length-prefixed msgpackr frames in both directions.
+// The mesh over libp2p 2.x: TCP, (pnet), noise, yamux, identify, gossipsub. Direct requests
+// use one short stream each, length-prefixed msgpackr frames in both directions. Every limit
+// is in constants.ts with its reason; a private mesh (swarm key) is set up in security.ts.
 import { readFile, writeFile, mkdir, rename } from 'node:fs/promises'
 import { join } from 'node:path'
 import { gossipsub } from '@chainsafe/libp2p-gossipsub'
@@ -7,6 +8,7 @@ import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
 import { identify } from '@libp2p/identify'
+import { preSharedKey } from '@libp2p/pnet'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { tcp } from '@libp2p/tcp'
 import { multiaddr } from '@multiformats/multiaddr'
@@ -15,14 +17,27 @@ import { createLibp2p, type Libp2p } from 'libp2p'
 import type { PrivateKey } from '@libp2p/interface'
 import { decodeMessage, encodeMessage } from '../protocol/codec.ts'
 import { MAX_DIRECT_BYTES, MAX_GOSSIP_BYTES, type Message } from '../protocol/messages.ts'
-import { MESH_DEFAULTS } from './constants.ts'
+import { MessageType } from '../protocol/messages.ts'
+import { CONNECTION_LIMITS, GOSSIP_LIMITS, GOSSIP_SCORE_PARAMS, GOSSIP_SCORE_THRESHOLDS, MESH_DEFAULTS } from './constants.ts'
 import { InvalidResponseError, type Mesh, MeshEmitter, PeerUnreachableError, type RequestHandler, Topic, type TopicName } from './mesh.ts'
+import { resolveSwarmKey } from './security.ts'
+
+export { SwarmKeyRequiredError, InvalidSwarmKeyError } from './security.ts'
 
 export interface Libp2pMeshInit {
   dataDir: string
   listen: string[]
   bootstrap?: string[]
   requestTimeoutMs?: number
+  /** Content of a libp2p pnet key file (see `bidmesh keygen`). With it, only peers holding
+   *  the same key can connect. A key that does not parse is an error, never "no key". */
+  swarmKey?: Uint8Array
+  /** Refuse to start without a valid swarm key (SwarmKeyRequiredError), checked before the
+   *  node or its identity is created. Set whenever a swarm key is expected. */
+  requirePrivate?: boolean
+  /** Overrides of the connection limits, for tests that probe them (e.g. to let 100 dials
+   *  from one host reach the handshake instead of the per-host rate limit). */
+  connectionLimits?: Partial<typeof CONNECTION_LIMITS>
   logger?: { warn: (obj: object, msg?: string) => void, debug: (obj: object, msg?: string) => void }
 }
 
@@ -42,30 +57,104 @@ export async function loadOrCreateKey (dataDir: string): Promise<PrivateKey> {
   return key as unknown as PrivateKey
 }
 
+/** The libp2p node behind a mesh made by createLibp2pMesh: for tests and diagnostics only. */
+const nodes = new WeakMap<Mesh, Libp2p<any>>()
+export function libp2pNodeOf (mesh: Mesh): Libp2p<any> | undefined {
+  return nodes.get(mesh)
+}
+
 export async function createLibp2pMesh (init: Libp2pMeshInit): Promise<Mesh> {
+  // Fail closed, first: no identity, socket or node exists before the key is settled.
+  // (libp2p's own LIBP2P_FORCE_PNET check is not relied on: it is an environment variable.)
+  const psk = resolveSwarmKey(init)
   const privateKey = await loadOrCreateKey(init.dataDir)
+  const limits = { ...CONNECTION_LIMITS, ...init.connectionLimits }
   const node = await createLibp2p({
     privateKey,
     addresses: { listen: init.listen },
-    transports: [tcp()],
+    transports: [tcp({ maxConnections: limits.tcpMaxConnections })],
+    ...(psk !== undefined ? { connectionProtector: preSharedKey({ psk }) } : {}),
     connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
+    streamMuxers: [yamux({
+      maxInboundStreams: limits.muxerMaxStreams,
+      maxOutboundStreams: limits.muxerMaxStreams,
+      maxStreamWindowSize: limits.muxerMaxStreamWindowBytes
+    })],
+    connectionManager: {
+      maxConnections: limits.maxConnections,
+      inboundConnectionThreshold: limits.inboundConnectionThreshold,
+      maxIncomingPendingConnections: limits.maxIncomingPendingConnections,
+      inboundUpgradeTimeout: limits.inboundUpgradeTimeoutMs,
+      dialTimeout: limits.dialTimeoutMs,
+      maxParallelDials: limits.maxParallelDials,
+      maxDialQueueLength: limits.maxDialQueueLength,
+      maxPeerAddrsToDial: limits.maxPeerAddrsToDial,
+      inboundStreamProtocolNegotiationTimeout: limits.streamNegotiationTimeoutMs,
+      outboundStreamProtocolNegotiationTimeout: limits.streamNegotiationTimeoutMs
+    },
     services: {
       identify: identify(),
       pubsub: gossipsub({
+        // Every message is signed by its origin and carries its key and a sequence number;
+        // unsigned or badly signed messages are dropped before validation. StrictSign is
+        // gossipsub's default; it is spelled out so nobody relaxes it by accident: the
+        // agent trusts `from` (an advert must be about its signer).
+        globalSignaturePolicy: 'StrictSign',
         // Capacity adverts must go out even before a topic mesh has formed.
         allowPublishToZeroTopicPeers: true,
         emitSelf: false,
-        // Decoded gossip frames are capped below; the RPC itself is bounded too.
-        maxInboundDataLength: MAX_GOSSIP_BYTES * 4,
-        // A slow peer must not make us buffer without bound.
-        maxOutboundBufferSize: 4 * 1024 * 1024
+        // Subscriptions and messages for any other topic are ignored: no state for them.
+        allowedTopics: Object.values(Topic),
+        // No peer exchange: a PRUNE cannot hand us a list of peers to dial.
+        doPX: false,
+        maxInboundDataLength: GOSSIP_LIMITS.maxInboundDataLength,
+        maxOutboundBufferSize: GOSSIP_LIMITS.maxOutboundBufferSize,
+        decodeRpcLimits: { ...GOSSIP_LIMITS.decodeRpcLimits },
+        maxInboundStreams: GOSSIP_LIMITS.maxStreams,
+        maxOutboundStreams: GOSSIP_LIMITS.maxStreams,
+        scoreParams: {
+          topics: structuredClone(GOSSIP_SCORE_PARAMS.topics),
+          topicScoreCap: GOSSIP_SCORE_PARAMS.topicScoreCap,
+          appSpecificScore: () => 0,
+          appSpecificWeight: GOSSIP_SCORE_PARAMS.appSpecificWeight,
+          IPColocationFactorWeight: GOSSIP_SCORE_PARAMS.IPColocationFactorWeight,
+          IPColocationFactorThreshold: GOSSIP_SCORE_PARAMS.IPColocationFactorThreshold,
+          IPColocationFactorWhitelist: new Set(GOSSIP_SCORE_PARAMS.IPColocationFactorWhitelist),
+          behaviourPenaltyWeight: GOSSIP_SCORE_PARAMS.behaviourPenaltyWeight,
+          behaviourPenaltyThreshold: GOSSIP_SCORE_PARAMS.behaviourPenaltyThreshold,
+          behaviourPenaltyDecay: GOSSIP_SCORE_PARAMS.behaviourPenaltyDecay,
+          decayInterval: GOSSIP_SCORE_PARAMS.decayIntervalMs,
+          decayToZero: GOSSIP_SCORE_PARAMS.decayToZero,
+          retainScore: GOSSIP_SCORE_PARAMS.retainScoreMs
+        },
+        scoreThresholds: { ...GOSSIP_SCORE_THRESHOLDS }
       })
     }
   })
   const mesh = new Libp2pMesh(node, init)
+  nodes.set(mesh, node)
   await mesh.start()
   return mesh
+}
+
+/** Gossip acceptance, pure: the frame decodes, its type belongs on the topic, and the body
+ *  names its signer (a peer cannot publish an advert or summaries on another's behalf).
+ *  A rejection penalises the peer that sent it (P4 in GOSSIP_SCORE_PARAMS). */
+export function validateGossip (topic: string, signer: string | undefined, data: Uint8Array):
+{ ok: true, message: Message } | { ok: false, rejection: string } {
+  const r = decodeMessage(data, MAX_GOSSIP_BYTES)
+  if (!r.ok) return { ok: false, rejection: r.rejection }
+  const m = r.message
+  if (topic === Topic.Capacity) {
+    if (m.type !== MessageType.CapacityAdvert) return { ok: false, rejection: 'wrong-topic' }
+    if (signer === undefined || m.body.peerId !== signer) return { ok: false, rejection: 'not-signer' }
+  } else if (topic === Topic.Jobs) {
+    if (m.type !== MessageType.JobSummaries) return { ok: false, rejection: 'wrong-topic' }
+    if (signer === undefined || m.body.from !== signer) return { ok: false, rejection: 'not-signer' }
+  } else {
+    return { ok: false, rejection: 'unknown-topic' }
+  }
+  return { ok: true, message: m }
 }
 
 class Libp2pMesh extends MeshEmitter implements Mesh {
@@ -74,6 +163,15 @@ class Libp2pMesh extends MeshEmitter implements Mesh {
   private readonly bootstrap: string[]
   private redialTimer?: ReturnType<typeof setInterval>
   private readonly timeoutMs: number
+  private readonly stats: Record<string, { sentBytes: number, receivedBytes: number, sent: number, received: number }> = {}
+
+  private stat (topic: string) {
+    return (this.stats[topic] ??= { sentBytes: 0, receivedBytes: 0, sent: 0, received: 0 })
+  }
+
+  gossipStats (): Record<string, { sentBytes: number, receivedBytes: number, sent: number, received: number }> {
+    return structuredClone(this.stats)
+  }
 
   constructor (private readonly node: Libp2p<any>, private readonly init: Libp2pMeshInit) {
     super()
@@ -90,7 +188,8 @@ class Libp2pMesh extends MeshEmitter implements Mesh {
       // Validate before gossipsub forwards anything: an invalid frame is rejected (and its
       // sender penalised by peer scoring), never relayed.
       pubsub.topicValidators.set(topic, (from: any, msg: any) => {
-        const r = decodeMessage(msg.data, MAX_GOSSIP_BYTES)
+        const signer = msg.type === 'signed' ? msg.from.toString() : undefined
+        const r = validateGossip(topic, signer, msg.data)
         if (!r.ok) {
           this.emit('message:invalid', { from: from.toString(), channel: 'gossip', rejection: r.rejection })
           return 'reject'
@@ -103,6 +202,9 @@ class Libp2pMesh extends MeshEmitter implements Mesh {
       const m = evt.detail
       const r = decodeMessage(m.data, MAX_GOSSIP_BYTES)
       if (!r.ok) return // already counted by the validator
+      const st = this.stat(m.topic)
+      st.received++
+      st.receivedBytes += m.data.byteLength
       const from = m.type === 'signed' ? m.from.toString() : 'unknown'
       this.emit('gossip:received', { topic: m.topic as TopicName, from, message: r.message })
     })
@@ -161,7 +263,11 @@ class Libp2pMesh extends MeshEmitter implements Mesh {
 
   async publish (topic: TopicName, message: Message): Promise<void> {
     try {
-      await this.pubsub.publish(topic, encodeMessage(message))
+      const data = encodeMessage(message)
+      const st = this.stat(topic)
+      st.sent++
+      st.sentBytes += data.byteLength
+      await this.pubsub.publish(topic, data)
     } catch (err) {
       // Gossip is soft state: a failed publish is retried by the next periodic one.
       this.init.logger?.debug({ topic, err: String(err) }, 'publish failed')

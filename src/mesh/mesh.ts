@@ -33,6 +33,8 @@ export interface Mesh {
   /** Learn where a peer listens (from its adverts), so it can be dialled directly. */
   addPeerAddrs (peer: string, addrs: string[]): Promise<void>
   addEventListener<K extends keyof MeshEvents>(type: K, listener: (detail: MeshEvents[K]) => void): void
+  /** bytes of gossip payload sent and received per topic since start (for metrics and benchmarks) */
+  gossipStats (): Record<string, { sentBytes: number, receivedBytes: number, sent: number, received: number }>
   stop (): Promise<void>
 }
 
