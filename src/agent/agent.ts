@@ -533,7 +533,7 @@ class BidmeshAgent implements Agent {
       try {
         const response = await this.c.mesh.request(target, message, { timeoutMs: 2000 })
         if (response.type === MessageType.AttemptUpdateAck) {
-          this.bidderDo({ type: 'update:acked', ...response.body })
+          this.bidderDo({ type: 'update:acked', ...response.body, state: u.state })
           return
         }
       } catch {
