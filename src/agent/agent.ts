@@ -405,6 +405,9 @@ class BidmeshAgent implements Agent {
 
   private async onAttemptUpdate (u: AttemptUpdate): Promise<Message> {
     if (!this.owner.jobs.has(u.jobId)) return this.standbyUpdate(u)
+    // Checked before the owner machine sees the result, so a cut-off owner does not even
+    // record it: the executor keeps the result and retries until a majority is back.
+    if (u.state === 'exited' && !this.meshMajority()) return ack(false, 'ERR_NO_QUORUM')
     const reply = await this.ask(replyId => this.ownerDo({ type: 'attempt:update', replyId, update: u }))
     if (reply.type !== MessageType.AttemptUpdateAck) return reply
     if (u.state === 'exited' && reply.body.accepted) {
