@@ -149,9 +149,20 @@ class BidmeshAgent implements Agent {
     mesh.addEventListener('gossip:received', ({ from, message }) => this.onGossip(from, message))
     mesh.addEventListener('message:invalid', ({ channel, rejection }) => this.metrics_.invalidMessages.inc({ channel, rejection }))
     await this.recoverContainers()
-    // Jobs this agent owned before a restart: take them up again.
+    // After a restart: jobs we hold replicas of go back on standby. Jobs we owned are taken
+    // up again only after asking their replicas, since one may have taken a job over while
+    // we were down (a higher term); until then they wait on standby too, so an executor's
+    // renewals are still acknowledged.
+    const owned: JobRecord[] = []
     for (const job of this.c.store.listJobs({ limit: 100_000 })) {
-      if (job.owner === this.peerId && !TERMINAL_STATES.has(job.state)) this.ownerDo({ type: 'job:adopted', job })
+      if (TERMINAL_STATES.has(job.state)) continue
+      if (job.owner === this.peerId) owned.push(job)
+      if (job.owner === this.peerId || job.replicas.includes(this.peerId)) this.standby.set(job.id, job)
+    }
+    if (owned.length > 0) {
+      // Wait for a couple of adverts so the replicas' addresses are known again.
+      const t = setTimeout(() => { void this.reclaim(owned) }, 2 * this.t.advertIntervalMs + 500)
+      this.timers.push(t as unknown as ReturnType<typeof setInterval>)
     }
     this.publishAdvert()
     this.timers.push(setInterval(() => this.tick(), this.t.tickMs))
@@ -364,7 +375,7 @@ class BidmeshAgent implements Agent {
   private checkTakeovers (now: number): void {
     if (this.standby.size === 0 || !this.meshMajority(now)) return
     for (const job of [...this.standby.values()]) {
-      if (this.isAlive(job.owner, now)) continue
+      if (job.owner === this.peerId || this.isAlive(job.owner, now)) continue
       const ownerEntry = this.owner.view.entries.get(job.owner)
       const ownerGone = ownerEntry === undefined
         ? now - this.startedAtMs > this.owner.config.goneAfterMs
@@ -401,6 +412,30 @@ class BidmeshAgent implements Agent {
     this.directory.set(sum.id, sum)
     this.summaryQueue.set(sum.id, sum)
     this.replicateQueue.add(record.id)
+  }
+
+  private async reclaim (owned: JobRecord[]): Promise<void> {
+    for (const job of owned) {
+      if (this.stopped) return
+      let newest = job
+      await Promise.all(job.replicas.filter(r => r !== this.peerId).map(async peer => {
+        try {
+          const r = await this.c.mesh.request(peer, { type: MessageType.JobQuery, body: { id: job.id } }, { timeoutMs: 2000 })
+          const theirs = r.type === MessageType.JobQueryReply ? r.body.job : undefined
+          if (theirs !== undefined && theirs.id === job.id && (theirs.term > newest.term || (theirs.term === newest.term && theirs.version > newest.version))) newest = theirs
+        } catch {}
+      }))
+      this.standby.delete(job.id)
+      if (newest.term > job.term || newest.owner !== this.peerId) {
+        this.c.logger.info({ jobId: job.id, owner: newest.owner, term: newest.term }, 'job:released')
+        this.c.store.putJob(newest)
+        if (!TERMINAL_STATES.has(newest.state) && newest.replicas.includes(this.peerId)) this.standby.set(job.id, newest)
+        continue
+      }
+      this.c.logger.info({ jobId: job.id, term: job.term }, 'job:reclaimed')
+      this.ownerDo({ type: 'job:adopted', job: newest })
+      this.replicateQueue.add(job.id)
+    }
   }
 
   private async onAttemptUpdate (u: AttemptUpdate): Promise<Message> {
