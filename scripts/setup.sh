@@ -20,6 +20,19 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
+# Chromium for the dashboard's browser test (test/dashboard): Debian's package, because
+# Playwright's own browser download needs the internet. Only the test needs it, so a
+# non-root run without it warns instead of failing the whole set-up.
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ]; then
+    log "installing chromium from Debian's packages"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    log "chromium missing (the dashboard test needs it); run as root or install it"
+  fi
+fi
+
 # node modules: install when missing or when the lock file changed since the last install.
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   log "installing node modules (npm ci)"

@@ -19,6 +19,7 @@ import type { Executor } from '../runtime/executor.ts'
 import type { Store } from '../store/store.ts'
 import { type AgentApi, AmbiguousJobIdError, type JobDetail, type NodeView, UnknownJobError } from './agent-api.ts'
 import { newJobId } from './ids.ts'
+import { EXECUTOR_REPLAY_DEFAULTS, type PublisherAllowlist, type ReplayGuard, type SignedJobFields, createReplayGuard, newJobNonce, screenJobMessage, signatureToString } from './signing.ts'
 import type { Logger } from './logger.ts'
 import { AgentMetrics } from './metrics.ts'
 
@@ -32,6 +33,10 @@ export interface AgentInit {
   scheduler?: Partial<typeof SCHEDULER_DEFAULTS>
   timings?: Partial<Pick<typeof AGENT_DEFAULTS, 'advertIntervalMs' | 'suspectAfterMs' | 'goneAfterMs' | 'sweepIntervalMs'>>
   leaseMs?: number
+  /** whose jobs this agent runs; default: any member (an explicit choice for a trusted LAN) */
+  publishers?: PublisherAllowlist
+  /** refuses replayed awards and expired jobs; default: EXECUTOR_REPLAY_DEFAULTS */
+  replayGuard?: ReplayGuard
 }
 
 export interface AgentComponents {
@@ -39,6 +44,8 @@ export interface AgentComponents {
   store: Store
   executor: Executor
   logger: Logger
+  /** signs jobs this agent publishes with its peer key; unsigned jobs are refused by executors */
+  signJob?: (fields: SignedJobFields) => Uint8Array
 }
 
 export interface Agent extends AgentApi {
@@ -106,6 +113,8 @@ class BidmeshAgent implements Agent {
   private readonly replicateQueue = new Set<string>()
   private readonly acceptedResults = new Set<string>()
   private tickCount = 0
+  private readonly publishers: PublisherAllowlist
+  private readonly replayGuard: ReplayGuard
   private nextReplyId = 1
   private timers: Array<ReturnType<typeof setInterval>> = []
   private advertScheduled = false
@@ -114,6 +123,8 @@ class BidmeshAgent implements Agent {
   constructor (private readonly c: AgentComponents, init: AgentInit) {
     this.peerId = c.mesh.peerId
     this.t = agentTimings(init)
+    this.publishers = init.publishers ?? { any: true }
+    this.replayGuard = init.replayGuard ?? createReplayGuard(EXECUTOR_REPLAY_DEFAULTS)
     const s = { ...SCHEDULER_DEFAULTS, ...init.scheduler }
     const def = defaultCapacity()
     this.owner = createOwner({
@@ -602,11 +613,24 @@ class BidmeshAgent implements Agent {
 
   private async onRequest (from: string, m: Message): Promise<Message> {
     switch (m.type) {
-      case MessageType.BidRequest:
+      case MessageType.BidRequest: {
         this.metrics_.bidsReceived.inc()
-        return await this.ask(replyId => this.bidderDo({ type: 'bid:requested', from, replyId, ...m.body }))
-      case MessageType.Award:
+        // Who asked for this job, not who forwards it: the publisher's signature and our allowlist.
+        const v = screenJobMessage('bid', m.body, { allowlist: this.publishers, guard: this.replayGuard }, Date.now())
+        if (!v.ok) {
+          this.c.logger.warn({ jobId: m.body.jobId, from, reason: v.reason, detail: v.detail }, 'bid:refused')
+          return { type: MessageType.BidRefused, body: { jobId: m.body.jobId, epoch: m.body.epoch, reason: v.reason } }
+        }
+        return await this.ask(replyId => this.bidderDo({ type: 'bid:requested', from, replyId, jobId: m.body.jobId, epoch: m.body.epoch, spec: m.body.spec }))
+      }
+      case MessageType.Award: {
+        const v = screenJobMessage('award', m.body, { allowlist: this.publishers, guard: this.replayGuard }, Date.now())
+        if (!v.ok) {
+          this.c.logger.warn({ jobId: m.body.jobId, from, reason: v.reason, detail: v.detail }, 'award:refused')
+          return { type: MessageType.AwardDeclined, body: { jobId: m.body.jobId, epoch: m.body.epoch, reason: v.reason } }
+        }
         return await this.ask(replyId => this.bidderDo({ type: 'award:received', from, replyId, jobId: m.body.jobId, epoch: m.body.epoch, spec: m.body.spec, replicas: m.body.replicas }))
+      }
       case MessageType.ReservationRelease:
         this.bidderDo({ type: 'reservation:released', ...m.body })
         return ack()
@@ -807,7 +831,11 @@ class BidmeshAgent implements Agent {
     const spec = parseJobSpec(input)
     const now = Date.now()
     const id = newJobId(now)
-    const job: JobRecord = { id, spec, owner: this.peerId, publisher: this.peerId, state: 'pending', epoch: 0, term: 0, version: 0, replicas: this.chooseReplicas(id, []), attempts: [], createdAtMs: now, updatedAtMs: now }
+    const nonce = newJobNonce()
+    const signed = this.c.signJob !== undefined
+      ? { nonce, signature: signatureToString(this.c.signJob({ id, spec, publisher: this.peerId, createdAtMs: now, nonce })) }
+      : {}
+    const job: JobRecord = { id, spec, owner: this.peerId, publisher: this.peerId, state: 'pending', epoch: 0, term: 0, version: 0, replicas: this.chooseReplicas(id, []), attempts: [], createdAtMs: now, updatedAtMs: now, ...signed }
     this.metrics_.auctions.inc()
     this.ownerDo({ type: 'job:submitted', job })
     // Accepted only once a replica holds the record: the job then outlives this agent.

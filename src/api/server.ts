@@ -4,6 +4,7 @@
 // genuinely unexpected failure is a 500 (and is logged).
 import { createHash, timingSafeEqual } from 'node:crypto'
 import { once } from 'node:events'
+import { readFileSync } from 'node:fs'
 import type { ServerResponse } from 'node:http'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import YAML from 'yaml'
@@ -11,6 +12,8 @@ import type { AgentApi } from '../agent/agent-api.ts'
 import { AGENT_DEFAULTS } from '../constants.ts'
 import { JobStates, TERMINAL_STATES, type JobRecord, type LogChunk } from '../protocol/job.ts'
 import { jobSpecJsonSchema } from '../protocol/job-spec.ts'
+import { MAX_LIST_LIMIT, YAML_CONTENT_TYPES } from './constants.ts'
+import { openApiDocument } from './openapi.ts'
 import { toJobStatus } from './status.ts'
 
 export interface ApiServerInit {
@@ -18,7 +21,7 @@ export interface ApiServerInit {
   /** A pino (or pino-compatible) logger; false or absent keeps the server silent. */
   logger?: FastifyBaseLogger | false
   bodyLimitBytes?: number
-  /** When set, every route but /healthz requires `Authorization: Bearer <token>`. */
+  /** When set, every route but PUBLIC_ROUTES requires `Authorization: Bearer <token>`. */
   token?: string
   /** On close, in-flight requests get this long to finish before every connection is cut.
    *  Without a bound, one client socket that connected but never sent a request (HTTP
@@ -30,10 +33,42 @@ export interface ApiServerInit {
 export const LOG_FOLLOW_POLL_MS = 200
 /** Consecutive failed polls after which a followed stream is cut (about 2 s of failures). */
 const FOLLOW_MAX_FAILURES = 10
-export const MAX_LIST_LIMIT = 10_000
+export { MAX_LIST_LIMIT, YAML_CONTENT_TYPES }
 const MAX_JOB_ID_LENGTH = 256
 
-export const YAML_CONTENT_TYPES = ['application/yaml', 'application/x-yaml', 'text/yaml']
+
+/** Routes served without a token. Health checks come from load balancers that hold none.
+ *  The dashboard page and the API description carry no data: the page asks the user for
+ *  the token and sends it on each API call, which a browser cannot do for the page itself. */
+export const PUBLIC_ROUTES: ReadonlySet<string> = new Set(['/healthz', '/', '/openapi.json'])
+/** Longest drain deadline a client may ask for: a day. */
+const MAX_DRAIN_DEADLINE_MS = 86_400_000
+
+interface DashboardPage { html: string, csp: string }
+let dashboardPage: DashboardPage | undefined
+
+/** The dashboard (one self-contained HTML file), read from disk once per process: it does
+ *  not change while the agent runs. Its inline script is allowed by hash in the page's
+ *  Content-Security-Policy, so nothing else can run even if some job name slipped past
+ *  the page's escaping, and `connect-src 'self'` keeps the page talking to this agent only. */
+export function dashboard (): DashboardPage {
+  if (dashboardPage !== undefined) return dashboardPage
+  const html = readFileSync(new URL('./dashboard.html', import.meta.url), 'utf8')
+  const hashes = [...html.matchAll(/<script>([\s\S]*?)<\/script>/g)]
+    .map(m => `'sha256-${createHash('sha256').update(m[1]).digest('base64')}'`)
+  const csp = [
+    "default-src 'none'",
+    `script-src ${hashes.join(' ')}`,
+    "style-src 'unsafe-inline'",
+    "connect-src 'self'",
+    "img-src 'self' data:",
+    "base-uri 'none'",
+    "form-action 'none'",
+    "frame-ancestors 'none'"
+  ].join('; ')
+  dashboardPage = { html, csp }
+  return dashboardPage
+}
 
 /** An error this module raises on purpose; its status and code go to the client as they are. */
 class HttpError extends Error {
@@ -180,6 +215,9 @@ const CONTENT_TYPES: Record<LogFormat, string> = {
 
 export function createApiServer (init: ApiServerInit): FastifyInstance {
   const { agent } = init
+  // Read now, so a missing page fails the agent's start rather than a user's first visit.
+  const page = dashboard()
+  const openapi = openApiDocument({ auth: init.token !== undefined })
   const app = Fastify({
     ...(init.logger === undefined || init.logger === false ? { logger: false } : { loggerInstance: init.logger }),
     bodyLimit: init.bodyLimitBytes ?? AGENT_DEFAULTS.apiBodyLimitBytes,
@@ -220,8 +258,7 @@ export function createApiServer (init: ApiServerInit): FastifyInstance {
   if (init.token !== undefined) {
     const expected = sha256(init.token)
     app.addHook('onRequest', async (request, reply) => {
-      // Health checks come from load balancers and orchestrators that hold no token.
-      if (request.routeOptions.url === '/healthz') return
+      if (request.routeOptions.url !== undefined && PUBLIC_ROUTES.has(request.routeOptions.url)) return
       if (!tokenMatches(request.headers.authorization, expected)) {
         void reply.header('www-authenticate', 'Bearer')
         throw new HttpError(401, 'ERR_UNAUTHORIZED', 'a valid bearer token is required')
@@ -239,10 +276,44 @@ export function createApiServer (init: ApiServerInit): FastifyInstance {
     void reply.code(404).send({ error: { code: 'ERR_NOT_FOUND', message: `no route ${request.method} ${request.url.split('?')[0]}` } })
   })
 
+  app.get('/', async (_request, reply) => {
+    void reply
+      .header('content-type', 'text/html; charset=utf-8')
+      .header('content-security-policy', page.csp)
+      .header('x-content-type-options', 'nosniff')
+      .header('referrer-policy', 'no-referrer')
+      .header('cache-control', 'no-cache')
+    return page.html
+  })
+
+  app.get('/openapi.json', async () => openapi)
+
   app.get('/healthz', async (_request, reply) => {
     const health = agent.health()
     void reply.code(health.ok ? 200 : 503)
     return health
+  })
+
+  app.get('/metrics', async (_request, reply) => {
+    const { contentType, body } = await agent.metrics()
+    void reply.header('content-type', contentType)
+    return body
+  })
+
+  app.post('/v1/drain', async (request, reply) => {
+    const deadlineMs = drainDeadline(request.body)
+    const drained = agent.drain(deadlineMs !== undefined ? { deadlineMs } : undefined)
+    // Draining lasts as long as the running jobs do, so the answer is 202 at once and the
+    // caller watches /healthz. One turn of the event loop lets a drain that cannot even
+    // start (the agent is stopping) answer as the error it is.
+    const early = await Promise.race([
+      drained.then(() => undefined, (err: unknown) => ({ err })),
+      new Promise<undefined>(resolve => setImmediate(resolve, undefined))
+    ])
+    if (early !== undefined) throw early.err
+    drained.catch((err: unknown) => { request.log.error({ err }, 'drain failed') })
+    void reply.code(202)
+    return agent.health()
   })
 
   app.post('/v1/jobs', async (request, reply) => {
@@ -320,6 +391,20 @@ export function createApiServer (init: ApiServerInit): FastifyInstance {
   })
 
   return app
+}
+
+/** The optional drain body: `{ "deadlineMs": n }`, or nothing. */
+function drainDeadline (body: unknown): number | undefined {
+  if (body === undefined || body === null) return undefined
+  if (typeof body !== 'object' || Array.isArray(body)) throw new HttpError(400, 'ERR_BAD_REQUEST', 'the drain body must be a JSON object')
+  const { deadlineMs, ...rest } = body as Record<string, unknown>
+  const unknown = Object.keys(rest)
+  if (unknown.length > 0) throw new HttpError(400, 'ERR_BAD_REQUEST', `unknown drain option ${unknown[0]}`)
+  if (deadlineMs === undefined) return undefined
+  if (typeof deadlineMs !== 'number' || !Number.isInteger(deadlineMs) || deadlineMs < 0 || deadlineMs > MAX_DRAIN_DEADLINE_MS) {
+    throw new HttpError(400, 'ERR_BAD_REQUEST', `deadlineMs must be an integer from 0 to ${MAX_DRAIN_DEADLINE_MS}`)
+  }
+  return deadlineMs
 }
 
 /** Reads every chunk after `after`, page by page in case the agent caps one read. */

@@ -11,6 +11,8 @@ export const DEFAULT_API_URL = `http://${DEFAULT_API_HOST}:${DEFAULT_API_PORT}`
  *  for the response headers. */
 export const REQUEST_TIMEOUT_MS = 15_000
 
+export interface AgentHealth { ok: boolean, peerId: string, peers: number, draining: boolean, uptimeMs: number }
+
 export interface ApiErrorBody {
   code: string
   message: string
@@ -175,6 +177,14 @@ export class ApiClient {
 
   cancel (id: string): Promise<JobStatus> {
     return this.request('DELETE', `/v1/jobs/${encodeURIComponent(id)}`, { jobId: id })
+  }
+
+  /** Starts draining the agent; answers its health at once (the drain itself takes as
+   *  long as its running jobs). */
+  drain (options: { deadlineMs?: number } = {}): Promise<AgentHealth> {
+    return this.request('POST', '/v1/drain', options.deadlineMs !== undefined
+      ? { body: JSON.stringify({ deadlineMs: options.deadlineMs }), contentType: 'application/json' }
+      : {})
   }
 
   async nodes (): Promise<NodeView[]> {

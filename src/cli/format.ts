@@ -110,18 +110,42 @@ export function formatJobs (jobs: JobSummary[], nowMs = Date.now()): string {
   ]))
 }
 
+function percent (part: number, whole: number): string {
+  return whole > 0 ? `${Math.round((part / whole) * 100)}%` : '-'
+}
+
+const cores = (milli: number): string => formatScore(Math.round(milli) / 1000)
+
+/** One row per node with what is used and what is free, then a total over the alive nodes
+ *  (the ones that can take work now). Used is total minus free as the node advertises it. */
 export function formatNodes (nodes: NodeView[]): string {
   if (nodes.length === 0) return 'no nodes\n'
-  const cores = (milli: number): string => formatScore(Math.round(milli) / 1000)
-  return table(['NODE', 'CPU FREE/TOTAL', 'MEMORY FREE/TOTAL', 'JOBS', 'STATE', 'SEEN', 'LABELS'], nodes.map(n => [
-    shortPeer(n.peerId) + (n.self ? '*' : ''),
-    `${cores(n.freeCpuMilli)}/${cores(n.totalCpuMilli)}`,
-    `${formatBytes(n.freeMemoryBytes)}/${formatBytes(n.totalMemoryBytes)}`,
-    String(n.runningJobs),
-    n.liveness + (n.draining ? ',draining' : ''),
-    n.self ? '-' : formatAge(n.lastSeenAgoMs) + ' ago',
-    Object.entries(n.labels).map(([k, v]) => `${k}=${v}`).join(',') || '-'
-  ]))
+  // A node can advertise less than nothing free (over-committed): it reads as full.
+  const used = (total: number, free: number): number => Math.max(0, total - Math.max(0, free))
+  const out = table(['NODE', 'STATE', 'JOBS', 'CPU USED', 'CPU FREE', 'MEMORY USED', 'MEMORY FREE', 'SEEN', 'LABELS'], nodes.map(n => {
+    const cpuUsed = used(n.totalCpuMilli, n.freeCpuMilli)
+    const memUsed = used(n.totalMemoryBytes, n.freeMemoryBytes)
+    return [
+      shortPeer(n.peerId) + (n.self ? '*' : ''),
+      n.liveness + (n.draining ? ',draining' : ''),
+      String(n.runningJobs),
+      `${cores(cpuUsed)}/${cores(n.totalCpuMilli)} (${percent(cpuUsed, n.totalCpuMilli)})`,
+      cores(Math.max(0, n.freeCpuMilli)),
+      `${formatBytes(memUsed)}/${formatBytes(n.totalMemoryBytes)} (${percent(memUsed, n.totalMemoryBytes)})`,
+      formatBytes(Math.max(0, n.freeMemoryBytes)),
+      n.self ? '-' : formatAge(n.lastSeenAgoMs) + ' ago',
+      Object.entries(n.labels).map(([k, v]) => `${k}=${v}`).join(',') || '-'
+    ]
+  }))
+  const alive = nodes.filter(n => n.liveness === 'alive')
+  const sum = (f: (n: NodeView) => number): number => alive.reduce((total, n) => total + f(n), 0)
+  const cpuTotal = sum(n => n.totalCpuMilli)
+  const cpuFree = sum(n => Math.max(0, n.freeCpuMilli))
+  const memTotal = sum(n => n.totalMemoryBytes)
+  const memFree = sum(n => Math.max(0, n.freeMemoryBytes))
+  return out + `\n${alive.length} of ${plural(nodes.length, 'node')} alive; ` +
+    `cpu ${cores(used(cpuTotal, cpuFree))} used, ${cores(cpuFree)} free of ${cores(cpuTotal)}; ` +
+    `memory ${formatBytes(used(memTotal, memFree))} used, ${formatBytes(memFree)} free of ${formatBytes(memTotal)}\n`
 }
 
 /** Quotes argv for display the way a POSIX shell would need it. */

@@ -1,14 +1,15 @@
 // The `bidmesh` command line: the agent itself (`bidmesh agent`) and a thin client over its
 // HTTP API for everything else. Exit codes: 0 ok; 1 a CLI-level failure (the API said no,
-// bad file); 2 a usage error; 125 the agent is unreachable. `run` and `submit` (without -d)
-// exit with the job's own code, mapped like `docker run` for deaths that have no code.
+// bad file); 2 a usage error, or a job that no known node can ever fit (`run`/`submit`
+// without --wait); 125 the agent is unreachable. `run` and `submit` (without -d) exit with
+// the job's own code, mapped like `docker run` for deaths that have no code.
 import { readFile } from 'node:fs/promises'
 import { createRequire } from 'node:module'
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander'
 import type { AgentCliOptions } from '../agent/run.ts'
 import { DEFAULT_API_HOST, DEFAULT_API_PORT, DEFAULT_LISTEN } from '../constants.ts'
 import type { JobStatus } from '../api/status.ts'
-import { JobStates } from '../protocol/job.ts'
+import { JobStates, type Explanation, type LogChunk } from '../protocol/job.ts'
 import { parseDurationMs, parseSize } from '../protocol/units.ts'
 import { AgentUnreachableError, ApiClient, ApiError, BadApiUrlError, DEFAULT_API_URL, resolveApiUrl } from './client.ts'
 import {
@@ -37,6 +38,9 @@ export class CliError extends Error {
 }
 
 export const EXIT_USAGE = 2
+/** `run`/`submit`: the job cannot be placed on any known node. Like Nomad's `job run`, 2
+ *  (shared with usage errors: both mean "as asked, this cannot work"). */
+export const EXIT_UNPLACEABLE = 2
 export const EXIT_UNREACHABLE = 125
 /** How often `run`/`submit` re-read the job's state for the progress lines. */
 const PROGRESS_POLL_MS = 500
@@ -146,40 +150,75 @@ export function progressLine (s: JobStatus): string | undefined {
   }
 }
 
+/** Filter reasons that no change of load lifts: the job is larger than the node, or the
+ *  node lacks a label the job requires. Full, draining or silent nodes may still take it. */
+const LASTING_REASON = /^(memory \(larger than node\)|cpu \(larger than node\)|label .+)$/
+
+/** True when a pending job can never fit any node its owner knows: every known node was
+ *  filtered out, each for a lasting reason. Only a new, larger (or differently labelled)
+ *  node could take it. */
+export function cannotBePlaced (s: Pick<JobStatus, 'state' | 'reason' | 'explanation'>): boolean {
+  if (s.state !== 'pending' || s.reason !== 'unplaceable') return false
+  const e: Explanation | null = s.explanation
+  if (e == null || !(e.consideredNodes > 0) || e.top.length > 0) return false
+  const reasons = Object.entries(e.filtered ?? {})
+  const filteredNodes = reasons.reduce((sum, [, n]) => sum + n, 0)
+  return filteredNodes >= e.consideredNodes && reasons.every(([reason]) => LASTING_REASON.test(reason))
+}
+
+/** A chunk of output for `logs --json`: one LogChunk per line, like the API's ndjson. */
+function chunkLine (chunk: LogChunk): string {
+  return JSON.stringify(chunk) + '\n'
+}
+
 /** Streams a job's output to stdout/stderr until the job is terminal, reconnecting from
- *  the last chunk seen when the stream is cut. */
-async function followOutput (client: ApiClient, id: string, io: CliIo): Promise<void> {
+ *  the last chunk seen when the stream is cut. Returns quietly when `signal` aborts. */
+async function followOutput (client: ApiClient, id: string, io: CliIo, options: { signal?: AbortSignal, json?: boolean } = {}): Promise<void> {
   let after: number | undefined
   let failures = 0
+  const { signal } = options
+  // A function, not a narrowed property read: the signal changes under an await.
+  const stopped = (): boolean => signal?.aborted === true
   for (;;) {
+    if (stopped()) return
     try {
-      for await (const chunk of client.logs(id, { follow: true, ...(after !== undefined ? { after } : {}) })) {
+      for await (const chunk of client.logs(id, { follow: true, ...(after !== undefined ? { after } : {}), ...(signal !== undefined ? { signal } : {}) })) {
         after = chunk.seq
         failures = 0
-        await write(chunk.stream === 'stderr' ? io.stderr : io.stdout, chunk.data)
+        if (options.json === true) await write(io.stdout, chunkLine(chunk))
+        else await write(chunk.stream === 'stderr' ? io.stderr : io.stdout, chunk.data)
       }
       return
     } catch (err) {
+      if (stopped()) return
       // A cut stream or a 5xx (the job's owner briefly unreachable) is worth another try;
       // a 4xx will not change.
       const transient = err instanceof AgentUnreachableError || (err instanceof ApiError && err.status >= 500)
       if (!transient || ++failures > MAX_FOLLOW_RETRIES) throw err
-      await sleep(Math.min(250 * 2 ** failures, 5000))
+      await sleep(Math.min(250 * 2 ** failures, 5000), signal)
     }
   }
 }
 
 /** `docker run` without -d: progress on stderr, the job's output on stdout/stderr, and the
  *  job's exit code. Progress is polled beside the log stream so a retry (running → pending →
- *  running elsewhere) shows up while output flows. */
-async function waitForJob (client: ApiClient, submitted: JobStatus, io: CliIo): Promise<number> {
+ *  running elsewhere) shows up while output flows. A job that no known node can ever fit
+ *  ends the wait with EXIT_UNPLACEABLE unless `wait` asks to keep waiting for such a node. */
+async function waitForJob (client: ApiClient, submitted: JobStatus, io: CliIo, options: { wait?: boolean } = {}): Promise<number> {
   const id = submitted.id
   let lastLine: string | undefined
+  // Set once the job is seen to be unplaceable for good; stops following its output.
+  let hopeless: JobStatus | undefined
+  const giveUp = new AbortController()
   const report = (s: JobStatus): void => {
     const line = progressLine(s)
     if (line !== undefined && line !== lastLine) {
       lastLine = line
       io.stderr.write(line + '\n')
+    }
+    if (options.wait !== true && hopeless === undefined && cannotBePlaced(s)) {
+      hopeless = s
+      giveUp.abort()
     }
   }
   io.stderr.write(`submitted ${id}\n`)
@@ -198,16 +237,32 @@ async function waitForJob (client: ApiClient, submitted: JobStatus, io: CliIo): 
     }
   })()
   try {
-    await followOutput(client, id, io)
+    await followOutput(client, id, io, { signal: giveUp.signal })
   } finally {
     stop.abort()
     await poller
   }
+  if (hopeless !== undefined) return await unplaceable(client, hopeless, io)
   const final = await client.getJob(id)
   if (final.state !== 'succeeded' && final.reason !== 'exit') {
     io.stderr.write(`job ${id} ${stateText(final.state, final.reason, final.exitCode)}\n`)
   }
   return exitCodeFor(final)
+}
+
+/** Reports a job no known node can fit, with the placement explanation, and cancels it:
+ *  the user is no longer watching, and a job that starts hours later when a big node joins
+ *  would be a surprise. `--wait` keeps it pending instead. */
+async function unplaceable (client: ApiClient, s: JobStatus, io: CliIo): Promise<number> {
+  io.stderr.write(`job ${s.id} cannot be placed: it does not fit any known node\n`)
+  if (s.explanation !== null) io.stderr.write(formatExplanation(s.explanation).replace(/^(?=.)/gm, '  '))
+  try {
+    await client.cancel(s.id)
+    io.stderr.write(`cancelled ${s.id} (use --wait to keep it pending until a node that fits joins)\n`)
+  } catch (err) {
+    io.stderr.write(`could not cancel ${s.id} (${(err as Error).message}); it stays pending\n`)
+  }
+  return EXIT_UNPLACEABLE
 }
 
 // ---- spec input --------------------------------------------------------------------------
@@ -239,6 +294,7 @@ interface RunFlags {
   name?: string
   network?: 'none' | 'bridge'
   detach?: boolean
+  wait?: boolean
 }
 
 /** The job spec `bidmesh run` sends: only what the flags set, so the agent's defaults apply. */
@@ -385,6 +441,7 @@ export async function runCli (argv: string[], ioOverrides: Partial<CliIo> = {}):
     .option('--name <name>', 'a human name for the job')
     .addOption(new Option('--network <mode>', 'container network').choices(['none', 'bridge']))
     .option('-d, --detach', 'print the job id and return at once')
+    .option('--wait', 'keep waiting when no known node can fit the job (default: explain, cancel it and exit 2)')
     .argument('<image>', 'container image')
     .argument('[command...]', 'command and arguments (flags after IMAGE belong to the command)')
     .passThroughOptions()
@@ -396,7 +453,7 @@ export async function runCli (argv: string[], ioOverrides: Partial<CliIo> = {}):
         io.stdout.write(job.id + '\n')
         return
       }
-      exitCode = await waitForJob(client, job, io)
+      exitCode = await waitForJob(client, job, io, { wait: flags.wait === true })
     })
 
   program.command('submit')
@@ -404,7 +461,8 @@ export async function runCli (argv: string[], ioOverrides: Partial<CliIo> = {}):
     .addOption(apiOption())
     .requiredOption('-f, --file <file>', 'job spec file, or - for stdin')
     .option('-d, --detach', 'print the job id and return at once')
-    .action(async (opts: { api?: string, file: string, detach?: boolean }) => {
+    .option('--wait', 'keep waiting when no known node can fit the job (default: explain, cancel it and exit 2)')
+    .action(async (opts: { api?: string, file: string, detach?: boolean, wait?: boolean }) => {
       const client = clientFor(opts)
       const { body, contentType } = await readSpecFile(opts.file, io)
       const job = await client.submit(body, contentType)
@@ -412,7 +470,7 @@ export async function runCli (argv: string[], ioOverrides: Partial<CliIo> = {}):
         io.stdout.write(job.id + '\n')
         return
       }
-      exitCode = await waitForJob(client, job, io)
+      exitCode = await waitForJob(client, job, io, { wait: opts.wait === true })
     })
 
   program.command('status')
@@ -444,16 +502,18 @@ export async function runCli (argv: string[], ioOverrides: Partial<CliIo> = {}):
     .addOption(apiOption())
     .argument('<job-id>', 'job id or unique prefix')
     .option('-f, --follow', 'keep streaming until the job ends')
-    .action(async (id: string, opts: { api?: string, follow?: boolean }) => {
+    .option('--json', 'print one JSON chunk per line ({seq, epoch, stream, atMs, data}), all on stdout')
+    .action(async (id: string, opts: { api?: string, follow?: boolean, json?: boolean }) => {
       const client = clientFor(opts)
       if (opts.follow === true) {
         // Resolve a prefix once, so reconnections ask for the same job.
         const { id: fullId } = await client.getJob(id)
-        await followOutput(client, fullId, io)
+        await followOutput(client, fullId, io, { json: opts.json === true })
         return
       }
       for await (const chunk of client.logs(id)) {
-        await write(chunk.stream === 'stderr' ? io.stderr : io.stdout, chunk.data)
+        if (opts.json === true) await write(io.stdout, chunkLine(chunk))
+        else await write(chunk.stream === 'stderr' ? io.stderr : io.stdout, chunk.data)
       }
     })
 
@@ -474,6 +534,19 @@ export async function runCli (argv: string[], ioOverrides: Partial<CliIo> = {}):
     .action(async (opts: { api?: string, json?: boolean }) => {
       const nodes = await clientFor(opts).nodes()
       io.stdout.write(opts.json === true ? json({ nodes }) : formatNodes(nodes))
+    })
+
+  program.command('drain')
+    .description('drain the agent: it stops taking new jobs; its running jobs finish or are handed back')
+    .addOption(apiOption())
+    .option('--deadline <duration>', 'how long running jobs get before they are handed back, e.g. 10m', durationArg)
+    .option('--json', 'print the raw JSON')
+    .action(async (opts: { api?: string, deadline?: string, json?: boolean }) => {
+      const deadlineMs = opts.deadline !== undefined ? parseDurationMs(opts.deadline) : undefined
+      const health = await clientFor(opts).drain(deadlineMs !== undefined ? { deadlineMs } : {})
+      io.stdout.write(opts.json === true
+        ? json(health)
+        : `draining agent ${health.peerId}: it takes no new jobs; its running jobs finish or are handed back (watch with \`bidmesh nodes\`)\n`)
     })
 
   program.command('plan')

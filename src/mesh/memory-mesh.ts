@@ -114,9 +114,12 @@ class Network {
   }
 }
 
+type GossipStats = Record<string, { sentBytes: number, receivedBytes: number, sent: number, received: number }>
+
 class MemoryMesh extends MeshEmitter implements Mesh {
   running = true
   private handler?: RequestHandler
+  private readonly stats: GossipStats = {}
 
   constructor (readonly peerId: string, private readonly net: Network) {
     super()
@@ -130,10 +133,22 @@ class MemoryMesh extends MeshEmitter implements Mesh {
     return this.running ? this.net.reachableFrom(this.peerId) : []
   }
 
+  /** As the libp2p mesh: one send per publish, one receive per valid frame delivered. */
+  gossipStats (): GossipStats {
+    return structuredClone(this.stats)
+  }
+
+  private stat (topic: string): GossipStats[string] {
+    return (this.stats[topic] ??= { sentBytes: 0, receivedBytes: 0, sent: 0, received: 0 })
+  }
+
   async publish (topic: TopicName, message: Message): Promise<void> {
     // Gossip is soft state: a publish that reaches no one is not an error, as over libp2p.
     if (!this.running) return
     const bytes = encodeMessage(message)
+    const st = this.stat(topic)
+    st.sent++
+    st.sentBytes += bytes.byteLength
     for (const to of this.net.reachableFrom(this.peerId)) {
       this.net.later(() => {
         if (!this.net.canReach(this.peerId, to)) return
@@ -148,6 +163,9 @@ class MemoryMesh extends MeshEmitter implements Mesh {
       this.emit('message:invalid', { from, channel: 'gossip', rejection: r.rejection })
       return
     }
+    const st = this.stat(topic)
+    st.received++
+    st.receivedBytes += bytes.byteLength
     this.emit('gossip:received', { topic, from, message: r.message })
   }
 

@@ -31,9 +31,9 @@ export function decodeMessage (bytes: Uint8Array, maxBytes: number): DecodeResul
   if (!Array.isArray(frame) || frame.length !== 3) return { ok: false, rejection: 'malformed', detail: 'not a [version, type, body] frame' }
   const [version, type, body] = frame as [unknown, unknown, unknown]
   if (typeof version !== 'number' || version < PROTOCOL_VERSION.min || version > PROTOCOL_VERSION.max) {
-    return { ok: false, rejection: 'version', detail: String(version) }
+    return { ok: false, rejection: 'version', detail: describeValue(version) }
   }
-  if (typeof type !== 'number' || !KNOWN_TYPES.has(type)) return { ok: false, rejection: 'unknown-type', detail: String(type) }
+  if (typeof type !== 'number' || !KNOWN_TYPES.has(type)) return { ok: false, rejection: 'unknown-type', detail: describeValue(type) }
   const schema = BodySchemas[type as keyof typeof BodySchemas]
   const parsed = schema.safeParse(body)
   if (!parsed.success) {
@@ -41,4 +41,11 @@ export function decodeMessage (bytes: Uint8Array, maxBytes: number): DecodeResul
     return { ok: false, rejection: 'schema', detail: `${issue?.path.join('.') ?? ''}: ${issue?.message ?? ''}` }
   }
   return { ok: true, message: { type, body: parsed.data } as unknown as Message }
+}
+
+/** A short description of a hostile value: String() on an object with its own toString
+ *  (or none) can throw, and must never be reached with peer input. */
+function describeValue (v: unknown): string {
+  if (v === null || typeof v !== 'object') return String(v).slice(0, 64)
+  return Array.isArray(v) ? 'array' : v instanceof Uint8Array ? 'bytes' : 'map'
 }

@@ -85,6 +85,10 @@ export interface JobRecord {
   attempts: AttemptRecord[]
   createdAtMs: number
   updatedAtMs: number
+  /** random, unique per job: part of what the publisher signs, so a job cannot be replayed */
+  nonce?: string
+  /** the publisher's Ed25519 signature (base64url) over id, spec, publisher, createdAtMs, nonce */
+  signature?: string
   /** earliest time the next offer may be made (retry backoff) */
   notBeforeMs?: number
   explanation?: Explanation

@@ -116,6 +116,8 @@ const jobRecord = z.object({
   attempts: z.array(attempt).max(1000),
   createdAtMs: ms,
   updatedAtMs: ms,
+  nonce: z.string().min(1).max(64).optional(),
+  signature: z.string().min(1).max(128).optional(),
   notBeforeMs: ms.optional(),
   explanation: explanation.optional()
 })
@@ -127,12 +129,21 @@ const summary = z.object({
 })
 const logChunk = z.object({ seq: z.number().int().positive(), epoch, stream: z.enum(['stdout', 'stderr']), atMs: ms, data: z.string() })
 
+/** The publisher's signed envelope, copied into bid requests and awards so an executor can
+ *  check who asked for the job without trusting the owner that forwards it. */
+const signedFields = {
+  publisher: peerId.optional(),
+  createdAtMs: ms.optional(),
+  nonce: z.string().min(1).max(64).optional(),
+  signature: z.string().min(1).max(128).optional()
+}
+
 export const BodySchemas = {
   [MessageType.CapacityAdvert]: capacity,
-  [MessageType.BidRequest]: z.object({ jobId, epoch, owner: peerId, spec: JobSpecWireSchema }),
+  [MessageType.BidRequest]: z.object({ jobId, epoch, owner: peerId, spec: JobSpecWireSchema, ...signedFields }),
   [MessageType.Bid]: z.object({ jobId, epoch, score: z.number(), components: z.record(z.string(), z.number()), capacity }),
   [MessageType.BidRefused]: z.object({ jobId, epoch, reason: z.string().max(128), capacity: capacity.optional() }),
-  [MessageType.Award]: z.object({ jobId, epoch, owner: peerId, replicas: z.array(peerId).max(16), spec: JobSpecWireSchema, leaseMs: ms }),
+  [MessageType.Award]: z.object({ jobId, epoch, owner: peerId, replicas: z.array(peerId).max(16), spec: JobSpecWireSchema, leaseMs: ms, ...signedFields }),
   [MessageType.AwardAck]: z.object({ jobId, epoch }),
   [MessageType.AwardDeclined]: z.object({ jobId, epoch, reason: z.string().max(128) }),
   [MessageType.ReservationRelease]: z.object({ jobId, epoch }),
@@ -160,10 +171,10 @@ export const BodySchemas = {
 // ---- typed bodies ----------------------------------------------------------------------
 export interface Bodies {
   [MessageType.CapacityAdvert]: NodeCapacity
-  [MessageType.BidRequest]: { jobId: string, epoch: number, owner: string, spec: JobSpec }
+  [MessageType.BidRequest]: { jobId: string, epoch: number, owner: string, spec: JobSpec } & SignedEnvelope
   [MessageType.Bid]: { jobId: string, epoch: number, score: number, components: Record<string, number>, capacity: NodeCapacity }
   [MessageType.BidRefused]: { jobId: string, epoch: number, reason: string, capacity?: NodeCapacity }
-  [MessageType.Award]: { jobId: string, epoch: number, owner: string, replicas: string[], spec: JobSpec, leaseMs: number }
+  [MessageType.Award]: { jobId: string, epoch: number, owner: string, replicas: string[], spec: JobSpec, leaseMs: number } & SignedEnvelope
   [MessageType.AwardAck]: { jobId: string, epoch: number }
   [MessageType.AwardDeclined]: { jobId: string, epoch: number, reason: string }
   [MessageType.ReservationRelease]: { jobId: string, epoch: number }
@@ -185,6 +196,8 @@ export interface Bodies {
   [MessageType.JobReplicate]: { from: string, jobs: Array<{ job: JobRecord, events: JobEvent[] }> }
   [MessageType.LogAppend]: { jobId: string, epoch: number, chunks: Array<Omit<LogChunk, 'seq' | 'epoch'>> }
 }
+
+export interface SignedEnvelope { publisher?: string, createdAtMs?: number, nonce?: string, signature?: string }
 
 export interface AttemptUpdate {
   jobId: string

@@ -3,9 +3,13 @@
 // image, refused start, OOM, timeout) come back as results; only the runtime's own
 // reachability (ping) throws.
 import Docker from 'dockerode'
+import { realpath, stat } from 'node:fs/promises'
+import { posix } from 'node:path'
 import { PassThrough } from 'node:stream'
+import type { JobSpec } from '../protocol/job-spec.ts'
 import type { AttemptRef, AttemptResult, Executor, ManagedContainer, RunOptions } from './executor.ts'
 import { ContainerStartError, DockerUnavailableError, ImageNotFoundError } from './errors.ts'
+import { envSecrets, redactSecrets } from './redact.ts'
 
 export const DOCKER_EXECUTOR_DEFAULTS = {
   /** SIGTERM→SIGKILL grace on cancel/timeout: long enough for a job to flush and exit,
@@ -20,8 +24,39 @@ export const DOCKER_EXECUTOR_DEFAULTS = {
   /** an unprivileged uid:gid that exists in no host group; never run jobs as root */
   user: '10000:10000',
   /** /tmp and /work are RAM-backed; bound them so a job cannot fill host memory through them */
-  tmpfsSizeBytes: 64 * 1024 * 1024
-} as const
+  tmpfsSizeBytes: 64 * 1024 * 1024,
+  /** Jobs get no network unless this node's operator allows it. A job asking for `bridge` on
+   *  a node that does not is refused (NetworkNotAllowedError), never quietly run without it. */
+  allowNetwork: false,
+  /** Host directories jobs may mount (read-only), by absolute path. Empty: no mounts at all.
+   *  The Docker socket, and any directory containing it, is refused even when listed. */
+  allowedHostPaths: [] as readonly string[],
+  /** /dev/shm: Docker's default is 64 MiB. It is RAM charged to the job's memory limit;
+   *  16 MiB is plenty for the POSIX shared memory batch tools use. */
+  shmSizeBytes: 16 * 1024 * 1024,
+  /** Open files per process (soft, hard). Per process, so no job affects another. 1024 is
+   *  the usual soft default; a job that needs more may raise itself up to the hard 4096. */
+  nofileSoft: 1024,
+  nofileHard: 4096,
+  /** RLIMIT_NPROC counts every process of the *uid* on the host, and all jobs share one uid:
+   *  it is a host-wide backstop, not a per-job limit (that is the pids cgroup, spec.pidsLimit).
+   *  It must exceed Σ pidsLimit of the jobs running at once, or one job's processes block
+   *  another's fork: 16384 = 64 concurrent jobs at the default 256 pids. */
+  nproc: 16384,
+  /** When the host itself runs out of memory, the kernel kills jobs before the agent, the
+   *  engine or sshd (range −1000…1000; 0 is the default for everything else). */
+  oomScoreAdj: 500,
+  /** Running jobs as root (uid 0) is refused unless this is set: a root process in a
+   *  container is root on the host if it ever gets out. */
+  allowRootUser: false
+}
+
+/** Docker socket paths refused as mounts whatever the configuration says. */
+const DOCKER_SOCKET_PATHS = ['/var/run/docker.sock', '/run/docker.sock', '/var/run/containerd/containerd.sock', '/run/containerd/containerd.sock']
+/** Container paths a mount may never cover: the kernel interfaces and the root itself. */
+const FORBIDDEN_MOUNT_TARGETS = ['/proc', '/sys', '/dev']
+/** Mounts a job may ask for; more is a spec error, not a thing to support. */
+const MAX_MOUNTS = 16
 
 export interface DockerExecutorInit {
   stopGraceMs?: number
@@ -30,6 +65,115 @@ export interface DockerExecutorInit {
   readonlyRootfs?: boolean
   user?: string
   tmpfsSizeBytes?: number
+  allowNetwork?: boolean
+  allowedHostPaths?: readonly string[]
+  shmSizeBytes?: number
+  nofileSoft?: number
+  nofileHard?: number
+  nproc?: number
+  oomScoreAdj?: number
+  allowRootUser?: boolean
+}
+
+/** A read-only host directory a job asks to see. Not part of JobSpec yet: the executor reads
+ *  `spec.mounts` when a spec carries it (see resolveMounts). */
+export interface MountRequest {
+  hostPath: string
+  containerPath: string
+}
+
+// ---- named refusals ------------------------------------------------------------------------
+
+/** The job asked for a network this node does not give jobs. */
+export class NetworkNotAllowedError extends Error {
+  static readonly code = 'ERR_NETWORK_NOT_ALLOWED'
+  readonly code = NetworkNotAllowedError.code
+  /** another node may allow it; this one never will */
+  readonly retryable = false
+  constructor (readonly network: string, options?: ErrorOptions) {
+    super(`network ${JSON.stringify(network)} is not allowed on this node (jobs run with network none unless the agent allows networking)`, options)
+    this.name = 'NetworkNotAllowedError'
+  }
+}
+
+/** The job asked for a host mount that is not allowed (not listed, the Docker socket, …). */
+export class MountNotAllowedError extends Error {
+  static readonly code = 'ERR_MOUNT_NOT_ALLOWED'
+  readonly code = MountNotAllowedError.code
+  readonly retryable = false
+  constructor (readonly hostPath: string, readonly problem: 'not-listed' | 'docker-socket' | 'not-absolute' | 'target' | 'too-many' | 'socket-file' | 'missing', options?: ErrorOptions) {
+    super(`mount of ${JSON.stringify(hostPath)} refused: ${problem}`, options)
+    this.name = 'MountNotAllowedError'
+  }
+}
+
+/** A resource limit that Docker would read as "unlimited" (0 or negative) or not a number. */
+export class UnboundedResourceError extends Error {
+  static readonly code = 'ERR_UNBOUNDED_RESOURCE'
+  readonly code = UnboundedResourceError.code
+  readonly retryable = false
+  constructor (readonly field: 'memoryBytes' | 'cpuMilli' | 'pidsLimit', options?: ErrorOptions) {
+    super(`refusing to run a job with ${field} unset or not positive: Docker would not limit it`, options)
+    this.name = 'UnboundedResourceError'
+  }
+}
+
+/** The executor was configured in a way that undoes its isolation (e.g. jobs as root). */
+export class InsecureExecutorConfigError extends Error {
+  static readonly code = 'ERR_INSECURE_EXECUTOR_CONFIG'
+  readonly code = InsecureExecutorConfigError.code
+  constructor (message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.name = 'InsecureExecutorConfigError'
+  }
+}
+
+// ---- pure checks -------------------------------------------------------------------------
+
+/** Docker's NetworkMode for a job, or the refusal. Only `none` and (when allowed) `bridge`:
+ *  never host, container:<id> or a named network, whatever reaches us. */
+export function networkModeFor (network: unknown, allowNetwork: boolean): { ok: true, mode: 'none' | 'bridge' } | { ok: false, error: NetworkNotAllowedError } {
+  if (network === undefined || network === 'none') return { ok: true, mode: 'none' }
+  if (network === 'bridge' && allowNetwork) return { ok: true, mode: 'bridge' }
+  return { ok: false, error: new NetworkNotAllowedError(String(network)) }
+}
+
+/** True when `path` is `dir` or inside it (both absolute and normalized). */
+function within (path: string, dir: string): boolean {
+  return dir === '/' || path === dir || path.startsWith(dir.endsWith('/') ? dir : dir + '/')
+}
+
+/**
+ * Checks requested mounts against the allowed host paths, pure (paths as given; the executor
+ * resolves symlinks first). Refused: relative or unnormalizable paths, anything not inside an
+ * allowed path, any Docker/containerd socket, any directory that contains one (mounting
+ * /var/run would expose it), targets over /, /proc, /sys or /dev.
+ */
+export function checkMounts (requests: readonly MountRequest[], allowedHostPaths: readonly string[]): { ok: true, mounts: Array<{ source: string, target: string }> } | { ok: false, error: MountNotAllowedError } {
+  if (requests.length > MAX_MOUNTS) return { ok: false, error: new MountNotAllowedError(String(requests.length), 'too-many') }
+  const allowed = allowedHostPaths.filter(p => posix.isAbsolute(p)).map(p => posix.normalize(p))
+  const mounts: Array<{ source: string, target: string }> = []
+  for (const r of requests) {
+    const host = typeof r?.hostPath === 'string' ? r.hostPath : ''
+    const target = typeof r?.containerPath === 'string' ? r.containerPath : ''
+    if (!posix.isAbsolute(host) || host.includes('\0')) return { ok: false, error: new MountNotAllowedError(host, 'not-absolute') }
+    const source = posix.normalize(host)
+    if (DOCKER_SOCKET_PATHS.some(sock => within(sock, source)) || posix.basename(source).endsWith('.sock')) {
+      return { ok: false, error: new MountNotAllowedError(host, 'docker-socket') }
+    }
+    if (!allowed.some(dir => within(source, dir))) return { ok: false, error: new MountNotAllowedError(host, 'not-listed') }
+    if (!posix.isAbsolute(target) || target.includes('\0')) return { ok: false, error: new MountNotAllowedError(host, 'target') }
+    const t = posix.normalize(target)
+    if (t === '/' || FORBIDDEN_MOUNT_TARGETS.some(f => within(t, f))) return { ok: false, error: new MountNotAllowedError(host, 'target') }
+    mounts.push({ source, target: t })
+  }
+  return { ok: true, mounts }
+}
+
+/** True when a user spec ("uid", "uid:gid", "name") means root. */
+export function isRootUser (user: string): boolean {
+  const name = user.split(':')[0].trim()
+  return name === '' || name === 'root' || /^0+$/.test(name)
 }
 
 export interface ExecutorLogger {
@@ -71,6 +215,54 @@ class DockerExecutor implements Executor {
     this.docker = components.docker ?? new Docker()
     this.nodeId = components.nodeId
     this.log = components.logger ?? silentLogger
+    if (isRootUser(this.settings.user) && !this.settings.allowRootUser) {
+      throw new InsecureExecutorConfigError(`jobs would run as root (user ${JSON.stringify(this.settings.user)}); set allowRootUser to mean it`)
+    }
+    const listedSockets = this.settings.allowedHostPaths.filter(p => DOCKER_SOCKET_PATHS.some(sock => within(sock, posix.normalize(p))))
+    if (listedSockets.length > 0) this.log.warn({ paths: listedSockets }, 'allowed host paths include the Docker socket or a directory holding it; such mounts are always refused')
+  }
+
+  /** Everything refused before the engine is asked for anything: unbounded limits, a network
+   *  or mounts this node does not allow. Returns the Docker settings it decided, or a result. */
+  private async preflight (spec: JobSpec): Promise<{ ok: true, networkMode: 'none' | 'bridge', mounts: Array<{ source: string, target: string }> } | { ok: false, result: AttemptResult }> {
+    const refuse = (e: Error & { code: string, retryable: boolean }): { ok: false, result: AttemptResult } => {
+      this.log.warn({ error: e.name, code: e.code, message: e.message }, 'job refused by the executor')
+      return { ok: false, result: { reason: 'error', exitCode: null, finishedAtMs: Date.now(), error: { name: e.name, code: e.code, message: e.message, retryable: e.retryable } } }
+    }
+    // Docker reads 0 (or less) as "no limit": never pass one through.
+    if (!(Number.isFinite(spec.memoryBytes) && spec.memoryBytes > 0)) return refuse(new UnboundedResourceError('memoryBytes'))
+    if (!(Number.isFinite(spec.cpuMilli) && spec.cpuMilli > 0)) return refuse(new UnboundedResourceError('cpuMilli'))
+    if (!(Number.isInteger(spec.pidsLimit) && spec.pidsLimit > 0)) return refuse(new UnboundedResourceError('pidsLimit'))
+    const net = networkModeFor(spec.network, this.settings.allowNetwork)
+    if (!net.ok) return refuse(net.error)
+    const requested = (spec as JobSpec & { mounts?: MountRequest[] }).mounts ?? []
+    if (!Array.isArray(requested)) return refuse(new MountNotAllowedError('', 'not-absolute'))
+    if (requested.length === 0) return { ok: true, networkMode: net.mode, mounts: [] }
+    // Symlinks resolved on both sides first, so a link inside an allowed directory cannot
+    // point at the Docker socket. (An operator must still not let job submitters write to
+    // the allowed directories: a link swapped after this check would be followed by Docker.)
+    const resolvedAllowed: string[] = []
+    for (const p of this.settings.allowedHostPaths) {
+      try { resolvedAllowed.push(await realpath(p)) } catch {}
+    }
+    const resolved: MountRequest[] = []
+    for (const r of requested) {
+      if (typeof r?.hostPath !== 'string' || !posix.isAbsolute(r.hostPath)) return refuse(new MountNotAllowedError(String(r?.hostPath), 'not-absolute'))
+      // The path as written must pass too (a listed path that is itself the socket).
+      const asWritten = checkMounts([r], this.settings.allowedHostPaths)
+      if (!asWritten.ok) return refuse(asWritten.error)
+      let real: string
+      try {
+        real = await realpath(r.hostPath)
+        if ((await stat(real)).isSocket()) return refuse(new MountNotAllowedError(r.hostPath, 'socket-file'))
+      } catch {
+        return refuse(new MountNotAllowedError(r.hostPath, 'missing'))
+      }
+      resolved.push({ hostPath: real, containerPath: r.containerPath })
+    }
+    const checked = checkMounts(resolved, resolvedAllowed)
+    if (!checked.ok) return refuse(checked.error)
+    return { ok: true, networkMode: net.mode, mounts: checked.mounts }
   }
 
   async run (attempt: AttemptRef, options: RunOptions = {}): Promise<AttemptResult> {
@@ -85,6 +277,9 @@ class DockerExecutor implements Executor {
     let phase: 'image' | 'create' | 'start' | 'wait' = 'image'
 
     if (aborted(signal)) return cancelledBeforeStart()
+    const secrets = envSecrets(spec.env)
+    const preflight = await this.preflight(spec)
+    if (!preflight.ok) return preflight.result
     try {
       const imageFailure = await this.ensureImage(spec.image, signal)
       if (imageFailure !== undefined) return imageFailure
@@ -95,7 +290,7 @@ class DockerExecutor implements Executor {
       // A container left by an earlier try of the same attempt (agent crash, lost
       // result) would make create fail with a name conflict.
       await this.removeQuietly(name)
-      container = await this.docker.createContainer(this.createOptions(attempt, name))
+      container = await this.docker.createContainer(this.createOptions(attempt, name, preflight))
 
       // Attach before start: anything the job prints before we are listening would
       // otherwise be lost (non-TTY attach does not replay earlier output).
@@ -112,7 +307,7 @@ class DockerExecutor implements Executor {
       try {
         onStarted?.({ containerId: started.id, startedAtMs })
       } catch (err) {
-        this.log.warn({ ...log, err }, 'onStarted callback threw')
+        this.log.warn({ ...log, err: safeError(err, secrets) }, 'onStarted callback threw')
       }
 
       // The first cause to fire wins; a job that ends on its own before either fires
@@ -145,8 +340,10 @@ class DockerExecutor implements Executor {
       this.log.info({ ...log, reason, exitCode }, 'container finished')
       return { reason, exitCode, startedAtMs, finishedAtMs }
     } catch (err) {
-      const error = this.describeFailure(err, phase, spec.image)
-      this.log.warn({ ...log, err, phase }, 'attempt failed in the engine')
+      const described = this.describeFailure(err, phase, spec.image)
+      // Engine errors can quote the request; env values never leave in a message or a log.
+      const error = { ...described, message: redactSecrets(described.message, secrets, REDACT_OPTIONS) }
+      this.log.warn({ ...log, err: safeError(err, secrets), phase }, 'attempt failed in the engine')
       return {
         reason: error.code === ImageNotFoundError.code ? 'image' : 'error',
         exitCode: null,
@@ -211,7 +408,8 @@ class DockerExecutor implements Executor {
       this.log.info({ ...log, reason, exitCode }, 'reattached container finished')
       return { reason, exitCode, startedAtMs, finishedAtMs: Number.isFinite(finishedAt) && finishedAt > 0 ? finishedAt : Date.now() }
     } catch (err) {
-      return { reason: 'error', exitCode: null, startedAtMs, finishedAtMs: Date.now(), error: this.describeFailure(err, 'wait', spec.image) }
+      const described = this.describeFailure(err, 'wait', spec.image)
+      return { reason: 'error', exitCode: null, startedAtMs, finishedAtMs: Date.now(), error: { ...described, message: redactSecrets(described.message, envSecrets(spec.env), REDACT_OPTIONS) } }
     } finally {
       clearTimeout(timeoutTimer)
       if (onAbort !== undefined) signal?.removeEventListener('abort', onAbort)
@@ -267,48 +465,8 @@ class DockerExecutor implements Executor {
     return `${this.settings.labelPrefix}-${jobId.replace(/[^a-zA-Z0-9_.-]/g, '-')}-${epoch}`
   }
 
-  private createOptions (attempt: AttemptRef, name: string): Docker.ContainerCreateOptions {
-    const { jobId, epoch, spec } = attempt
-    const s = this.settings
-    const p = s.labelPrefix
-    const tmpfs = tmpfsOptions(s.tmpfsSizeBytes, s.user)
-    return {
-      name,
-      Image: spec.image,
-      ...(spec.command.length > 0 ? { Cmd: spec.command } : {}),
-      Env: Object.entries(spec.env).map(([k, v]) => `${k}=${v}`),
-      Labels: {
-        [`${p}.job`]: jobId,
-        [`${p}.epoch`]: String(epoch),
-        [`${p}.node`]: this.nodeId,
-        [`${p}.managed`]: 'true'
-      },
-      WorkingDir: '/work',
-      User: s.user,
-      Tty: false,
-      OpenStdin: false,
-      AttachStdin: false,
-      AttachStdout: true,
-      AttachStderr: true,
-      HostConfig: {
-        NanoCpus: Math.max(spec.cpuMilli, MIN_CPU_MILLI) * 1e6,
-        Memory: spec.memoryBytes,
-        // memory+swap equal to memory: no swap, so the memory limit is a hard one and
-        // an over-allocating job is OOM-killed instead of thrashing the host.
-        MemorySwap: spec.memoryBytes,
-        PidsLimit: spec.pidsLimit,
-        NetworkMode: spec.network ?? 'none',
-        CapDrop: ['ALL'],
-        SecurityOpt: ['no-new-privileges'],
-        Privileged: false,
-        ReadonlyRootfs: s.readonlyRootfs,
-        Tmpfs: { '/tmp': tmpfs, '/work': tmpfs },
-        Binds: [],
-        // We read the exit state and output before removing it ourselves.
-        AutoRemove: false,
-        Init: false
-      }
-    }
+  private createOptions (attempt: AttemptRef, name: string, decided: Decided): Docker.ContainerCreateOptions {
+    return containerCreateOptions(attempt, { name, nodeId: this.nodeId, settings: this.settings, ...decided })
   }
 
   /** Returns a failure result when the image is absent and cannot be pulled, else undefined. */
@@ -329,7 +487,7 @@ class DockerExecutor implements Executor {
       if (aborted(signal)) return cancelledBeforeStart()
       if (isConnectionError(err)) throw err
       const e = new ImageNotFoundError(image, { cause: err })
-      this.log.warn({ image, err }, 'pull failed')
+      this.log.warn({ image, err: safeError(err, []) }, 'pull failed')
       return {
         reason: 'image',
         exitCode: null,
@@ -365,7 +523,7 @@ class DockerExecutor implements Executor {
       try {
         onOutput?.(name, chunk)
       } catch (err) {
-        this.log.warn({ ...log, err }, 'onOutput callback threw')
+        this.log.warn({ ...log, err: safeError(err, []) }, 'onOutput callback threw')
       }
     }
     stdout.on('data', forward('stdout'))
@@ -385,7 +543,7 @@ class DockerExecutor implements Executor {
     raw.once('end', end)
     raw.once('close', end)
     raw.once('error', (err: Error) => {
-      this.log.debug({ ...log, err }, 'attach stream error')
+      this.log.debug({ ...log, err: safeError(err, []) }, 'attach stream error')
       end()
     })
     this.docker.modem.demuxStream(raw, stdout, stderr)
@@ -399,11 +557,11 @@ class DockerExecutor implements Executor {
       const status = statusOf(err)
       // 304: already stopped; 404: already gone. Both mean the job is no longer running.
       if (status === 304 || status === 404) return
-      this.log.warn({ ...log, err }, 'stop failed; killing')
+      this.log.warn({ ...log, err: safeError(err, []) }, 'stop failed; killing')
       try {
         await container.kill()
       } catch (killErr) {
-        this.log.warn({ ...log, err: killErr }, 'kill failed')
+        this.log.warn({ ...log, err: safeError(killErr, []) }, 'kill failed')
       }
     }
   }
@@ -412,7 +570,7 @@ class DockerExecutor implements Executor {
     try {
       await this.docker.getContainer(idOrName).remove({ force: true })
     } catch (err) {
-      if (statusOf(err) !== 404) this.log.warn({ container: idOrName, err }, 'could not remove container')
+      if (statusOf(err) !== 404) this.log.warn({ container: idOrName, err: safeError(err, []) }, 'could not remove container')
     }
   }
 
@@ -445,6 +603,103 @@ class DockerExecutor implements Executor {
     }
   }
 }
+
+type Decided = { networkMode: 'none' | 'bridge', mounts: Array<{ source: string, target: string }> }
+export type DockerExecutorSettings = Required<DockerExecutorInit>
+
+/**
+ * The container's create options, pure. The CIS Docker benchmark's runtime items (section 5)
+ * this covers, each set explicitly so a changed engine default cannot loosen it:
+ *  5.4 never privileged · 5.3 CapDrop ALL, nothing added · 5.25 no-new-privileges ·
+ *  5.21 default seccomp profile (no seccomp= option at all; never "unconfined") ·
+ *  5.12 read-only rootfs, tmpfs /work and /tmp (noexec,nosuid,nodev by Docker's default) ·
+ *  5.10/5.11 memory (swap = memory: none) and CPU quota · 5.28 pids limit ·
+ *  5.9/5.15/5.16/5.20 no host network, PID, IPC or UTS namespace · 5.31 never the Docker
+ *  socket (no Binds; only checked, read-only Mounts) · 5.7/5.13 no ports published ·
+ *  5.18 ulimits set · 4.1 non-root user · no devices, no sysctls, private cgroup namespace.
+ */
+export function containerCreateOptions (
+  attempt: AttemptRef,
+  o: { name: string, nodeId: string, settings: DockerExecutorSettings } & Decided
+): Docker.ContainerCreateOptions {
+  const { jobId, epoch, spec } = attempt
+  const s = o.settings
+  const p = s.labelPrefix
+  const tmpfs = tmpfsOptions(s.tmpfsSizeBytes, s.user)
+  return {
+    name: o.name,
+    Image: spec.image,
+    ...(spec.command.length > 0 ? { Cmd: spec.command } : {}),
+    Env: Object.entries(spec.env).map(([k, v]) => `${k}=${v}`),
+    Labels: {
+      [`${p}.job`]: jobId,
+      [`${p}.epoch`]: String(epoch),
+      [`${p}.node`]: o.nodeId,
+      [`${p}.managed`]: 'true'
+    },
+    WorkingDir: '/work',
+    User: s.user,
+    Tty: false,
+    OpenStdin: false,
+    AttachStdin: false,
+    AttachStdout: true,
+    AttachStderr: true,
+    ExposedPorts: {},
+    HostConfig: {
+      NanoCpus: Math.max(spec.cpuMilli, MIN_CPU_MILLI) * 1e6,
+      Memory: spec.memoryBytes,
+      // memory+swap equal to memory: no swap, so the memory limit is a hard one and
+      // an over-allocating job is OOM-killed instead of thrashing the host.
+      MemorySwap: spec.memoryBytes,
+      OomKillDisable: false,
+      OomScoreAdj: s.oomScoreAdj,
+      PidsLimit: spec.pidsLimit,
+      NetworkMode: o.networkMode,
+      PublishAllPorts: false,
+      PortBindings: {},
+      // Empty modes are Docker's "private"; spelled out, never host.
+      PidMode: '',
+      IpcMode: 'private',
+      UTSMode: '',
+      UsernsMode: '',
+      // Not in dockerode's types (API 1.41+): the job sees only its own cgroup tree.
+      ...({ CgroupnsMode: 'private' } as {}),
+      CapDrop: ['ALL'],
+      CapAdd: [],
+      SecurityOpt: ['no-new-privileges'],
+      Privileged: false,
+      ReadonlyRootfs: s.readonlyRootfs,
+      Tmpfs: { '/tmp': tmpfs, '/work': tmpfs },
+      ShmSize: s.shmSizeBytes,
+      Ulimits: [
+        { Name: 'nofile', Soft: s.nofileSoft, Hard: s.nofileHard },
+        { Name: 'nproc', Soft: s.nproc, Hard: s.nproc }
+      ],
+      Devices: [],
+      Binds: [],
+      Mounts: o.mounts.map(m => ({ Type: 'bind' as const, Source: m.source, Target: m.target, ReadOnly: true, BindOptions: { Propagation: 'rprivate' as const } })),
+      // We read the exit state and output before removing it ourselves.
+      AutoRemove: false,
+      Init: false
+    }
+  }
+}
+
+/** Redacted, loggable form of an error: never the raw object (it may carry the request). */
+function safeError (err: unknown, secrets: readonly string[]): { name: string, code?: string, statusCode?: number, message: string } {
+  const e = (err ?? {}) as { name?: unknown, code?: unknown }
+  const status = statusOf(err)
+  return {
+    name: typeof e.name === 'string' ? e.name : 'Error',
+    ...(typeof e.code === 'string' ? { code: e.code } : {}),
+    ...(status !== undefined ? { statusCode: status } : {}),
+    message: redactSecrets(messageOf(err), secrets, REDACT_OPTIONS)
+  }
+}
+
+/** Env values shorter than this cannot be told apart from ordinary words and numbers in an
+ *  error text ("1", "yes"); they are not redacted from messages. Env is never logged at all. */
+const REDACT_OPTIONS = { minLength: 4 }
 
 /** Docker's tmpfs option string. Why uid/gid: runc 1.1 chmods a tmpfs to the mode of the
  * directory it covers when that exists in the image (ignoring `mode=`), so an image's

@@ -239,6 +239,12 @@ export function ownerNextTimerMs (s: OwnerState): number | undefined {
 
 // ---- internals -------------------------------------------------------------------------
 
+/** The publisher's signed fields travel with every offer: executors check them themselves. */
+function envelope (job: JobRecord): { publisher: string, createdAtMs: number, nonce: string, signature: string } | Record<string, never> {
+  if (job.nonce === undefined || job.signature === undefined) return {}
+  return { publisher: job.publisher, createdAtMs: job.createdAtMs, nonce: job.nonce, signature: job.signature }
+}
+
 function currentAttempt (oj: OwnerJob) {
   const a = oj.record.attempts[oj.record.attempts.length - 1]
   return a !== undefined && a.epoch === oj.record.epoch ? a : undefined
@@ -307,7 +313,7 @@ function offer (s: OwnerState, oj: OwnerJob, nowMs: number, fx: OwnerEffect[]): 
   s.pending.delete(job.id)
   s.active.add(job.id)
   for (const to of round.candidates) {
-    fx.push({ type: 'send', to, message: { type: MessageType.BidRequest, body: { jobId: job.id, epoch: job.epoch, owner: c.selfId, spec: job.spec } } })
+    fx.push({ type: 'send', to, message: { type: MessageType.BidRequest, body: { jobId: job.id, epoch: job.epoch, owner: c.selfId, spec: job.spec, ...envelope(job) } } })
   }
 }
 
@@ -345,7 +351,7 @@ function decide (s: OwnerState, oj: OwnerJob, nowMs: number, fx: OwnerEffect[]):
   oj.award = { node: winner.node, epoch: round.epoch, deadlineMs: nowMs + s.config.awardAckTimeoutMs }
   setState(oj, 'pending')
   changedJob(fx, oj, nowMs, { type: 'job:awarded', epoch: round.epoch, node: winner.node, detail: `score ${winner.score.toFixed(3)} of ${round.bids.length} bid(s)` })
-  fx.push({ type: 'send', to: winner.node, message: { type: MessageType.Award, body: { jobId: job.id, epoch: round.epoch, owner: s.config.selfId, replicas: job.replicas, spec: job.spec, leaseMs: s.config.leaseMs } } })
+  fx.push({ type: 'send', to: winner.node, message: { type: MessageType.Award, body: { jobId: job.id, epoch: round.epoch, owner: s.config.selfId, replicas: job.replicas, spec: job.spec, leaseMs: s.config.leaseMs, ...envelope(job) } } })
 }
 
 function onUpdate (s: OwnerState, replyId: number, u: AttemptUpdate, nowMs: number, fx: OwnerEffect[]): void {

@@ -22,10 +22,17 @@ export const Reason = {
 
 export type Check = (node: NodeSnapshot, job: JobSpec) => string | undefined
 
+/** Reserved label a node advertises when its config allows jobs on the bridge network. */
+export const NETWORK_LABEL = 'bidmesh/network'
+
 export const notDraining: Check = (n) => n.capacity.draining ? Reason.Draining : undefined
 
 /** A suspect or gone node's advert may be stale: never spend a bid request on it. */
 export const isAlive: Check = (n) => n.liveness === 'alive' ? undefined : Reason.NotAlive
+
+/** Networking is off by default on every node; a job asking for it goes where it is allowed. */
+export const allowsNetwork: Check = (n, job) =>
+  job.network === 'bridge' && n.capacity.labels[NETWORK_LABEL] !== 'bridge' ? 'network bridge not allowed' : undefined
 
 export const matchesLabels: Check = (n, job) => {
   for (const [k, v] of Object.entries(job.constraints)) {

@@ -2,7 +2,7 @@
 // the stages. Pure: same inputs, same decision, with its explanation.
 import type { JobSpec } from '../protocol/job-spec.ts'
 import type { Explanation, NodeScore } from '../protocol/job.ts'
-import { type Check, type NodeSnapshot, fitsCpu, fitsMemory, fitsTotalCpu, fitsTotalMemory, isAlive, matchesLabels, notDraining } from './feasibility.ts'
+import { type Check, type NodeSnapshot, allowsNetwork, fitsCpu, fitsMemory, fitsTotalCpu, fitsTotalMemory, isAlive, matchesLabels, notDraining } from './feasibility.ts'
 import { rendezvous } from './hash.ts'
 import { scorersFor } from './scoring.ts'
 import { type CapacityView, type LivenessConfig, liveness } from './view.ts'
@@ -10,7 +10,7 @@ import { type CapacityView, type LivenessConfig, liveness } from './view.ts'
 // The order matters. Cheap, high-rejection checks come first, and liveness comes before
 // fit, so a stale advert never earns a bid request. Total-size checks come before free-size
 // checks, so a job that can never fit a node is reported as such rather than as "full".
-export const CHECKS: Check[] = [notDraining, isAlive, matchesLabels, fitsTotalMemory, fitsTotalCpu, fitsMemory, fitsCpu]
+export const CHECKS: Check[] = [notDraining, isAlive, matchesLabels, allowsNetwork, fitsTotalMemory, fitsTotalCpu, fitsMemory, fitsCpu]
 
 export interface Ranking {
   considered: number

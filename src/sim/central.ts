@@ -21,7 +21,7 @@ export interface CentralResult {
   restarts: number
 }
 
-export function centralBestFit (w: Workload): CentralResult {
+export function centralBestFit (w: Workload, options: { onStart?: (jobIndex: number, node: number, atMs: number) => void } = {}): CentralResult {
   const N = w.nodes.length
   const J = w.jobs.length
   const engine = new Engine()
@@ -104,6 +104,7 @@ export function centralBestFit (w: Workload): CentralResult {
     running[n].add(j)
     nodeOf[j] = n
     startedAt[j] = engine.nowMs
+    options.onStart?.(j, n, engine.nowMs)
     const t = ++token[j]
     engine.after(job.durationMs, () => {
       if (token[j] !== t) return

@@ -18,9 +18,14 @@ export interface PartialViewConfig {
   refreshMs: number
   /** members swapped for fresh random peers at each refresh */
   rotate: number
+  /** the periodic advert is a heartbeat: skipped while a change-driven advert went out
+   *  less than an advert interval ago (receivers' liveness needs one advert per interval) */
+  heartbeat: boolean
+  /** with heartbeat: an agent advertises at most once per minGapMs (changes coalesce) */
+  minGapMs: number
 }
 
-export const PARTIAL_VIEW_DEFAULTS: PartialViewConfig = { viewSize: 32, refreshMs: 5000, rotate: 4 }
+export const PARTIAL_VIEW_DEFAULTS: PartialViewConfig = { viewSize: 32, refreshMs: 5000, rotate: 4, heartbeat: true, minGapMs: 250 }
 
 export class PartialViews {
   /** sample[i]: the peers whose adverts agent i hears */

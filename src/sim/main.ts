@@ -29,6 +29,8 @@ export interface SimOptions {
   loss: number
   viewSize: number
   viewRefreshMs: number
+  heartbeat: boolean
+  advertGapMs: number
   failureRate: number
   retries: number
   leaseMs?: number
@@ -55,6 +57,8 @@ export const DEFAULT_OPTIONS: SimOptions = {
   loss: NETWORK_DEFAULTS.loss,
   viewSize: PARTIAL_VIEW_DEFAULTS.viewSize,
   viewRefreshMs: PARTIAL_VIEW_DEFAULTS.refreshMs,
+  heartbeat: PARTIAL_VIEW_DEFAULTS.heartbeat,
+  advertGapMs: PARTIAL_VIEW_DEFAULTS.minGapMs,
   failureRate: SIM_DEFAULTS.failureRate,
   retries: SIM_DEFAULTS.retries,
   partitionMs: 10_000,
@@ -82,7 +86,7 @@ export function simConfig (o: SimOptions): SimConfig {
   return {
     seed: o.seed,
     network: { ...NETWORK_DEFAULTS, latencyMs: o.latencyMs, jitterMs: o.jitterMs, loss: o.loss },
-    views: { viewSize: o.viewSize, refreshMs: o.viewRefreshMs, rotate: Math.max(1, Math.ceil(o.viewSize / 8)) },
+    views: { viewSize: o.viewSize, refreshMs: o.viewRefreshMs, rotate: Math.max(1, Math.ceil(o.viewSize / 8)), heartbeat: o.heartbeat, minGapMs: o.advertGapMs },
     failureRate: o.failureRate,
     retries: o.retries,
     startDelayMs: SIM_DEFAULTS.startDelayMs,
@@ -134,6 +138,8 @@ export function parseArgs (argv: string[]): SimOptions {
     .option('--loss <p>', 'probability a message is lost', num('--loss', 0, 1), d.loss)
     .option('--view-size <k>', 'peers whose capacity adverts each agent hears; 0 = all', int('--view-size'), d.viewSize)
     .option('--view-refresh-ms <ms>', 'how often an agent refreshes its gossip sample', num('--view-refresh-ms', 1), d.viewRefreshMs)
+    .option('--no-heartbeat', 'partial views: send every periodic advert, as the agent does, not only as a heartbeat')
+    .option('--advert-gap-ms <ms>', 'partial views: at most one advert per agent per this long', num('--advert-gap-ms', 0), d.advertGapMs)
     .option('--failure-rate <p>', 'probability a run exits 1', num('--failure-rate', 0, 1), d.failureRate)
     .option('--retries <n>', 'spec.retries of every job', int('--retries'), d.retries)
     .option('--lease-ms <ms>', 'attempt lease (default: the agent\'s)', num('--lease-ms', 1))

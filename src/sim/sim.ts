@@ -22,7 +22,7 @@ import type { JobSpec } from '../protocol/job-spec.ts'
 import { type JobEvent, type JobRecord, type NodeCapacity, TERMINAL_STATES } from '../protocol/job.ts'
 import { type Message, MessageType } from '../protocol/messages.ts'
 import { type OwnerConfig, type OwnerEvent, type OwnerState, createOwner, ownerNextTimerMs, ownerStep } from '../scheduler/auction.ts'
-import { type BidderConfig, type BidderEvent, type BidderState, bidderNextTimerMs, bidderStep, capacityOf, createBidder, key } from '../scheduler/bidder.ts'
+import { type BidderConfig, type BidderEvent, type BidderState, bidderNextTimerMs, bidderStep, capacityOf, createBidder, key, usedResources } from '../scheduler/bidder.ts'
 import { pruneView } from '../scheduler/view.ts'
 import { capacityMilliMs } from './central.ts'
 import { Engine } from './engine.ts'
@@ -62,6 +62,7 @@ const ADVERT_COALESCE_MS = 10
 /** The agent's reportRetryMs and maxLostAttempts (agent.ts constructor). */
 const REPORT_RETRY_MS = 1000
 const MAX_LOST_ATTEMPTS = 10
+const TICK = { type: 'tick' } as const
 /** How often a leaving agent checks whether it is idle and may go. */
 const LEAVE_POLL_MS = 1000
 
@@ -126,6 +127,14 @@ interface SimAgent {
   bidderTimerToken: number
   lastBidderTickMs: number
   advertScheduled: boolean
+  lastAdvertMs: number
+  /** what the last advert carried */
+  lastAdvertSeq: number
+  lastAdvertFreeCpuMilli: number
+  lastAdvertFreeMemoryBytes: number
+  lastAdvertDraining: boolean
+  advertAtMs: number
+  advertToken: number
   containers: Map<string, Container>
   upSinceMs: number
 }
@@ -190,6 +199,13 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
       bidderTimerToken: 0,
       lastBidderTickMs: -Infinity,
       advertScheduled: false,
+      lastAdvertMs: -Infinity,
+      lastAdvertSeq: -1,
+      lastAdvertFreeCpuMilli: -Infinity,
+      lastAdvertFreeMemoryBytes: -Infinity,
+      lastAdvertDraining: false,
+      advertAtMs: Infinity,
+      advertToken: 0,
       containers: new Map(),
       upSinceMs: 0
     }
@@ -200,11 +216,16 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
     return createBidder({ peerId: id, totalCpuMilli: node.cpuMilli, totalMemoryBytes: node.memoryBytes, labels: node.labels, seq, config: bidderConfig })
   }
 
+  /** agents[i].up and .inc, dense: the network reads them for every delivery */
+  const upFlags = new Uint8Array(N)
+  const incs = new Int32Array(N)
   const net = new Network(engine, new Rng(c.seed, 'network'), c.network, {
-    isUp: h => agents[h].up,
-    incarnation: h => agents[h].inc
+    isUp: h => upFlags[h] === 1,
+    incarnation: h => incs[h]
   })
   const views = new PartialViews(N, new Rng(c.seed, 'gossip'), c.views)
+  /** periodic adverts only as heartbeats (partial views only; full gossip is the agent's) */
+  const heartbeat = c.views.heartbeat && !views.full
 
   // ---- bookkeeping -----------------------------------------------------------------------
   const stats = new Map<string, JobStat>()
@@ -246,15 +267,17 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
   let nextReplyId = 1
 
   function ownerDo (a: SimAgent, event: OwnerEvent): void {
-    const C = (globalThis as any).C ??= {}
-    const t0 = performance.now()
     const fx = ownerStep(a.owner, event, engine.nowMs)
-    const k = event.type + (event.type === 'advert:received' ? (a.owner.pending.size > 0 ? ':pending' : ':idle') : '')
-    C[k] = (C[k] ?? 0) + 1
-    C[k + '.ms'] = (C[k + '.ms'] ?? 0) + performance.now() - t0
-    C[k + '.fx'] = (C[k + '.fx'] ?? 0) + fx.length
-    if (fx.length === 0) return // nothing changed that could bring a timer forward
+    if (fx.length === 0) {
+      // Nothing changed that could bring a timer forward, except news of freed capacity,
+      // which makes a pending job in backoff due as soon as its backoff ends.
+      if (event.type === 'advert:received' && a.owner.pending.size > 0) armOwnerTimer(a)
+      return
+    }
+    // Replies alone (lease renewals, fenced updates) only push deadlines later.
+    let onlyReplies = true
     for (const f of fx) {
+      if (f.type !== 'reply') onlyReplies = false
       switch (f.type) {
         case 'job:changed': {
           const st = stats.get(f.job.id)
@@ -266,16 +289,11 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
         case 'reply': replies.set(f.replyId, f.message); break
       }
     }
-    armOwnerTimer(a)
+    if (!onlyReplies || a.ownerTimerAtMs === Infinity) armOwnerTimer(a)
   }
 
   function bidderDo (a: SimAgent, event: BidderEvent): void {
-    const C = (globalThis as any).C ??= {}
-    const t0 = performance.now()
     const fx = bidderStep(a.bidder, event, engine.nowMs)
-    const k = 'b:' + event.type
-    C[k] = (C[k] ?? 0) + 1
-    C[k + '.ms'] = (C[k + '.ms'] ?? 0) + performance.now() - t0
     if (fx.length === 0) return
     for (const f of fx) {
       switch (f.type) {
@@ -314,7 +332,7 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
       if (a.inc !== inc || a.ownerTimerToken !== token) return
       a.ownerTimerAtMs = Infinity
       a.lastOwnerTickMs = engine.nowMs
-      ownerDo(a, { type: 'tick' })
+      ownerDo(a, TICK)
       armOwnerTimer(a)
     })
   }
@@ -332,7 +350,7 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
       if (a.inc !== inc || a.bidderTimerToken !== token) return
       a.bidderTimerAtMs = Infinity
       a.lastBidderTickMs = engine.nowMs
-      bidderDo(a, { type: 'tick' })
+      bidderDo(a, TICK)
       armBidderTimer(a)
     })
   }
@@ -451,38 +469,61 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
 
   // ---- capacity gossip -----------------------------------------------------------------------
   function scheduleAdvert (a: SimAgent): void {
-    if (a.advertScheduled) return
+    // The agent: one advert 10 ms after a change (coalesced). Partial views (heartbeat mode):
+    // news of more room goes out as promptly, since pending jobs wait for it; less room waits
+    // until minGapMs after the last advert (owners that probe the node learn it from the bid).
+    let atMs = engine.nowMs + ADVERT_COALESCE_MS
+    if (heartbeat && !grewSinceAdvert(a)) atMs = Math.max(atMs, a.lastAdvertMs + c.views.minGapMs)
+    if (a.advertScheduled && a.advertAtMs <= atMs) return
     a.advertScheduled = true
+    a.advertAtMs = atMs
+    const token = ++a.advertToken
     const inc = a.inc
-    engine.after(ADVERT_COALESCE_MS, () => {
-      if (a.inc !== inc) return
+    engine.at(atMs, () => {
+      if (a.inc !== inc || a.advertToken !== token) return
       a.advertScheduled = false
-      publishAdvert(a)
+      // a periodic advert may have carried the change already
+      if (a.bidder.seq !== a.lastAdvertSeq) publishAdvert(a)
     })
+  }
+
+  function grewSinceAdvert (a: SimAgent): boolean {
+    const used = usedResources(a.bidder)
+    return a.bidder.totalCpuMilli - used.cpuMilli > a.lastAdvertFreeCpuMilli ||
+      a.bidder.totalMemoryBytes - used.memoryBytes > a.lastAdvertFreeMemoryBytes ||
+      a.bidder.draining !== a.lastAdvertDraining
   }
 
   function publishAdvert (a: SimAgent): void {
     if (!a.up) return
-    const capacity: NodeCapacity = { ...capacityOfBidder(a), addrs: a.addrs }
-    ownerDo(a, { type: 'advert:received', capacity })
+    a.lastAdvertMs = engine.nowMs
+    a.lastAdvertSeq = a.bidder.seq
+    const capacity: NodeCapacity = capacityOf(a.bidder, engine.nowMs)
+    capacity.addrs = a.addrs
+    a.lastAdvertFreeCpuMilli = capacity.freeCpuMilli
+    a.lastAdvertFreeMemoryBytes = capacity.freeMemoryBytes
+    a.lastAdvertDraining = capacity.draining
+    // one event object for every receiver: the machine neither keeps nor changes it
+    const event: OwnerEvent = { type: 'advert:received', capacity }
+    ownerDo(a, event)
     // One encoding per distinct advert; every receiver gets the same bytes.
     const bytes = encodeMessage({ type: MessageType.CapacityAdvert, body: capacity }).byteLength
     advertsPublished++
     net.gossip(a.idx, () => views.receiversOf(a.idx), to => {
       advertsDelivered++
       gossipBytes += bytes
-      ownerDo(agents[to], { type: 'advert:received', capacity })
+      ownerDo(agents[to], event)
     })
-  }
-
-  function capacityOfBidder (a: SimAgent): NodeCapacity {
-    return capacityOf(a.bidder, engine.nowMs)
   }
 
   function startLoops (a: SimAgent): void {
     const inc = a.inc
     const periodic = (): void => {
       if (a.inc !== inc) return
+      // heartbeat mode: a change-driven advert went out less than an interval ago, so the
+      // receivers heard from this agent recently enough; wait until an interval after it
+      const dueMs = a.lastAdvertMs + t.advertIntervalMs
+      if (heartbeat && engine.nowMs < dueMs) { engine.at(dueMs, periodic); return }
       publishAdvert(a)
       engine.after(t.advertIntervalMs, periodic)
     }
@@ -501,13 +542,15 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
   // ---- membership: start, join, leave, kill, restart ------------------------------------------
   function markUp (a: SimAgent): void {
     a.up = true
+    upFlags[a.idx] = 1
     a.upSinceMs = engine.nowMs
   }
 
   function markDown (a: SimAgent): void {
     if (!a.up) return
     a.up = false
-    a.inc++
+    upFlags[a.idx] = 0
+    incs[a.idx] = ++a.inc
     upIntervals.push([a.upSinceMs, engine.nowMs, a.node.cpuMilli])
     for (const [k, ct] of [...a.containers]) endContainer(a, k, ct)
     a.ownerTimerAtMs = Infinity
@@ -515,6 +558,7 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
     a.lastOwnerTickMs = -Infinity
     a.lastBidderTickMs = -Infinity
     a.advertScheduled = false
+    a.advertAtMs = Infinity
     views.leave(a.idx)
   }
 
@@ -523,7 +567,7 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
    *  store as last persisted. */
   function bootAgent (a: SimAgent, adopt: JobRecord[]): void {
     markUp(a)
-    a.inc++
+    incs[a.idx] = ++a.inc
     a.leaving = false
     a.bidder = newBidder(a.id, a.node, Math.max(engine.nowMs * 1000, a.bidder.seq + 1))
     a.owner = createOwner({ ...ownerBase, selfId: a.id })
@@ -610,7 +654,7 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
     startLoops(a)
   }
   // first adverts: every agent knows itself before the first job (the agent's start())
-  for (const a of initial) ownerDo(a, { type: 'advert:received', capacity: { ...capacityOfBidder(a), addrs: a.addrs } })
+  for (const a of initial) ownerDo(a, { type: 'advert:received', capacity: { ...capacityOf(a.bidder, 0), addrs: a.addrs } })
 
   for (const ev of w.nodeEvents) {
     engine.at(ev.atMs, () => {

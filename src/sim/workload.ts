@@ -66,13 +66,14 @@ const ZONES = ['a', 'b', 'c'] as const
 
 type Shape = Omit<SimJob, 'id' | 'arrivalMs'>
 
-/** Small-to-medium CPU jobs of 5–30 s: 0.5, 1 or 2 cores with 1–3 GiB per core. */
+/** Small-to-medium CPU jobs of 3–15 s: 0.5, 1 or 2 cores with 1–3 GiB per core. Short, so that
+ *  a 10,000-agent run covers little virtual time (its cost is agents × virtual seconds). */
 function standardShape (r: Rng): Shape {
   const cpuMilli = r.weighted([[500, 0.5], [1000, 0.35], [2000, 0.15]] as const)
   return {
     cpuMilli,
     memoryBytes: Math.round(cpuMilli / 1000 * r.uniform(1, 3) * GiB / MiB) * MiB,
-    durationMs: Math.round(r.uniform(5_000, 30_000)),
+    durationMs: Math.round(r.uniform(3_000, 15_000)),
     constraints: {}
   }
 }
@@ -84,16 +85,16 @@ function mixedShape (r: Rng): Shape {
   switch (kind) {
     case 'cpu': {
       const cpuMilli = r.pick([4000, 8000, 16000])
-      return { cpuMilli, memoryBytes: mib(cpuMilli / 1000 * GiB, cpuMilli / 1000 * 2 * GiB), durationMs: Math.round(r.uniform(20_000, 60_000)), constraints: {} }
+      return { cpuMilli, memoryBytes: mib(cpuMilli / 1000 * GiB, cpuMilli / 1000 * 2 * GiB), durationMs: Math.round(r.uniform(10_000, 30_000)), constraints: {} }
     }
     case 'mem':
-      return { cpuMilli: r.pick([1000, 2000]), memoryBytes: mib(48 * GiB, 160 * GiB), durationMs: Math.round(r.uniform(10_000, 40_000)), constraints: {} }
+      return { cpuMilli: r.pick([1000, 2000]), memoryBytes: mib(48 * GiB, 160 * GiB), durationMs: Math.round(r.uniform(5_000, 20_000)), constraints: {} }
     case 'zone':
-      return { cpuMilli: r.pick([250, 500, 1000]), memoryBytes: mib(256 * MiB, 2 * GiB), durationMs: Math.round(r.uniform(5_000, 20_000)), constraints: { zone: r.pick(ZONES) } }
+      return { cpuMilli: r.pick([250, 500, 1000]), memoryBytes: mib(256 * MiB, 2 * GiB), durationMs: Math.round(r.uniform(2_000, 10_000)), constraints: { zone: r.pick(ZONES) } }
     case 'ssd':
-      return { cpuMilli: r.pick([500, 1000, 2000]), memoryBytes: mib(1 * GiB, 4 * GiB), durationMs: Math.round(r.uniform(5_000, 30_000)), constraints: { disk: 'ssd' } }
+      return { cpuMilli: r.pick([500, 1000, 2000]), memoryBytes: mib(1 * GiB, 4 * GiB), durationMs: Math.round(r.uniform(3_000, 15_000)), constraints: { disk: 'ssd' } }
     default:
-      return { cpuMilli: r.pick([250, 500, 1000]), memoryBytes: mib(256 * MiB, 2 * GiB), durationMs: Math.round(r.uniform(5_000, 20_000)), constraints: {} }
+      return { cpuMilli: r.pick([250, 500, 1000]), memoryBytes: mib(256 * MiB, 2 * GiB), durationMs: Math.round(r.uniform(2_000, 10_000)), constraints: {} }
   }
 }
 
@@ -146,10 +147,10 @@ export function scenarioWorkload (name: ScenarioName, o: ScenarioOptions): Workl
   const order = r.shuffle(Array.from({ length: o.agents }, (_, i) => i))
   switch (name) {
     case 'steady':
-      description = `Poisson arrivals at ${Math.round(load * 100)}% CPU load; 0.5–2 cores, 1–3 GiB/core, 5–30 s; 8-core/32 GiB nodes`
+      description = `Poisson arrivals at ${Math.round(load * 100)}% CPU load; 0.5–2 cores, 1–3 GiB/core, 3–15 s; 8-core/32 GiB nodes`
       break
     case 'burst':
-      description = `all jobs published within ${SCENARIO_DEFAULTS.burstSpreadMs} ms; 0.5–2 cores, 5–30 s; 8-core/32 GiB nodes`
+      description = `all jobs published within ${SCENARIO_DEFAULTS.burstSpreadMs} ms; 0.5–2 cores, 3–15 s; 8-core/32 GiB nodes`
       break
     case 'mixed':
       description = `Poisson at ${Math.round(load * 100)}% CPU load; small, CPU-heavy (≤16 cores), memory-heavy (48–160 GiB), zone- and disk=ssd-constrained jobs on 8/16/32-core nodes`

@@ -1,4 +1,5 @@
-// Fault injection: an executor that runs jobs it does not own is SIGKILLed. Its jobs must run
+// Fault injection: an executor that runs jobs it does not own is SIGKILLed (6 jobs of 0.5 CPU
+// published on one agent of a 5-agent mesh of 1-CPU agents). Its jobs must run
 // again elsewhere; the figure is the time from the kill to the new container running
 // (issue target: median ≤ 5 s; printed, not asserted, since this 2-core machine is noisy).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -39,9 +40,9 @@ describe('chaos: executor killed', () => {
     // a ~20 s sleep, a re-run after the kill sleeps only what is left, so the test stays short.
     const deadline = Math.ceil(Date.now() / 1000) + 20
     const cmd = `d=${deadline}; n=$(date +%s); if [ "$n" -lt "$d" ]; then sleep $((d - n)); fi`
-    for (let i = 0; i < 4; i++) ctx.ids.push((await cluster.submit(a, spec(cmd, { cpus: 0.5, memory: '32m', name: `ek-${i}` }))).id)
+    for (let i = 0; i < 6; i++) ctx.ids.push((await cluster.submit(a, spec(cmd, { cpus: 0.5, memory: '32m', name: `ek-${i}` }))).id)
 
-    const running = await waitFor('all 4 jobs running', async () => {
+    const running = await waitFor('all 6 jobs running', async () => {
       const ss = await Promise.all(ctx.ids.map(async id => await cluster.status(id, [a])))
       return ss.every(s => s?.state === 'running') ? ss : undefined
     }, 30_000, 200)

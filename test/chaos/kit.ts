@@ -4,9 +4,10 @@
 import { rmSync } from 'node:fs'
 import type Docker from 'dockerode'
 import { expect, it } from 'vitest'
-import { type AgentProcess, type AgentProcessOptions, TEST_IMAGE, api, startAgentProcess, waitFor } from '../support/cluster.ts'
+import { type AgentProcess, type AgentProcessOptions, TEST_IMAGE, api, waitFor } from '../support/cluster.ts'
 import { requireDocker } from '../support/docker.ts'
-import { type HistoryReport, type StatusLike, ContainerWatcher, checkHistory } from '../support/history.ts'
+import { type HistoryReport, type StatusLike, ContainerWatcher, buildHistory, checkHistory } from '../support/history.ts'
+import { spawnAgentProcess } from '../support/netns.ts'
 
 export const TERMINAL = new Set(['succeeded', 'failed', 'cancelled'])
 
@@ -32,12 +33,16 @@ export class ChaosCluster {
   /** every process ever started, killed and restarted ones included (their logs are the history) */
   readonly all: AgentProcess[] = []
   readonly killedAt = new Map<AgentProcess, number>()
+  /** how long each accepted POST /v1/jobs took */
+  readonly postMs: number[] = []
   docker!: Docker
   watcher!: ContainerWatcher
   private readonly options = new Map<AgentProcess, AgentProcessOptions>()
   private readonly restarts = new Map<string, number>()
+  /** set by shutdown(): a test body that outlived its timeout must not start agents any more */
+  private closed = false
 
-  constructor (readonly title: string, private readonly spawn: Spawner = async o => await startAgentProcess(o, { timeoutMs: 90_000 })) {}
+  constructor (readonly title: string, private readonly spawn: Spawner = async o => await spawnAgentProcess(o, { timeoutMs: 90_000 })) {}
 
   async init (): Promise<void> {
     this.docker = await requireDocker()
@@ -46,7 +51,9 @@ export class ChaosCluster {
   }
 
   async start (o: AgentProcessOptions, spawn: Spawner = this.spawn): Promise<AgentProcess> {
+    if (this.closed) throw new Error(`cluster ${this.title} is shut down; not starting ${o.name}`)
     const a = await spawn(o)
+    if (this.closed) { a.proc.kill('SIGKILL'); await a.exited; throw new Error(`cluster ${this.title} was shut down while ${o.name} started`) }
     this.all.push(a)
     this.options.set(a, o)
     return a
@@ -105,27 +112,42 @@ export class ChaosCluster {
   }
 
   async submit (via: AgentProcess, body: unknown): Promise<Submitted> {
-    const r = await api(via.api, '/v1/jobs', { method: 'POST', body })
+    const t = Date.now()
+    let r: { status: number, body: any }
+    try {
+      // Not api(): its 10 s deadline is too short for a loaded 2-core machine; never retried
+      // (a retried POST would be a second job).
+      const res = await fetch(`${via.api}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), signal: AbortSignal.timeout(30_000) })
+      const text = await res.text()
+      r = { status: res.status, body: text }
+      try { r.body = JSON.parse(text) } catch {}
+    } catch (err) {
+      const tail = via.logs.slice(-15).map(l => { try { const j = JSON.parse(l); return `    ${new Date(j.time).toISOString().slice(11, 23)} ${String(j.msg)} ${j.jobId ?? ''} ${j.err ?? j.detail ?? ''}` } catch { return `    ${l}` } })
+      throw new Error(`POST /v1/jobs on ${via.name} failed after ${Date.now() - t} ms: ${String(err)}; its last log lines:\n${tail.join('\n')}`)
+    }
     expect(r.status, `POST /v1/jobs on ${via.name}: ${JSON.stringify(r.body)}`).toBe(201)
+    this.postMs.push(Date.now() - t)
     return { id: r.body.id, via: via.name, acceptedAtMs: Date.now() }
   }
 
-  /** The job's status as a surviving agent answers it: the first terminal answer, else the
-   *  first answer at all, else undefined (no surviving agent knows the job). */
+  /** The job's status as the surviving agents answer it: every agent is asked, the answer with
+   *  the highest epoch wins, then a terminal one, then the newest. (After a takeover, the old
+   *  and the new owner may disagree; the higher epoch is the later truth.) `answers` counts the
+   *  distinct (state, epoch) answers, so a disagreement is visible. undefined: no one knows it. */
   async status (id: string, agents: AgentProcess[] = this.live()): Promise<any | undefined> {
-    let first: any
-    for (const a of agents) {
+    const answers = (await Promise.all(agents.map(async a => {
       try {
         const r = await api(a.api, `/v1/jobs/${id}`)
-        if (r.status !== 200) continue
-        if (TERMINAL.has(r.body.state)) return { ...r.body, answeredBy: a.name }
-        first ??= { ...r.body, answeredBy: a.name }
-      } catch {}
-    }
-    return first
+        return r.status === 200 ? { ...r.body, answeredBy: a.name } : undefined
+      } catch { return undefined }
+    }))).filter(x => x !== undefined)
+    if (answers.length === 0) return undefined
+    answers.sort((x, y) => (y.epoch - x.epoch) || (Number(TERMINAL.has(y.state)) - Number(TERMINAL.has(x.state))) || (Date.parse(y.updatedAt) - Date.parse(x.updatedAt)))
+    return { ...answers[0], answers: new Set(answers.map(x => `${String(x.state)}@${String(x.epoch)}`)).size }
   }
 
-  /** Job summaries as the live agents list them (directory of gossiped summaries + own store). */
+  /** Job summaries as the live agents list them (directory of gossiped summaries + own store);
+   *  per job the one with the highest epoch, then the newest. */
   async summaries (agents: AgentProcess[] = this.live()): Promise<Map<string, any>> {
     const out = new Map<string, any>()
     await Promise.all(agents.map(async a => {
@@ -134,7 +156,7 @@ export class ChaosCluster {
         if (r.status !== 200) return
         for (const s of r.body.jobs) {
           const prev = out.get(s.id)
-          if (prev === undefined || (!TERMINAL.has(prev.state) && (TERMINAL.has(s.state) || s.updatedAtMs > prev.updatedAtMs))) out.set(s.id, s)
+          if (prev === undefined || s.epoch > prev.epoch || (s.epoch === prev.epoch && s.updatedAtMs > prev.updatedAtMs)) out.set(s.id, s)
         }
       } catch {}
     }))
@@ -210,6 +232,7 @@ export class ChaosCluster {
 
   /** Stops every process (SIGTERM, SIGKILL after 5 s), removes data dirs and our containers. */
   async shutdown (): Promise<void> {
+    this.closed = true
     await Promise.all(this.live().map(async a => {
       a.proc.kill('SIGTERM')
       const t = setTimeout(() => a.proc.kill('SIGKILL'), 5000)
@@ -226,6 +249,13 @@ export class ChaosCluster {
       } catch {}
     }
     this.watcher?.stop()
+  }
+
+  /** Executions per job id (engine events and executor logs merged, see history.ts). */
+  executionCounts (): Map<string, number> {
+    const out = new Map<string, number>()
+    for (const e of buildHistory(this.all, { watcher: this.watcher }).executions) out.set(e.jobId, (out.get(e.jobId) ?? 0) + 1)
+    return out
   }
 
   history (statuses: Iterable<StatusLike>, title = this.title, print = true): HistoryReport {

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { AgentProcess } from '../support/cluster.ts'
 import { api, waitFor } from '../support/cluster.ts'
 import { type NetNode, canConnect, cleanupNetns, createNetwork, heal, partition, requireNetns, startAgentInNetns } from '../support/netns.ts'
-import { ChaosCluster, type Submitted, historyChecks, printFigures, spec } from './kit.ts'
+import { ChaosCluster, type Submitted, TERMINAL, historyChecks, printFigures, spec } from './kit.ts'
 
 const HOLD_MS = 10_000
 
@@ -21,14 +21,15 @@ describe('chaos: network partition 2 | 3', () => {
     requireNetns()
     await cluster.init()
     net = createNetwork(5)
-    for (let i = 0; i < 5; i++) {
-      // Every agent is given all earlier ones as seeds, so each side of the cut still has
-      // direct connections inside itself.
-      const node = net[i]
-      const a = await cluster.start({ name: `n${i}`, cpus: 1, memory: '1g', bootstrap: agents.flatMap(x => x.addrs) }, async o => await startAgentInNetns(node, o, { timeoutMs: 90_000 }))
-      expect(a.api).toContain(node.ip)
-      agents.push(a)
-    }
+    // Seeds: n0 and n2, one on each side of the coming cut, so each side keeps direct
+    // connections inside itself.
+    const start = async (i: number, bootstrap: string[]): Promise<AgentProcess> =>
+      await cluster.start({ name: `n${i}`, cpus: 1, memory: '1g', labels: { side: i < 2 ? 'minority' : 'majority' }, bootstrap }, async o => await startAgentInNetns(net[i], o, { timeoutMs: 90_000 }))
+    const n0 = await start(0, [])
+    const n2 = await start(2, n0.addrs)
+    const [n1, n3, n4] = await Promise.all([1, 3, 4].map(async i => await start(i, [...n0.addrs, ...n2.addrs])))
+    agents.push(n0, n1, n2, n3, n4)
+    for (const [i, a] of agents.entries()) expect(a.api).toContain(net[i].ip)
     await cluster.waitSees(agents, agents, 'alive', 60_000)
   }, 180_000)
 
@@ -40,63 +41,75 @@ describe('chaos: network partition 2 | 3', () => {
     const minority = agents.slice(0, 2)
     const majority = agents.slice(2)
     const subs: Array<Submitted & { phase: string }> = []
-    const submit = async (via: AgentProcess, phase: string, cmd: string): Promise<void> => {
-      const s = await cluster.submit(via, spec(cmd, { cpus: 0.5, memory: '32m', name: `pt-${phase}-${via.name}` }))
+    const submit = async (via: AgentProcess, phase: string, cmd: string, side?: 'minority' | 'majority'): Promise<void> => {
+      const s = await cluster.submit(via, spec(cmd, { cpus: 0.5, memory: '32m', name: `pt-${phase}-${via.name}`, ...(side !== undefined ? { constraints: { side } } : {}) }))
       subs.push({ ...s, phase })
       ctx.ids.push(s.id)
     }
 
-    // Before: long enough to be running when the cut comes.
-    await submit(agents[0], 'before', 'sleep 8')
-    await submit(agents[1], 'before', 'sleep 8')
-    await submit(agents[3], 'before', 'sleep 8')
-    await submit(agents[4], 'before', 'sleep 8')
+    // Before: long enough to be running when the cut comes. Two of them have owner and
+    // executor on different sides of the coming cut (placed there by label constraints).
+    await submit(agents[0], 'before-cross', 'sleep 14', 'majority')
+    await submit(agents[1], 'before', 'sleep 14')
+    await submit(agents[3], 'before-cross', 'sleep 14', 'minority')
+    await submit(agents[4], 'before', 'sleep 14')
+    // Cut when all four run at once (or, if placement is slow, once all have started).
+    const t0 = Date.now()
     const beforeRunning = await waitFor('the jobs submitted before the cut to run', async () => {
       const ss = await Promise.all(ctx.ids.map(async id => await cluster.status(id)))
-      return ss.every(s => s?.state === 'running') ? ss : undefined
-    }, 30_000, 200)
-    const crossing = beforeRunning.filter(s => (minority.some(m => m.peerId === s.owner)) !== (minority.some(m => m.peerId === s.node))).length
+      if (ss.every(s => s?.state === 'running')) return ss
+      return Date.now() - t0 > 20_000 && ss.every(s => s?.state === 'running' || TERMINAL.has(s?.state)) ? ss : undefined
+    }, 45_000, 200)
+    console.log(`the jobs submitted before the cut: ${beforeRunning.filter(s => s.state === 'running').length} of 4 running after ${Date.now() - t0} ms`)
+    const crossing = beforeRunning.filter(s => s.state === 'running' && (minority.some(m => m.peerId === s.owner)) !== (minority.some(m => m.peerId === s.node))).length
+    console.log(`before the cut: ${beforeRunning.map(s => `${String(s.id)} owner=${cluster.nameOf(s.owner)} node=${cluster.nameOf(s.node)} ${String(s.state)}`).join('; ')}`)
 
-    // Cut.
+    // Cut. From here on the cut holds HOLD_MS, whatever else the test does meanwhile.
     const cutAt = Date.now()
     partition(net.slice(0, 2), net.slice(2))
-    const port = (a: AgentProcess): number => Number(new URL(a.api).port)
-    const reach = {
-      insideMinority: canConnect(net[0], net[1].ip, port(agents[1])),
-      insideMajority: canConnect(net[2], net[4].ip, port(agents[4])),
-      acrossAtoB: canConnect(net[0], net[3].ip, port(agents[3])),
-      acrossBtoA: canConnect(net[3], net[1].ip, port(agents[1]))
+    const stateAtCut = await cluster.summaries()
+    // How soon each side stops seeing the other as alive (polled while the cut holds).
+    let minoritySeesCutMs: number | undefined
+    let majoritySeesCutMs: number | undefined
+    const notAlive = async (observer: AgentProcess, others: AgentProcess[]): Promise<boolean> => {
+      const r = await api(observer.api, '/v1/nodes')
+      return others.every(m => r.body.nodes.find((n: any) => n.peerId === m.peerId)?.liveness !== 'alive')
     }
+    const watch = (async () => {
+      while (Date.now() - cutAt < HOLD_MS && (minoritySeesCutMs === undefined || majoritySeesCutMs === undefined)) {
+        try {
+          if (minoritySeesCutMs === undefined && await notAlive(agents[0], majority)) minoritySeesCutMs = Date.now() - cutAt
+          if (majoritySeesCutMs === undefined && await notAlive(agents[3], minority)) majoritySeesCutMs = Date.now() - cutAt
+        } catch {}
+        await new Promise(r => setTimeout(r, 100))
+      }
+    })()
+
+    const port = (a: AgentProcess): number => Number(new URL(a.api).port)
+    const [insideMinority, insideMajority, acrossAtoB, acrossBtoA] = await Promise.all([
+      canConnect(net[0], net[1].ip, port(agents[1])),
+      canConnect(net[2], net[4].ip, port(agents[4])),
+      canConnect(net[0], net[3].ip, port(agents[3])),
+      canConnect(net[3], net[1].ip, port(agents[1]))
+    ])
+    const reach = { insideMinority, insideMajority, acrossAtoB, acrossBtoA }
     const hostReachesAll = (await Promise.all(agents.map(async a => (await api(a.api, '/healthz')).status === 200))).every(Boolean)
     console.log(`partition installed: ${JSON.stringify(reach)}, host reaches every API: ${String(hostReachesAll)}`)
     expect(reach).toEqual({ insideMinority: true, insideMajority: true, acrossAtoB: false, acrossBtoA: false })
     expect(hostReachesAll).toBe(true)
 
-    // During: on both sides.
-    await submit(agents[1], 'during-minority', 'sleep 2')
-    await submit(agents[0], 'during-minority', 'sleep 2')
-    await submit(agents[4], 'during-majority', 'sleep 2')
-    await submit(agents[2], 'during-majority', 'sleep 2')
+    // During: on both sides. How long the 201 takes is a figure too (replication may wait).
+    const postMs: Record<string, number> = {}
+    for (const [via, phase] of [[agents[1], 'during-minority'], [agents[0], 'during-minority'], [agents[4], 'during-majority'], [agents[2], 'during-majority']] as const) {
+      const t = Date.now()
+      await submit(via, phase, 'sleep 2')
+      postMs[`${via.name} (${phase})`] = Date.now() - t
+    }
 
-    // How soon each side stops seeing the other as alive (polled while the cut holds).
-    let minoritySeesCutMs: number | undefined
-    let majoritySeesCutMs: number | undefined
-    const watch = (async () => {
-      while (Date.now() - cutAt < HOLD_MS) {
-        try {
-          if (minoritySeesCutMs === undefined) {
-            const r = await api(agents[0].api, '/v1/nodes')
-            if (majority.every(m => r.body.nodes.find((n: any) => n.peerId === m.peerId)?.liveness !== 'alive')) minoritySeesCutMs = Date.now() - cutAt
-          }
-          if (majoritySeesCutMs === undefined) {
-            const r = await api(agents[3].api, '/v1/nodes')
-            if (minority.every(m => r.body.nodes.find((n: any) => n.peerId === m.peerId)?.liveness !== 'alive')) majoritySeesCutMs = Date.now() - cutAt
-          }
-        } catch {}
-        await new Promise(r => setTimeout(r, 200))
-      }
-    })()
-    await watch // the partition is held for HOLD_MS on purpose
+    await watch
+    // The cut is held on purpose until HOLD_MS after it was made.
+    const rest = cutAt + HOLD_MS - Date.now()
+    if (rest > 0) await new Promise(r => setTimeout(r, rest))
     const midStates = await cluster.summaries()
 
     heal(net)
@@ -107,21 +120,25 @@ describe('chaos: network partition 2 | 3', () => {
     const { pending } = await cluster.waitTerminal(ctx.ids, 60_000)
     ctx.statuses = await cluster.finalStatuses(ctx.ids, { lists: false })
 
+    const execs = cluster.executionCounts()
     const rows = subs.map(s => {
       const st = ctx.statuses!.get(s.id)
-      const starts = new Set(cluster.all.flatMap(x => x.logs.filter(l => l.includes('"container:started"') && l.includes(s.id)).map(l => { const j = JSON.parse(l); return `${String(j.epoch)}@${String(j.node)}` }))).size
-      return [s.id, s.phase, s.via, midStates.get(s.id)?.state ?? '?', st?.state ?? 'unknown', cluster.nameOf(st?.owner), cluster.nameOf(st?.node), st?.epoch ?? '-', starts, st?.finishedAt != null ? Date.parse(st.finishedAt) - healAt : '-']
+      const starts = execs.get(s.id) ?? 0
+      return [s.id, s.phase, s.via, stateAtCut.get(s.id) !== undefined ? `${String(stateAtCut.get(s.id).state)}@${cluster.nameOf(stateAtCut.get(s.id).node)}` : '-', midStates.get(s.id)?.state ?? '?', st?.state ?? 'unknown', cluster.nameOf(st?.owner), cluster.nameOf(st?.node), st?.epoch ?? '-', starts, st?.finishedAt != null ? Date.parse(st.finishedAt) - healAt : '-']
     })
-    printFigures('partition: jobs', ['job', 'phase', 'published on', 'state at heal', 'final', 'owner', 'node', 'epoch', 'executions', 'finished after heal (ms)'], rows, {
+    printFigures('partition: jobs', ['job', 'phase', 'published on', 'state at cut', 'state at heal', 'final', 'owner', 'node', 'epoch', 'executions', 'finished after heal (ms)'], rows, {
       agents: 5,
       sides: [minority.map(a => a.name), majority.map(a => a.name)],
       heldMs,
+      runningAtCut: beforeRunning.filter(s => s.state === 'running').length,
       crossingJobsAtCut: crossing,
       minoritySeesMajorityNotAliveMs: minoritySeesCutMs ?? null,
       majoritySeesMinorityNotAliveMs: majoritySeesCutMs ?? null,
       healToAllAliveMs: convergedMs,
-      finalStates: Object.fromEntries(rows.map(r => [r[0], r[4]]))
+      postDuringPartitionMs: postMs,
+      finalStates: Object.fromEntries(rows.map(r => [r[0], r[5]]))
     })
+    console.log(`cut at ${new Date(cutAt).toISOString().slice(11, 23)}, healed at ${new Date(healAt).toISOString().slice(11, 23)}; POST during the cut: ${JSON.stringify(postMs)}`)
     console.log(`partition held ${heldMs} ms; minority saw the cut after ${String(minoritySeesCutMs)} ms, majority after ${String(majoritySeesCutMs)} ms; all 5 alive again ${convergedMs} ms after healing; ${crossing} running job(s) had owner and executor on different sides`)
     for (const id of pending) console.log(`timeline of unfinished job ${id}:\n${cluster.jobLog(id, 40)}`)
 

@@ -57,7 +57,7 @@ describe('chaos: publisher (owner) killed', () => {
       return s !== undefined && s.state === 'succeeded' ? s : (s !== undefined && (s.state === 'failed' || s.state === 'cancelled') ? s : undefined)
     }, 40_000, 250).catch(() => undefined)
     const adopted = firstLog(survivors, l => l.msg === 'job:adopted' && l.jobId === id)
-    const executions = new Set(cluster.all.flatMap(a => a.logs.filter(l => l.includes('"container:started"') && l.includes(id)).map(l => { const j = JSON.parse(l); return `${String(j.epoch)}@${String(j.node)}` }))).size
+    const executions = cluster.executionCounts().get(id) ?? 0
     const s = final ?? last
     rows.push([
       label, id, killedAfter,
@@ -77,6 +77,7 @@ describe('chaos: publisher (owner) killed', () => {
       executions
     }
     if (s !== undefined) ctx.statuses!.set(id, s)
+    console.log(`timeline of ${id} (${label}, owner killed at ${new Date(killAt).toISOString().slice(11, 23)}):\n${cluster.jobLog(id, 40)}`)
     const why = `job ${id}: ${s === undefined ? 'no surviving agent knows it' : `last seen ${s.state} (epoch ${String(s.epoch)}, owner ${cluster.nameOf(s.owner)}) on ${String(s.answeredBy)}`}\n${cluster.jobLog(id, 40)}`
     expect(s, why).toBeDefined()
     expect(s.state, why).toBe('succeeded')

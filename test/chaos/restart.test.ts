@@ -54,9 +54,10 @@ describe('chaos: agent SIGKILLed and restarted with its data dir', () => {
     const { pending } = await cluster.waitTerminal(ctx.ids, 60_000)
     ctx.statuses = await cluster.finalStatuses(ctx.ids)
 
+    const execs = cluster.executionCounts()
     const rows = ctx.ids.map(id => {
       const s = ctx.statuses!.get(id)
-      const starts = new Set(cluster.all.flatMap(x => x.logs.filter(l => l.includes('"container:started"') && l.includes(id)).map(l => { const j = JSON.parse(l); return `${String(j.epoch)}@${String(j.node)}` }))).size
+      const starts = execs.get(id) ?? 0
       return [id, subs.find(x => x.id === id)!.via, ownedByB.includes(id) ? 'yes' : '', ranOnB.includes(id) ? 'yes' : '', s?.state ?? 'unknown', s?.epoch ?? '-', cluster.nameOf(s?.node), starts, s?.finishedAt != null ? Date.parse(s.finishedAt) - killAt : '-']
     })
 

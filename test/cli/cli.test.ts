@@ -7,9 +7,9 @@ import { fileURLToPath } from 'node:url'
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest'
 import type { FastifyInstance } from 'fastify'
 import { createApiServer } from '../../src/api/server.ts'
-import { exitCodeFor, runCli, specFromRunFlags } from '../../src/cli/main.ts'
+import { cannotBePlaced, exitCodeFor, runCli, specFromRunFlags } from '../../src/cli/main.ts'
 import { normalizeApiUrl, resolveApiUrl } from '../../src/cli/client.ts'
-import { filteredSummary, shortPeer, table } from '../../src/cli/format.ts'
+import { filteredSummary, formatNodes, shortPeer, table } from '../../src/cli/format.ts'
 import { FakeAgent, FAKE_PEER, OTHER_PEER } from '../fakes/fake-agent.ts'
 
 // `bidmesh agent` would start a real agent; here only the options it is given matter.
@@ -195,6 +195,51 @@ describe('bidmesh run / submit (in-process)', () => {
     expect(result).toMatchObject({ code: 0, stdout: 'out\n' })
   })
 
+  it('exits 2 with the explanation, and cancels, when no known node can ever fit the job', async () => {
+    agent.onSubmit = job => { agent.unplaceable(job.id, { 'memory (larger than node)': 3, 'label gpu=yes': 2 }) }
+    const result = await cli(['run', '--memory', '64g', 'busybox', 'echo', 'hi'])
+    expect(result.code).toBe(2)
+    expect(result.stderr).toContain('pending: memory (larger than node): 3 nodes, label gpu=yes: 2 nodes')
+    expect(result.stderr).toContain('cannot be placed: it does not fit any known node')
+    expect(result.stderr).toMatch(/^ {2}considered: +5 nodes$/m)
+    expect(result.stderr).toContain('--wait')
+    const [job] = agent.jobs.values()
+    expect(job.state).toBe('cancelled')
+    expect(result.stdout).toBe('')
+  })
+
+  it('notices a job that turns out unplaceable while it waits (submit)', async () => {
+    const file = await specFile('huge.yaml', 'image: busybox\nresources:\n  cpus: 512\n')
+    agent.onSubmit = job => {
+      void agent.waitFor(() => agent.readLogsCalls.includes(job.id)).then(() => {
+        agent.unplaceable(job.id, { 'cpu (larger than node)': 5 })
+      })
+    }
+    const result = await cli(['submit', '-f', file])
+    expect(result.code).toBe(2)
+    expect(result.stderr).toContain('cpu (larger than node): 5 nodes')
+    expect([...agent.jobs.values()][0].state).toBe('cancelled')
+  })
+
+  it('--wait keeps waiting for a node that fits', async () => {
+    agent.onSubmit = job => {
+      agent.unplaceable(job.id, { 'memory (larger than node)': 5 })
+      void (async () => {
+        await agent.waitFor(() => agent.readLogsCalls.includes(job.id))
+        // Two status polls later, the CLI has certainly seen it unplaceable and stayed.
+        const polls = statusResponses
+        await vi.waitFor(() => { expect(statusResponses).toBeGreaterThanOrEqual(polls + 2) }, { timeout: 10_000, interval: 20 })
+        agent.start(job.id)
+        agent.appendLog(job.id, 'stdout', 'a big node joined\n')
+        agent.finish(job.id, { state: 'succeeded', exitCode: 0 })
+      })()
+    }
+    const result = await cli(['run', '--wait', '--memory', '64g', 'busybox'])
+    expect(result).toMatchObject({ code: 0, stdout: 'a big node joined\n' })
+    expect(result.stderr).toContain('pending: memory (larger than node): 5 nodes')
+    expect(result.stderr).not.toContain('cannot be placed')
+  })
+
   it('a bad spec file prints each bad field and exits 1', async () => {
     const file = await specFile('bad.yaml', 'image: busybox\nresources:\n  memory: lots\nretries: -2\n')
     const result = await cli(['submit', '-f', file])
@@ -297,16 +342,71 @@ describe('bidmesh status / jobs / logs / cancel / nodes / plan / explain', () =>
     expect(agent.jobs.get('abc456')!.state).toBe('cancelled')
   })
 
-  it('nodes prints short peer ids and capacity', async () => {
+  it('nodes prints each node\'s capacity used and free, and a total over the alive ones', async () => {
     let result = await cli(['nodes'])
     expect(result.code).toBe(0)
     const lines = result.stdout.trim().split('\n')
-    expect(lines[0]).toMatch(/^NODE +CPU FREE\/TOTAL +MEMORY FREE\/TOTAL +JOBS +STATE +SEEN +LABELS$/)
-    expect(lines[1]).toMatch(new RegExp(`^${FAKE_PEER.slice(-8)}\\* +3\\.5/4 +6\\.0GiB/8\\.0GiB +1 +alive +- +zone=a$`))
-    expect(lines[2]).toContain(OTHER_PEER.slice(-8))
-    expect(lines[2]).toContain('suspect')
+    expect(lines[0]).toMatch(/^NODE +STATE +JOBS +CPU USED +CPU FREE +MEMORY USED +MEMORY FREE +SEEN +LABELS$/)
+    expect(lines[1]).toMatch(new RegExp(`^${FAKE_PEER.slice(-8)}\\* +alive +1 +0\\.5/4 \\(13%\\) +3\\.5 +2\\.0GiB/8\\.0GiB \\(25%\\) +6\\.0GiB +- +zone=a$`))
+    expect(lines[2]).toMatch(new RegExp(`^${OTHER_PEER.slice(-8)} +suspect +0 +0/2 \\(0%\\) +2 +0B/4\\.0GiB \\(0%\\) +4\\.0GiB +3s ago +zone=b,gpu=none$`))
+    // Columns line up under their headers.
+    const col = lines[0].indexOf('CPU FREE')
+    expect(lines[1].slice(col)).toMatch(/^3\.5 /)
+    expect(lines[2].slice(col)).toMatch(/^2 /)
+    expect(lines[4]).toBe('1 of 2 nodes alive; cpu 0.5 used, 3.5 free of 4; memory 2.0GiB used, 6.0GiB free of 8.0GiB')
     result = await cli(['nodes', '--json'])
     expect(JSON.parse(result.stdout).nodes).toHaveLength(2)
+  })
+
+  it('formats a draining node, an over-committed one, and none', () => {
+    const [self] = agent.nodes()
+    const out = formatNodes([{ ...self, draining: true, freeCpuMilli: -500, freeMemoryBytes: 0 }])
+    expect(out).toContain('alive,draining')
+    expect(out).toMatch(/4\/4 \(100%\) +0 +8\.0GiB\/8\.0GiB \(100%\) +0B /)
+    expect(formatNodes([])).toBe('no nodes\n')
+  })
+
+  it('every read command has --json', async () => {
+    const file = await specFile('read.yaml', 'image: busybox\n')
+    for (const args of [['status', 'abc123'], ['jobs'], ['nodes'], ['explain', 'abc123'], ['plan', '-f', file]]) {
+      const result = await cli([...args, '--json'])
+      expect(result.code, args.join(' ')).toBe(0)
+      expect(() => JSON.parse(result.stdout), args.join(' ')).not.toThrow()
+    }
+  })
+
+  it('logs --json prints one chunk per line, both streams on stdout', async () => {
+    const result = await cli(['logs', 'abc1', '--json'])
+    expect(result.code).toBe(0)
+    expect(result.stderr).toBe('')
+    const chunks = result.stdout.trim().split('\n').map(l => JSON.parse(l))
+    expect(chunks.map(c => [c.stream, c.data])).toEqual([['stdout', 'line one\n'], ['stderr', 'oops\n']])
+    expect(chunks[0].seq).toBeLessThan(chunks[1].seq)
+
+    agent.start('abc456')
+    const following = cli(['logs', '-f', '--json', 'abc456'])
+    await agent.waitFor(() => agent.readLogsCalls.includes('abc456'))
+    agent.appendLog('abc456', 'stderr', 'late\n')
+    agent.finish('abc456', { state: 'succeeded', exitCode: 0 })
+    const followed = await following
+    expect(followed.code).toBe(0)
+    expect(JSON.parse(followed.stdout)).toMatchObject({ stream: 'stderr', data: 'late\n' })
+  })
+
+  it('drain drains the agent', async () => {
+    let result = await cli(['drain'])
+    expect(result.code).toBe(0)
+    expect(result.stdout).toContain(`draining agent ${FAKE_PEER}`)
+    expect(agent.drainCalls).toEqual([undefined])
+    result = await cli(['drain', '--deadline', '30s', '--json'])
+    expect(result.code).toBe(0)
+    expect(JSON.parse(result.stdout)).toMatchObject({ peerId: FAKE_PEER, draining: true })
+    expect(agent.drainCalls[1]).toEqual({ deadlineMs: 30_000 })
+    result = await cli(['drain', '--deadline', 'whenever'])
+    expect(result.code).toBe(2)
+    expect(agent.drainCalls).toHaveLength(2)
+    result = await cli(['nodes'])
+    expect(result.stdout).toContain('alive,draining')
   })
 
   it('explain prints the filter reasons, scores and winner', async () => {
@@ -398,6 +498,23 @@ describe('helpers', () => {
     expect(exitCodeFor({ state: 'failed', reason: 'exit', exitCode: null })).toBe(1)
     expect(exitCodeFor({ state: 'failed', reason: 'lost', exitCode: null })).toBe(1)
     expect(exitCodeFor({ state: 'failed', reason: 'error', exitCode: null })).toBe(125)
+  })
+
+  it('tells a job that can never be placed from one that waits for room', () => {
+    const explanation = (filtered: Record<string, number>, considered = 3) => ({ consideredNodes: considered, filtered, top: [], candidates: [], decidedAtMs: 0 })
+    const pending = (filtered: Record<string, number>, considered?: number) => ({ state: 'pending' as const, reason: 'unplaceable' as const, explanation: explanation(filtered, considered) })
+    expect(cannotBePlaced(pending({ 'memory (larger than node)': 3 }))).toBe(true)
+    expect(cannotBePlaced(pending({ 'cpu (larger than node)': 1, 'label zone=x': 2 }))).toBe(true)
+    // Full, draining or silent nodes may take it later.
+    expect(cannotBePlaced(pending({ 'memory (larger than node)': 2, memory: 1 }))).toBe(false)
+    expect(cannotBePlaced(pending({ 'memory (larger than node)': 2, draining: 1 }))).toBe(false)
+    expect(cannotBePlaced(pending({ 'memory (larger than node)': 2, 'not alive': 1 }))).toBe(false)
+    // Some node was not filtered at all, or none is known yet.
+    expect(cannotBePlaced(pending({ 'memory (larger than node)': 2 }))).toBe(false)
+    expect(cannotBePlaced(pending({}, 0))).toBe(false)
+    expect(cannotBePlaced({ state: 'pending', reason: null, explanation: explanation({ 'memory (larger than node)': 3 }) })).toBe(false)
+    expect(cannotBePlaced({ state: 'scheduled', reason: 'unplaceable', explanation: explanation({ 'memory (larger than node)': 3 }) })).toBe(false)
+    expect(cannotBePlaced({ state: 'pending', reason: 'unplaceable', explanation: null })).toBe(false)
   })
 
   it('builds only the spec fields that were given', () => {

@@ -30,6 +30,10 @@ export class FakeAgent implements AgentApi {
       runningJobs: 0, labels: { zone: 'b', gpu: 'none' }, draining: false, seq: 3, sentAtMs: Date.now(), liveness: 'suspect', lastSeenAgoMs: 3500, self: false
     }
   ]
+  /** Set by drain(); health() and this agent's own node view report it. */
+  draining = false
+  /** Options passed to drain(), in call order. */
+  readonly drainCalls: Array<{ deadlineMs?: number } | undefined> = []
   /** Called after each accepted submission, e.g. to script the job's life. */
   onSubmit?: (job: JobRecord) => void
   private counter = 0
@@ -92,7 +96,29 @@ export class FakeAgent implements AgentApi {
   }
 
   health (): { ok: boolean, peerId: string, peers: number, draining: boolean, uptimeMs: number } {
-    return { ok: true, peerId: FAKE_PEER, peers: this.nodeViews.length - 1, draining: false, uptimeMs: 1234 }
+    return { ok: true, peerId: FAKE_PEER, peers: this.nodeViews.length - 1, draining: this.draining, uptimeMs: 1234 }
+  }
+
+  /** The real agent's metric names, with values from the fake's state. */
+  async metrics (): Promise<{ contentType: string, body: string }> {
+    const byState = new Map<string, number>()
+    for (const job of this.jobs.values()) byState.set(job.state, (byState.get(job.state) ?? 0) + 1)
+    const lines = [
+      '# HELP bidmesh_jobs Jobs this agent owns, by state',
+      '# TYPE bidmesh_jobs gauge',
+      ...[...byState].map(([state, n]) => `bidmesh_jobs{state="${state}"} ${n}`),
+      '# HELP bidmesh_peers Connected mesh peers',
+      '# TYPE bidmesh_peers gauge',
+      `bidmesh_peers ${this.nodeViews.length - 1}`
+    ]
+    return { contentType: 'text/plain; version=0.0.4; charset=utf-8', body: lines.join('\n') + '\n' }
+  }
+
+  async drain (options?: { deadlineMs?: number }): Promise<void> {
+    this.drainCalls.push(options)
+    this.draining = true
+    for (const n of this.nodeViews) if (n.self) n.draining = true
+    this.notify()
   }
 
   // ---- test controls ----

@@ -42,6 +42,22 @@ describe('gossip', () => {
     }
   })
 
+  it('counts frames and bytes per topic, as the libp2p mesh does', async () => {
+    const { net, a, b } = three()
+    await a.publish(Topic.Capacity, advert('peer-a'))
+    await a.publish(Topic.Capacity, invalid) // sent, but never received
+    await net.settled()
+    const sent = a.gossipStats()[Topic.Capacity]
+    const received = b.gossipStats()[Topic.Capacity]
+    expect(sent).toMatchObject({ sent: 2, received: 0 })
+    expect(received).toMatchObject({ sent: 0, received: 1 })
+    expect(received.receivedBytes).toBeGreaterThan(0)
+    expect(sent.sentBytes).toBeGreaterThan(received.receivedBytes)
+    // a copy: callers cannot change the counters
+    a.gossipStats()[Topic.Capacity].sent = 99
+    expect(a.gossipStats()[Topic.Capacity].sent).toBe(2)
+  })
+
   it('is delivered asynchronously, in order', async () => {
     const { net, a, b } = three()
     const got = record(b, 'gossip:received')

@@ -340,7 +340,8 @@ export class Harness {
     node.running.clear()
   }
 
-  /** Delivers messages (and request timeouts) until none is in flight; the clock follows them. */
+  /** Delivers messages (and request timeouts) until none is in flight. The clock follows them,
+   *  so timers falling due on the way (ticks, executions) run too, in time order. */
   deliverAll (maxEvents = 100_000): void {
     let n = 0
     while (this.queue.hasNet()) {

@@ -17,7 +17,8 @@
 // surviving agent):
 //  (a) one accepted result per job: never two distinct (jobId, epoch) accepted, never both
 //      succeeded and failed;
-//  (b) no stale-epoch result accepted: an accepted result's epoch is the job's final epoch;
+//  (b) no stale-epoch result accepted: an accepted result's epoch is the job's final epoch
+//      (checked for jobs whose status is terminal);
 //  (c) no two executions of one job overlap longer than lease + grace (3 s + 2 s);
 //  (d) an accepted result is backed by an execution of that epoch.
 // It prints a summary (jobs, executions, executions per job, max overlap) and returns it.
@@ -70,7 +71,7 @@ export interface History {
   executions: Execution[]
   accepted: AcceptedResult[]
   events: JobEventLine[]
-  /** agents whose kept log was truncated (cluster.ts keeps the last 5000 lines) */
+  /** agents whose kept log may be truncated (cluster.ts keeps the last 5000 lines, netns.ts 50 000) */
   truncatedLogs: string[]
 }
 
@@ -179,7 +180,7 @@ export function buildHistory (agents: AgentProcess[], options: { watcher?: Conta
   for (const a of agents) {
     if (seen.has(a)) continue
     seen.add(a)
-    if (a.logs.length >= 5000) truncatedLogs.push(a.name)
+    if (a.logs.length === 5000 || a.logs.length >= 50_000) truncatedLogs.push(a.name) // the caps of cluster.ts and netns.ts
     const lastExitedEpoch = new Map<string, number>()
     for (const line of a.logs) {
       const l = parse(line)
@@ -294,8 +295,12 @@ export function checkHistory (agents: AgentProcess[], statuses: Iterable<StatusL
       violations.a.push(`job ${id}: ${distinct.size} distinct accepted results: ${[...distinct].map(([k, r]) => `${r.state}@epoch ${String(r.epoch)} (${[...sources.get(k)!].join('; ')})`).join(', ')}`)
     }
     if ((s.state === 'succeeded' || s.state === 'failed') && distinct.size === 0) warnings.push(`job ${id} is ${s.state} but no agent log holds its acceptance`)
+    const final = s.state === 'succeeded' || s.state === 'failed' || s.state === 'cancelled'
+    if (!final && distinct.size > 0) warnings.push(`job ${id} is ${s.state} in the status read, yet accepted in a log: the status was not final when read, or the job left a terminal state`)
     for (const r of distinct.values()) {
       if (r.epoch === undefined) { warnings.push(`job ${id}: accepted ${r.state} by ${r.agent} with no epoch in its log`); continue }
+      // (b) compares with the final status only: a status read while the job still ran says nothing.
+      if (!final) continue
       if (r.epoch !== s.epoch) violations.b.push(`job ${id}: ${r.agent} accepted ${r.state} of epoch ${r.epoch}, but the job's final epoch is ${s.epoch}`)
       if (r.state !== s.state) violations.b.push(`job ${id}: ${r.agent} accepted ${r.state} (epoch ${r.epoch}) but the final status is ${s.state}`)
       const backing = (execsOf.get(id) ?? []).filter(e => e.epoch === r.epoch)

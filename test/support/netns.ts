@@ -8,7 +8,7 @@
 //   netns bmchaos-N: bmcN-n 10.213.0.(10+N)/24, lo up
 //
 // Needs root, `ip` and `iptables` (scripts/setup.sh installs them). It never skips.
-import { execFileSync, spawn } from 'node:child_process'
+import { execFile, execFileSync, spawn } from 'node:child_process'
 import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -126,42 +126,64 @@ export function heal (nodes: NetNode[]): void {
   }
 }
 
-/** Can `from` open a TCP connection to `to:port` (checked from inside from's namespace)? */
-export function canConnect (from: NetNode, toIp: string, port: number): boolean {
-  try {
-    execFileSync('ip', ['netns', 'exec', from.ns, process.execPath, '-e',
-      `const s=require('net').connect({host:${JSON.stringify(toIp)},port:${port},timeout:800});s.on('connect',()=>process.exit(0));s.on('timeout',()=>process.exit(1));s.on('error',()=>process.exit(1))`], { stdio: 'ignore', timeout: 5000 })
-    return true
-  } catch { return false }
+/** Can `from` open a TCP connection to `to:port` (tried from inside from's namespace)? */
+export async function canConnect (from: NetNode, toIp: string, port: number): Promise<boolean> {
+  return await new Promise(resolve => {
+    execFile('ip', ['netns', 'exec', from.ns, process.execPath, '-e',
+      `const s=require('net').connect({host:${JSON.stringify(toIp)},port:${port},timeout:1000});s.on('connect',()=>process.exit(0));s.on('timeout',()=>process.exit(1));s.on('error',()=>process.exit(1))`],
+    { timeout: 10_000 }, err => resolve(err === null))
+  })
 }
 
 /** startAgentProcess (test/support/cluster.ts) with the agent run inside a namespace:
  *  `ip netns exec NS node bin/bidmesh.js agent --listen /ip4/IP/tcp/0 --api IP:0 ...`.
  *  `ip netns exec` execs the command, so the child pid is the agent's own and SIGKILL hits it. */
 export async function startAgentInNetns (node: NetNode, o: AgentProcessOptions, options: { timeoutMs?: number } = {}): Promise<AgentProcess> {
+  return await spawnAgentProcess(o, { ...options, netns: node })
+}
+
+/** A copy of startAgentProcess (test/support/cluster.ts) with three additions for the chaos
+ *  suite: an optional network namespace (`netns`), a child that is killed when the start fails
+ *  or times out (so no agent outlives a failed start), and logs kept up to 50 000 lines. */
+export async function spawnAgentProcess (o: AgentProcessOptions, options: { timeoutMs?: number, netns?: NetNode } = {}): Promise<AgentProcess> {
   const dataDir = o.dataDir ?? mkdtempSync(join(tmpdir(), `bidmesh-${o.name}-`))
-  const args = ['netns', 'exec', node.ns, process.execPath, BIN, 'agent', '--data-dir', dataDir, '--listen', `/ip4/${node.ip}/tcp/0`, '--api', `${node.ip}:0`]
+  const ip = options.netns?.ip ?? '127.0.0.1'
+  const args = [BIN, 'agent', '--data-dir', dataDir, '--listen', `/ip4/${ip}/tcp/0`, '--api', `${ip}:0`]
   if (o.cpus !== undefined) args.push('--cpus', String(o.cpus))
   if (o.memory !== undefined) args.push('--memory', o.memory)
   for (const [k, v] of Object.entries(o.labels ?? {})) args.push('--label', `${k}=${v}`)
   for (const b of o.bootstrap ?? []) args.push('--bootstrap', b)
   if (o.executor !== undefined) args.push('--executor', o.executor)
   args.push(...(o.extraArgs ?? []))
-  const proc = spawn('ip', args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, BIDMESH_LOG_LEVEL: process.env.BIDMESH_LOG_LEVEL ?? 'info', ...o.env } })
+  const env = { ...process.env, BIDMESH_LOG_LEVEL: process.env.BIDMESH_LOG_LEVEL ?? 'info', ...o.env }
+  const proc = options.netns !== undefined
+    ? spawn('ip', ['netns', 'exec', options.netns.ns, process.execPath, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env })
+    : spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env })
   const logs: string[] = []
-  createInterface({ input: proc.stderr! }).on('line', l => { logs.push(l); if (logs.length > 50_000) logs.shift() })
   const exited = new Promise<number | null>(res => proc.once('exit', code => res(code)))
-  const info = await new Promise<{ peerId: string, addrs: string[], api: string }>((res, rej) => {
-    let peerId = ''
-    const addrs: string[] = []
-    const timer = setTimeout(() => rej(new Error(`agent ${o.name} did not start in time; stderr:\n${logs.slice(-20).join('\n')}`)), options.timeoutMs ?? 45_000)
-    void exited.then(code => { clearTimeout(timer); rej(new Error(`agent ${o.name} exited with ${String(code)}; stderr:\n${logs.slice(-20).join('\n')}`)) })
-    createInterface({ input: proc.stdout! }).on('line', line => {
-      const [word, value] = line.split(' ')
-      if (word === 'bidmesh' && line.startsWith('bidmesh agent ')) peerId = line.slice('bidmesh agent '.length)
-      else if (word === 'listening') addrs.push(value)
-      else if (word === 'api') { clearTimeout(timer); res({ peerId, addrs, api: value }) }
+  try {
+    const info = await new Promise<{ peerId: string, addrs: string[], api: string }>((res, rej) => {
+      let peerId = ''
+      const addrs: string[] = []
+      const timer = setTimeout(() => rej(new Error(`agent ${o.name} did not start in ${options.timeoutMs ?? 45_000} ms; stderr:\n${logs.slice(-20).join('\n')}`)), options.timeoutMs ?? 45_000)
+      void exited.then(code => { clearTimeout(timer); rej(new Error(`agent ${o.name} exited with ${String(code)}; stderr:\n${logs.slice(-20).join('\n')}`)) })
+      createInterface({ input: proc.stderr! }).on('line', l => {
+        logs.push(l)
+        if (logs.length > 50_000) logs.shift()
+        // The CLI reports a fatal start-up error as one plain 'bidmesh: …' line; do not wait out the timeout.
+        if (l.startsWith('bidmesh: ')) { clearTimeout(timer); rej(new Error(`agent ${o.name} failed to start: ${l}`)) }
+      })
+      createInterface({ input: proc.stdout! }).on('line', line => {
+        const [word, value] = line.split(' ')
+        if (word === 'bidmesh' && line.startsWith('bidmesh agent ')) peerId = line.slice('bidmesh agent '.length)
+        else if (word === 'listening') addrs.push(value)
+        else if (word === 'api') { clearTimeout(timer); res({ peerId, addrs, api: value }) }
+      })
     })
-  })
-  return { name: o.name, ...info, dataDir, proc, logs, exited }
+    return { name: o.name, ...info, dataDir, proc, logs, exited }
+  } catch (err) {
+    proc.kill('SIGKILL')
+    await exited
+    throw err
+  }
 }

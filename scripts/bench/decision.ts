@@ -1,0 +1,323 @@
+// Decision throughput and latency: 5 agents (separate OS processes on loopback) with the
+// no-op executor, so what is measured is submit + auction + award, not containers.
+//
+// (a) throughput: several closed-loop HTTP submitters (each has one POST in flight, so at
+//     most SUBMITTERS are in flight) publish for warm-up + window, first all to one agent,
+//     then spread over all agents (each phase on a fresh cluster). Awards are counted from
+//     the jobs' `job:scheduled` events (award acknowledged by the winner; `attempt:started`
+//     when the winner's running report overtook the ack, see collect) whose atMs falls in
+//     the window: the agents' clocks, not the load generator's.
+// (b) latency: open-loop arrivals at a steady 50 jobs/s, round-robin over the agents;
+//     per job `job:scheduled`.atMs − createdAt, both stamped by the owning agent.
+import { type BenchAgent, IMAGE, startCluster, stopCluster } from './agents.ts'
+import { cpuSeconds, descendants, heading, jsonLine, loadAverage, mapLimit, request, round, sleep, summarize, type Summary, table, verdict } from './util.ts'
+
+export const DECISION_TARGETS = { jobsPerSec: 500, p50Ms: 10, p99Ms: 50 }
+export const ANCHORS = {
+  swarmP99SchedulingDelayMs: 400,
+  nomadC2MContainersPerSec: 1500
+}
+
+const AGENTS = 5
+/** Concurrent HTTP submitters (each keeps one POST in flight). */
+const SUBMITTERS = 10
+/** Agents offer far more than the jobs need: capacity never limits the auction rate. */
+const AGENT_CAPACITY = { cpus: 64, memory: '64g' }
+/** The smallest job Docker would accept; the no-op executor "runs" it in 0 ms. */
+const JOB = { image: IMAGE, command: ['true'], resources: { cpus: 0.01, memory: '8m' } }
+const STEADY_RATE = 50
+
+export interface DecisionOptions { quick: boolean }
+
+interface Submitted { id: string, via: BenchAgent, sentAtMs: number, answeredAtMs: number }
+
+interface JobTimes {
+  id: string
+  createdAtMs: number
+  awardedAtMs?: number
+  /** award acknowledged: job:scheduled, else attempt:started (see collect) */
+  scheduledAtMs?: number
+  /** no job:scheduled event: the running report stood in for the ack */
+  ackFromStarted?: boolean
+  state: string
+}
+
+/** Reads each job's status from the agent it was submitted to (its owner: a local read). */
+async function collect (jobs: Submitted[]): Promise<JobTimes[]> {
+  return await mapLimit(jobs, 8, async j => {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const r = await request(j.via.api, `/v1/jobs/${j.id}`)
+        if (r.status !== 200) throw new Error(`status ${r.status}: ${r.text.slice(0, 200)}`)
+        const s = r.body
+        const at = (type: string): number | undefined => s.events.find((e: any) => e.type === type)?.atMs
+        // Award acknowledged = the owner's `job:scheduled` event. The winner starts at once and
+        // its "running" report can overtake its award ack; the owner takes that report as the
+        // ack and records `attempt:started` without any `job:scheduled`, so that event stands in.
+        const scheduled = at('job:scheduled')
+        const started = at('attempt:started')
+        const ack = scheduled !== undefined && (started === undefined || scheduled <= started) ? scheduled : started
+        return { id: j.id, createdAtMs: Date.parse(s.createdAt), awardedAtMs: at('job:awarded'), scheduledAtMs: ack, ackFromStarted: scheduled === undefined && started !== undefined, state: s.state }
+      } catch (err) {
+        // Unreadable after several tries: counted as never awarded rather than failing the run.
+        if (attempt >= 3) { console.log(`   could not read job ${j.id}: ${String(err)}`); return { id: j.id, createdAtMs: j.sentAtMs, state: 'unreadable' } }
+        await sleep(500)
+      }
+    }
+  })
+}
+
+/** Collects, and once more after a pause for jobs not yet scheduled (slow tail). */
+async function collectSettled (jobs: Submitted[]): Promise<JobTimes[]> {
+  await sleep(2000)
+  const times = await collect(jobs)
+  const late = jobs.filter((_, i) => times[i].scheduledAtMs === undefined)
+  if (late.length > 0) {
+    await sleep(5000)
+    const again = await collect(late)
+    const byId = new Map(again.map(t => [t.id, t]))
+    for (let i = 0; i < times.length; i++) times[i] = byId.get(times[i].id) ?? times[i]
+  }
+  return times
+}
+
+export interface ThroughputResult {
+  from: 'one agent' | 'all agents'
+  submitters: number
+  windowSec: number
+  /** job:scheduled events inside the window, per second */
+  awardsPerSec: number
+  /** jobs the agents accepted (createdAt) inside the window, per second */
+  acceptedPerSec: number
+  /** slowest and fastest whole second of awards inside the window */
+  awardsPerSecMin: number
+  awardsPerSecMax: number
+  /** jobs accepted before the window closed but not yet awarded when it closed */
+  backlogAtEnd: number
+  /** jobs never awarded (checked ~7 s after the load stopped) */
+  neverAwarded: number
+  /** CPU all 5 agents used in the window, in cores (of 2 on the reference machine) */
+  agentCpuCoresBusy: number
+  /** agents' CPU time per award in the window: the machine-independent cost of one decision */
+  agentCpuMsPerAward: number
+  /** CPU the benchmark's own load generator used in the window, in cores */
+  loadGeneratorCpuCoresBusy: number
+  submitErrors: number
+  /** share of awards with no job:scheduled event, timed by attempt:started instead */
+  ackFromStartedShare: number
+  /** publish→award-acked under this (saturating) load, ms */
+  latencyUnderLoadMs: Summary
+  submitRoundTripMs: Summary
+  loadAvg: number[]
+}
+
+/** CPU seconds used so far by all agents (node processes and their children). */
+function agentsCpu (agents: BenchAgent[]): number {
+  let sum = 0
+  for (const a of agents) for (const pid of [a.pid, ...descendants(a.pid)]) { const c = cpuSeconds(pid); if (Number.isFinite(c)) sum += c }
+  return sum
+}
+
+/** Samples the agents' CPU at the window's start and end (timers, so the load keeps going). */
+function cpuOverWindow (agents: BenchAgent[], windowStart: number, windowEnd: number): Promise<{ agentCpuSec: number, benchCpuSec: number }> {
+  return new Promise(resolve => {
+    let a0 = 0
+    let b0 = 0
+    setTimeout(() => { a0 = agentsCpu(agents); const u = process.cpuUsage(); b0 = (u.user + u.system) / 1e6 }, Math.max(0, windowStart - Date.now()))
+    setTimeout(() => {
+      const u = process.cpuUsage()
+      resolve({ agentCpuSec: agentsCpu(agents) - a0, benchCpuSec: (u.user + u.system) / 1e6 - b0 })
+    }, Math.max(0, windowEnd - Date.now()))
+  })
+}
+
+async function throughputPhase (agents: BenchAgent[], targets: BenchAgent[], from: ThroughputResult['from'], warmupMs: number, windowMs: number): Promise<ThroughputResult> {
+  const submitted: Submitted[] = []
+  let errors = 0
+  const errorSamples: string[] = []
+  const start = Date.now()
+  const windowStart = start + warmupMs
+  const windowEnd = windowStart + windowMs
+  const cpu = cpuOverWindow(agents, windowStart, windowEnd)
+  await Promise.all(Array.from({ length: SUBMITTERS }, async (_, i) => {
+    const via = targets[i % targets.length]
+    while (Date.now() < windowEnd) {
+      const sentAtMs = Date.now()
+      try {
+        const r = await request(via.api, '/v1/jobs', { method: 'POST', body: JOB, timeoutMs: 30_000 })
+        if (r.status === 201) submitted.push({ id: r.body.id, via, sentAtMs, answeredAtMs: Date.now() })
+        else { errors++; if (errorSamples.length < 3) errorSamples.push(`${r.status} ${r.text.slice(0, 200)}`) }
+      } catch (err) {
+        errors++
+        if (errorSamples.length < 3) errorSamples.push(String(err))
+        await sleep(50)
+      }
+    }
+  }))
+  const loadAvg = loadAverage()
+  const { agentCpuSec, benchCpuSec } = await cpu
+  if (errorSamples.length > 0) console.log(`   submit errors (${errors}), e.g.: ${errorSamples.join(' | ')}`)
+  const times = await collectSettled(submitted)
+  const scheduled = times.map(t => t.scheduledAtMs).filter((x): x is number => x !== undefined)
+  const inWindow = scheduled.filter(x => x >= windowStart && x < windowEnd)
+  const perSecond = new Array<number>(Math.floor(windowMs / 1000)).fill(0)
+  for (const x of inWindow) { const b = Math.floor((x - windowStart) / 1000); if (b < perSecond.length) perSecond[b]++ }
+  const accepted = times.filter(t => t.createdAtMs >= windowStart && t.createdAtMs < windowEnd).length
+  const backlog = times.filter(t => t.createdAtMs < windowEnd && (t.scheduledAtMs === undefined || t.scheduledAtMs >= windowEnd)).length
+  const windowJobs = times.filter(t => t.createdAtMs >= windowStart && t.createdAtMs < windowEnd && t.scheduledAtMs !== undefined)
+  return {
+    from,
+    submitters: SUBMITTERS,
+    windowSec: windowMs / 1000,
+    awardsPerSec: round(inWindow.length / (windowMs / 1000), 1),
+    acceptedPerSec: round(accepted / (windowMs / 1000), 1),
+    awardsPerSecMin: perSecond.length > 0 ? Math.min(...perSecond) : NaN,
+    awardsPerSecMax: perSecond.length > 0 ? Math.max(...perSecond) : NaN,
+    backlogAtEnd: backlog,
+    neverAwarded: times.length - scheduled.length,
+    agentCpuCoresBusy: round(agentCpuSec / (windowMs / 1000), 2),
+    agentCpuMsPerAward: round(agentCpuSec * 1000 / Math.max(1, inWindow.length), 2),
+    loadGeneratorCpuCoresBusy: round(benchCpuSec / (windowMs / 1000), 2),
+    submitErrors: errors,
+    ackFromStartedShare: round(windowJobs.filter(t => t.ackFromStarted === true).length / Math.max(1, windowJobs.length), 2),
+    latencyUnderLoadMs: summarize(windowJobs.map(t => t.scheduledAtMs! - t.createdAtMs)),
+    submitRoundTripMs: summarize(submitted.filter(s => s.sentAtMs >= windowStart).map(s => s.answeredAtMs - s.sentAtMs)),
+    loadAvg
+  }
+}
+
+export interface LatencyResult {
+  targetRate: number
+  achievedRate: number
+  windowSec: number
+  /** createdAt → job:scheduled (award acknowledged), owner's clock */
+  publishToAwardAckedMs: Summary
+  /** share of jobs with no job:scheduled event, timed by attempt:started instead */
+  ackFromStartedShare: number
+  /** createdAt → job:awarded (owner decided), owner's clock */
+  publishToAwardedMs: Summary
+  /** client-side POST /v1/jobs round trip */
+  submitRoundTripMs: Summary
+  neverAwarded: number
+  submitErrors: number
+  /** CPU all 5 agents used in the window at this rate, in cores */
+  agentCpuCoresBusy: number
+  loadAvg: number[]
+}
+
+async function latencyPhase (agents: BenchAgent[], warmupMs: number, windowMs: number): Promise<LatencyResult> {
+  const intervalMs = 1000 / STEADY_RATE
+  const submitted: Submitted[] = []
+  const inflight = new Set<Promise<void>>()
+  let errors = 0
+  let skipped = 0
+  const start = Date.now() + 50
+  const windowStart = start + warmupMs
+  const windowEnd = windowStart + windowMs
+  const cpu = cpuOverWindow(agents, windowStart, windowEnd)
+  for (let k = 0; ; k++) {
+    const due = start + k * intervalMs
+    if (due >= windowEnd) break
+    const wait = due - Date.now()
+    if (wait > 0) await sleep(wait)
+    // Open loop: arrivals do not wait for answers; a bound keeps a stalled agent from
+    // piling up unbounded requests (counted, and reported, if it ever bites).
+    if (inflight.size >= 200) { skipped++; continue }
+    const via = agents[k % agents.length]
+    const sentAtMs = Date.now()
+    const p = request(via.api, '/v1/jobs', { method: 'POST', body: JOB, timeoutMs: 30_000 }).then(r => {
+      if (r.status === 201) submitted.push({ id: r.body.id, via, sentAtMs, answeredAtMs: Date.now() })
+      else errors++
+    }, () => { errors++ }).finally(() => inflight.delete(p))
+    inflight.add(p)
+  }
+  await Promise.all(inflight)
+  const loadAvg = loadAverage()
+  const { agentCpuSec } = await cpu
+  const times = await collectSettled(submitted)
+  const win = times.filter(t => t.createdAtMs >= windowStart && t.createdAtMs < windowEnd)
+  const ok = win.filter(t => t.scheduledAtMs !== undefined)
+  const sentInWindow = new Set(submitted.filter(s => s.sentAtMs >= windowStart).map(s => s.id))
+  return {
+    targetRate: STEADY_RATE,
+    achievedRate: round(win.length / (windowMs / 1000), 1),
+    windowSec: windowMs / 1000,
+    publishToAwardAckedMs: summarize(ok.map(t => t.scheduledAtMs! - t.createdAtMs)),
+    ackFromStartedShare: round(ok.filter(t => t.ackFromStarted === true).length / Math.max(1, ok.length), 2),
+    publishToAwardedMs: summarize(win.filter(t => t.awardedAtMs !== undefined).map(t => t.awardedAtMs! - t.createdAtMs)),
+    submitRoundTripMs: summarize(submitted.filter(s => sentInWindow.has(s.id)).map(s => s.answeredAtMs - s.sentAtMs)),
+    neverAwarded: win.length - ok.length,
+    submitErrors: errors + skipped,
+    agentCpuCoresBusy: round(agentCpuSec / (windowMs / 1000), 2),
+    loadAvg
+  }
+}
+
+async function withCluster<T> (label: string, fn: (agents: BenchAgent[]) => Promise<T>): Promise<T> {
+  const agents = await startCluster(AGENTS, { ...AGENT_CAPACITY, executor: 'noop' }, 'dec')
+  try {
+    // Warm up: JIT, connections, SQLite pages. Not measured.
+    await mapLimit(Array.from({ length: 100 }, (_, i) => agents[i % agents.length]), 10, async a => await request(a.api, '/v1/jobs', { method: 'POST', body: JOB, timeoutMs: 60_000 }).catch(() => undefined))
+    await sleep(1000)
+    console.log(`   ${label}: 5 agents up (pids ${agents.map(a => a.pid).join(' ')})`)
+    return await fn(agents)
+  } finally {
+    await stopCluster(agents)
+  }
+}
+
+export interface DecisionResult {
+  agents: number
+  executor: 'noop'
+  throughput: ThroughputResult[]
+  latency: LatencyResult
+  targets: typeof DECISION_TARGETS
+  anchors: typeof ANCHORS
+  met: { throughputOneAgent: boolean, throughputAllAgents: boolean, p50: boolean, p99: boolean }
+}
+
+export async function runDecision (o: DecisionOptions): Promise<DecisionResult> {
+  heading(`decision throughput and latency: ${AGENTS} agents (OS processes, loopback), no-op executor${o.quick ? ' [quick]' : ''}`)
+  const warmupMs = o.quick ? 2000 : 5000
+  const windowMs = o.quick ? 5000 : 20_000
+  console.log(`   throughput: ${SUBMITTERS} closed-loop HTTP submitters, ${warmupMs / 1000} s warm-up + ${windowMs / 1000} s window; latency: ${STEADY_RATE} jobs/s open loop`)
+
+  const throughput: ThroughputResult[] = []
+  throughput.push(await withCluster('throughput, published from one agent', async agents => await throughputPhase(agents, [agents[0]], 'one agent', warmupMs, windowMs)))
+  console.log(`   one agent:  ${throughput[0].awardsPerSec} awards/s (accepted ${throughput[0].acceptedPerSec}/s)`)
+  throughput.push(await withCluster('throughput, published from all agents', async agents => await throughputPhase(agents, agents, 'all agents', warmupMs, windowMs)))
+  console.log(`   all agents: ${throughput[1].awardsPerSec} awards/s (accepted ${throughput[1].acceptedPerSec}/s)`)
+  const latency = await withCluster(`latency at ${STEADY_RATE} jobs/s`, async agents => await latencyPhase(agents, o.quick ? 1000 : 3000, windowMs))
+
+  const [one, all] = throughput
+  const met = {
+    throughputOneAgent: one.awardsPerSec >= DECISION_TARGETS.jobsPerSec,
+    throughputAllAgents: all.awardsPerSec >= DECISION_TARGETS.jobsPerSec,
+    p50: latency.publishToAwardAckedMs.p50 <= DECISION_TARGETS.p50Ms,
+    p99: latency.publishToAwardAckedMs.p99 <= DECISION_TARGETS.p99Ms
+  }
+  console.log('\n   (a) awards per second (job:scheduled events in the window, agents\' clocks)')
+  console.log(table([
+    ['   published from', 'acks/s', 'accepted/s', 'min 1s', 'max 1s', 'backlog@end', 'never', 'agent CPU ms/award', 'cores busy', 'p50 ms', 'p99 ms', 'target', ''],
+    ...throughput.map(t => [`   ${t.from}`, t.awardsPerSec, t.acceptedPerSec, t.awardsPerSecMin, t.awardsPerSecMax, t.backlogAtEnd, t.neverAwarded, t.agentCpuMsPerAward, t.agentCpuCoresBusy,
+      t.latencyUnderLoadMs.p50, t.latencyUnderLoadMs.p99, `≥ ${DECISION_TARGETS.jobsPerSec}`, verdict(t.awardsPerSec >= DECISION_TARGETS.jobsPerSec)])
+  ]))
+  console.log(`   anchor: Nomad C2M ~${ANCHORS.nomadC2MContainersPerSec.toLocaleString('en')} containers/s (large cluster, containers started, not just placed)`)
+  const l = latency.publishToAwardAckedMs
+  console.log(`\n   (b) publish → award acknowledged at ${STEADY_RATE} jobs/s (achieved ${latency.achievedRate}/s, n=${l.n}, never awarded ${latency.neverAwarded}, submit errors ${latency.submitErrors}, agents' CPU ${latency.agentCpuCoresBusy} cores)`)
+  console.log(table([
+    ['   measure', 'p50', 'p90', 'p99', 'max', 'target'],
+    ['   createdAt → job:scheduled ms', l.p50, l.p90, l.p99, l.max, `p50 ≤ ${DECISION_TARGETS.p50Ms} ${verdict(met.p50)}, p99 ≤ ${DECISION_TARGETS.p99Ms} ${verdict(met.p99)}`],
+    ['   createdAt → job:awarded ms', latency.publishToAwardedMs.p50, latency.publishToAwardedMs.p90, latency.publishToAwardedMs.p99, latency.publishToAwardedMs.max, ''],
+    ['   client POST round trip ms', latency.submitRoundTripMs.p50, latency.submitRoundTripMs.p90, latency.submitRoundTripMs.p99, latency.submitRoundTripMs.max, '']
+  ]))
+  console.log(`   anchor: Docker Swarm's published p99 scheduling delay ${ANCHORS.swarmP99SchedulingDelayMs} ms`)
+  const shares = [...throughput.map(t => t.ackFromStartedShare), latency.ackFromStartedShare]
+  if (shares.some(x => x > 0)) {
+    console.log(`   note: ${shares.map(x => `${round(x * 100, 0)}%`).join(' / ')} (one agent / all agents / 50 jobs/s) of awards have no job:scheduled event: the winner's ` +
+      'running report overtook its award ack and the owner recorded attempt:started instead; that event is used as the ack time for those jobs')
+  }
+  const result: DecisionResult = { agents: AGENTS, executor: 'noop', throughput, latency, targets: DECISION_TARGETS, anchors: ANCHORS, met }
+  console.log(jsonLine({ benchmark: 'decision', quick: o.quick, ...result }))
+  return result
+}

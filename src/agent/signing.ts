@@ -1,0 +1,369 @@
+// Signed jobs and authorized publishers. Pure functions, no I/O and no clock.
+//
+// A job is signed once, by its publisher (the agent whose API accepted it), over a canonical
+// encoding of what an executor is asked to run: the job id, the spec, the publisher, the
+// creation time and a random nonce. The publisher's public key is the one embedded in its
+// Ed25519 peer id, so anyone can verify a job from its record alone, without a key directory.
+// An executor refuses a job whose signature does not verify or whose publisher is not on its
+// allowlist ('unauthorized publisher'), whoever sent the bid request or the award: a member
+// of the mesh that is not an authorized publisher cannot make others run containers.
+import { randomBytes } from 'node:crypto'
+import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
+import type { PrivateKey } from '@libp2p/interface'
+import { Packr } from 'msgpackr'
+import type { JobSpec } from '../protocol/job-spec.ts'
+
+/** Domain separation: a signature over a job can never be taken for one over anything else,
+ *  and a later format (…/2) can never be confused with this one. */
+export const JOB_SIGNATURE_DOMAIN = 'bidmesh/job/1'
+/** Ed25519 signatures are 64 bytes; base64url without padding, 86 characters. */
+export const JOB_SIGNATURE_BYTES = 64
+export const JOB_NONCE_BYTES = 16
+const MAX_FIELD_CHARS = 128
+
+/** What the signature covers. Everything an executor acts on is in it; the owner, epoch and
+ *  replicas are not (they change with retries and takeovers and are fenced by epochs). */
+export interface SignedJobFields {
+  id: string
+  spec: JobSpec
+  /** peer id (Ed25519) of the signer */
+  publisher: string
+  createdAtMs: number
+  /** random, base64url; makes every submission distinct even with equal id and time */
+  nonce: string
+}
+
+export class JobSigningError extends Error {
+  static readonly code = 'ERR_JOB_SIGNING'
+  readonly code = JobSigningError.code
+  constructor (readonly problem: 'key-type' | 'publisher-mismatch' | 'not-canonical' | 'async-key', message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.name = 'JobSigningError'
+  }
+}
+
+// ---- canonical encoding ------------------------------------------------------------------
+
+// Fixed settings: the canonical bytes must not change with a caller's Packr defaults.
+// Maps are msgpack maps written in the order given (we sort keys); floats are float64.
+const canonicalPackr = new Packr({ useRecords: false, moreTypes: false, variableMapSize: true, useFloat32: 0 })
+
+/** Plain data → a value whose msgpack encoding is canonical: object keys sorted by UTF-16
+ *  code unit, undefined-valued keys dropped (absent and undefined are the same field), -0 as 0.
+ *  Anything that has no single encoding (NaN, Infinity, undefined in an array, bigint,
+ *  functions, class instances) is refused. */
+function canonicalize (value: unknown, depth = 0): unknown {
+  if (depth > 32) throw new JobSigningError('not-canonical', 'value nested too deeply to sign')
+  if (value === null || typeof value === 'string' || typeof value === 'boolean') return value
+  if (typeof value === 'number') {
+    if (!Number.isFinite(value)) throw new JobSigningError('not-canonical', 'non-finite number cannot be signed')
+    return Object.is(value, -0) ? 0 : value
+  }
+  if (Array.isArray(value)) {
+    return value.map(v => {
+      if (v === undefined) throw new JobSigningError('not-canonical', 'undefined in an array cannot be signed')
+      return canonicalize(v, depth + 1)
+    })
+  }
+  if (typeof value === 'object' && (Object.getPrototypeOf(value) === Object.prototype || Object.getPrototypeOf(value) === null)) {
+    const keys = Object.keys(value).filter(k => (value as Record<string, unknown>)[k] !== undefined).sort()
+    return new Map(keys.map(k => [k, canonicalize((value as Record<string, unknown>)[k], depth + 1)]))
+  }
+  throw new JobSigningError('not-canonical', `a ${typeof value} cannot be signed`)
+}
+
+/** The exact bytes that are signed: msgpack of [domain, id, spec, publisher, createdAtMs, nonce]. */
+export function canonicalJobBytes (job: SignedJobFields): Uint8Array {
+  return canonicalPackr.pack(canonicalize([JOB_SIGNATURE_DOMAIN, job.id, job.spec, job.publisher, job.createdAtMs, job.nonce]))
+}
+
+// ---- sign and verify ---------------------------------------------------------------------
+
+/** Signs a job with the publisher's key. The publisher must be the key's own peer id: a job
+ *  signed "for" someone else would never verify, so that is a bug, reported at once. */
+export function signJob (privateKey: PrivateKey, job: SignedJobFields): Uint8Array {
+  if (privateKey.type !== 'Ed25519') throw new JobSigningError('key-type', `jobs are signed with Ed25519 keys, not ${privateKey.type}`)
+  const own = peerIdFromPrivateKey(privateKey).toString()
+  if (own !== job.publisher) throw new JobSigningError('publisher-mismatch', `publisher ${job.publisher} is not the signing key's peer id ${own}`)
+  const sig = privateKey.sign(canonicalJobBytes(job))
+  if (sig instanceof Promise) throw new JobSigningError('async-key', 'the signing key signs asynchronously; use a local Ed25519 key')
+  return sig
+}
+
+/**
+ * True when `signature` is the publisher's signature over exactly these fields. Never throws:
+ * a malformed peer id, a peer id without an embedded key (RSA), a non-Ed25519 key, a signature
+ * of the wrong size or encoding, or fields that cannot be encoded all verify as false.
+ */
+export function verifyJob (job: SignedJobFields, signature: Uint8Array | string): boolean {
+  try {
+    const sig = typeof signature === 'string' ? signatureFromString(signature) : signature
+    if (sig === undefined || sig.byteLength !== JOB_SIGNATURE_BYTES) return false
+    if (typeof job.publisher !== 'string' || job.publisher.length > MAX_FIELD_CHARS) return false
+    const publicKey = peerIdFromString(job.publisher).publicKey
+    if (publicKey === undefined || publicKey.type !== 'Ed25519') return false
+    const ok = publicKey.verify(canonicalJobBytes(job), sig)
+    // Ed25519 verifies synchronously in Node; a key that does not is not one we accept.
+    return ok === true
+  } catch {
+    return false
+  }
+}
+
+/** A fresh nonce: 16 random bytes, base64url. */
+export function newJobNonce (): string {
+  return randomBytes(JOB_NONCE_BYTES).toString('base64url')
+}
+
+/** Signatures travel and are stored as base64url text (JSON- and SQLite-safe). */
+export function signatureToString (sig: Uint8Array): string {
+  return Buffer.from(sig.buffer, sig.byteOffset, sig.byteLength).toString('base64url')
+}
+
+export function signatureFromString (text: string): Uint8Array | undefined {
+  if (text.length !== 86 || !/^[A-Za-z0-9_-]+$/.test(text)) return undefined
+  const bytes = Buffer.from(text, 'base64url')
+  return bytes.byteLength === JOB_SIGNATURE_BYTES ? Uint8Array.from(bytes) : undefined
+}
+
+// ---- authorization -----------------------------------------------------------------------
+
+/** Who may publish jobs this agent runs: anyone in the mesh, or the listed peer ids. */
+export type PublisherAllowlist = { any: true } | { peers: string[] }
+
+export function isAuthorizedPublisher (publisher: string, allowlist: PublisherAllowlist): boolean {
+  if ('any' in allowlist) return allowlist.any === true
+  return Array.isArray(allowlist.peers) && allowlist.peers.includes(publisher)
+}
+
+export class InvalidPublisherAllowlistError extends Error {
+  static readonly code = 'ERR_INVALID_PUBLISHER_ALLOWLIST'
+  readonly code = InvalidPublisherAllowlistError.code
+  constructor (readonly entry: string, options?: ErrorOptions) {
+    super(`not an Ed25519 peer id: ${entry}`, options)
+    this.name = 'InvalidPublisherAllowlistError'
+  }
+}
+
+/** Builds an allowlist from flag values: none or `*` → any; else each must be an Ed25519
+ *  peer id (one whose key is embedded, so its jobs can be verified). */
+export function parsePublisherAllowlist (values: readonly string[] | undefined): PublisherAllowlist {
+  if (values === undefined || values.length === 0 || (values.length === 1 && values[0] === '*')) return { any: true }
+  const peers: string[] = []
+  for (const raw of values) {
+    const v = raw.trim()
+    let ok = false
+    try { ok = peerIdFromString(v).publicKey?.type === 'Ed25519' } catch {}
+    if (!ok) throw new InvalidPublisherAllowlistError(raw)
+    peers.push(v)
+  }
+  return { peers: [...new Set(peers)] }
+}
+
+/** The refusal reason executors show (BidRefused / AwardDeclined), whatever the detail. */
+export const UNAUTHORIZED_PUBLISHER = 'unauthorized publisher'
+
+export type JobAuthorization =
+  | { ok: true }
+  | { ok: false, reason: typeof UNAUTHORIZED_PUBLISHER, detail: 'unsigned' | 'bad-signature' | 'not-allowed' }
+
+/** Everything an executor checks before bidding on or accepting a job: the job is signed, the
+ *  signature verifies against the publisher's own key, and the publisher is allowed. */
+export function authorizeJob (
+  job: Partial<SignedJobFields> & { id: string, spec: JobSpec, signature?: Uint8Array | string },
+  allowlist: PublisherAllowlist
+): JobAuthorization {
+  const { publisher, createdAtMs, nonce, signature } = job
+  if (publisher === undefined || createdAtMs === undefined || nonce === undefined || signature === undefined) {
+    return { ok: false, reason: UNAUTHORIZED_PUBLISHER, detail: 'unsigned' }
+  }
+  // Allowlist first: it is cheap, and an outsider's job is refused without crypto work.
+  if (!isAuthorizedPublisher(publisher, allowlist)) return { ok: false, reason: UNAUTHORIZED_PUBLISHER, detail: 'not-allowed' }
+  if (!verifyJob({ id: job.id, spec: job.spec, publisher, createdAtMs, nonce }, signature)) {
+    return { ok: false, reason: UNAUTHORIZED_PUBLISHER, detail: 'bad-signature' }
+  }
+  return { ok: true }
+}
+
+/** authorizeJob for a BidRequest or Award body (jobId instead of id). */
+export function authorizeJobMessage (
+  body: { jobId: string, spec: JobSpec, publisher?: string, createdAtMs?: number, nonce?: string, signature?: string | Uint8Array },
+  allowlist: PublisherAllowlist
+): JobAuthorization {
+  return authorizeJob({
+    id: body.jobId,
+    spec: body.spec,
+    ...(body.publisher !== undefined ? { publisher: body.publisher } : {}),
+    ...(body.createdAtMs !== undefined ? { createdAtMs: body.createdAtMs } : {}),
+    ...(body.nonce !== undefined ? { nonce: body.nonce } : {}),
+    ...(body.signature !== undefined ? { signature: body.signature } : {})
+  }, allowlist)
+}
+
+// ---- replay guard ------------------------------------------------------------------------
+
+export type ReplayVerdict =
+  | { ok: true }
+  | { ok: false, reason: 'replayed' | 'expired' | 'future' | 'full' | 'malformed' }
+
+export interface ReplayGuard {
+  /** Admits a (jobId, nonce) once, if created within the window; remembers it when admitted. */
+  admit (entry: { jobId: string, nonce: string, createdAtMs: number }, nowMs: number): ReplayVerdict
+  /** For executors, where one job legitimately arrives again (a retry, a takeover) with a
+   *  higher epoch: admits (jobId, nonce, epoch) only when epoch is above every epoch admitted
+   *  for that (jobId, nonce) before, within the same window. A replayed or stale award is
+   *  'replayed'. Epochs are kept apart from admit()'s entries. */
+  admitEpoch (entry: { jobId: string, nonce: string, createdAtMs: number, epoch: number }, nowMs: number): ReplayVerdict
+  /** True when a job created at createdAtMs is inside the window now (no state kept). */
+  isFresh (createdAtMs: number, nowMs: number): boolean
+  /** Entries remembered now. */
+  size (): number
+}
+
+export interface ReplayGuardInit {
+  /** A job created more than windowMs before now is refused; so only this long needs remembering. */
+  windowMs: number
+  /** Hard bound on memory. When full of unexpired entries, new ones are refused ('full'):
+   *  forgetting one early would let it be replayed. */
+  maxEntries: number
+  /** Tolerated clock skew into the future. Default min(windowMs, 60 s). A job dated further
+   *  ahead would stay admissible past its window. */
+  maxFutureSkewMs?: number
+}
+
+/** Refuses a (jobId, nonce) seen before and any job created outside [now − window, now + skew].
+ *  Clock-free (the caller passes nowMs), O(log n) per call, memory ≤ maxEntries. */
+export function createReplayGuard (init: ReplayGuardInit): ReplayGuard {
+  if (!(init.windowMs > 0) || !Number.isInteger(init.maxEntries) || init.maxEntries <= 0) {
+    throw new RangeError('createReplayGuard: windowMs must be > 0 and maxEntries a positive integer')
+  }
+  const skew = init.maxFutureSkewMs ?? Math.min(init.windowMs, 60_000)
+  const seen = new Map<string, number>()
+  /** highest epoch admitted per admitEpoch key (its expiry is tracked in `seen`) */
+  const epochs = new Map<string, number>()
+  // min-heap of [createdAtMs, key]: the oldest entry is the next to expire
+  const heap: Array<[number, string]> = []
+
+  const push = (item: [number, string]): void => {
+    heap.push(item)
+    let i = heap.length - 1
+    while (i > 0) {
+      const parent = (i - 1) >> 1
+      if (heap[parent][0] <= heap[i][0]) break
+      ;[heap[parent], heap[i]] = [heap[i], heap[parent]]
+      i = parent
+    }
+  }
+  const pop = (): void => {
+    const last = heap.pop()!
+    if (heap.length === 0) return
+    heap[0] = last
+    let i = 0
+    for (;;) {
+      const l = 2 * i + 1
+      const r = l + 1
+      let m = i
+      if (l < heap.length && heap[l][0] < heap[m][0]) m = l
+      if (r < heap.length && heap[r][0] < heap[m][0]) m = r
+      if (m === i) break
+      ;[heap[m], heap[i]] = [heap[i], heap[m]]
+      i = m
+    }
+  }
+  const expire = (cutoff: number): void => {
+    while (heap.length > 0 && heap[0][0] < cutoff) {
+      seen.delete(heap[0][1])
+      epochs.delete(heap[0][1])
+      pop()
+    }
+  }
+
+  /** Common checks; returns the key, or a refusal. The length prefix keeps ("ab", "c") and
+   *  ("a", "bc") apart. */
+  const prepare = (space: 'n' | 'e', jobId: string, nonce: string, createdAtMs: number, nowMs: number): string | ReplayVerdict => {
+    if (typeof jobId !== 'string' || typeof nonce !== 'string' || jobId.length === 0 || nonce.length === 0 ||
+      jobId.length > MAX_FIELD_CHARS || nonce.length > MAX_FIELD_CHARS || !Number.isFinite(createdAtMs) || !Number.isFinite(nowMs)) {
+      return { ok: false, reason: 'malformed' }
+    }
+    const cutoff = nowMs - init.windowMs
+    if (createdAtMs < cutoff) return { ok: false, reason: 'expired' }
+    if (createdAtMs > nowMs + skew) return { ok: false, reason: 'future' }
+    expire(cutoff)
+    return `${space}${jobId.length}:${jobId}/${nonce}`
+  }
+
+  return {
+    admit ({ jobId, nonce, createdAtMs }, nowMs) {
+      const key = prepare('n', jobId, nonce, createdAtMs, nowMs)
+      if (typeof key !== 'string') return key
+      if (seen.has(key)) return { ok: false, reason: 'replayed' }
+      if (seen.size >= init.maxEntries) return { ok: false, reason: 'full' }
+      seen.set(key, createdAtMs)
+      push([createdAtMs, key])
+      return { ok: true }
+    },
+    admitEpoch ({ jobId, nonce, createdAtMs, epoch }, nowMs) {
+      if (!Number.isInteger(epoch) || epoch < 0) return { ok: false, reason: 'malformed' }
+      const key = prepare('e', jobId, nonce, createdAtMs, nowMs)
+      if (typeof key !== 'string') return key
+      const last = epochs.get(key)
+      if (last !== undefined && epoch <= last) return { ok: false, reason: 'replayed' }
+      if (last === undefined) {
+        if (seen.size >= init.maxEntries) return { ok: false, reason: 'full' }
+        seen.set(key, createdAtMs)
+        push([createdAtMs, key])
+      }
+      epochs.set(key, epoch)
+      return { ok: true }
+    },
+    isFresh: (createdAtMs, nowMs) => Number.isFinite(createdAtMs) && createdAtMs >= nowMs - init.windowMs && createdAtMs <= nowMs + skew,
+    size: () => seen.size
+  }
+}
+
+// ---- the executor's screen ------------------------------------------------------------------
+
+/** Recommended executor replay window: a signed job can be run (first attempt, retries,
+ *  takeovers) for a week after it was published; the owner should fail a job still pending
+ *  by then, since no executor will take it. maxEntries bounds memory (~150 B each). */
+export const EXECUTOR_REPLAY_DEFAULTS = { windowMs: 7 * 24 * 3600 * 1000, maxEntries: 100_000 } as const
+
+export type ScreenVerdict =
+  | { ok: true }
+  | { ok: false, reason: typeof UNAUTHORIZED_PUBLISHER | 'expired job' | 'replayed award' | 'replay guard full', detail?: string }
+
+/**
+ * What an executor checks before bidding (kind 'bid') or accepting an award (kind 'award'):
+ * the job is signed by an allowed publisher (else 'unauthorized publisher'), it is within
+ * the replay window, and (awards only) its epoch is above every epoch this executor accepted
+ * for it before. Bid requests keep no state: only an award commits the executor to run.
+ */
+export function screenJobMessage (
+  kind: 'bid' | 'award',
+  body: { jobId: string, epoch: number, spec: JobSpec, publisher?: string, createdAtMs?: number, nonce?: string, signature?: string | Uint8Array },
+  policy: { allowlist: PublisherAllowlist, guard?: ReplayGuard },
+  nowMs: number
+): ScreenVerdict {
+  const auth = authorizeJobMessage(body, policy.allowlist)
+  if (!auth.ok) return { ok: false, reason: auth.reason, detail: auth.detail }
+  const guard = policy.guard
+  if (guard === undefined) return { ok: true }
+  // Signed, so these are present (authorizeJob refuses an unsigned job).
+  const createdAtMs = body.createdAtMs!
+  if (kind === 'bid') return guard.isFresh(createdAtMs, nowMs) ? { ok: true } : { ok: false, reason: 'expired job' }
+  const v = guard.admitEpoch({ jobId: body.jobId, nonce: body.nonce!, createdAtMs, epoch: body.epoch }, nowMs)
+  if (v.ok) return v
+  switch (v.reason) {
+    case 'replayed': return { ok: false, reason: 'replayed award' }
+    case 'full': return { ok: false, reason: 'replay guard full' }
+    default: return { ok: false, reason: 'expired job', detail: v.reason }
+  }
+}
+
+/** The signed fields of a job record, to copy into its BidRequest and Award bodies (empty
+ *  for an unsigned record, which executors then refuse as 'unauthorized publisher'). */
+export function jobEnvelope (job: { publisher: string, createdAtMs: number, nonce?: string, signature?: string }):
+{ publisher: string, createdAtMs: number, nonce: string, signature: string } | Record<string, never> {
+  if (job.nonce === undefined || job.signature === undefined) return {}
+  return { publisher: job.publisher, createdAtMs: job.createdAtMs, nonce: job.nonce, signature: job.signature }
+}
