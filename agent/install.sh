@@ -109,8 +109,9 @@ install_code() {
   rm -rf "$stage"
   mkdir -p "$stage"
   log "copying bidmesh from $source_dir to $prefix"
-  tar -C "$source_dir" -c --exclude='*.test.ts' package.json package-lock.json bin src agent \
-    $(cd "$source_dir" && ls -d README.md LICENSE docs 2>/dev/null) | tar -C "$stage" -x
+  local parts=(package.json package-lock.json bin src agent) extra
+  for extra in README.md LICENSE docs; do [ -e "$source_dir/$extra" ] && parts+=("$extra"); done
+  tar -C "$source_dir" -c --exclude='*.test.ts' "${parts[@]}" | tar -C "$stage" -x
   if [ "$local_modules" = 1 ]; then
     [ -d "$source_dir/node_modules" ] || die "--local-modules: $source_dir/node_modules does not exist"
     log "copying node_modules from the checkout"

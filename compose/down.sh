@@ -8,6 +8,7 @@
 # Job containers the agents leave behind (a stop can race a job's own cleanup) are removed
 # too: only those labelled with the peer id of one of this project's agents, so another mesh
 # on the same engine is never touched.
+# shellcheck source=compose/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 volumes=0 purge=0
@@ -37,6 +38,7 @@ compose "${args[@]}"
 
 for id in "${peers[@]}"; do
   left=$(docker ps -aq --filter label=bidmesh.managed=true --filter "label=bidmesh.node=$id")
+  # shellcheck disable=SC2086 # one id per word
   [ -z "$left" ] || docker rm -f $left >/dev/null
 done
 

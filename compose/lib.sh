@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034
 # Shared by up.sh, down.sh and publish.sh (sourced, not run). Picks the Compose command,
 # the project name and the image, and runs Compose from this directory so .env is found.
 set -euo pipefail

@@ -10,6 +10,7 @@
 #
 # Without -d it waits, streams the job's output and exits with the job's exit code, like
 # `docker run`. The image name refers to the host's engine, where the job will run.
+# shellcheck source=compose/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 index=0

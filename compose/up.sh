@@ -10,6 +10,7 @@
 # compose/.env with its peer id. Re-running with another N scales up or down.
 # Environment: COMPOSE_PROJECT_NAME (bidmesh), SEED_API_PORT (7700, on 127.0.0.1),
 # AGENT_CPUS (1) and AGENT_MEMORY (1g) per agent, BIDMESH_IMAGE, COMPOSE, UP_TIMEOUT (120 s).
+# shellcheck source=compose/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 agents=${AGENTS:-2} wait=1 rebuild=0

@@ -350,7 +350,16 @@ function reportError (err: unknown, io: CliIo): number {
     }
     return 1
   }
-  if ((err as { code?: unknown } | null)?.code === 'ERR_AGENT_CONFIG') {
+  const code = (err as { code?: unknown } | null)?.code
+  if (code === 'ERR_SWARM_KEY_REQUIRED') {
+    line(`bidmesh agent: ${(err as Error).message}`)
+    return EXIT_USAGE
+  }
+  if (code === 'ERR_SWARM_KEY_EXISTS') {
+    line(`bidmesh keygen: ${(err as Error).message}`)
+    return 1
+  }
+  if (code === 'ERR_AGENT_CONFIG') {
     // A bad `bidmesh agent` flag value that only the agent's setup could judge.
     line(`bidmesh agent: ${(err as Error).message}`)
     return EXIT_USAGE
@@ -410,9 +419,23 @@ export async function runCli (argv: string[], ioOverrides: Partial<CliIo> = {}):
     .option('--memory <size>', 'memory to offer (default: all, less a reserve)', sizeArg)
     .option('--label <key=value>', 'node label, repeatable', keyValue)
     .addOption(new Option('--executor <kind>', 'how jobs run').choices(EXECUTORS))
+    .option('--swarm-key <file>', 'join only the private mesh holding this key (see `bidmesh keygen`)')
+    .option('--require-private', 'refuse to start without a valid swarm key')
+    .option('--publisher <peerId>', 'run only jobs signed by this peer, repeatable (default: any member)', collect)
+    .option('--allow-network', 'jobs may ask for the bridge network (default: refused)')
+    .option('--allow-host-path <dir>', 'a host directory jobs may mount read-only, repeatable', collect)
+    .option('--api-token-file <file>', 'require `Authorization: Bearer <token>` on the HTTP API')
+    .option('--insecure-api', 'serve the API beyond loopback without a token (explicit choice)')
     .action(async (opts) => {
       const envDir = io.env.BIDMESH_DATA_DIR
-      const options: AgentCliOptions = {
+      const options: AgentCliOptions & import('./run-agent.ts').AgentSecurityOptions = {
+        ...(opts.swarmKey !== undefined ? { swarmKey: opts.swarmKey } : {}),
+        ...(opts.requirePrivate === true ? { requirePrivate: true } : {}),
+        ...(opts.publisher !== undefined ? { publishers: opts.publisher } : {}),
+        ...(opts.allowNetwork === true ? { allowNetwork: true } : {}),
+        ...(opts.allowHostPath !== undefined ? { allowHostPaths: opts.allowHostPath } : {}),
+        ...(opts.apiTokenFile !== undefined ? { apiTokenFile: opts.apiTokenFile } : {}),
+        ...(opts.insecureApi === true ? { insecureApi: true } : {}),
         dataDir: opts.dataDir ?? (envDir !== undefined && envDir !== '' ? envDir : '/var/lib/bidmesh'),
         listen: opts.listen ?? [DEFAULT_LISTEN],
         api: opts.api,
@@ -427,6 +450,15 @@ export async function runCli (argv: string[], ioOverrides: Partial<CliIo> = {}):
       // Lazy: client commands must not load libp2p or Docker.
       const { runAgentCommand: runAgent } = await import('./run-agent.ts')
       await runAgent(options)
+    })
+
+  program.command('keygen')
+    .description('create a swarm key for a private mesh (give it to every agent with --swarm-key)')
+    .requiredOption('-o, --out <file>', 'where to write the key (mode 0600; never overwritten)')
+    .action(async (o) => {
+      const { runKeygen } = await import('./keygen.ts')
+      const r = await runKeygen({ out: o.out })
+      io.stdout.write(`${r.path}\n`)
     })
 
   program.command('run')

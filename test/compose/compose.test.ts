@@ -227,11 +227,22 @@ describe('compose demo: offline image, publish from any agent, scale up and down
       ids.push(id)
       submitted.add(id)
     }
+    const before = await aliveNodes()
     must('compose/up.sh 2', await run('bash', ['compose/up.sh', '2', '--no-wait'], { env: env(), timeoutMs: 180_000 }))
     const ps = await run('docker', ['ps', '-q', '--filter', `label=com.docker.compose.project=${PROJECT}`, '--filter', 'label=com.docker.compose.service=agent'])
     expect(ps.stdout.split('\n').filter(Boolean)).toHaveLength(2)
     // Every job of the whole suite ends succeeded: none lost with the removed agent.
-    await waitSucceeded(submitted, 150_000)
-    await waitAlive(3, 60_000)
+    const jobs = await waitSucceeded(submitted, 150_000)
+    const after = await waitAlive(3, 60_000)
+    const removed = before.filter(p => !after.includes(p))
+    expect(removed).toHaveLength(1)
+    // For the record: how the removed agent's work moved (owned jobs taken over by a replica
+    // have a term above 0; attempts it ran or handed back show up among the attempts).
+    console.log('scale-down:', JSON.stringify({
+      removed: removed[0],
+      jobs: jobs.length,
+      takenOver: jobs.filter(j => j.publisher === removed[0] && j.term > 0).length,
+      ranThere: jobs.filter(j => j.attempts.some((a: { node: string }) => a.node === removed[0])).length
+    }))
   }, 400_000)
 })
