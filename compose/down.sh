@@ -3,7 +3,7 @@
 #
 #   compose/down.sh          keep the seed's data volume (its job history)
 #   compose/down.sh -v       also remove the volume
-#   compose/down.sh --purge  also remove the volume, compose/seed.key and compose/.env
+#   compose/down.sh --purge  also remove the volume, compose/seed.key, api.token and .env
 #
 # Job containers the agents leave behind (a stop can race a job's own cleanup) are removed
 # too: only those labelled with the peer id of one of this project's agents, so another mesh
@@ -43,7 +43,7 @@ for id in "${peers[@]}"; do
 done
 
 if [ "$purge" = 1 ]; then
-  rm -f "$compose_dir/seed.key" "$compose_dir/.env"
-  log "removed compose/seed.key and compose/.env"
+  rm -f "$compose_dir/seed.key" "$compose_dir/api.token" "$compose_dir/.env"
+  log "removed compose/seed.key, compose/api.token and compose/.env"
 fi
 log "project $COMPOSE_PROJECT_NAME is down"

@@ -26,7 +26,8 @@ compose() {
   (cd "$compose_dir" && "${compose_cmd[@]}" -f docker-compose.yml "$@")
 }
 
-# The peer id of the seed's identity, from .env (written by up.sh).
-seed_peer_id() {
-  [ -f "$compose_dir/.env" ] && sed -n 's/^SEED_PEER_ID=//p' "$compose_dir/.env" | tail -1
+# A value from .env (written by up.sh), e.g. SEED_PEER_ID.
+env_value() {
+  [ -f "$compose_dir/.env" ] && sed -n "s/^$1=//p" "$compose_dir/.env" | tail -1
 }
+seed_peer_id() { env_value SEED_PEER_ID; }

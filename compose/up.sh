@@ -6,8 +6,8 @@
 #   compose/up.sh --rebuild  rebuild the agent image first
 #
 # First run: builds bidmesh/agent:local offline (scripts/build-agent-image.sh) when missing,
-# creates the seed's identity compose/seed.key with the project's own key code and writes
-# compose/.env with its peer id. Re-running with another N scales up or down.
+# creates the seed's identity compose/seed.key with the project's own key code, the API token
+# compose/api.token, and compose/.env with both. Re-running with another N scales up or down.
 # Environment: COMPOSE_PROJECT_NAME (bidmesh), SEED_API_PORT (7700, on 127.0.0.1),
 # AGENT_CPUS (1) and AGENT_MEMORY (1g) per agent, BIDMESH_IMAGE, COMPOSE, UP_TIMEOUT (120 s).
 # shellcheck source=compose/lib.sh
@@ -62,8 +62,20 @@ if [ ! -f "$compose_dir/seed.key" ]; then
   install -m 0600 "$key_dir/peer.key" "$compose_dir/seed.key"
   log "created the seed identity compose/seed.key ($peer_id)"
 fi
-printf '# Written by compose/up.sh: the peer id of compose/seed.key.\nSEED_PEER_ID=%s\n' "$peer_id" > "$compose_dir/.env"
 export SEED_PEER_ID=$peer_id
+
+# -- the API token ----------------------------------------------------------------------------
+# The seed's API listens beyond loopback (the host reaches it through a published port), so
+# it requires a bearer token. Random, made once, private to this user.
+if [ ! -s "$compose_dir/api.token" ]; then
+  (umask 077; od -An -N32 -tx1 /dev/urandom | tr -d ' \n' > "$compose_dir/api.token")
+  log "created the API token compose/api.token"
+fi
+BIDMESH_TOKEN=$(cat "$compose_dir/api.token")
+export BIDMESH_TOKEN
+(umask 077; printf '# Written by compose/up.sh: the peer id of compose/seed.key and the API token.\nSEED_PEER_ID=%s\nBIDMESH_TOKEN=%s\n' \
+  "$peer_id" "$BIDMESH_TOKEN" > "$compose_dir/.env")
+chmod 0600 "$compose_dir/.env"   # an older .env kept its mode; it holds the token now
 
 # -- up -----------------------------------------------------------------------------------------
 log "starting project $COMPOSE_PROJECT_NAME: seed + $agents agent(s)"
@@ -74,7 +86,7 @@ if [ "$wait" = 1 ]; then
   # Asked inside the seed, so the host needs neither curl nor node.
   want=$((agents + 1)) timeout_s=${UP_TIMEOUT:-120}
   log "waiting up to ${timeout_s} s for the seed to see $want alive agents"
-  count_script="require('http').get('http://127.0.0.1:7700/v1/nodes', r => { let s = ''; r.on('data', d => { s += d }).on('end', () => { try { console.log(JSON.parse(s).nodes.filter(n => n.liveness === 'alive').length) } catch { console.log(0) } }) }).on('error', () => console.log(0))"
+  count_script="require('http').get('http://127.0.0.1:7700/v1/nodes', { headers: { authorization: 'Bearer ' + process.env.BIDMESH_TOKEN } }, r => { let s = ''; r.on('data', d => { s += d }).on('end', () => { try { console.log(JSON.parse(s).nodes.filter(n => n.liveness === 'alive').length) } catch { console.log(0) } }) }).on('error', () => console.log(0))"
   alive=0 deadline=$((SECONDS + timeout_s))
   while [ "$SECONDS" -lt "$deadline" ]; do
     alive=$(compose exec -T seed node -e "$count_script" 2>/dev/null | tr -dc '0-9' || true)
@@ -86,7 +98,8 @@ if [ "$wait" = 1 ]; then
 fi
 
 cat >&2 <<MSG
-[bidmesh compose] seed API: http://127.0.0.1:$api_port  (BIDMESH_API=http://127.0.0.1:$api_port bin/bidmesh.js nodes)
+[bidmesh compose] seed API: http://127.0.0.1:$api_port, token in compose/api.token:
+[bidmesh compose]   export BIDMESH_API=http://127.0.0.1:$api_port BIDMESH_TOKEN=\$(cat compose/api.token); bin/bidmesh.js nodes
 [bidmesh compose] publish from agent i (0 = seed): compose/publish.sh i -- --memory 64m bidmesh/busybox:latest echo hello
 [bidmesh compose] scale: compose/up.sh N      stop: compose/down.sh [-v]
 MSG

@@ -135,12 +135,12 @@ version=$("$node_bin" -p 'require("./package.json").version')
 log "importing $image ($(du -sh "$root" | cut -f1))"
 tar -C "$root" --numeric-owner --owner=0 --group=0 -c . | docker import \
   -c 'ENTRYPOINT ["/usr/local/bin/node","/app/bin/bidmesh.js"]' \
-  -c 'CMD ["agent","--data-dir","/var/lib/bidmesh","--listen","/ip4/0.0.0.0/tcp/7701","--api","0.0.0.0:7700"]' \
+  -c 'CMD ["agent","--data-dir","/var/lib/bidmesh","--listen","/ip4/0.0.0.0/tcp/7701","--api","127.0.0.1:7700"]' \
   -c 'WORKDIR /app' \
   -c 'ENV NODE_ENV=production' \
   -c 'ENV PATH=/usr/local/bin:/usr/bin:/bin' \
   -c 'ENV BIDMESH_DATA_DIR=/var/lib/bidmesh' \
-  -c 'EXPOSE 7700 7701' \
+  -c 'EXPOSE 7701' \
   -c "LABEL org.opencontainers.image.title=bidmesh-agent org.opencontainers.image.version=$version" \
   -m "bidmesh agent $version, assembled offline by scripts/build-agent-image.sh" \
   - "$image" >/dev/null

@@ -5,10 +5,11 @@
 //
 // Defaults are read from a schema `default` when there is one, else from the "Default X."
 // sentence of the field's description (where job-spec.ts states them from JOB_DEFAULTS).
+import { pathToFileURL } from 'node:url'
 import { JOB_DEFAULTS, JOB_LIMITS } from '../src/protocol/limits.ts'
 import { jobSpecJsonSchema } from '../src/protocol/job-spec.ts'
 
-interface Schema {
+export interface Schema {
   type?: string | string[]
   description?: string
   properties?: Record<string, Schema>
@@ -117,20 +118,28 @@ function rows (s: Schema, prefix = ''): Row[] {
     const path = `${prefix}${name}`
     const { description, default: def } = describe(field)
     const nested = field.type === 'object' && field.properties !== undefined
+    // A list of objects (e.g. mounts) gets a row per item field: `list[].field`.
+    const items = field.type === 'array' && field.items?.properties !== undefined ? field.items : undefined
+    const limits = nested
+      ? (field.additionalProperties === false ? 'no other keys' : '')
+      : items !== undefined
+        ? limitsOf({ ...field, items: undefined }).join('; ')
+        : limitsOf(field).join('; ')
     out.push({
       path,
-      type: nested ? 'object' : typeOf(field),
+      type: nested ? 'object' : items !== undefined ? 'array of object' : typeOf(field),
       required: required.has(name),
       default: def,
-      limits: nested ? (field.additionalProperties === false ? 'no other keys' : '') : limitsOf(field).join('; '),
+      limits,
       description: description !== '' ? description : (nested ? `See the ${code(path + '.*')} rows.` : '')
     })
     if (nested) out.push(...rows(field, `${path}.`))
+    if (items !== undefined) out.push(...rows(items, `${path}[].`))
   }
   return out
 }
 
-function render (schema: Schema): string {
+export function renderSpecDocs (schema: Schema): string {
   const lines: string[] = []
   const push = (...l: string[]): void => { lines.push(...l) }
   push(
@@ -195,4 +204,7 @@ function render (schema: Schema): string {
   return lines.join('\n')
 }
 
-process.stdout.write(render(jobSpecJsonSchema() as Schema))
+// Run as a script (not when imported, e.g. by a test of the rendering).
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  process.stdout.write(renderSpecDocs(jobSpecJsonSchema() as Schema))
+}

@@ -10,7 +10,7 @@
 import { type BenchAgent, IMAGE, startCluster, stopCluster } from './agents.ts'
 import { cleanup } from './cleanup.ts'
 import { DOCKER_RUN_ARGS, dockerRun, dockerRunBatch, ensureSwarm, removeAgentContainers, removeRunContainers, removeRunServices, swarmJob } from './docker.ts'
-import { heading, jsonLine, loadAverage, mapLimit, ratio, request, round, sleep, summarize, type Summary, table, verdict } from './util.ts'
+import { heading, jsonLine, loadAverage, mapLimit, percentile, ratio, request, round, sleep, summarize, type Summary, table, verdict } from './util.ts'
 
 export const E2E_TARGETS = {
   latencyVsDirect: 1.15,
@@ -44,12 +44,35 @@ async function waitTerminal (via: BenchAgent, id: string, pollMs: number, timeou
 }
 
 /** One job: from just before POST (client) to the owner's terminal event (agent), ms. */
-async function bidmeshOne (via: BenchAgent): Promise<{ ms: number, state: string }> {
+async function bidmeshOne (via: BenchAgent): Promise<{ ms: number, state: string, phases: Phases }> {
   const t0 = Date.now()
   const r = await request(via.api, '/v1/jobs', { method: 'POST', body: SPEC, timeoutMs: SUBMIT_TIMEOUT_MS })
   if (r.status !== 201) throw new Error(`submit failed: ${r.status} ${r.text.slice(0, 300)}`)
   const s = await waitTerminal(via, r.body.id, 10)
-  return { ms: terminalAt(s) - t0, state: s.state }
+  return { ms: terminalAt(s) - t0, state: s.state, phases: phasesOf(s, t0) }
+}
+
+/** Where one job's time went, from its status (all stamps on the same host clock). */
+interface Phases {
+  /** client POST → owner's createdAt */
+  submit: number
+  /** createdAt → job:awarded: the auction */
+  auction: number
+  /** job:awarded → container started: award round trip, executor preparation, create, start */
+  awardToStart: number
+  /** container started → executor saw it exit (wait + inspect) */
+  run: number
+  /** exit seen → owner recorded the terminal state: container removal, then the report */
+  exitToRecorded: number
+}
+
+function phasesOf (s: any, t0: number): Phases {
+  const created = Date.parse(s.createdAt)
+  const awarded = s.events.find((e: any) => e.type === 'job:awarded')?.atMs ?? NaN
+  const last = s.attempts[s.attempts.length - 1] ?? {}
+  const started = Date.parse(last.startedAt ?? '')
+  const finished = Date.parse(last.finishedAt ?? '')
+  return { submit: created - t0, auction: awarded - created, awardToStart: started - awarded, run: finished - started, exitToRecorded: terminalAt(s) - finished }
 }
 
 /** count jobs submitted at once, round-robin over the agents; until the last is terminal, ms. */
@@ -82,7 +105,7 @@ export interface E2eResult {
   agents: number
   image: string
   swarm: string
-  latency: { iterations: number, bidmeshMs: Summary, directMs: Summary, swarmMs: Summary | null, vsDirect: number, vsSwarm: number }
+  latency: { iterations: number, bidmeshMs: Summary, directMs: Summary, swarmMs: Summary | null, vsDirect: number, vsSwarm: number, bidmeshPhasesMedianMs: Phases }
   throughput: {
     jobs: number
     bidmeshMs: number
@@ -127,10 +150,12 @@ export async function runE2e (o: E2eOptions): Promise<E2eResult> {
 
     console.log(`   latency: ${iterations} jobs one after another on each system, interleaved`)
     const lat = { bidmesh: [] as number[], direct: [] as number[], swarm: [] as number[] }
+    const phases: Phases[] = []
     for (let i = 0; i < iterations; i++) {
       const b = await bidmeshOne(agents[i % agents.length])
       if (b.state !== 'succeeded') throw new Error(`bidmesh latency job ended ${b.state}`)
       lat.bidmesh.push(b.ms)
+      phases.push(b.phases)
       lat.direct.push(round(await dockerRun(), 1))
       if (useSwarm) {
         const s = await swarmJob(1)
@@ -154,11 +179,12 @@ export async function runE2e (o: E2eOptions): Promise<E2eResult> {
     const dl = summarize(lat.direct)
     const sl = useSwarm ? summarize(lat.swarm) : null
     const floor = Math.min(...Object.values(direct))
+    const medianPhases = Object.fromEntries((Object.keys(phases[0]) as Array<keyof Phases>).map(k => [k, percentile(phases.map(p => p[k]).filter(Number.isFinite), 50)])) as unknown as Phases
     const result: E2eResult = {
       agents: AGENTS,
       image: IMAGE,
       swarm: swarmNote,
-      latency: { iterations, bidmeshMs: bl, directMs: dl, swarmMs: sl, vsDirect: ratio(bl.p50, dl.p50), vsSwarm: sl !== null ? ratio(bl.p50, sl.p50) : NaN },
+      latency: { iterations, bidmeshMs: bl, directMs: dl, swarmMs: sl, vsDirect: ratio(bl.p50, dl.p50), vsSwarm: sl !== null ? ratio(bl.p50, sl.p50) : NaN, bidmeshPhasesMedianMs: medianPhases },
       throughput: {
         jobs: batch,
         bidmeshMs: bt.ms,
@@ -188,6 +214,7 @@ export async function runE2e (o: E2eOptions): Promise<E2eResult> {
       ['   docker run (command wall time)', dl.p50, dl.mean, dl.p90, dl.min, dl.max],
       ...(sl !== null ? [['   swarm replicated-job (create → task complete)', sl.p50, sl.mean, sl.p90, sl.min, sl.max]] : [])
     ]))
+    console.log(`   bidmesh phases (medians, ms): ${Object.entries(medianPhases).map(([k, v]) => `${k} ${String(v)}`).join(', ')}`)
     console.log(`   bidmesh / docker run = ${result.latency.vsDirect}× (target ≤ ${E2E_TARGETS.latencyVsDirect}×: ${verdict(result.met.latencyVsDirect)}); ` +
       `bidmesh / swarm = ${result.latency.vsSwarm}× (target ≤ ${E2E_TARGETS.latencyVsSwarm}×: ${verdict(result.met.latencyVsSwarm)})`)
     console.log(`\n   throughput, ${batch} jobs at once → all terminal, ms`)

@@ -2,19 +2,25 @@
 // src/agent/agent.ts). Each simulated agent holds one owner state and one bidder state from
 // src/scheduler and nothing else that decides; this file only carries their effects out
 // over a virtual clock (engine.ts), a simulated network (network.ts), partial-view capacity
-// gossip (gossip.ts) and simulated executors, exactly as the agent carries them out over
-// libp2p, timers and Docker:
+// gossip (gossip.ts) and simulated executors, as the agent carries them out over libp2p,
+// timers and Docker:
 //   owner  send BidRequest   → bidder 'bid:requested' → reply Bid | BidRefused → owner 'bid:received' | 'bid:refused'
 //   owner  send Award        → bidder 'award:received' → reply AwardAck | AwardDeclined → owner 'award:acked' | 'award:declined'
 //   owner  send ReservationRelease / CancelAttempt → bidder (the reply is ignored)
-//   bidder send AttemptUpdate → owner 'attempt:update' → reply AttemptUpdateAck → bidder 'update:acked'
+//   bidder send AttemptUpdate → owner 'attempt:update' → reply AttemptUpdateAck → bidder 'update:acked' (with the state it answers)
 //   a request that fails (lost, timed out, dead peer) → 'bid:refused' | 'award:declined' (reason unreachable) | 'update:failed'
-//   bidder 'capacity:changed' → an advert 10 ms later (coalesced), plus one every advertIntervalMs
+//   bidder 'capacity:changed' → an advert 10 ms later (coalesced); periodic adverts every advertIntervalMs
+//   attempt:start / attempt:stop → a simulated container that runs for the job's duration
 //   ticks: one timer per machine, set from ownerNextTimerMs / bidderNextTimerMs
-// Differences from the agent, on purpose: no peer:gone from gossip silence (with partial
-// views, not hearing a peer says nothing about it; leases detect dead executors), no store
-// I/O (a crashed agent's "store" is the job records as last persisted, see restart()), no
-// job summaries or logs.
+// Differences from the agent, on purpose:
+// - capacity gossip uses partial views (gossip.ts); with them, periodic adverts are heartbeats
+//   and adverts that only shrink capacity wait up to minGapMs (see scheduleAdvert);
+// - no peer:gone from gossip silence: with partial views, not hearing a peer says nothing
+//   about it; leases detect dead executors;
+// - not modelled: job replication and takeover by replicas, the quorum check before a result
+//   is accepted, MemberLeave, container reattach after a restart (all in the agent shell),
+//   logs and job summaries. A crashed agent's jobs come back when it restarts, from its
+//   "store": the job records as last persisted (see restart()).
 import { agentTimings } from '../agent/agent.ts'
 import { SCHEDULER_DEFAULTS } from '../constants.ts'
 import { encodeMessage } from '../protocol/codec.ts'
@@ -122,6 +128,8 @@ interface SimAgent {
   bidder: BidderState
   ownerTimerAtMs: number
   ownerTimerToken: number
+  /** a pending job waits out a retry backoff (seen when the owner timer was last set) */
+  backoffPending: boolean
   lastOwnerTickMs: number
   bidderTimerAtMs: number
   bidderTimerToken: number
@@ -194,6 +202,7 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
       bidder: newBidder(id, node, 0),
       ownerTimerAtMs: Infinity,
       ownerTimerToken: 0,
+      backoffPending: false,
       lastOwnerTickMs: -Infinity,
       bidderTimerAtMs: Infinity,
       bidderTimerToken: 0,
@@ -226,6 +235,10 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
   const views = new PartialViews(N, new Rng(c.seed, 'gossip'), c.views)
   /** periodic adverts only as heartbeats (partial views only; full gossip is the agent's) */
   const heartbeat = c.views.heartbeat && !views.full
+  // The mesh runs for one advert interval before the workload starts, so every agent has
+  // heard its view once (a real mesh is warm long before jobs arrive). Workload times are
+  // shifted by it; every figure is measured from the first arrival.
+  const warmupMs = t.advertIntervalMs + 100
 
   // ---- bookkeeping -----------------------------------------------------------------------
   const stats = new Map<string, JobStat>()
@@ -267,11 +280,12 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
   let nextReplyId = 1
 
   function ownerDo (a: SimAgent, event: OwnerEvent): void {
+    const freedVersion = a.owner.view.freedVersion
     const fx = ownerStep(a.owner, event, engine.nowMs)
     if (fx.length === 0) {
       // Nothing changed that could bring a timer forward, except news of freed capacity,
-      // which makes a pending job in backoff due as soon as its backoff ends.
-      if (event.type === 'advert:received' && a.owner.pending.size > 0) armOwnerTimer(a)
+      // which makes a pending job in retry backoff due as soon as its backoff ends.
+      if (a.backoffPending && a.owner.view.freedVersion !== freedVersion) armOwnerTimer(a)
       return
     }
     // Replies alone (lease renewals, fenced updates) only push deadlines later.
@@ -321,6 +335,10 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
   // ---- timers: one per machine, at the machine's own next deadline --------------------------
   function armOwnerTimer (a: SimAgent): void {
     const next = ownerNextTimerMs(a.owner)
+    a.backoffPending = false
+    for (const id of a.owner.pending) {
+      if ((a.owner.jobs.get(id)?.record.notBeforeMs ?? 0) > engine.nowMs) { a.backoffPending = true; break }
+    }
     if (next === undefined) return
     let at = Math.max(next, engine.nowMs)
     if (at <= a.lastOwnerTickMs) at = a.lastOwnerTickMs + 1
@@ -453,11 +471,12 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
     if (ct === undefined || ct.stopped) return
     endContainer(a, k, ct)
     const inc = a.inc
-    // As the agent: an aborted run ends `cancelled`, reported as `lost` when the abort was for a lost lease.
+    // As the agent: an aborted run ends `cancelled`; one stopped for a lost lease is handed back.
     engine.after(0, () => {
       if (a.inc !== inc) return
       const started = Number.isNaN(ct.startedAtMs) ? {} : { startedAtMs: ct.startedAtMs }
-      bidderDo(a, { type: 'attempt:exited', jobId, epoch, update: { ...started, finishedAtMs: engine.nowMs, exitCode: null, reason: why === 'lost' ? 'lost' : 'cancelled' } })
+      const end = why === 'lost' ? { reason: 'lost' as const, error: 'stopped: lease lost' } : { reason: 'cancelled' as const }
+      bidderDo(a, { type: 'attempt:exited', jobId, epoch, update: { ...started, finishedAtMs: engine.nowMs, exitCode: null, ...end } })
     })
   }
 
@@ -509,9 +528,9 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
     // One encoding per distinct advert; every receiver gets the same bytes.
     const bytes = encodeMessage({ type: MessageType.CapacityAdvert, body: capacity }).byteLength
     advertsPublished++
+    const counted = engine.nowMs >= warmupMs
     net.gossip(a.idx, () => views.receiversOf(a.idx), to => {
-      advertsDelivered++
-      gossipBytes += bytes
+      if (counted) { advertsDelivered++; gossipBytes += bytes }
       ownerDo(agents[to], event)
     })
   }
@@ -640,10 +659,10 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
 
   let nextJob = 0
   const arrivals = (): void => {
-    while (nextJob < J && jobs[nextJob].arrivalMs <= engine.nowMs) publish(jobs[nextJob++])
-    if (nextJob < J) engine.at(jobs[nextJob].arrivalMs, arrivals)
+    while (nextJob < J && warmupMs + jobs[nextJob].arrivalMs <= engine.nowMs) publish(jobs[nextJob++])
+    if (nextJob < J) engine.at(warmupMs + jobs[nextJob].arrivalMs, arrivals)
   }
-  if (J > 0) engine.at(jobs[0].arrivalMs, arrivals)
+  if (J > 0) engine.at(warmupMs + jobs[0].arrivalMs, arrivals)
 
   // ---- start ---------------------------------------------------------------------------------
   const initial = agents.filter((_, i) => w.initiallyUp[i])
@@ -653,11 +672,11 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
     a.bidder.seq = 0
     startLoops(a)
   }
-  // first adverts: every agent knows itself before the first job (the agent's start())
+  // first adverts (the agent's start()): every agent knows itself at once
   for (const a of initial) ownerDo(a, { type: 'advert:received', capacity: { ...capacityOf(a.bidder, 0), addrs: a.addrs } })
 
   for (const ev of w.nodeEvents) {
-    engine.at(ev.atMs, () => {
+    engine.at(warmupMs + ev.atMs, () => {
       const a = agents[ev.node]
       switch (ev.kind) {
         case 'join': if (!a.up) bootAgent(a, []); break
@@ -670,19 +689,19 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
 
   if (c.partition !== undefined) {
     const p = c.partition
-    engine.at(p.atMs, () => {
+    engine.at(warmupMs + p.atMs, () => {
       const side = new Uint8Array(N)
       for (let i = 0; i < N; i++) side[i] = partitionRng.chance(p.fraction) ? 1 : 0
       net.setPartition(side)
     })
-    engine.at(p.atMs + p.durationMs, () => net.setPartition(undefined))
+    engine.at(warmupMs + p.atMs + p.durationMs, () => net.setPartition(undefined))
   }
 
   let maxDurationMs = 0
   for (const j of jobs) maxDurationMs = Math.max(maxDurationMs, j.durationMs)
   const lastArrivalMs = J > 0 ? jobs[J - 1].arrivalMs : 0
   const lastNodeEventMs = w.nodeEvents.length > 0 ? w.nodeEvents[w.nodeEvents.length - 1].atMs : 0
-  const untilMs = c.maxVirtualMs ?? Math.max(lastArrivalMs, lastNodeEventMs) + 2 * maxDurationMs + 120_000
+  const untilMs = warmupMs + (c.maxVirtualMs ?? Math.max(lastArrivalMs, lastNodeEventMs) + 2 * maxDurationMs + 120_000)
   const stoppedBy = engine.run({ untilMs, done: () => terminalJobs >= J })
   const endMs = engine.nowMs
 
@@ -719,7 +738,7 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
     advertsPublished,
     advertsDelivered,
     gossipBytesReceived: gossipBytes,
-    agentSeconds: capacityMilliMs(upIntervals.map(([from, to]) => [from, to, 1] as const), 0, endMs) / 1000,
+    agentSeconds: capacityMilliMs(upIntervals.map(([from, to]) => [from, to, 1] as const), warmupMs, endMs) / 1000,
     schedulingDelaysMs,
     firstArrivalMs,
     lastFinishMs,

@@ -58,7 +58,7 @@ export interface ScenarioOptions {
   load?: number
 }
 
-export const SCENARIO_DEFAULTS = { load: 0.6, restartAfterMs: 20_000, burstSpreadMs: 2000, churnFraction: 0.1, killFraction: 0.1 } as const
+export const SCENARIO_DEFAULTS = { load: 0.6, restartAfterMs: 5_000, burstSpreadMs: 2000, churnFraction: 0.1, killFraction: 0.1 } as const
 
 /** The standard node of the synthetic scenarios. */
 const STANDARD_NODE = { cpuMilli: 8000, memoryBytes: 32 * GiB }

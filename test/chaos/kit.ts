@@ -1,7 +1,9 @@
 // Shared pieces of the fault-injection suite: a cluster of agent OS processes that remembers
 // every process it ever started (killed ones too, for the history), job submission and
 // status look-ups against surviving agents, clean-up, and figure printing.
-import { rmSync } from 'node:fs'
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import type Docker from 'dockerode'
 import { expect, it } from 'vitest'
 import { type AgentProcess, type AgentProcessOptions, TEST_IMAGE, api, waitFor } from '../support/cluster.ts'
@@ -38,7 +40,7 @@ export class ChaosCluster {
   docker!: Docker
   watcher!: ContainerWatcher
   private readonly options = new Map<AgentProcess, AgentProcessOptions>()
-  private readonly restarts = new Map<string, number>()
+  private readonly spawners = new Map<AgentProcess, Spawner>()
   /** set by shutdown(): a test body that outlived its timeout must not start agents any more */
   private closed = false
 
@@ -56,6 +58,7 @@ export class ChaosCluster {
     if (this.closed) { a.proc.kill('SIGKILL'); await a.exited; throw new Error(`cluster ${this.title} was shut down while ${o.name} started`) }
     this.all.push(a)
     this.options.set(a, o)
+    this.spawners.set(a, spawn)
     return a
   }
 
@@ -87,9 +90,7 @@ export class ChaosCluster {
   async restart (a: AgentProcess, o: Partial<AgentProcessOptions> = {}): Promise<AgentProcess> {
     if (a.proc.exitCode === null && a.proc.signalCode === null) throw new Error(`${a.name} still runs`)
     const prev = this.options.get(a)!
-    const n = (this.restarts.get(a.name) ?? 0) + 1
-    this.restarts.set(a.name, n)
-    const b = await this.start({ ...prev, ...o, name: a.name, dataDir: a.dataDir })
+    const b = await this.start({ ...prev, ...o, name: a.name, dataDir: a.dataDir }, this.spawners.get(a))
     expect(b.peerId, 'a restart with the same data dir keeps the peer id').toBe(a.peerId)
     return b
   }
@@ -242,6 +243,7 @@ export class ChaosCluster {
     for (const a of this.all) {
       if (a.proc.exitCode === null && a.proc.signalCode === null) a.proc.kill('SIGKILL')
     }
+    this.dumpLogs()
     for (const dir of new Set(this.all.map(a => a.dataDir))) rmSync(dir, { recursive: true, force: true })
     if (this.docker !== undefined) {
       try {
@@ -256,6 +258,24 @@ export class ChaosCluster {
     const out = new Map<string, number>()
     for (const e of buildHistory(this.all, { watcher: this.watcher }).executions) out.set(e.jobId, (out.get(e.jobId) ?? 0) + 1)
     return out
+  }
+
+  /** Every process's log, one file per process, in /tmp/bidmesh-chaos-logs/<title>/ (replaced
+   *  on each run), for reading after a failure. */
+  dumpLogs (): void {
+    try {
+      const dir = join(tmpdir(), 'bidmesh-chaos-logs', this.title)
+      rmSync(dir, { recursive: true, force: true })
+      mkdirSync(dir, { recursive: true })
+      const seen = new Map<string, number>()
+      for (const a of this.all) {
+        const n = (seen.get(a.name) ?? 0) + 1
+        seen.set(a.name, n)
+        writeFileSync(join(dir, `${a.name}${n > 1 ? `.${n}` : ''}.ndjson`), a.logs.join('\n') + '\n')
+      }
+      writeFileSync(join(dir, 'peers.json'), JSON.stringify(this.all.map(a => ({ name: a.name, peerId: a.peerId, killedAtMs: this.killedAt.get(a) ?? null })), null, 2))
+      console.log(`agent logs of ${this.title}: ${dir}`)
+    } catch {}
   }
 
   history (statuses: Iterable<StatusLike>, title = this.title, print = true): HistoryReport {

@@ -1,11 +1,11 @@
 // The Compose demo end to end: the agent image built offline, a seed and two agents in
 // containers on this host's engine, jobs published from different agents, one agent added
 // (its capacity is used) and one removed (no job is lost), and everything torn down.
-// It never skips: without a Docker engine or Compose it fails and says what to do. As root
-// on Debian it installs docker-compose (1.29) when no Compose is present.
+// It never skips: without a Docker engine or Compose every test fails and says what to do.
+// As root on Debian it installs docker-compose (1.29) when no Compose is present.
 import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { resolve } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
@@ -69,6 +69,13 @@ describe('compose demo: offline image, publish from any agent, scale up and down
   let apiPort = 0
   let seedApi = ''
   let failed = false
+  /** the seed's API token (compose/api.token, made by up.sh) */
+  let auth: Record<string, string> = {}
+  /** set-up outcome: every test awaits it, so a broken set-up fails each test by name
+   *  instead of leaving them skipped */
+  let setup: Promise<void> = Promise.resolve()
+  /** compose/up.sh was started: from then on there may be something to tear down */
+  let upStarted = false
   /** every agent that took part, for removing their job containers at the end */
   const peersSeen = new Set<string>()
   /** every job this suite submitted: all must end succeeded */
@@ -86,7 +93,7 @@ describe('compose demo: offline image, publish from any agent, scale up and down
   })
 
   const aliveNodes = async (): Promise<string[]> => {
-    const r = await api(seedApi, '/v1/nodes')
+    const r = await api(seedApi, '/v1/nodes', { headers: auth })
     if (r.status !== 200) return []
     const nodes: Array<{ peerId: string, liveness: string }> = r.body.nodes
     for (const n of nodes) peersSeen.add(n.peerId)
@@ -100,7 +107,7 @@ describe('compose demo: offline image, publish from any agent, scale up and down
     }, timeoutMs, 1000)
 
   const submit = async (spec: Record<string, unknown>): Promise<string> => {
-    const r = await api(seedApi, '/v1/jobs', { method: 'POST', body: spec })
+    const r = await api(seedApi, '/v1/jobs', { method: 'POST', body: spec, headers: auth })
     expect(r.status, JSON.stringify(r.body)).toBe(201)
     submitted.add(r.body.id)
     return r.body.id
@@ -114,7 +121,7 @@ describe('compose demo: offline image, publish from any agent, scale up and down
     const deadline = Date.now() + timeoutMs
     while (pending.size > 0) {
       for (const id of [...pending]) {
-        const r = await api(seedApi, `/v1/jobs/${id}`).catch(() => undefined)
+        const r = await api(seedApi, `/v1/jobs/${id}`, { headers: auth }).catch(() => undefined)
         if (r === undefined || r.status !== 200 || !TERMINAL.has(r.body.state)) continue
         if (r.body.state !== 'succeeded') throw new Error(`job ${id} ended ${String(r.body.state)} (${String(r.body.reason)}); attempts: ${JSON.stringify(r.body.attempts)}`)
         pending.delete(id)
@@ -130,7 +137,7 @@ describe('compose demo: offline image, publish from any agent, scale up and down
   const publish = async (index: number, args: string[]): Promise<Run> =>
     await run('bash', ['compose/publish.sh', String(index), '--', ...args], { env: env(), timeoutMs: 120_000 })
 
-  beforeAll(async () => {
+  const setUp = async (): Promise<void> => {
     const info = await run('docker', ['info', '--format', '{{.ServerVersion}}']).catch(err => ({ code: 1, stdout: '', stderr: String(err) }))
     if (info.code !== 0) throw new Error(`Docker engine unreachable: ${info.stderr.trim()}. Run 'bash scripts/setup.sh' (installs docker.io and starts dockerd).`)
     await ensureCompose()
@@ -140,7 +147,15 @@ describe('compose demo: offline image, publish from any agent, scale up and down
     must('scripts/build-agent-image.sh', await run('bash', ['scripts/build-agent-image.sh', AGENT_IMAGE], { timeoutMs: 240_000 }))
     apiPort = await freePort()
     seedApi = `http://127.0.0.1:${apiPort}`
+    upStarted = true
     must('compose/up.sh', await run('bash', ['compose/up.sh', '2', '--no-wait'], { env: env(), timeoutMs: 240_000 }))
+    auth = { authorization: `Bearer ${readFileSync(resolve(ROOT, 'compose/api.token'), 'utf8').trim()}` }
+  }
+
+  beforeAll(async () => {
+    setup = setUp()
+    // Not thrown here: vitest would mark every test skipped. Each test awaits `setup` instead.
+    await setup.catch(() => {})
   }, 420_000)
 
   afterEach((ctx) => {
@@ -148,6 +163,7 @@ describe('compose demo: offline image, publish from any agent, scale up and down
   })
 
   afterAll(async () => {
+    if (!upStarted) return
     if (failed) {
       const ps = await run('docker', ['ps', '-aq', '--filter', `label=com.docker.compose.project=${PROJECT}`])
       for (const id of ps.stdout.split('\n').filter(Boolean)) {
@@ -171,17 +187,20 @@ describe('compose demo: offline image, publish from any agent, scale up and down
   }, 200_000)
 
   it('builds an image whose CLI runs offline', async () => {
+    await setup
     const r = must('docker run --help', await run('docker', ['run', '--rm', '--network', 'none', AGENT_IMAGE, '--help']))
     expect(r.stdout).toContain('agent')
     expect(r.stdout).toContain('run')
   }, 60_000)
 
   it('forms a mesh of three agents: the seed sees them all alive', async () => {
+    await setup
     const alive = await waitAlive(3, 150_000)
     expect(alive).toHaveLength(3)
   }, 160_000)
 
   it('runs jobs published from different agents', async () => {
+    await setup
     const results = await Promise.all([0, 1, 2].map(async i =>
       await publish(i, ['--memory', '32m', TEST_IMAGE, 'sh', '-c', `echo hello from agent ${i}`])))
     const ids: string[] = []
@@ -199,6 +218,7 @@ describe('compose demo: offline image, publish from any agent, scale up and down
   }, 180_000)
 
   it('scales up by one agent, and its capacity is used', async () => {
+    await setup
     const before = new Set(await aliveNodes())
     must('compose/up.sh 3', await run('bash', ['compose/up.sh', '3', '--no-wait'], { env: env(), timeoutMs: 180_000 }))
     const alive = await waitAlive(4, 150_000)
@@ -215,6 +235,7 @@ describe('compose demo: offline image, publish from any agent, scale up and down
   }, 330_000)
 
   it('scales down by one agent without losing a job', async () => {
+    await setup
     // Work in flight when the agent goes: jobs owned by the seed, and jobs published from
     // the two newest agents (whichever is removed, the jobs it owns must be handed over).
     const ids = await Promise.all([1, 2, 3].map(async i => await submit({

@@ -2,7 +2,7 @@
 // decides the reason a node is filtered for when several checks would reject it.
 import { describe, expect, it } from 'vitest'
 import type { NodeCapacity } from '../../src/protocol/job.ts'
-import { type Check, type NodeSnapshot, Reason, fitsCpu, fitsMemory, fitsTotalCpu, fitsTotalMemory, isAlive, matchesLabels, notDraining } from '../../src/scheduler/feasibility.ts'
+import { type Check, type NodeSnapshot, NETWORK_LABEL, Reason, allowsNetwork, fitsCpu, fitsMemory, fitsTotalCpu, fitsTotalMemory, isAlive, matchesLabels, notDraining } from '../../src/scheduler/feasibility.ts'
 import { CHECKS, rankNodes } from '../../src/scheduler/placement.ts'
 import { GiB, MiB, capacity, spec } from './harness.ts'
 
@@ -53,8 +53,15 @@ describe('each check', () => {
 })
 
 describe('check order (placement.ts CHECKS)', () => {
-  it('is draining, liveness, labels, total memory, total cpu, free memory, free cpu', () => {
-    expect(CHECKS).toEqual([notDraining, isAlive, matchesLabels, fitsTotalMemory, fitsTotalCpu, fitsMemory, fitsCpu])
+  it('is draining, liveness, labels, network, total memory, total cpu, free memory, free cpu', () => {
+    expect(CHECKS).toEqual([notDraining, isAlive, matchesLabels, allowsNetwork, fitsTotalMemory, fitsTotalCpu, fitsMemory, fitsCpu])
+  })
+
+  it('offers a bridge-network job only to nodes that allow networking', () => {
+    const bridge = spec({ network: 'bridge' })
+    expect(allowsNetwork(node({}), bridge)).toBe('network bridge not allowed')
+    expect(allowsNetwork(node({ capacity: { labels: { [NETWORK_LABEL]: 'bridge' } } }), bridge)).toBeUndefined()
+    expect(allowsNetwork(node({}), spec({}))).toBeUndefined()
   })
 
   // Each row fails its own check and every check after it: the first in order names the reason.

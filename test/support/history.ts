@@ -8,8 +8,9 @@
 //    'container:started' / 'container:exited' log lines. A container still running when the
 //    history is checked ends "now".
 //  - accepted results: 'job:succeeded' / 'job:failed' lines of an owner. That line carries no
-//    epoch today, so the epoch is the one of the 'attempt:exited' line the same process logged
-//    last for the job (the accepting event is logged just before it). Also 'result:accepted'
+//    epoch today, so the epoch is the one of the 'attempt:exited' (or, for a job failed as
+//    lost, 'attempt:lost') line the same process logged last for the job (it is logged in the
+//    same step, just before). Also 'result:accepted'
 //    lines (the owner's explicit acceptance, with epoch and the job's state after it) whose state
 //    is terminal. Counted as distinct (jobId, epoch, state).
 //
@@ -213,7 +214,7 @@ export function buildHistory (agents: AgentProcess[], options: { watcher?: Conta
         // one line per job event, written by the job's owner
         const ev: JobEventLine = { jobId: l.jobId, type: l.event, agent: a.name, atMs, ...(typeof l.epoch === 'number' ? { epoch: l.epoch } : {}), ...(l.node !== undefined ? { node: l.node } : {}), ...(l.detail !== undefined ? { detail: l.detail } : {}) }
         events.push(ev)
-        if (l.event === 'attempt:exited' && typeof l.epoch === 'number') lastExitedEpoch.set(l.jobId, l.epoch)
+        if ((l.event === 'attempt:exited' || l.event === 'attempt:lost') && typeof l.epoch === 'number') lastExitedEpoch.set(l.jobId, l.epoch)
         if (l.event === 'job:succeeded' || l.event === 'job:failed') {
           accepted.push({
             jobId: l.jobId,
