@@ -4,7 +4,7 @@
 // of them. Everything started is stopped and every container/service made is removed, also
 // on failure and on Ctrl-C. See docs/benchmarks.md, section "Real benchmarks".
 import '../src/polyfill.ts'
-import { keepAgentLogs } from './bench/agents.ts'
+import { keepAgentLogs, unexpectedExits } from './bench/agents.ts'
 import { cleanup, installSignalHandlers } from './bench/cleanup.ts'
 import { runDecision } from './bench/decision.ts'
 import { runE2e } from './bench/e2e.ts'
@@ -61,7 +61,8 @@ async function main (): Promise<void> {
   await cleanup.run()
   const durationSec = round((performance.now() - started) / 1000, 1)
   console.log(`\nall done in ${durationSec} s`)
-  console.log(jsonLine({ bench: 'bidmesh', quick, machine: { ...machine, loadAvgAtEnd: loadAverage() }, durationSec, ...results, ...(Object.keys(errors).length > 0 ? { errors } : {}) }))
+  if (unexpectedExits.length > 0) console.log(`!! ${unexpectedExits.length} agent(s) died during the run; their figures are suspect:\n   ${unexpectedExits.join('\n   ')}`)
+  console.log(jsonLine({ bench: 'bidmesh', quick, machine: { ...machine, loadAvgAtEnd: loadAverage() }, durationSec, ...results, ...(unexpectedExits.length > 0 ? { unexpectedAgentExits: unexpectedExits } : {}), ...(Object.keys(errors).length > 0 ? { errors } : {}) }))
   process.exit(Object.keys(errors).length > 0 ? 1 : 0)
 }
 

@@ -40,6 +40,9 @@ const workDir = mkdtempSync(join(tmpdir(), 'bidmesh-bench-'))
 export const LOG_DIR = join(workDir, 'logs')
 mkdirSync(LOG_DIR, { recursive: true })
 const running = new Set<BenchAgent>()
+const stopping = new WeakSet<ChildProcess>()
+/** Agents that died while a benchmark used them (crash, OOM, someone else's kill). */
+export const unexpectedExits: string[] = []
 let keepLogs = false
 
 /** Keep agent logs (the work dir) after the run, e.g. because something failed. */
@@ -64,11 +67,18 @@ export async function startAgent (o: AgentOptions, timeoutMs = START_TIMEOUT_MS)
   const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', logFd], env: { ...process.env } })
   closeSync(logFd)
   const exited = new Promise<number | null>(res => proc.once('exit', code => res(code)))
+  proc.once('exit', (code, signal) => {
+    if (stopping.has(proc)) return
+    const what = `agent ${o.name} (pid ${String(proc.pid)}) exited unexpectedly: code ${String(code)}, signal ${String(signal)}; log ${logFile}`
+    unexpectedExits.push(what)
+    keepLogs = true
+    console.error(`!! ${what}`)
+  })
   const tail = (): string => { try { return readFileSync(logFile, 'utf8').split('\n').slice(-15).join('\n') } catch { return '' } }
   const info = await new Promise<{ peerId: string, addrs: string[], api: string }>((res, rej) => {
     let peerId = ''
     const addrs: string[] = []
-    const timer = setTimeout(() => { proc.kill('SIGKILL'); rej(new Error(`agent ${o.name} did not start within ${timeoutMs} ms; log:\n${tail()}`)) }, timeoutMs)
+    const timer = setTimeout(() => { stopping.add(proc); proc.kill('SIGKILL'); rej(new Error(`agent ${o.name} did not start within ${timeoutMs} ms; log:\n${tail()}`)) }, timeoutMs)
     void exited.then(code => { clearTimeout(timer); rej(new Error(`agent ${o.name} exited with ${String(code)}; log:\n${tail()}`)) })
     createInterface({ input: proc.stdout! }).on('line', line => {
       const [word, value] = line.split(' ')
@@ -83,6 +93,7 @@ export async function startAgent (o: AgentOptions, timeoutMs = START_TIMEOUT_MS)
 }
 
 export async function stopAgent (a: BenchAgent): Promise<void> {
+  stopping.add(a.proc)
   if (a.proc.exitCode === null && a.proc.signalCode === null) {
     a.proc.kill('SIGTERM')
     const t = setTimeout(() => a.proc.kill('SIGKILL'), 15_000)

@@ -7,9 +7,11 @@
 //             of load from elsewhere hits all three alike.
 // throughput: M trivial jobs submitted at once, time until all are terminal; the direct floor
 //             runs them with parallelism 2 and 4 and keeps the better.
+import { parseJobSpec } from '../../src/protocol/job-spec.ts'
+import { dockerExecutor } from '../../src/runtime/docker-executor.ts'
 import { type BenchAgent, IMAGE, startCluster, stopCluster } from './agents.ts'
 import { cleanup } from './cleanup.ts'
-import { DOCKER_RUN_ARGS, dockerRun, dockerRunBatch, ensureSwarm, removeAgentContainers, removeRunContainers, removeRunServices, swarmJob } from './docker.ts'
+import { DOCKER_RUN_ARGS, RUN_ID, docker, dockerRun, dockerRunBatch, ensureSwarm, removeAgentContainers, removeRunContainers, removeRunServices, swarmJob } from './docker.ts'
 import { heading, jsonLine, loadAverage, mapLimit, percentile, ratio, request, round, sleep, summarize, type Summary, table, verdict } from './util.ts'
 
 export const E2E_TARGETS = {
@@ -50,6 +52,21 @@ async function bidmeshOne (via: BenchAgent): Promise<{ ms: number, state: string
   if (r.status !== 201) throw new Error(`submit failed: ${r.status} ${r.text.slice(0, 300)}`)
   const s = await waitTerminal(via, r.body.id, 10)
   return { ms: terminalAt(s) - t0, state: s.state, phases: phasesOf(s, t0) }
+}
+
+/** Informational: the agent's Docker executor called in-process (the same hardened container
+ *  config, the same engine calls, removal included) with no mesh, auction or report. The gap
+ *  to `docker run` is the executor's own cost; the gap to bidmesh is the orchestration's. */
+const EXECUTOR_NODE = `executor-${RUN_ID}`
+const executor = dockerExecutor()({ docker, nodeId: EXECUTOR_NODE })
+let executorSeq = 0
+async function executorOne (): Promise<number> {
+  const spec = parseJobSpec(SPEC)
+  const t0 = performance.now()
+  const r = await executor.run({ jobId: `${RUN_ID}-${executorSeq++}`, epoch: 1, spec })
+  const ms = performance.now() - t0
+  if (r.reason !== 'exit' || r.exitCode !== 0) throw new Error(`executor run ended ${r.reason} ${String(r.exitCode)}: ${r.error?.message ?? ''}`)
+  return ms
 }
 
 /** Where one job's time went, from its status (all stamps on the same host clock). */
@@ -105,7 +122,7 @@ export interface E2eResult {
   agents: number
   image: string
   swarm: string
-  latency: { iterations: number, bidmeshMs: Summary, directMs: Summary, swarmMs: Summary | null, vsDirect: number, vsSwarm: number, bidmeshPhasesMedianMs: Phases }
+  latency: { iterations: number, bidmeshMs: Summary, directMs: Summary, swarmMs: Summary | null, vsDirect: number, vsSwarm: number, bidmeshPhasesMedianMs: Phases, executorAloneMs: Summary }
   throughput: {
     jobs: number
     bidmeshMs: number
@@ -139,17 +156,18 @@ export async function runE2e (o: E2eOptions): Promise<E2eResult> {
 
   const agents = await startCluster(AGENTS, { ...AGENT_CAPACITY, executor: 'docker' }, 'e2e')
   const peerIds = agents.map(a => a.peerId)
-  const undoAgents = cleanup.add('e2e agents and their containers', async () => { await stopCluster(agents); await removeAgentContainers(peerIds) })
+  const undoAgents = cleanup.add('e2e agents and their containers', async () => { await stopCluster(agents); await removeAgentContainers([...peerIds, EXECUTOR_NODE]) })
   console.log(`   3 agents up (pids ${agents.map(a => a.pid).join(' ')})`)
   try {
     // Warm-up, not measured: the first container of a run pays for page cache and the
     // agents' first Docker connections; Swarm's first task pays for its own set-up.
     await bidmeshOne(agents[0])
     await dockerRun()
+    await executorOne()
     if (useSwarm) await swarmJob(1)
 
     console.log(`   latency: ${iterations} jobs one after another on each system, interleaved`)
-    const lat = { bidmesh: [] as number[], direct: [] as number[], swarm: [] as number[] }
+    const lat = { bidmesh: [] as number[], direct: [] as number[], swarm: [] as number[], executor: [] as number[] }
     const phases: Phases[] = []
     for (let i = 0; i < iterations; i++) {
       const b = await bidmeshOne(agents[i % agents.length])
@@ -157,6 +175,7 @@ export async function runE2e (o: E2eOptions): Promise<E2eResult> {
       lat.bidmesh.push(b.ms)
       phases.push(b.phases)
       lat.direct.push(round(await dockerRun(), 1))
+      lat.executor.push(round(await executorOne(), 1))
       if (useSwarm) {
         const s = await swarmJob(1)
         if (s.failed > 0) throw new Error('swarm latency task failed')
@@ -177,6 +196,7 @@ export async function runE2e (o: E2eOptions): Promise<E2eResult> {
 
     const bl = summarize(lat.bidmesh)
     const dl = summarize(lat.direct)
+    const el = summarize(lat.executor)
     const sl = useSwarm ? summarize(lat.swarm) : null
     const floor = Math.min(...Object.values(direct))
     const medianPhases = Object.fromEntries((Object.keys(phases[0]) as Array<keyof Phases>).map(k => [k, percentile(phases.map(p => p[k]).filter(Number.isFinite), 50)])) as unknown as Phases
@@ -184,7 +204,7 @@ export async function runE2e (o: E2eOptions): Promise<E2eResult> {
       agents: AGENTS,
       image: IMAGE,
       swarm: swarmNote,
-      latency: { iterations, bidmeshMs: bl, directMs: dl, swarmMs: sl, vsDirect: ratio(bl.p50, dl.p50), vsSwarm: sl !== null ? ratio(bl.p50, sl.p50) : NaN, bidmeshPhasesMedianMs: medianPhases },
+      latency: { iterations, bidmeshMs: bl, directMs: dl, swarmMs: sl, vsDirect: ratio(bl.p50, dl.p50), vsSwarm: sl !== null ? ratio(bl.p50, sl.p50) : NaN, bidmeshPhasesMedianMs: medianPhases, executorAloneMs: el },
       throughput: {
         jobs: batch,
         bidmeshMs: bt.ms,
@@ -212,7 +232,8 @@ export async function runE2e (o: E2eOptions): Promise<E2eResult> {
       ['   system', 'p50', 'mean', 'p90', 'min', 'max'],
       ['   bidmesh (POST → owner\'s job:succeeded)', bl.p50, bl.mean, bl.p90, bl.min, bl.max],
       ['   docker run (command wall time)', dl.p50, dl.mean, dl.p90, dl.min, dl.max],
-      ...(sl !== null ? [['   swarm replicated-job (create → task complete)', sl.p50, sl.mean, sl.p90, sl.min, sl.max]] : [])
+      ...(sl !== null ? [['   swarm replicated-job (create → task complete)', sl.p50, sl.mean, sl.p90, sl.min, sl.max]] : []),
+      ['   (info) agent\'s Docker executor alone, in-process', el.p50, el.mean, el.p90, el.min, el.max]
     ]))
     console.log(`   bidmesh phases (medians, ms): ${Object.entries(medianPhases).map(([k, v]) => `${k} ${String(v)}`).join(', ')}`)
     console.log(`   bidmesh / docker run = ${result.latency.vsDirect}× (target ≤ ${E2E_TARGETS.latencyVsDirect}×: ${verdict(result.met.latencyVsDirect)}); ` +
@@ -231,7 +252,7 @@ export async function runE2e (o: E2eOptions): Promise<E2eResult> {
   } finally {
     undoAgents()
     await stopCluster(agents)
-    const left = await removeAgentContainers(peerIds)
+    const left = await removeAgentContainers([...peerIds, EXECUTOR_NODE])
     if (left > 0) console.log(`   removed ${left} container(s) the agents left behind`)
     await removeRunContainers()
     if (typeof swarm !== 'string') {

@@ -66,10 +66,12 @@ export interface FootprintResult {
   agents: number
   executor: 'docker'
   windowSec: number
-  /** processes per agent: the node process and its descendants (tsx's esbuild service) */
+  /** processes per agent: the node process and its descendants (tsx's esbuild service, which
+   *  only runs when tsx had to transpile something its cache did not hold) */
   processesPerAgent: number[]
   /** VmRSS summed over each agent's processes: mean over 1 s samples; max of any sample */
   rssMB: { mean: number, max: number, perAgent: number[] }
+  /** mean of the agents' mean VmRSS; max of any sample */
   nodeProcessRssMB: { mean: number, max: number }
   /** anonymous memory of the node process (excludes the shared node binary and libraries) */
   nodeProcessRssAnonMB: { mean: number, max: number }
@@ -152,8 +154,8 @@ export async function runFootprint (o: FootprintOptions): Promise<FootprintResul
       windowSec: round(seconds, 1),
       processesPerAgent: trees.map(t => t.length),
       rssMB: { mean: round(mean(rssMean), 1), max: round(Math.max(...rssMax), 1), perAgent: rssMean.map(x => round(x, 1)) },
-      nodeProcessRssMB: mm(nodeRssMean),
-      nodeProcessRssAnonMB: mm(nodeAnonMean),
+      nodeProcessRssMB: { mean: round(mean(nodeRssMean), 1), max: round(Math.max(...nodeRss.flat()) / MB, 1) },
+      nodeProcessRssAnonMB: { mean: round(mean(nodeAnonMean), 1), max: round(Math.max(...nodeAnon.flat()) / MB, 1) },
       cpuPercentOfCore: { mean: round(mean(cpuPct), 2), max: round(Math.max(...cpuPct), 2), perAgent: cpuPct.map(x => round(x, 2)) },
       nodeProcessCpuPercentOfCore: mm(nodeCpuPct, 2),
       capacityGossip: {

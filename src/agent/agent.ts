@@ -81,6 +81,16 @@ export function defaultCapacity (): { cpuMilli: number, memoryBytes: number } {
 
 type AttemptResultLike = Awaited<ReturnType<Executor['run']>>
 
+/** Replicas per job: the job's group is its owner and these. A result is accepted, and a job
+ *  taken over, only by a majority of the group, so the two sides of a partition never both
+ *  do; with 4 replicas (a group of 5) any two agents of the group may die. */
+const REPLICAS_PER_JOB = 4
+
+/** Replica acknowledgements that, with the owner, make a majority of the job's group. */
+function replicaQuorum (replicas: number): number {
+  return Math.floor((1 + replicas) / 2)
+}
+
 interface RunningContainer {
   abort: AbortController
   owner: string
@@ -313,21 +323,23 @@ class BidmeshAgent implements Agent {
 
   /** Replicas: the alive peers ranked highest by rendezvous hashing on the job id, so any
    *  agent can tell who holds a job from the id and the membership alone. */
-  private chooseReplicas (jobId: string, exclude: string[], count = 2): string[] {
+  private chooseReplicas (jobId: string, exclude: string[], count = REPLICAS_PER_JOB): string[] {
     const now = Date.now()
     const peers = [...this.owner.view.entries.keys()].filter(p => p !== this.peerId && !exclude.includes(p) && this.isAlive(p, now))
     return peers.sort((a, b) => rendezvous(jobId, b) - rendezvous(jobId, a) || (a < b ? -1 : 1)).slice(0, count)
   }
 
-  /** Sends the current record of each job to its replicas; resolves with the ids that at
-   *  least one replica acknowledged (or that have no replicas). */
+  /** Sends the current record of each job to its replicas; resolves with the ids that a
+   *  quorum of replicas acknowledged (with the owner, a majority of the job's group). */
   private async replicate (jobIds: string[]): Promise<Set<string>> {
     const byPeer = new Map<string, Array<{ job: JobRecord, events: JobEvent[] }>>()
+    const acks = new Map<string, number>()
     const done = new Set<string>()
     for (const id of jobIds) {
       const job = this.owner.jobs.get(id)?.record
       if (job === undefined) continue
       if (job.replicas.length === 0) { done.add(id); continue }
+      acks.set(id, 0)
       const events = this.c.store.events(id).slice(-1000)
       for (const r of job.replicas) {
         const list = byPeer.get(r) ?? []
@@ -340,7 +352,13 @@ class BidmeshAgent implements Agent {
         const batch = jobs.slice(i, i + 100)
         try {
           const r = await this.c.mesh.request(peer, { type: MessageType.JobReplicate, body: { from: this.peerId, jobs: batch } }, { timeoutMs: 2000 })
-          if (r.type === MessageType.Ack && r.body.ok) for (const j of batch) done.add(j.job.id)
+          if (r.type === MessageType.Ack && r.body.ok) {
+            for (const j of batch) {
+              const n = (acks.get(j.job.id) ?? 0) + 1
+              acks.set(j.job.id, n)
+              if (n >= replicaQuorum(j.job.replicas.length)) done.add(j.job.id)
+            }
+          }
         } catch (err) {
           this.c.logger.debug({ peer, err: String(err) }, 'replication failed')
         }
@@ -383,10 +401,12 @@ class BidmeshAgent implements Agent {
   /** A replica takes a job over when its owner is gone, it is the highest-ranked alive
    *  replica, and it sees a majority of the mesh (so the two sides of a partition cannot
    *  both take the same job). The new owner's term is higher, which settles any conflict. */
+  private readonly adopting = new Set<string>()
+
   private checkTakeovers (now: number): void {
-    if (this.standby.size === 0 || !this.meshMajority(now)) return
+    if (this.standby.size === 0) return
     for (const job of [...this.standby.values()]) {
-      if (job.owner === this.peerId || this.isAlive(job.owner, now)) continue
+      if (job.owner === this.peerId || this.adopting.has(job.id) || this.isAlive(job.owner, now)) continue
       const ownerEntry = this.owner.view.entries.get(job.owner)
       const ownerGone = ownerEntry === undefined
         ? now - this.startedAtMs > this.owner.config.goneAfterMs
@@ -394,13 +414,44 @@ class BidmeshAgent implements Agent {
       if (!ownerGone) continue
       const ranked = job.replicas.filter(r => this.isAlive(r, now)).sort((a, b) => rendezvous(job.id, b) - rendezvous(job.id, a) || (a < b ? -1 : 1))
       if (ranked[0] !== this.peerId) continue
-      this.adopt(job, now)
+      // A majority of the job's group (owner and replicas) must be alive on our side; the
+      // owner accepted results only with a majority too, so the two majorities share an
+      // agent that holds the newest record, and we read it before taking over.
+      const group = 1 + job.replicas.length
+      if (ranked.length < Math.floor(group / 2) + 1) continue
+      this.adopting.add(job.id)
+      void this.adopt(job, ranked.filter(r => r !== this.peerId)).finally(() => this.adopting.delete(job.id))
     }
   }
 
-  private adopt (job: JobRecord, now: number): void {
-    const previous = job.owner
-    const record: JobRecord = structuredClone(job)
+  private async adopt (job: JobRecord, others: string[]): Promise<void> {
+    let newest = this.standby.get(job.id) ?? job
+    const copies = await Promise.all(others.map(async peer => {
+      try {
+        const r = await this.c.mesh.request(peer, { type: MessageType.JobQuery, body: { id: job.id } }, { timeoutMs: 2000 })
+        return r.type === MessageType.JobQueryReply && r.body.job?.id === job.id ? r.body.job : undefined
+      } catch { return undefined }
+    }))
+    const answered = copies.filter(c => c !== undefined).length
+    if (1 + answered < Math.floor((1 + job.replicas.length) / 2) + 1) return // no quorum after all; try again later
+    for (const c of copies) {
+      if (c !== undefined && (c.term > newest.term || (c.term === newest.term && c.version > newest.version))) newest = c
+    }
+    if (this.stopped || !this.standby.has(job.id)) return
+    if (newest.owner !== job.owner && this.isAlive(newest.owner)) {
+      // Someone else took it over already: follow them.
+      this.standby.set(job.id, newest)
+      this.c.store.putJob(newest)
+      return
+    }
+    if (TERMINAL_STATES.has(newest.state)) {
+      this.standby.delete(job.id)
+      this.c.store.putJob(newest)
+      return
+    }
+    const now = Date.now()
+    const previous = newest.owner
+    const record: JobRecord = structuredClone(newest)
     record.owner = this.peerId
     record.term++
     record.version++

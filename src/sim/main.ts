@@ -39,6 +39,8 @@ export interface SimOptions {
   partitionFraction: number
   maxVirtualS?: number
   central: boolean
+  /** round-trip every message through the real codec (slow; for tests) */
+  checkWire?: boolean
 }
 
 export const DEFAULT_OPTIONS: SimOptions = {
@@ -85,7 +87,7 @@ export function buildWorkload (o: SimOptions, traceText?: string): Workload {
 export function simConfig (o: SimOptions): SimConfig {
   return {
     seed: o.seed,
-    network: { ...NETWORK_DEFAULTS, latencyMs: o.latencyMs, jitterMs: o.jitterMs, loss: o.loss },
+    network: { ...NETWORK_DEFAULTS, latencyMs: o.latencyMs, jitterMs: o.jitterMs, loss: o.loss, ...(o.checkWire === true ? { checkWire: true } : {}) },
     views: { viewSize: o.viewSize, refreshMs: o.viewRefreshMs, rotate: Math.max(1, Math.ceil(o.viewSize / 8)), heartbeat: o.heartbeat, minGapMs: o.advertGapMs },
     failureRate: o.failureRate,
     retries: o.retries,
@@ -148,6 +150,7 @@ export function parseArgs (argv: string[]): SimOptions {
     .option('--partition-fraction <f>', 'share of agents on the cut-off side', num('--partition-fraction', 0, 1), d.partitionFraction)
     .option('--max-virtual-s <s>', 'stop at this virtual time even if jobs remain', num('--max-virtual-s', 0))
     .option('--no-central', 'skip the central best-fit baseline')
+    .option('--check-wire', 'round-trip every message through the real codec (slow)')
     .exitOverride()
   program.parse(argv, { from: 'user' })
   const o = program.opts()

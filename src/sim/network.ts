@@ -4,7 +4,8 @@
 // request, lost response, dead or partitioned peer all look the same from the caller).
 // A request to oneself is a local call, as in libp2p-mesh.ts, and never touches the wire.
 import { MESH_DEFAULTS } from '../mesh/constants.ts'
-import type { Message } from '../protocol/messages.ts'
+import { decodeMessage, encodeMessage } from '../protocol/codec.ts'
+import { MAX_DIRECT_BYTES, type Message } from '../protocol/messages.ts'
 import type { Engine } from './engine.ts'
 import type { Rng } from './rng.ts'
 
@@ -16,6 +17,8 @@ export interface NetworkConfig {
   loss: number
   /** a request unanswered this long fails (the real mesh's requestTimeoutMs) */
   requestTimeoutMs: number
+  /** round-trip every direct message through the real codec (size caps and schemas); for tests */
+  checkWire?: boolean
 }
 
 export const NETWORK_DEFAULTS: NetworkConfig = {
@@ -56,9 +59,11 @@ export class Network {
 
   get partitioned (): boolean { return this.side !== undefined }
 
+  /** Whole milliseconds, so every virtual time is an integer: times that travel in messages
+   *  (sentAtMs, startedAtMs …) are integers on the wire, as the schemas require. */
   latencyMs (): number {
     const c = this.config
-    return c.jitterMs > 0 ? c.latencyMs + this.rng.next() * c.jitterMs : c.latencyMs
+    return Math.round(c.jitterMs > 0 ? c.latencyMs + this.rng.next() * c.jitterMs : c.latencyMs)
   }
 
   /** Whether one message from a to b gets through the partition and the loss. */
@@ -70,6 +75,7 @@ export class Network {
   private count (message: Message): void {
     this.messages++
     this.byType[message.type]++
+    if (this.config.checkWire === true) checkWire(message, MAX_DIRECT_BYTES)
   }
 
   private alive (host: number, incarnation: number): boolean {
@@ -119,4 +125,11 @@ export class Network {
       }
     })
   }
+}
+
+/** Throws when a message would not survive the real codec: what the simulator sends must be
+ *  what a real agent would accept. */
+export function checkWire (message: Message, maxBytes: number): void {
+  const r = decodeMessage(encodeMessage(message), maxBytes)
+  if (!r.ok) throw new Error(`message type ${message.type} fails the codec: ${r.rejection} ${r.detail ?? ''}`)
 }

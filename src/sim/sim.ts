@@ -26,14 +26,14 @@ import { SCHEDULER_DEFAULTS } from '../constants.ts'
 import { encodeMessage } from '../protocol/codec.ts'
 import type { JobSpec } from '../protocol/job-spec.ts'
 import { type JobEvent, type JobRecord, type NodeCapacity, TERMINAL_STATES } from '../protocol/job.ts'
-import { type Message, MessageType } from '../protocol/messages.ts'
+import { MAX_GOSSIP_BYTES, type Message, MessageType } from '../protocol/messages.ts'
 import { type OwnerConfig, type OwnerEvent, type OwnerState, createOwner, ownerNextTimerMs, ownerStep } from '../scheduler/auction.ts'
 import { type BidderConfig, type BidderEvent, type BidderState, bidderNextTimerMs, bidderStep, capacityOf, createBidder, key, usedResources } from '../scheduler/bidder.ts'
 import { pruneView } from '../scheduler/view.ts'
 import { capacityMilliMs } from './central.ts'
 import { Engine } from './engine.ts'
 import { PARTIAL_VIEW_DEFAULTS, type PartialViewConfig, PartialViews } from './gossip.ts'
-import { NETWORK_DEFAULTS, Network, type NetworkConfig } from './network.ts'
+import { NETWORK_DEFAULTS, Network, type NetworkConfig, checkWire } from './network.ts'
 import { Rng, fakePeerId } from './rng.ts'
 import type { NodeSpec, SimJob, Workload } from './workload.ts'
 
@@ -526,7 +526,9 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
     const event: OwnerEvent = { type: 'advert:received', capacity }
     ownerDo(a, event)
     // One encoding per distinct advert; every receiver gets the same bytes.
-    const bytes = encodeMessage({ type: MessageType.CapacityAdvert, body: capacity }).byteLength
+    const advert: Message = { type: MessageType.CapacityAdvert, body: capacity }
+    const bytes = encodeMessage(advert).byteLength
+    if (c.network.checkWire === true) checkWire(advert, MAX_GOSSIP_BYTES)
     advertsPublished++
     const counted = engine.nowMs >= warmupMs
     net.gossip(a.idx, () => views.receiversOf(a.idx), to => {
@@ -546,7 +548,7 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
       publishAdvert(a)
       engine.after(t.advertIntervalMs, periodic)
     }
-    engine.after(phaseRng.uniform(0, t.advertIntervalMs), periodic)
+    engine.after(Math.round(phaseRng.uniform(0, t.advertIntervalMs)), periodic)
     if (views.full) return
     const refresh = (): void => {
       if (a.inc !== inc) return
@@ -555,7 +557,7 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
       pruneView(a.owner.view, engine.nowMs, t.goneAfterMs, t.goneAfterMs)
       engine.after(c.views.refreshMs, refresh)
     }
-    engine.after(c.views.refreshMs + phaseRng.uniform(0, c.views.refreshMs), refresh)
+    engine.after(c.views.refreshMs + Math.round(phaseRng.uniform(0, c.views.refreshMs)), refresh)
   }
 
   // ---- membership: start, join, leave, kill, restart ------------------------------------------

@@ -82,11 +82,16 @@ describe('chaos: executor killed', () => {
     expect(pending, `jobs not finished:\n${pending.map(id => `  ${id}\n${cluster.jobLog(id)}`).join('\n')}`).toEqual([])
     ctx.statuses = await cluster.finalStatuses(ctx.ids)
     const orphans = cluster.watcher.running(victim.peerId).length
+    // The killed agent's own containers: nobody stops them; how long did they run on?
+    const orphanRunOnMs = (id: string): number | string => {
+      const c = [...cluster.watcher.containers.values()].find(r => r.jobId === id && r.node === victim.peerId)
+      return c === undefined ? '?' : c.dieMs !== undefined ? c.dieMs - killAt : `running (${Date.now() - killAt}+)`
+    }
 
     const med = median(reruns.map(r => r.startedMs))
     printFigures('executor-killed: kill → re-run container running',
-      ['job', 'from', 'to', 'epoch', 'lost seen (ms)', 'awarded (ms)', 'running (ms)', 'lost because'],
-      reruns.map(r => [r.id, victim.name, cluster.nameOf(r.node), `${r.oldEpoch}→${r.newEpoch}`, r.lostMs, r.awardedMs, r.startedMs, r.lostDetail]),
+      ['job', 'from', 'to', 'epoch', 'lost seen (ms)', 'awarded (ms)', 'running (ms)', 'lost because', 'old container ran on (ms)'],
+      reruns.map(r => [r.id, victim.name, cluster.nameOf(r.node), `${r.oldEpoch}→${r.newEpoch}`, r.lostMs, r.awardedMs, r.startedMs, r.lostDetail, orphanRunOnMs(r.id)]),
       {
         agents: 5,
         jobs: ctx.ids.length,
@@ -97,6 +102,7 @@ describe('chaos: executor killed', () => {
         targetMet: med <= TARGET_MEDIAN_MS,
         killToLostMs: reruns.map(r => r.lostMs),
         orphanContainersOfKilledAgentStillRunning: orphans,
+        orphanRanOnAfterKillMs: reruns.map(r => orphanRunOnMs(r.id)),
         finalStates: [...ctx.statuses.values()].map(s => s.state)
       })
     for (const r of reruns) console.log(`timeline of ${r.id} (kill at ${new Date(killAt).toISOString().slice(11, 23)}):\n${cluster.jobLog(r.id, 40)}`)

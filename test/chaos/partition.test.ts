@@ -110,10 +110,9 @@ describe('chaos: network partition 2 | 3', () => {
     // The cut is held on purpose until HOLD_MS after it was made.
     const rest = cutAt + HOLD_MS - Date.now()
     if (rest > 0) await new Promise(r => setTimeout(r, rest))
-    const midStates = await cluster.summaries()
-
     heal(net)
     const healAt = Date.now()
+    const midStates = await cluster.summaries()
     const heldMs = healAt - cutAt
     const convergedMs = await cluster.waitSees(agents, agents, 'alive', 40_000).then(ms => ms).catch(() => NaN)
 

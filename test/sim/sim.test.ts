@@ -38,6 +38,11 @@ describe('simulator', () => {
     expect(r.lostJobs).toBeLessThan(300 * 0.2)
   })
 
+  it('sends only what the real codec accepts (schemas, size caps)', () => {
+    const r = run({ agents: 20, jobs: 100, seed: 2, scenario: 'mixed', checkWire: true, central: false, failureRate: 0.1 })
+    expect(r.succeeded + r.failed).toBe(100)
+  })
+
   it('keeps results unique across a partition and message loss', () => {
     const r = run({ agents: 30, jobs: 300, seed: 5, loss: 0.02, partitionAtMs: 4000, partitionMs: 6000, partitionFraction: 0.3, central: false })
     expect(r.duplicateResults).toBe(0)

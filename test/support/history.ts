@@ -7,7 +7,7 @@
 //    was SIGKILLed and never logged 'container:exited'), else from the executor's
 //    'container:started' / 'container:exited' log lines. A container still running when the
 //    history is checked ends "now".
-//  - accepted results: 'job:succeeded' / 'job:failed' lines of an owner. That line carries no
+//  - accepted results: 'result:accepted' lines (below), and 'job:failed' lines of an owner. That line carries no
 //    epoch today, so the epoch is the one of the 'attempt:exited' (or, for a job failed as
 //    lost, 'attempt:lost') line the same process logged last for the job (it is logged in the
 //    same step, just before). Also 'result:accepted'
@@ -215,11 +215,15 @@ export function buildHistory (agents: AgentProcess[], options: { watcher?: Conta
         const ev: JobEventLine = { jobId: l.jobId, type: l.event, agent: a.name, atMs, ...(typeof l.epoch === 'number' ? { epoch: l.epoch } : {}), ...(l.node !== undefined ? { node: l.node } : {}), ...(l.detail !== undefined ? { detail: l.detail } : {}) }
         events.push(ev)
         if ((l.event === 'attempt:exited' || l.event === 'attempt:lost') && typeof l.epoch === 'number') lastExitedEpoch.set(l.jobId, l.epoch)
-        if (l.event === 'job:succeeded' || l.event === 'job:failed') {
+        // A success counts once the owner acknowledged it with a quorum ('result:accepted'):
+        // an owner cut off by a partition may record one it can never get acknowledged, and
+        // the job is then re-run and accepted on the majority side. A failure without an
+        // executor's report (lost too often) has no 'result:accepted' line, so it counts here.
+        if (l.event === 'job:failed') {
           accepted.push({
             jobId: l.jobId,
             epoch: typeof l.epoch === 'number' ? l.epoch : lastExitedEpoch.get(l.jobId),
-            state: l.event === 'job:succeeded' ? 'succeeded' : 'failed',
+            state: 'failed',
             agent: a.name,
             atMs,
             source: l.event

@@ -149,11 +149,17 @@ export async function spawnAgentProcess (o: AgentProcessOptions, options: { time
   const dataDir = o.dataDir ?? mkdtempSync(join(tmpdir(), `bidmesh-${o.name}-`))
   const ip = options.netns?.ip ?? '127.0.0.1'
   const args = [BIN, 'agent', '--data-dir', dataDir, '--listen', `/ip4/${ip}/tcp/0`, '--api', `${ip}:0`]
+  // In a test namespace the API is on the namespace's own address, reachable only from this
+  // machine's test bridge: serving it without a token there is a deliberate choice.
+  if (options.netns !== undefined) args.push('--insecure-api')
   if (o.cpus !== undefined) args.push('--cpus', String(o.cpus))
   if (o.memory !== undefined) args.push('--memory', o.memory)
   for (const [k, v] of Object.entries(o.labels ?? {})) args.push('--label', `${k}=${v}`)
   for (const b of o.bootstrap ?? []) args.push('--bootstrap', b)
   if (o.executor !== undefined) args.push('--executor', o.executor)
+  // In a namespace the API listens on the bridge address, which the agent refuses without a
+  // token unless told so; the bridge is private to this test.
+  if (options.netns !== undefined && !(o.extraArgs ?? []).some(x => x === '--insecure-api' || x.startsWith('--api-token-file'))) args.push('--insecure-api')
   args.push(...(o.extraArgs ?? []))
   const env = { ...process.env, BIDMESH_LOG_LEVEL: process.env.BIDMESH_LOG_LEVEL ?? 'info', ...o.env }
   const proc = options.netns !== undefined
@@ -170,8 +176,8 @@ export async function spawnAgentProcess (o: AgentProcessOptions, options: { time
       createInterface({ input: proc.stderr! }).on('line', l => {
         logs.push(l)
         if (logs.length > 50_000) logs.shift()
-        // The CLI reports a fatal start-up error as one plain 'bidmesh: …' line; do not wait out the timeout.
-        if (l.startsWith('bidmesh: ')) { clearTimeout(timer); rej(new Error(`agent ${o.name} failed to start: ${l}`)) }
+        // The CLI reports a fatal start-up error as one plain 'bidmesh: …' / 'bidmesh agent: …' line; do not wait out the timeout.
+        if (/^bidmesh( agent)?: /.test(l)) { clearTimeout(timer); rej(new Error(`agent ${o.name} failed to start: ${l}`)) }
       })
       createInterface({ input: proc.stdout! }).on('line', line => {
         const [word, value] = line.split(' ')
