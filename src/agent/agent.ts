@@ -797,7 +797,31 @@ class BidmeshAgent implements Agent {
     const k = `${jobId}#${epoch}`
     const replicas = this.bidder.allocations.get(k)?.replicas ?? []
     this.c.store.putRunning({ jobId, epoch, owner, replicas, spec })
-    this.watchAttempt(jobId, epoch, owner, spec, signal => this.c.executor.run({ jobId, epoch, spec }, {
+    this.watchAttempt(jobId, epoch, owner, spec, async signal => {
+      // Fencing on the engine: an older attempt of this job still running on this engine
+      // (its agent died without stopping it, e.g. agents sharing one Docker engine) is
+      // superseded by this epoch and stopped before the new one starts.
+      if (epoch > 1) await this.stopOlderContainers(jobId, epoch)
+      return await this.runAttempt(jobId, epoch, owner, replicas, spec, signal)
+    })
+  }
+
+  private async stopOlderContainers (jobId: string, epoch: number): Promise<void> {
+    try {
+      for (const ct of await this.c.executor.listManaged()) {
+        if (ct.jobId === jobId && ct.epoch < epoch && ct.node !== this.peerId) {
+          this.c.logger.info({ jobId, epoch: ct.epoch, node: ct.node, containerId: ct.containerId }, 'container:fenced')
+          await this.c.executor.remove(ct.containerId)
+        }
+      }
+    } catch (err) {
+      this.c.logger.warn({ jobId, err: String(err) }, 'could not check for older containers')
+    }
+  }
+
+  private async runAttempt (jobId: string, epoch: number, owner: string, replicas: string[], spec: JobSpec, signal: AbortSignal): Promise<AttemptResultLike> {
+    const k = `${jobId}#${epoch}`
+    return await this.c.executor.run({ jobId, epoch, spec }, {
       signal,
       onStarted: ({ containerId, startedAtMs }) => {
         // History for the fault-injection suite: every execution, as the executor saw it.
@@ -806,7 +830,7 @@ class BidmeshAgent implements Agent {
         this.bidderDo({ type: 'attempt:started', jobId, epoch, startedAtMs })
       },
       onOutput: this.outputSink(k)
-    }))
+    })
   }
 
   private outputSink (k: string): (stream: 'stdout' | 'stderr', chunk: Uint8Array) => void {

@@ -1,13 +1,14 @@
-// Fault injection: an executor that runs jobs it does not own is SIGKILLed (6 jobs of 0.5 CPU
+// Fault injection: an executor that runs jobs it does not own is SIGKILLed (4 jobs of 0.5 CPU
 // published on one agent of a 5-agent mesh of 1-CPU agents). Its jobs must run
 // again elsewhere; the figure is the time from the kill to the new container running
 // (issue target: median ≤ 5 s; printed, not asserted, since this 2-core machine is noisy).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { AgentProcess } from '../support/cluster.ts'
 import { waitFor } from '../support/cluster.ts'
-import { ChaosCluster, historyChecks, median, printFigures, spec } from './kit.ts'
+import { ChaosCluster, TERMINAL, historyChecks, median, printFigures, spec } from './kit.ts'
 
 const TARGET_MEDIAN_MS = 5000
+const JOBS = 4
 
 function logged (agents: AgentProcess[], pred: (l: any) => boolean): any | undefined {
   for (const a of agents) {
@@ -36,16 +37,22 @@ describe('chaos: executor killed', () => {
   afterAll(async () => { await cluster.shutdown() }, 60_000)
 
   it('re-runs the jobs of a SIGKILLed executor elsewhere, and every job succeeds', async () => {
-    // Each job runs until one wall-clock deadline, 20 s after submission: the first attempt is
-    // a ~20 s sleep, a re-run after the kill sleeps only what is left, so the test stays short.
-    const deadline = Math.ceil(Date.now() / 1000) + 20
+    // Each job runs until one wall-clock deadline, 30 s after submission: the first attempt is
+    // a long sleep (placement on a loaded machine can take a while), a re-run after the kill
+    // sleeps only what is left, so the test stays short.
+    const deadline = Math.ceil(Date.now() / 1000) + 30
     const cmd = `d=${deadline}; n=$(date +%s); if [ "$n" -lt "$d" ]; then sleep $((d - n)); fi`
-    for (let i = 0; i < 6; i++) ctx.ids.push((await cluster.submit(a, spec(cmd, { cpus: 0.5, memory: '32m', name: `ek-${i}` }))).id)
+    for (let i = 0; i < JOBS; i++) ctx.ids.push((await cluster.submit(a, spec(cmd, { cpus: 0.5, memory: '32m', name: `ek-${i}` }))).id)
 
-    const running = await waitFor('all 6 jobs running', async () => {
+    // Kill once every job was placed and started (all running, or on a slow machine some
+    // already done) and some job runs on an agent other than the publisher.
+    const placed = await waitFor(`all ${JOBS} jobs placed and started`, async () => {
       const ss = await Promise.all(ctx.ids.map(async id => await cluster.status(id, [a])))
-      return ss.every(s => s?.state === 'running') ? ss : undefined
+      const ok = ss.every(s => s?.state === 'running' || TERMINAL.has(s?.state)) && ss.some(s => s.state === 'running' && s.node !== a.peerId)
+      return ok ? ss : undefined
     }, 30_000, 200)
+    const running = placed.filter(s => s.state === 'running')
+    console.log(`${running.length} of ${placed.length} jobs running at the kill`)
     const perNode = new Map<string, string[]>()
     for (const s of running) perNode.set(s.node, [...(perNode.get(s.node) ?? []), s.id])
     console.log(`placement: ${[...perNode].map(([n, ids]) => `${cluster.nameOf(n)}=${ids.length}`).join(' ')}`)
@@ -53,7 +60,7 @@ describe('chaos: executor killed', () => {
     const [victimId, victimJobs] = [...perNode].filter(([n]) => n !== a.peerId).sort((x, y) => y[1].length - x[1].length)[0] ?? []
     expect(victimId, 'some job runs on an agent other than the publisher').toBeDefined()
     const victim = cluster.all.find(x => x.peerId === victimId)!
-    const before = new Map(running.map(s => [s.id, s]))
+    const before = new Map(placed.map(s => [s.id, s]))
 
     const killAt = await cluster.kill(victim)
     const survivors = cluster.live()
@@ -114,7 +121,7 @@ describe('chaos: executor killed', () => {
       expect(s?.state, `job ${id}\n${cluster.jobLog(id)}`).toBe('succeeded')
     }
     // Jobs that were not on the victim ran exactly once.
-    for (const id of ctx.ids.filter(id => !victimJobs!.includes(id))) expect(ctx.statuses.get(id).epoch).toBe(before.get(id).epoch)
+    for (const s of placed.filter(s => !victimJobs!.includes(s.id))) expect(ctx.statuses.get(s.id).epoch).toBe(s.epoch)
   }, 120_000)
 
   historyChecks(() => cluster, ctx)
