@@ -352,6 +352,15 @@ class BidmeshAgent implements Agent {
         const batch = jobs.slice(i, i + 100)
         try {
           const r = await this.c.mesh.request(peer, { type: MessageType.JobReplicate, body: { from: this.peerId, jobs: batch } }, { timeoutMs: 2000 })
+          // A replica that knows a higher term for a job: someone took it over while we were
+          // cut off. Stop acting for it; readers find the newer copy by term.
+          for (const id of r.type === MessageType.Ack ? r.body.staleJobs ?? [] : []) {
+            const mine = this.owner.jobs.get(id)
+            if (mine === undefined) continue
+            this.c.logger.info({ jobId: id, replica: peer }, 'job:released')
+            this.ownerDo({ type: 'job:released', jobId: id })
+            this.c.store.putJob({ ...mine.record, owner: peer })
+          }
           if (r.type === MessageType.Ack && r.body.ok) {
             for (const j of batch) {
               const n = (acks.get(j.job.id) ?? 0) + 1
@@ -374,7 +383,9 @@ class BidmeshAgent implements Agent {
     await this.replicate(ids)
   }
 
-  private onReplicate (jobs: Array<{ job: JobRecord, events: JobEvent[] }>): void {
+  /** Stores newer copies; returns the ids the sender sent under a lower term than we know. */
+  private onReplicate (jobs: Array<{ job: JobRecord, events: JobEvent[] }>): string[] {
+    const stale: string[] = []
     for (const { job, events } of jobs) {
       const mine = this.owner.jobs.get(job.id)
       if (mine !== undefined) {
@@ -383,7 +394,8 @@ class BidmeshAgent implements Agent {
         this.ownerDo({ type: 'job:released', jobId: job.id })
       }
       const local = this.c.store.getJob(job.id)
-      if (local !== undefined && (local.term > job.term || (local.term === job.term && local.version > job.version))) continue
+      if (local !== undefined && local.term > job.term) { stale.push(job.id); continue }
+      if (local !== undefined && local.term === job.term && local.version > job.version) continue
       this.c.store.transaction(() => {
         this.c.store.putJob(job)
         const have = this.c.store.events(job.id).length
@@ -396,6 +408,7 @@ class BidmeshAgent implements Agent {
         this.standbyRenewals.delete(job.id)
       } else this.standby.set(job.id, job)
     }
+    return stale
   }
 
   /** A replica takes a job over when its owner is gone, it is the highest-ranked alive
@@ -689,9 +702,10 @@ class BidmeshAgent implements Agent {
         return await this.ask(replyId => this.bidderDo({ type: 'attempt:cancel', from, replyId, ...m.body }))
       case MessageType.AttemptUpdate:
         return await this.onAttemptUpdate(m.body)
-      case MessageType.JobReplicate:
-        this.onReplicate(m.body.jobs)
-        return ack()
+      case MessageType.JobReplicate: {
+        const stale = this.onReplicate(m.body.jobs)
+        return stale.length > 0 ? { type: MessageType.Ack, body: { ok: true, staleJobs: stale } } : ack()
+      }
       case MessageType.LogAppend: {
         const oj = this.owner.jobs.get(m.body.jobId)
         if (oj === undefined) return ack(false, 'ERR_UNKNOWN_JOB')

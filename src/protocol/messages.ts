@@ -159,7 +159,7 @@ export const BodySchemas = {
   [MessageType.LogReply]: z.object({ chunks: z.array(logChunk).max(10_000) }),
   [MessageType.CancelRequest]: z.object({ jobId }),
   [MessageType.CancelAttempt]: z.object({ jobId, epoch }),
-  [MessageType.Ack]: z.object({ ok: z.boolean(), code: z.string().max(64).optional(), message: z.string().max(1024).optional() }),
+  [MessageType.Ack]: z.object({ ok: z.boolean(), code: z.string().max(64).optional(), message: z.string().max(1024).optional(), staleJobs: z.array(jobId).max(256).optional() }),
   [MessageType.JobSummaries]: z.object({ from: peerId, summaries: z.array(summary).max(256) }),
   [MessageType.JobListQuery]: z.object({ state: jobState.optional(), limit: z.number().int().positive().max(10_000) }),
   [MessageType.JobListReply]: z.object({ summaries: z.array(summary).max(10_000) }),
@@ -187,7 +187,8 @@ export interface Bodies {
   [MessageType.LogReply]: { chunks: LogChunk[] }
   [MessageType.CancelRequest]: { jobId: string }
   [MessageType.CancelAttempt]: { jobId: string, epoch: number }
-  [MessageType.Ack]: { ok: boolean, code?: string, message?: string }
+  /** staleJobs (to JobReplicate): jobs the replica knows under a higher term: the sender is no longer their owner */
+  [MessageType.Ack]: { ok: boolean, code?: string, message?: string, staleJobs?: string[] }
   [MessageType.JobSummaries]: { from: string, summaries: JobSummary[] }
   [MessageType.JobListQuery]: { state?: JobSummary['state'], limit: number }
   [MessageType.JobListReply]: { summaries: JobSummary[] }

@@ -21,7 +21,8 @@ export interface PartialViewConfig {
   /** the periodic advert is a heartbeat: skipped while a change-driven advert went out
    *  less than an advert interval ago (receivers' liveness needs one advert per interval) */
   heartbeat: boolean
-  /** with heartbeat: an agent advertises at most once per minGapMs (changes coalesce) */
+  /** with heartbeat: an advert showing less free capacity waits until minGapMs after the
+   *  agent's previous advert (more room is advertised at once) */
   minGapMs: number
 }
 

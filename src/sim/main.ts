@@ -141,7 +141,7 @@ export function parseArgs (argv: string[]): SimOptions {
     .option('--view-size <k>', 'peers whose capacity adverts each agent hears; 0 = all', int('--view-size'), d.viewSize)
     .option('--view-refresh-ms <ms>', 'how often an agent refreshes its gossip sample', num('--view-refresh-ms', 1), d.viewRefreshMs)
     .option('--no-heartbeat', 'partial views: send every periodic advert, as the agent does, not only as a heartbeat')
-    .option('--advert-gap-ms <ms>', 'partial views: at most one advert per agent per this long', num('--advert-gap-ms', 0), d.advertGapMs)
+    .option('--advert-gap-ms <ms>', 'partial views: an advert showing less room waits this long after the previous one', num('--advert-gap-ms', 0), d.advertGapMs)
     .option('--failure-rate <p>', 'probability a run exits 1', num('--failure-rate', 0, 1), d.failureRate)
     .option('--retries <n>', 'spec.retries of every job', int('--retries'), d.retries)
     .option('--lease-ms <ms>', 'attempt lease (default: the agent\'s)', num('--lease-ms', 1))
