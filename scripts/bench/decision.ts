@@ -284,9 +284,9 @@ export async function runDecision (o: DecisionOptions): Promise<DecisionResult> 
 
   const throughput: ThroughputResult[] = []
   throughput.push(await withCluster('throughput, published from one agent', async agents => await throughputPhase(agents, [agents[0]], 'one agent', warmupMs, windowMs)))
-  console.log(`   one agent:  ${throughput[0].awardsPerSec} awards/s (accepted ${throughput[0].acceptedPerSec}/s)`)
+  console.log(`   one agent:  ${throughput[0].awardsPerSec} acks/s (accepted ${throughput[0].acceptedPerSec}/s)`)
   throughput.push(await withCluster('throughput, published from all agents', async agents => await throughputPhase(agents, agents, 'all agents', warmupMs, windowMs)))
-  console.log(`   all agents: ${throughput[1].awardsPerSec} awards/s (accepted ${throughput[1].acceptedPerSec}/s)`)
+  console.log(`   all agents: ${throughput[1].awardsPerSec} acks/s (accepted ${throughput[1].acceptedPerSec}/s)`)
   const latency = await withCluster(`latency at ${STEADY_RATE} jobs/s`, async agents => await latencyPhase(agents, o.quick ? 1000 : 3000, windowMs))
 
   const [one, all] = throughput
@@ -296,7 +296,7 @@ export async function runDecision (o: DecisionOptions): Promise<DecisionResult> 
     p50: latency.publishToAwardAckedMs.p50 <= DECISION_TARGETS.p50Ms,
     p99: latency.publishToAwardAckedMs.p99 <= DECISION_TARGETS.p99Ms
   }
-  console.log('\n   (a) awards per second (job:scheduled events in the window, agents\' clocks)')
+  console.log('\n   (a) award acknowledgements per second in the window (job:scheduled, or attempt:started where that overtook it; agents\' clocks)')
   console.log(table([
     ['   published from', 'acks/s', 'accepted/s', 'min 1s', 'max 1s', 'backlog@end', 'never', 'agent CPU ms/award', 'cores busy', 'p50 ms', 'p99 ms', 'target', ''],
     ...throughput.map(t => [`   ${t.from}`, t.awardsPerSec, t.acceptedPerSec, t.awardsPerSecMin, t.awardsPerSecMax, t.backlogAtEnd, t.neverAwarded, t.agentCpuMsPerAward, t.agentCpuCoresBusy,

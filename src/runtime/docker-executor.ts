@@ -461,8 +461,11 @@ class DockerExecutor implements Executor {
   }
 
   private containerName (jobId: string, epoch: number): string {
-    // Container names allow [a-zA-Z0-9][a-zA-Z0-9_.-]*; the label keeps the exact id.
-    return `${this.settings.labelPrefix}-${jobId.replace(/[^a-zA-Z0-9_.-]/g, '-')}-${epoch}`
+    // Container names allow [a-zA-Z0-9][a-zA-Z0-9_.-]*; the label keeps the exact id. The
+    // node is part of the name: after a partition two owners may issue the same epoch, and
+    // on an engine shared by several agents one attempt must never replace another's.
+    const node = this.nodeId.replace(/[^a-zA-Z0-9]/g, '').slice(-12)
+    return `${this.settings.labelPrefix}-${jobId.replace(/[^a-zA-Z0-9_.-]/g, '-')}-${epoch}-${node}`
   }
 
   private createOptions (attempt: AttemptRef, name: string, decided: Decided): Docker.ContainerCreateOptions {

@@ -39,13 +39,13 @@ describe('chaos: churn', () => {
         const mine = ours()
         return cluster.watcher.running().filter(r => mine.has(r.node)).length < MAX_RUNNING ? true : undefined
       }, 60_000, 50)
-      for (let i = 0; i < n && submitted.length < TOTAL; i++) {
-        const live = cluster.live()
-        const via = live[rr++ % live.length]
-        const s = await cluster.submit(via, spec('sleep 0.2', { cpus: 0.1, memory: '16m', name: `churn-${submitted.length}` }))
-        submitted.push(s)
-        ctx.ids.push(s.id)
-      }
+      // A batch is published concurrently, round robin over the live agents.
+      const live = cluster.live()
+      const count = Math.min(n, TOTAL - submitted.length)
+      const batch = await Promise.all(Array.from({ length: count }, async (_, i) =>
+        await cluster.submit(live[(rr + i) % live.length], spec('sleep 0.2', { cpus: 0.1, memory: '16m', name: `churn-${submitted.length + i}` }))))
+      rr += count
+      for (const s of batch) { submitted.push(s); ctx.ids.push(s.id) }
     }
     const submitUntil = async (count: number): Promise<void> => {
       while (submitted.length < count) await submitBatch(Math.min(BATCH, count - submitted.length))

@@ -37,10 +37,10 @@ describe('chaos: executor killed', () => {
   afterAll(async () => { await cluster.shutdown() }, 60_000)
 
   it('re-runs the jobs of a SIGKILLed executor elsewhere, and every job succeeds', async () => {
-    // Each job runs until one wall-clock deadline, 30 s after submission: the first attempt is
+    // Each job runs until one wall-clock deadline, 40 s after submission: the first attempt is
     // a long sleep (placement on a loaded machine can take a while), a re-run after the kill
     // sleeps only what is left, so the test stays short.
-    const deadline = Math.ceil(Date.now() / 1000) + 30
+    const deadline = Math.ceil(Date.now() / 1000) + 40
     const cmd = `d=${deadline}; n=$(date +%s); if [ "$n" -lt "$d" ]; then sleep $((d - n)); fi`
     for (let i = 0; i < JOBS; i++) ctx.ids.push((await cluster.submit(a, spec(cmd, { cpus: 0.5, memory: '32m', name: `ek-${i}` }))).id)
 
@@ -50,7 +50,7 @@ describe('chaos: executor killed', () => {
       const ss = await Promise.all(ctx.ids.map(async id => await cluster.status(id, [a])))
       const ok = ss.every(s => s?.state === 'running' || TERMINAL.has(s?.state)) && ss.some(s => s.state === 'running' && s.node !== a.peerId)
       return ok ? ss : undefined
-    }, 30_000, 200)
+    }, 40_000, 200)
     const running = placed.filter(s => s.state === 'running')
     console.log(`${running.length} of ${placed.length} jobs running at the kill`)
     const perNode = new Map<string, string[]>()

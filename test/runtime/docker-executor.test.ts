@@ -203,7 +203,7 @@ describe('dockerExecutor', () => {
       'bidmesh.node': NODE_ID,
       'bidmesh.managed': 'true'
     })
-    expect(info.Name).toBe(`/bidmesh-${a.jobId}-1`)
+    expect(info.Name).toBe(`/bidmesh-${a.jobId}-1-${NODE_ID.replace(/[^a-zA-Z0-9]/g, '').slice(-12)}`)
     await expectCleanedUp(a.jobId)
   })
 
@@ -263,7 +263,7 @@ describe('dockerExecutor', () => {
   it('replaces a container left over from an earlier try of the same attempt', async () => {
     const a = attempt({ command: sh('exit 0') })
     await docker.createContainer({
-      name: `bidmesh-${a.jobId}-1`,
+      name: `bidmesh-${a.jobId}-1-${NODE_ID.replace(/[^a-zA-Z0-9]/g, '').slice(-12)}`,
       Image: IMAGE,
       Cmd: ['true'],
       Labels: { 'bidmesh.job': a.jobId, 'bidmesh.managed': 'true' }

@@ -11,7 +11,7 @@ const withoutWall = (r: Report): Omit<Report, 'wallMs'> => { const { wallMs: _, 
 describe('simulator', () => {
   it('is deterministic: the same seed gives the same report (wallMs aside), another seed another', () => {
     // loss and jitter exercise the network's randomness, the kills the membership paths
-    const o: Partial<SimOptions> = { agents: 30, jobs: 200, seed: 7, scenario: 'kill10', restartAfterMs: 3000, loss: 0.01, central: false }
+    const o: Partial<SimOptions> = { agents: 20, jobs: 150, seed: 7, scenario: 'kill10', restartAfterMs: 3000, loss: 0.01, central: false }
     const a = run(o)
     const b = run(o)
     expect(JSON.stringify(withoutWall(b))).toBe(JSON.stringify(withoutWall(a)))
@@ -50,10 +50,10 @@ describe('simulator', () => {
   })
 
   it('messages per job stay flat from 20 to 200 agents, and gossip bytes per agent with them', () => {
-    // ten jobs per agent in both: the same load per agent
-    const small = run({ agents: 20, jobs: 200, seed: 11, central: false })
-    const mid = run({ agents: 40, jobs: 400, seed: 11, central: false })
-    const large = run({ agents: 200, jobs: 2000, seed: 11, central: false })
+    // five jobs per agent in each: the same load per agent
+    const small = run({ agents: 20, jobs: 100, seed: 11, central: false })
+    const mid = run({ agents: 40, jobs: 200, seed: 11, central: false })
+    const large = run({ agents: 200, jobs: 1000, seed: 11, central: false })
     const ratio = large.messagesPerJob / small.messagesPerJob
     expect(ratio).toBeGreaterThan(1 / 1.2)
     expect(ratio).toBeLessThan(1.2)

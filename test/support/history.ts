@@ -7,12 +7,15 @@
 //    was SIGKILLed and never logged 'container:exited'), else from the executor's
 //    'container:started' / 'container:exited' log lines. A container still running when the
 //    history is checked ends "now".
-//  - accepted results: 'result:accepted' lines (below), and 'job:failed' lines of an owner. That line carries no
-//    epoch today, so the epoch is the one of the 'attempt:exited' (or, for a job failed as
-//    lost, 'attempt:lost') line the same process logged last for the job (it is logged in the
-//    same step, just before). Also 'result:accepted'
-//    lines (the owner's explicit acceptance, with epoch and the job's state after it) whose state
-//    is terminal. Counted as distinct (jobId, epoch, state).
+//  - accepted results: an owner's 'result:accepted' lines (its acknowledgement of an attempt's
+//    final report once a quorum of the job's group holds it; with epoch, and the job's state
+//    after it) whose state is terminal, and 'job:failed' lines (a job failed as lost too often
+//    has no executor report, so no 'result:accepted'). 'job:failed' carries no epoch today, so
+//    the epoch is the one of the 'attempt:exited' (or 'attempt:lost') line the same process
+//    logged last for the job (in the same step, just before). A bare 'job:succeeded' line is not
+//    counted: an owner cut off by a partition may record a success it can never get
+//    acknowledged; the job is then re-run and accepted on the majority side. Counted as
+//    distinct (jobId, epoch, state).
 //
 // checkHistory(agents, statuses) checks, for the jobs in `statuses` (final statuses read from a
 // surviving agent):

@@ -106,24 +106,31 @@ export function createNetwork (count: number): NetNode[] {
   return nodes
 }
 
-/** Cuts every link between the two sides (both directions), keeping each side and the host. */
-export function partition (sideA: NetNode[], sideB: NetNode[]): void {
-  for (const [mine, others] of [[sideA, sideB], [sideB, sideA]] as const) {
-    for (const n of mine) {
-      for (const o of others) {
-        run('ip', ['netns', 'exec', n.ns, 'iptables', '-I', 'INPUT', '-s', o.ip, '-j', 'DROP'])
-        run('ip', ['netns', 'exec', n.ns, 'iptables', '-I', 'OUTPUT', '-d', o.ip, '-j', 'DROP'])
-      }
-    }
-  }
+async function runAsync (cmd: string, args: string[]): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    execFile(cmd, args, { timeout: 30_000 }, (err, _stdout, stderr) => {
+      if (err === null) resolve()
+      else reject(new Error(`${cmd} ${args.join(' ')} failed: ${String(stderr).trim() || err.message}`))
+    })
+  })
 }
 
-/** Removes every partition rule (the namespaces hold no other rules). */
-export function heal (nodes: NetNode[]): void {
-  for (const n of nodes) {
-    run('ip', ['netns', 'exec', n.ns, 'iptables', '-F', 'INPUT'])
-    run('ip', ['netns', 'exec', n.ns, 'iptables', '-F', 'OUTPUT'])
+/** Cuts every link between the two sides (both directions), keeping each side and the host.
+ *  One shell per namespace, all at once: the cut is complete when this resolves. */
+export async function partition (sideA: NetNode[], sideB: NetNode[]): Promise<void> {
+  const jobs: Array<Promise<void>> = []
+  for (const [mine, others] of [[sideA, sideB], [sideB, sideA]] as const) {
+    for (const n of mine) {
+      const script = others.map(o => `iptables -I INPUT -s ${o.ip} -j DROP && iptables -I OUTPUT -d ${o.ip} -j DROP`).join(' && ')
+      jobs.push(runAsync('ip', ['netns', 'exec', n.ns, 'sh', '-c', script]))
+    }
   }
+  await Promise.all(jobs)
+}
+
+/** Removes every partition rule (the namespaces hold no other rules), all namespaces at once. */
+export async function heal (nodes: NetNode[]): Promise<void> {
+  await Promise.all(nodes.map(async n => await runAsync('ip', ['netns', 'exec', n.ns, 'sh', '-c', 'iptables -F INPUT && iptables -F OUTPUT'])))
 }
 
 /** Can `from` open a TCP connection to `to:port` (tried from inside from's namespace)? */
@@ -157,9 +164,6 @@ export async function spawnAgentProcess (o: AgentProcessOptions, options: { time
   for (const [k, v] of Object.entries(o.labels ?? {})) args.push('--label', `${k}=${v}`)
   for (const b of o.bootstrap ?? []) args.push('--bootstrap', b)
   if (o.executor !== undefined) args.push('--executor', o.executor)
-  // In a namespace the API listens on the bridge address, which the agent refuses without a
-  // token unless told so; the bridge is private to this test.
-  if (options.netns !== undefined && !(o.extraArgs ?? []).some(x => x === '--insecure-api' || x.startsWith('--api-token-file'))) args.push('--insecure-api')
   args.push(...(o.extraArgs ?? []))
   const env = { ...process.env, BIDMESH_LOG_LEVEL: process.env.BIDMESH_LOG_LEVEL ?? 'info', ...o.env }
   const proc = options.netns !== undefined
