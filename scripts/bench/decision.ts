@@ -176,7 +176,7 @@ async function throughputPhase (agents: BenchAgent[], targets: BenchAgent[], fro
     backlogAtEnd: backlog,
     neverAwarded: times.length - scheduled.length,
     agentCpuCoresBusy: round(agentCpuSec / (windowMs / 1000), 2),
-    agentCpuMsPerAward: round(agentCpuSec * 1000 / Math.max(1, inWindow.length), 2),
+    agentCpuMsPerAward: inWindow.length > 0 ? round(agentCpuSec * 1000 / inWindow.length, 2) : NaN,
     loadGeneratorCpuCoresBusy: round(benchCpuSec / (windowMs / 1000), 2),
     submitErrors: errors,
     ackFromStartedShare: round(windowJobs.filter(t => t.ackFromStarted === true).length / Math.max(1, windowJobs.length), 2),
