@@ -5,6 +5,7 @@ import { cpus as osCpus, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { AGENT_DEFAULTS, SCHEDULER_DEFAULTS } from '../constants.ts'
 import { type JobSpec, parseJobSpec } from '../protocol/job-spec.ts'
+import { redactSecrets, specSecrets } from '../protocol/redact.ts'
 import { type Explanation, type JobEvent, type JobRecord, type JobSummary, type LogChunk, type NodeCapacity, summarize, TERMINAL_STATES } from '../protocol/job.ts'
 import { type Message, MessageType } from '../protocol/messages.ts'
 import { type BidderEffect, type BidderEvent, type BidderState, bidderStep, capacityOf, createBidder } from '../scheduler/bidder.ts'
@@ -600,7 +601,9 @@ class BidmeshAgent implements Agent {
   }
 
   private onJobEvent (job: JobRecord, ev: JobEvent): void {
-    this.c.logger.info({ jobId: job.id, event: ev.type, epoch: ev.epoch, node: ev.node, detail: ev.detail }, ev.type)
+    // An executor's error text may quote the job's secrets (an older or careless executor).
+    const detail = ev.detail !== undefined && job.spec.secretEnv !== undefined ? redactSecrets(ev.detail, specSecrets(job.spec)) : ev.detail
+    this.c.logger.info({ jobId: job.id, event: ev.type, epoch: ev.epoch, node: ev.node, detail }, ev.type)
     switch (ev.type) {
       case 'job:awarded': this.metrics_.awards.inc(); break
       case 'attempt:lost': case 'award:timeout': case 'award:declined': this.metrics_.reschedules.inc(); break
@@ -876,12 +879,14 @@ class BidmeshAgent implements Agent {
           exitCode: result.exitCode,
           reason: handedBack ? 'lost' : result.reason,
           ...(handedBack ? { error: rc.abort.signal.reason === 'drain' ? 'handed back: agent draining' : 'stopped: lease lost' } : {}),
-          ...(result.error !== undefined ? { error: `${result.error.name}: ${result.error.message}`.slice(0, 4000) } : {})
+          ...(result.error !== undefined ? { error: redactSecrets(`${result.error.name}: ${result.error.message}`, specSecrets(spec)).slice(0, 4000) } : {})
         }
       })
     }).catch(err => {
-      this.c.logger.error({ jobId, epoch, err: String(err) }, 'executor failed')
-      this.bidderDo({ type: 'attempt:exited', jobId, epoch, update: { finishedAtMs: Date.now(), exitCode: null, reason: 'error', error: String(err).slice(0, 4000) } })
+      // Error texts leave the agent (logs, the owner's record): never with a secret in them.
+      const error = redactSecrets(String(err), specSecrets(spec))
+      this.c.logger.error({ jobId, epoch, err: error }, 'executor failed')
+      this.bidderDo({ type: 'attempt:exited', jobId, epoch, update: { finishedAtMs: Date.now(), exitCode: null, reason: 'error', error: error.slice(0, 4000) } })
     }).finally(() => {
       clearInterval(flushTimer)
       this.metrics_.containersRunning.dec()

@@ -5,6 +5,7 @@ import type { JobDetail } from '../agent/agent-api.ts'
 import type { AttemptRecord, Explanation, JobEvent, JobReason, JobState } from '../protocol/job.ts'
 import { TERMINAL_STATES } from '../protocol/job.ts'
 import type { JobSpec } from '../protocol/job-spec.ts'
+import { redactSecrets, redactSpec, specSecrets } from '../protocol/redact.ts'
 
 export interface AttemptStatus {
   epoch: number
@@ -56,8 +57,17 @@ function currentAttempt (attempts: AttemptRecord[], epoch: number): AttemptRecor
   return attempts.find(a => a.epoch === epoch) ?? attempts[attempts.length - 1]
 }
 
+/** The status of a job, as the API, the CLI (`--json` too) and the dashboard show it. The
+ *  values of secret env variables (spec.secretEnv) are replaced by [REDACTED] in the spec,
+ *  and removed from every free text (attempt errors, event details) in case one quotes them:
+ *  this mapping is the one door through which a job record leaves the agent for a user. */
 export function toJobStatus (detail: JobDetail): JobStatus {
-  const { job, events } = detail
+  const { job } = detail
+  const secrets = specSecrets(job.spec)
+  const clean = (text: string): string => secrets.length === 0 ? text : redactSecrets(text, secrets)
+  const events = secrets.length === 0
+    ? detail.events
+    : detail.events.map(e => e.detail === undefined ? e : { ...e, detail: clean(e.detail) })
   const attempt = currentAttempt(job.attempts, job.epoch)
   const last = job.attempts[job.attempts.length - 1]
   const terminal = TERMINAL_STATES.has(job.state)
@@ -82,7 +92,7 @@ export function toJobStatus (detail: JobDetail): JobStatus {
       finishedAt: iso(a.finishedAtMs),
       exitCode: a.exitCode ?? null,
       reason: a.reason ?? null,
-      error: a.error ?? null
+      error: a.error !== undefined ? clean(a.error) : null
     })),
     createdAt: iso(job.createdAtMs) ?? new Date(0).toISOString(),
     updatedAt: iso(job.updatedAtMs) ?? new Date(0).toISOString(),
@@ -90,7 +100,7 @@ export function toJobStatus (detail: JobDetail): JobStatus {
     // Only a terminal job is finished: a failed attempt that will be retried has a
     // finishedAtMs too, but the job as a whole has not finished.
     finishedAt: terminal ? iso(last?.finishedAtMs) : null,
-    spec: job.spec,
+    spec: redactSpec(job.spec),
     explanation: job.explanation ?? null,
     events
   }

@@ -9,6 +9,7 @@ const size = z.union([z.string().max(32), z.number().int().nonnegative()])
 const duration = z.union([z.string().max(32), z.number().nonnegative()])
   .refine(v => parseDurationMs(v) !== undefined, { message: 'must be a duration such as 30s, 5m or 1h' })
 
+const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a valid environment variable name').max(256)
 const labelKey = z.string().min(1).max(63).regex(/^[A-Za-z0-9][A-Za-z0-9._/-]*$/, 'must be letters, digits, . _ / -')
 const labelValue = z.string().max(63).regex(/^[A-Za-z0-9._/-]*$/, 'must be letters, digits, . _ / -')
 
@@ -18,8 +19,10 @@ export const JobSpecInputSchema = z.object({
   name: z.string().max(128).optional().describe('A human name; not unique.'),
   command: z.union([z.string().max(65_536), z.array(z.string().max(65_536)).max(1024)]).optional()
     .describe('Command to run. A string runs through `/bin/sh -c`; an array runs as is.'),
-  env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a valid environment variable name').max(256), z.string().max(32_768)).optional()
+  env: z.record(envName, z.string().max(32_768)).optional()
     .describe('Environment variables for the container.'),
+  secretEnv: z.array(envName).max(JOB_LIMITS.maxSecretEnv).optional()
+    .describe('Names of `env` keys whose values are secret; each must be a key of `env`. The container gets them as usual, and they travel only over the encrypted direct streams to the agents that run or replicate the job. Status (API, CLI, dashboard) shows `[REDACTED]`, and events, error texts, agent logs and gossip never carry them. The job\'s own output is not filtered: a job that prints a secret shows it in its logs.'),
   resources: z.object({
     cpus: z.number().positive().max(JOB_LIMITS.maxCpus).optional().describe(`CPU cores (fractional allowed). Default ${JOB_DEFAULTS.cpus}.`),
     memory: size.optional().describe(`Memory limit; also the swap limit (no swap). Default ${JOB_DEFAULTS.memory}.`),
@@ -41,6 +44,9 @@ export interface JobSpec {
   /** argv; empty means the image's default command */
   command: string[]
   env: Record<string, string>
+  /** keys of env whose values are secret: never shown, logged or gossiped (sorted, unique;
+   *  absent when none, so a spec without secrets encodes and signs as before) */
+  secretEnv?: string[]
   cpuMilli: number
   memoryBytes: number
   pidsLimit: number
@@ -74,13 +80,20 @@ export function parseJobSpec (input: unknown): JobSpec {
   if (memoryBytes < JOB_LIMITS.minMemoryBytes) {
     throw new InvalidJobSpecError([{ path: 'resources.memory', message: `must be at least ${JOB_LIMITS.minMemoryBytes / 1024 / 1024}m (Docker's floor)` }])
   }
+  const env = v.env ?? {}
+  const secretEnv = [...new Set(v.secretEnv ?? [])].sort()
+  // A secret name that is not an env key is almost always a typo, and the value the user
+  // meant to hide would then be shown: refuse it.
+  const missing = (v.secretEnv ?? []).findIndex(k => !Object.hasOwn(env, k))
+  if (missing >= 0) throw new InvalidJobSpecError([{ path: `secretEnv.${missing}`, message: 'must be a key of env' }])
   const timeoutMs = parseDurationMs(v.timeout ?? JOB_DEFAULTS.timeout)!
   if (timeoutMs < 1000) throw new InvalidJobSpecError([{ path: 'timeout', message: 'must be at least 1s' }])
   return {
     image: v.image,
     ...(v.name !== undefined ? { name: v.name } : {}),
     command,
-    env: v.env ?? {},
+    env,
+    ...(secretEnv.length > 0 ? { secretEnv } : {}),
     cpuMilli: Math.max(1, Math.round((v.resources?.cpus ?? JOB_DEFAULTS.cpus) * 1000)),
     memoryBytes,
     pidsLimit: v.resources?.pids ?? JOB_DEFAULTS.pids,

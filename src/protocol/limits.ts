@@ -12,6 +12,8 @@ export const JOB_LIMITS = {
   maxCpus: 1024,
   maxPids: 65_536,
   maxRetries: 20,
+  /** secret env names per job: as many as env keys can sensibly be */
+  maxSecretEnv: 1024,
   /** Docker refuses memory limits under 6 MiB. */
   minMemoryBytes: 6 * 1024 * 1024
 } as const

@@ -54,6 +54,9 @@ export const JobSpecWireSchema = z.object({
   name: z.string().max(128).optional(),
   command: z.array(z.string().max(65_536)).max(1024),
   env: z.record(z.string().max(256), z.string().max(32_768)),
+  // Optional and absent when empty: specs without secrets encode as before. An older peer
+  // (strict schema) refuses a spec with secrets rather than showing them unredacted.
+  secretEnv: z.array(z.string().max(256)).max(1024).optional(),
   cpuMilli: z.number().int().positive(),
   memoryBytes: z.number().int().positive(),
   pidsLimit: z.number().int().positive(),

@@ -9,7 +9,7 @@ import { PassThrough } from 'node:stream'
 import type { JobSpec } from '../protocol/job-spec.ts'
 import type { AttemptRef, AttemptResult, Executor, ManagedContainer, RunOptions } from './executor.ts'
 import { ContainerStartError, DockerUnavailableError, ImageNotFoundError } from './errors.ts'
-import { envSecrets, redactSecrets } from './redact.ts'
+import { envSecrets, redactSecrets, specSecrets } from './redact.ts'
 
 export const DOCKER_EXECUTOR_DEFAULTS = {
   /** SIGTERM→SIGKILL grace on cancel/timeout: long enough for a job to flush and exit,
@@ -277,7 +277,7 @@ class DockerExecutor implements Executor {
     let phase: 'image' | 'create' | 'start' | 'wait' = 'image'
 
     if (aborted(signal)) return cancelledBeforeStart()
-    const secrets = envSecrets(spec.env)
+    const secrets = secretsOf(spec)
     const preflight = await this.preflight(spec)
     if (!preflight.ok) return preflight.result
     try {
@@ -342,7 +342,7 @@ class DockerExecutor implements Executor {
     } catch (err) {
       const described = this.describeFailure(err, phase, spec.image)
       // Engine errors can quote the request; env values never leave in a message or a log.
-      const error = { ...described, message: redactSecrets(described.message, secrets, REDACT_OPTIONS) }
+      const error = { ...described, message: redactSecrets(described.message, secrets) }
       this.log.warn({ ...log, err: safeError(err, secrets), phase }, 'attempt failed in the engine')
       return {
         reason: error.code === ImageNotFoundError.code ? 'image' : 'error',
@@ -409,7 +409,7 @@ class DockerExecutor implements Executor {
       return { reason, exitCode, startedAtMs, finishedAtMs: Number.isFinite(finishedAt) && finishedAt > 0 ? finishedAt : Date.now() }
     } catch (err) {
       const described = this.describeFailure(err, 'wait', spec.image)
-      return { reason: 'error', exitCode: null, startedAtMs, finishedAtMs: Date.now(), error: { ...described, message: redactSecrets(described.message, envSecrets(spec.env), REDACT_OPTIONS) } }
+      return { reason: 'error', exitCode: null, startedAtMs, finishedAtMs: Date.now(), error: { ...described, message: redactSecrets(described.message, secretsOf(spec)) } }
     } finally {
       clearTimeout(timeoutTimer)
       if (onAbort !== undefined) signal?.removeEventListener('abort', onAbort)
@@ -696,13 +696,19 @@ function safeError (err: unknown, secrets: readonly string[]): { name: string, c
     name: typeof e.name === 'string' ? e.name : 'Error',
     ...(typeof e.code === 'string' ? { code: e.code } : {}),
     ...(status !== undefined ? { statusCode: status } : {}),
-    message: redactSecrets(messageOf(err), secrets, REDACT_OPTIONS)
+    message: redactSecrets(messageOf(err), secrets)
   }
 }
 
 /** Env values shorter than this cannot be told apart from ordinary words and numbers in an
  *  error text ("1", "yes"); they are not redacted from messages. Env is never logged at all. */
 const REDACT_OPTIONS = { minLength: 4 }
+
+/** What to redact from a job's engine errors: the values it marked secret (spec.secretEnv),
+ *  whatever their length, and every other env value of REDACT_OPTIONS.minLength or more. */
+function secretsOf (spec: JobSpec): string[] {
+  return [...specSecrets(spec), ...envSecrets(spec.env).filter(v => v.length >= REDACT_OPTIONS.minLength)]
+}
 
 /** Docker's tmpfs option string. Why uid/gid: runc 1.1 chmods a tmpfs to the mode of the
  * directory it covers when that exists in the image (ignoring `mode=`), so an image's
