@@ -290,6 +290,8 @@ interface RunFlags {
   timeout?: string
   retries?: number
   env?: Record<string, string>
+  /** names of variables whose values come from the CLI's own environment, marked secret */
+  secretEnv?: string[]
   labelConstraint?: Record<string, string>
   name?: string
   network?: 'none' | 'bridge'
@@ -298,11 +300,23 @@ interface RunFlags {
 }
 
 /** The job spec `bidmesh run` sends: only what the flags set, so the agent's defaults apply. */
-export function specFromRunFlags (image: string, command: string[], flags: RunFlags): Record<string, unknown> {
+export function specFromRunFlags (image: string, command: string[], flags: RunFlags, environment: Record<string, string | undefined> = {}): Record<string, unknown> {
   const spec: Record<string, unknown> = { image }
   if (command.length > 0) spec.command = command
   if (flags.name !== undefined) spec.name = flags.name
   if (flags.env !== undefined) spec.env = flags.env
+  if (flags.secretEnv !== undefined && flags.secretEnv.length > 0) {
+    // Like `docker run -e NAME`: the value is read from our environment, so it never sits on
+    // a command line (visible to every user in ps) or in shell history.
+    const env: Record<string, string> = { ...flags.env }
+    for (const name of flags.secretEnv) {
+      const value = environment[name]
+      if (value === undefined) throw new CliError(`--secret-env ${name}: ${name} is not set in this environment`, EXIT_USAGE)
+      env[name] = value
+    }
+    spec.env = env
+    spec.secretEnv = [...new Set(flags.secretEnv)]
+  }
   const resources: Record<string, unknown> = {}
   if (flags.cpus !== undefined) resources.cpus = flags.cpus
   if (flags.memory !== undefined) resources.memory = flags.memory
@@ -469,6 +483,7 @@ export async function runCli (argv: string[], ioOverrides: Partial<CliIo> = {}):
     .option('--timeout <duration>', 'wall-clock limit per attempt, e.g. 10m', durationArg)
     .option('--retries <n>', 'extra attempts after a failure', nonNegativeInt)
     .option('--env <key=value>', 'environment variable, repeatable', keyValue)
+    .option('--secret-env <name>', 'pass variable NAME from this environment, its value kept secret (never shown in status or logs), repeatable', collect)
     .option('--label-constraint <key=value>', 'required node label, repeatable', keyValue)
     .option('--name <name>', 'a human name for the job')
     .addOption(new Option('--network <mode>', 'container network').choices(['none', 'bridge']))
@@ -479,7 +494,7 @@ export async function runCli (argv: string[], ioOverrides: Partial<CliIo> = {}):
     .passThroughOptions()
     .action(async (image: string, command: string[], flags: RunFlags) => {
       const client = clientFor(flags)
-      const spec = specFromRunFlags(image, command, flags)
+      const spec = specFromRunFlags(image, command, flags, io.env)
       const job = await client.submit(JSON.stringify(spec), 'application/json')
       if (flags.detach === true) {
         io.stdout.write(job.id + '\n')

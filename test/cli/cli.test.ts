@@ -522,6 +522,12 @@ describe('helpers', () => {
     expect(specFromRunFlags('img', ['a'], { memory: '1g' })).toEqual({ image: 'img', command: ['a'], resources: { memory: '1g' } })
   })
 
+  it('takes --secret-env values from its own environment and marks them secret', () => {
+    expect(specFromRunFlags('img', [], { env: { A: '1' }, secretEnv: ['TOKEN', 'TOKEN'] }, { TOKEN: 'hunter2' }))
+      .toEqual({ image: 'img', env: { A: '1', TOKEN: 'hunter2' }, secretEnv: ['TOKEN'] })
+    expect(() => specFromRunFlags('img', [], { secretEnv: ['MISSING'] }, {})).toThrow(expect.objectContaining({ name: 'CliError', exitCode: 2 }))
+  })
+
   it('formats tables and summaries', () => {
     expect(table(['A', 'LONG'], [['xxx', 'y'], ['z', '']])).toBe('A    LONG\nxxx  y\nz\n')
     expect(shortPeer('12D3KooWabcdefgh12345678')).toBe('12345678')
