@@ -113,6 +113,10 @@ class BidmeshAgent implements Agent {
   private readonly t: ReturnType<typeof agentTimings>
   private readonly startedAtMs = Date.now()
   private readonly directory = new Map<string, JobSummary>()
+  /** The owner's term of each award this executor received (`jobId#epoch`), until the attempt
+   *  starts: it labels the container, for fencing by (term, epoch). Bounded: a declined award
+   *  never starts, so the oldest entries are dropped past 10,000. */
+  private readonly awardTerms = new Map<string, number>()
   private readonly running = new Map<string, RunningContainer>()
   private readonly replies = new Map<number, (m: Message) => void>()
   private readonly summaryQueue = new Map<string, JobSummary>()
@@ -291,10 +295,10 @@ class BidmeshAgent implements Agent {
       if (l === 'gone' && !this.gonePeers.has(peer)) {
         this.gonePeers.add(peer)
         this.c.logger.info({ peer }, 'peer:gone')
-        this.ownerDo({ type: 'peer:gone', peer })
+        this.ownerDo({ type: 'peer:gone', peer, quorum: this.meshMajority(now) })
       } else if (l !== 'gone') this.gonePeers.delete(peer)
     }
-    this.ownerDo({ type: 'tick' })
+    this.ownerDo({ type: 'tick', quorum: this.meshMajority(now) })
     if (++this.tickCount % 10 === 0) {
       // Forget peers gone for a minute: they no longer count towards a majority.
       pruneView(this.owner.view, now, this.owner.config.goneAfterMs, 60_000)
@@ -518,7 +522,14 @@ class BidmeshAgent implements Agent {
     if (!this.owner.jobs.has(u.jobId)) return this.standbyUpdate(u)
     // Checked before the owner machine sees the result, so a cut-off owner does not even
     // record it: the executor keeps the result and retries until a majority is back.
-    if (u.state === 'exited' && !this.meshMajority()) return ack(false, 'ERR_NO_QUORUM')
+    if (u.state === 'exited' && !this.meshMajority()) {
+      // The executor is alive and holds the result: that renews its lease, so the attempt is
+      // not given up on (and re-run) the moment a majority is back, before the result's next
+      // delivery gets through.
+      const oj = this.owner.jobs.get(u.jobId)
+      if (oj?.leaseExpiresAtMs !== undefined && oj.record.epoch === u.epoch && oj.record.node === u.node) oj.leaseExpiresAtMs = Date.now() + this.owner.config.leaseMs
+      return ack(false, 'ERR_NO_QUORUM')
+    }
     const reply = await this.ask(replyId => this.ownerDo({ type: 'attempt:update', replyId, update: u }))
     if (reply.type !== MessageType.AttemptUpdateAck) return reply
     if (u.state === 'exited' && reply.body.accepted) {
@@ -696,6 +707,8 @@ class BidmeshAgent implements Agent {
           this.c.logger.warn({ jobId: m.body.jobId, from, reason: v.reason, detail: v.detail }, 'award:refused')
           return { type: MessageType.AwardDeclined, body: { jobId: m.body.jobId, epoch: m.body.epoch, reason: v.reason } }
         }
+        this.awardTerms.set(`${m.body.jobId}#${m.body.epoch}`, m.body.term ?? 0)
+        if (this.awardTerms.size > 10_000) this.awardTerms.delete(this.awardTerms.keys().next().value!)
         return await this.ask(replyId => this.bidderDo({ type: 'award:received', from, replyId, jobId: m.body.jobId, epoch: m.body.epoch, spec: m.body.spec, replicas: m.body.replicas }))
       }
       case MessageType.ReservationRelease:
@@ -750,7 +763,7 @@ class BidmeshAgent implements Agent {
       this.owner.view.entries.delete(from)
       this.gonePeers.add(from)
       this.c.logger.info({ peer: from }, 'peer:left')
-      this.ownerDo({ type: 'peer:gone', peer: from })
+      this.ownerDo({ type: 'peer:gone', peer: from, quorum: this.meshMajority() })
       this.checkTakeovers(Date.now())
     } else if (m.type === MessageType.JobSummaries) {
       if (m.body.from !== from) return
@@ -761,10 +774,13 @@ class BidmeshAgent implements Agent {
           // Another agent took this job over while we were cut off: it owns it now.
           this.c.logger.info({ jobId: s.id, term: s.term, owner: s.owner }, 'job:released')
           this.ownerDo({ type: 'job:released', jobId: s.id })
-          this.c.store.putJob({ ...mine.record, owner: s.owner, term: s.term })
+          // Our copy keeps its own (lower) term: it is stale, and readers that compare copies
+          // by (term, version) must prefer the new owner's. Stamping the new term on our old
+          // content would let it win over the real record (a pending job that succeeded).
+          this.c.store.putJob({ ...mine.record, owner: s.owner })
         }
         const prev = this.directory.get(s.id)
-        if (prev === undefined || prev.updatedAtMs <= s.updatedAtMs) this.directory.set(s.id, s)
+        if (prev === undefined || newerSummary(s, prev)) this.directory.set(s.id, s)
       }
       this.trimDirectory()
     }
@@ -813,20 +829,32 @@ class BidmeshAgent implements Agent {
   private startAttempt (jobId: string, epoch: number, owner: string, spec: JobSpec): void {
     const k = `${jobId}#${epoch}`
     const replicas = this.bidder.allocations.get(k)?.replicas ?? []
+    const term = this.awardTerms.get(k) ?? 0
+    this.awardTerms.delete(k)
     this.c.store.putRunning({ jobId, epoch, owner, replicas, spec })
     this.watchAttempt(jobId, epoch, owner, spec, async signal => {
       // Fencing on the engine: an older attempt of this job still running on this engine
       // (its agent died without stopping it, e.g. agents sharing one Docker engine) is
-      // superseded by this epoch and stopped before the new one starts.
-      if (epoch > 1) await this.stopOlderContainers(jobId, epoch)
-      return await this.runAttempt(jobId, epoch, owner, replicas, spec, signal)
+      // superseded by this attempt and stopped before the new one starts.
+      if (epoch > 1 || term > 0) await this.stopOlderContainers(jobId, term, epoch)
+      return await this.runAttempt(jobId, epoch, term, owner, replicas, spec, signal)
     })
   }
 
-  private async stopOlderContainers (jobId: string, epoch: number): Promise<void> {
+  /** Older means a lower (term, epoch): after a partition, the owners on its two sides may
+   *  both have issued the same epoch, and the one with the higher term is the job's owner. */
+  private async stopOlderContainers (jobId: string, term: number, epoch: number): Promise<void> {
+    // Only with a majority in view: agents sharing an engine may sit on the two sides of a
+    // partition, and the engine must not become a channel through which a cut-off side
+    // kills an attempt the majority still counts on.
+    if (!this.meshMajority()) {
+      this.c.logger.info({ jobId, term, epoch }, 'engine fencing skipped: no majority in view')
+      return
+    }
     try {
       for (const ct of await this.c.executor.listManaged()) {
-        if (ct.jobId === jobId && ct.epoch < epoch && ct.node !== this.peerId) {
+        const older = ct.term < term || (ct.term === term && ct.epoch < epoch)
+        if (ct.jobId === jobId && older && ct.node !== this.peerId) {
           this.c.logger.info({ jobId, epoch: ct.epoch, node: ct.node, containerId: ct.containerId }, 'container:fenced')
           await this.c.executor.remove(ct.containerId)
         }
@@ -836,9 +864,9 @@ class BidmeshAgent implements Agent {
     }
   }
 
-  private async runAttempt (jobId: string, epoch: number, owner: string, replicas: string[], spec: JobSpec, signal: AbortSignal): Promise<AttemptResultLike> {
+  private async runAttempt (jobId: string, epoch: number, term: number, owner: string, replicas: string[], spec: JobSpec, signal: AbortSignal): Promise<AttemptResultLike> {
     const k = `${jobId}#${epoch}`
-    return await this.c.executor.run({ jobId, epoch, spec }, {
+    return await this.c.executor.run({ jobId, epoch, term, spec }, {
       signal,
       onStarted: ({ containerId, startedAtMs }) => {
         // History for the fault-injection suite: every execution, as the executor saw it.
@@ -1005,7 +1033,11 @@ class BidmeshAgent implements Agent {
     for (const s of this.directory.values()) byId.set(s.id, s)
     for (const j of this.c.store.listJobs({ limit, ...(options.state !== undefined ? { state: options.state } : {}) })) {
       const live = this.owner.jobs.get(j.id)?.record ?? j
-      byId.set(j.id, summarize(live))
+      const sum = summarize(live)
+      // A copy we hold for another owner (a replica, or a job we were relieved of) may be
+      // older than what its owner gossiped since.
+      const heard = byId.get(j.id)
+      if (heard === undefined || live.owner === this.peerId || !newerSummary(heard, sum)) byId.set(j.id, sum)
     }
     return [...byId.values()]
       .filter(s => options.state === undefined || s.state === options.state)
@@ -1037,6 +1069,12 @@ class BidmeshAgent implements Agent {
   health (): { ok: boolean, peerId: string, peers: number, draining: boolean, uptimeMs: number } {
     return { ok: !this.stopped, peerId: this.peerId, peers: this.c.mesh.connectedPeers().length, draining: this.bidder.draining, uptimeMs: Date.now() - this.startedAtMs }
   }
+}
+
+/** Whether summary a is a newer copy than b: a higher term (a takeover) wins; within a term,
+ *  the later update (both come from the same owner then, so their clocks agree). */
+function newerSummary (a: JobSummary, b: JobSummary): boolean {
+  return a.term > b.term || (a.term === b.term && a.updatedAtMs >= b.updatedAtMs)
 }
 
 function ack (ok = true, code?: string): Message {

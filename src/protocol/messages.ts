@@ -146,7 +146,7 @@ export const BodySchemas = {
   [MessageType.BidRequest]: z.object({ jobId, epoch, owner: peerId, spec: JobSpecWireSchema, ...signedFields }),
   [MessageType.Bid]: z.object({ jobId, epoch, score: z.number(), components: z.record(z.string(), z.number()), capacity }),
   [MessageType.BidRefused]: z.object({ jobId, epoch, reason: z.string().max(128), capacity: capacity.optional() }),
-  [MessageType.Award]: z.object({ jobId, epoch, owner: peerId, replicas: z.array(peerId).max(16), spec: JobSpecWireSchema, leaseMs: ms, ...signedFields }),
+  [MessageType.Award]: z.object({ jobId, epoch, owner: peerId, replicas: z.array(peerId).max(16), spec: JobSpecWireSchema, leaseMs: ms, term: z.number().int().nonnegative().optional(), ...signedFields }),
   [MessageType.AwardAck]: z.object({ jobId, epoch }),
   [MessageType.AwardDeclined]: z.object({ jobId, epoch, reason: z.string().max(128) }),
   [MessageType.ReservationRelease]: z.object({ jobId, epoch }),
@@ -177,7 +177,10 @@ export interface Bodies {
   [MessageType.BidRequest]: { jobId: string, epoch: number, owner: string, spec: JobSpec } & SignedEnvelope
   [MessageType.Bid]: { jobId: string, epoch: number, score: number, components: Record<string, number>, capacity: NodeCapacity }
   [MessageType.BidRefused]: { jobId: string, epoch: number, reason: string, capacity?: NodeCapacity }
-  [MessageType.Award]: { jobId: string, epoch: number, owner: string, replicas: string[], spec: JobSpec, leaseMs: number } & SignedEnvelope
+  /** term: the owner's term for the job (optional for older agents: 0). An executor fences
+   *  older attempts on its engine by (term, epoch), since two owners on the two sides of a
+   *  partition may both issue the same epoch. */
+  [MessageType.Award]: { jobId: string, epoch: number, owner: string, replicas: string[], spec: JobSpec, leaseMs: number, term?: number } & SignedEnvelope
   [MessageType.AwardAck]: { jobId: string, epoch: number }
   [MessageType.AwardDeclined]: { jobId: string, epoch: number, reason: string }
   [MessageType.ReservationRelease]: { jobId: string, epoch: number }

@@ -430,6 +430,7 @@ class DockerExecutor implements Executor {
         containerId: c.Id,
         jobId: c.Labels?.[`${p}.job`] ?? '',
         epoch: Number(c.Labels?.[`${p}.epoch`] ?? NaN),
+        term: Number(c.Labels?.[`${p}.term`] ?? 0),
         node: c.Labels?.[`${p}.node`] ?? '',
         running: c.State === 'running'
       }))
@@ -637,6 +638,7 @@ export function containerCreateOptions (
     Labels: {
       [`${p}.job`]: jobId,
       [`${p}.epoch`]: String(epoch),
+      [`${p}.term`]: String(attempt.term ?? 0),
       [`${p}.node`]: o.nodeId,
       [`${p}.managed`]: 'true'
     },

@@ -4,6 +4,8 @@ import type { JobSpec } from '../protocol/job-spec.ts'
 export interface AttemptRef {
   jobId: string
   epoch: number
+  /** the awarding owner's term (0 if unknown); with epoch, it orders attempts of one job */
+  term?: number
   spec: JobSpec
 }
 
@@ -29,6 +31,8 @@ export interface ManagedContainer {
   containerId: string
   jobId: string
   epoch: number
+  /** the term of the owner that awarded it (label bidmesh.term; 0 when absent) */
+  term: number
   /** the agent that created it (label bidmesh.node) */
   node: string
   running: boolean

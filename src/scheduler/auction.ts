@@ -78,8 +78,15 @@ export type OwnerEvent =
   | { type: 'award:acked', from: string, jobId: string, epoch: number }
   | { type: 'award:declined', from: string, jobId: string, epoch: number, reason: string }
   | { type: 'attempt:update', replyId: number, update: AttemptUpdate }
-  | { type: 'peer:gone', peer: string }
-  | { type: 'tick' }
+  /** quorum (default true): whether the owner's shell sees a majority of the mesh. See 'tick'. */
+  | { type: 'peer:gone', peer: string, quorum?: boolean }
+  /** quorum (default true): whether the owner's shell sees a majority of the mesh. Without
+   *  one, a running attempt whose lease lapses is not re-run: the owner may be the side of a
+   *  partition that is cut off, while the executor runs on in the majority, where the job's
+   *  replicas take it over and keep the attempt (a re-run here would be a duplicate the
+   *  majority never asked for). The check resumes once a majority is back, or the job is
+   *  released to the majority's owner. */
+  | { type: 'tick', quorum?: boolean }
 
 export type OwnerEffect =
   | { type: 'send', to: string, message: Message }
@@ -180,7 +187,9 @@ export function ownerStep (s: OwnerState, e: OwnerEvent, nowMs: number): OwnerEf
       // Faster than waiting for a lease: the membership view already gave up on the peer.
       for (const id of s.active) {
         const oj = s.jobs.get(id)!
-        if (oj.record.node === e.peer && oj.leaseExpiresAtMs !== undefined) loseAttempt(s, oj, nowMs, fx, 'peer gone')
+        if (oj.record.node === e.peer && oj.leaseExpiresAtMs !== undefined) {
+          if (e.quorum !== false) loseAttempt(s, oj, nowMs, fx, 'peer gone')
+        }
         else if (oj.award?.node === e.peer) {
           const cur = currentAttempt(oj)
           if (cur !== undefined) { cur.state = 'lost'; cur.finishedAtMs = nowMs; cur.reason = 'lost' }
@@ -206,7 +215,7 @@ export function ownerStep (s: OwnerState, e: OwnerEvent, nowMs: number): OwnerEf
           const node = oj.award.node
           oj.award = undefined
           requeue(s, oj, nowMs, fx, { type: 'award:timeout', epoch: oj.record.epoch, node }, 0)
-        } else if (oj.leaseExpiresAtMs !== undefined && nowMs >= oj.leaseExpiresAtMs) {
+        } else if (oj.leaseExpiresAtMs !== undefined && nowMs >= oj.leaseExpiresAtMs && e.quorum !== false) {
           loseAttempt(s, oj, nowMs, fx, 'lease expired')
         }
       }
@@ -351,7 +360,7 @@ function decide (s: OwnerState, oj: OwnerJob, nowMs: number, fx: OwnerEffect[]):
   oj.award = { node: winner.node, epoch: round.epoch, deadlineMs: nowMs + s.config.awardAckTimeoutMs }
   setState(oj, 'pending')
   changedJob(fx, oj, nowMs, { type: 'job:awarded', epoch: round.epoch, node: winner.node, detail: `score ${winner.score.toFixed(3)} of ${round.bids.length} bid(s)` })
-  fx.push({ type: 'send', to: winner.node, message: { type: MessageType.Award, body: { jobId: job.id, epoch: round.epoch, owner: s.config.selfId, replicas: job.replicas, spec: job.spec, leaseMs: s.config.leaseMs, ...envelope(job) } } })
+  fx.push({ type: 'send', to: winner.node, message: { type: MessageType.Award, body: { jobId: job.id, epoch: round.epoch, owner: s.config.selfId, replicas: job.replicas, spec: job.spec, leaseMs: s.config.leaseMs, term: job.term, ...envelope(job) } } })
 }
 
 function onUpdate (s: OwnerState, replyId: number, u: AttemptUpdate, nowMs: number, fx: OwnerEffect[]): void {

@@ -143,12 +143,15 @@ export class ChaosCluster {
       } catch { return undefined }
     }))).filter(x => x !== undefined)
     if (answers.length === 0) return undefined
-    answers.sort((x, y) => (y.epoch - x.epoch) || (Number(TERMINAL.has(y.state)) - Number(TERMINAL.has(x.state))) || (Date.parse(y.updatedAt) - Date.parse(x.updatedAt)))
+    // The newest copy: a higher term (the owner after a takeover) first, then a terminal
+    // state, then the latest update. Not the highest epoch: a cut-off owner may have run
+    // auction rounds (epochs) the new owner never heard of.
+    answers.sort((x, y) => ((y.term ?? 0) - (x.term ?? 0)) || (Number(TERMINAL.has(y.state)) - Number(TERMINAL.has(x.state))) || (Date.parse(y.updatedAt) - Date.parse(x.updatedAt)))
     return { ...answers[0], answers: new Set(answers.map(x => `${String(x.state)}@${String(x.epoch)}`)).size }
   }
 
   /** Job summaries as the live agents list them (directory of gossiped summaries + own store);
-   *  per job the one with the highest epoch, then the newest. */
+   *  per job the one with the highest term, then a terminal one, then the newest. */
   async summaries (agents: AgentProcess[] = this.live()): Promise<Map<string, any>> {
     const out = new Map<string, any>()
     await Promise.all(agents.map(async a => {
@@ -157,7 +160,7 @@ export class ChaosCluster {
         if (r.status !== 200) return
         for (const s of r.body.jobs) {
           const prev = out.get(s.id)
-          if (prev === undefined || s.epoch > prev.epoch || (s.epoch === prev.epoch && s.updatedAtMs > prev.updatedAtMs)) out.set(s.id, s)
+          if (prev === undefined || s.term > prev.term || (s.term === prev.term && (Number(TERMINAL.has(s.state)) - Number(TERMINAL.has(prev.state)) || s.updatedAtMs - prev.updatedAtMs) > 0)) out.set(s.id, s)
         }
       } catch {}
     }))

@@ -242,7 +242,7 @@ describe('dockerExecutor', () => {
   })
 
   it('lists its running container as managed', async () => {
-    const a = attempt({ command: ['sleep', '30'] }, 7)
+    const a = { ...attempt({ command: ['sleep', '30'] }, 7), term: 2 }
     const ac = new AbortController()
     let listed: Promise<Awaited<ReturnType<Executor['listManaged']>>> | undefined
     let containerId = ''
@@ -255,7 +255,7 @@ describe('dockerExecutor', () => {
     })
     expect(result.reason).toBe('cancelled')
     const mine = (await listed!).filter(c => c.jobId === a.jobId)
-    expect(mine).toEqual([{ containerId, jobId: a.jobId, epoch: 7, node: NODE_ID, running: true }])
+    expect(mine).toEqual([{ containerId, jobId: a.jobId, epoch: 7, term: 2, node: NODE_ID, running: true }])
     expect((await executor.listManaged()).filter(c => c.jobId === a.jobId)).toEqual([])
     await expectCleanedUp(a.jobId)
   })

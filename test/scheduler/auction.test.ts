@@ -313,6 +313,36 @@ describe('leases', () => {
   })
 })
 
+describe('an owner without a majority in view (a cut-off side of a partition)', () => {
+  it('keeps a running attempt whose lease lapsed, and loses it once a majority is back', () => {
+    const s = owner()
+    scheduled(s, 'j1')
+    update(s, { jobId: 'j1', epoch: 1, state: 'running' }, 30)
+    for (const n of NODES) advert(s, n, 3000)
+    // lease until 3030; the shell sees no majority: nothing is re-run
+    const cut = ownerStep(s, { type: 'tick', quorum: false }, 3030)
+    expect(events(cut)).not.toContain('attempt:lost')
+    expect(bidRequests(cut)).toEqual([])
+    expect(job(s, 'j1')).toMatchObject({ state: 'running', epoch: 1 })
+    expect(job(s, 'j1').attempts[0].state).toBe('running')
+    expect(step(s, { type: 'peer:gone', peer: 'n2', quorum: false }, 3100)).not.toContainEqual(expect.objectContaining({ type: 'send' }))
+    expect(job(s, 'j1')).toMatchObject({ state: 'running', epoch: 1 })
+    // the majority is back and the executor is still silent: now the attempt is lost
+    for (const n of NODES) advert(s, n, 4000)
+    const back = ownerStep(s, { type: 'tick', quorum: true }, 4000)
+    expect(job(s, 'j1').attempts[0]).toMatchObject({ state: 'lost', error: 'lease expired' })
+    expect(bidRequests(back).map(r => r.epoch)).toEqual([2, 2, 2])
+  })
+
+  it('still schedules new jobs on the nodes it can reach', () => {
+    const s = owner()
+    const fx = submit(s, 'j2', 0)
+    ownerStep(s, { type: 'tick', quorum: false }, 10)
+    expect(bidRequests(fx).length).toBeGreaterThan(0)
+    expect(job(s, 'j2').epoch).toBe(1)
+  })
+})
+
 describe('fencing by epoch', () => {
   /** j1 lost its epoch-1 attempt on n2 and is in a round at epoch 2. */
   function superseded (): OwnerState {
