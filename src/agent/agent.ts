@@ -689,12 +689,19 @@ class BidmeshAgent implements Agent {
 
   // ---- inbound ---------------------------------------------------------------------------
 
+  /** A job this agent has heard ended (its owner's gossip, a replica's copy, its own record):
+   *  no honest owner awards it again, so a bid request or award for it is a replay. */
+  private readonly jobFinished = (jobId: string): boolean => {
+    const state = this.directory.get(jobId)?.state ?? this.c.store.getJob(jobId)?.state
+    return state !== undefined && TERMINAL_STATES.has(state)
+  }
+
   private async onRequest (from: string, m: Message): Promise<Message> {
     switch (m.type) {
       case MessageType.BidRequest: {
         this.metrics_.bidsReceived.inc()
         // Who asked for this job, not who forwards it: the publisher's signature and our allowlist.
-        const v = screenJobMessage('bid', m.body, { allowlist: this.publishers, guard: this.replayGuard }, Date.now())
+        const v = screenJobMessage('bid', m.body, { allowlist: this.publishers, guard: this.replayGuard, finished: this.jobFinished }, Date.now())
         if (!v.ok) {
           this.c.logger.warn({ jobId: m.body.jobId, from, reason: v.reason, detail: v.detail }, 'bid:refused')
           return { type: MessageType.BidRefused, body: { jobId: m.body.jobId, epoch: m.body.epoch, reason: v.reason } }
@@ -702,7 +709,7 @@ class BidmeshAgent implements Agent {
         return await this.ask(replyId => this.bidderDo({ type: 'bid:requested', from, replyId, jobId: m.body.jobId, epoch: m.body.epoch, spec: m.body.spec }))
       }
       case MessageType.Award: {
-        const v = screenJobMessage('award', m.body, { allowlist: this.publishers, guard: this.replayGuard }, Date.now())
+        const v = screenJobMessage('award', m.body, { allowlist: this.publishers, guard: this.replayGuard, finished: this.jobFinished }, Date.now())
         if (!v.ok) {
           this.c.logger.warn({ jobId: m.body.jobId, from, reason: v.reason, detail: v.detail }, 'award:refused')
           return { type: MessageType.AwardDeclined, body: { jobId: m.body.jobId, epoch: m.body.epoch, reason: v.reason } }

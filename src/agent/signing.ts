@@ -330,33 +330,51 @@ export const EXECUTOR_REPLAY_DEFAULTS = { windowMs: 7 * 24 * 3600 * 1000, maxEnt
 
 export type ScreenVerdict =
   | { ok: true }
-  | { ok: false, reason: typeof UNAUTHORIZED_PUBLISHER | 'expired job' | 'replayed award' | 'replay guard full', detail?: string }
+  | { ok: false, reason: typeof UNAUTHORIZED_PUBLISHER | 'expired job' | 'replayed award' | 'replay guard full' | 'finished job', detail?: string }
 
 /**
  * What an executor checks before bidding (kind 'bid') or accepting an award (kind 'award'):
  * the job is signed by an allowed publisher (else 'unauthorized publisher'), it is within
- * the replay window, and (awards only) its epoch is above every epoch this executor accepted
- * for it before. Bid requests keep no state: only an award commits the executor to run.
+ * the replay window, (awards only) its epoch is above every epoch this executor accepted
+ * for it before, and it has not already ended as far as this executor knows ('finished job').
+ * Bid requests keep no state: only an award commits the executor to run.
  */
 export function screenJobMessage (
   kind: 'bid' | 'award',
   body: { jobId: string, epoch: number, spec: JobSpec, publisher?: string, createdAtMs?: number, nonce?: string, signature?: string | Uint8Array },
-  policy: { allowlist: PublisherAllowlist, guard?: ReplayGuard },
+  policy: {
+    allowlist: PublisherAllowlist
+    guard?: ReplayGuard
+    /** True when the executor knows the job has ended (succeeded, failed or cancelled). */
+    finished?: (jobId: string) => boolean
+  },
   nowMs: number
 ): ScreenVerdict {
   const auth = authorizeJobMessage(body, policy.allowlist)
   if (!auth.ok) return { ok: false, reason: auth.reason, detail: auth.detail }
   const guard = policy.guard
-  if (guard === undefined) return { ok: true }
   // Signed, so these are present (authorizeJob refuses an unsigned job).
   const createdAtMs = body.createdAtMs!
-  if (kind === 'bid') return guard.isFresh(createdAtMs, nowMs) ? { ok: true } : { ok: false, reason: 'expired job' }
-  const v = guard.admitEpoch({ jobId: body.jobId, nonce: body.nonce!, createdAtMs, epoch: body.epoch }, nowMs)
-  if (v.ok) return v
-  switch (v.reason) {
+  if (guard !== undefined && kind === 'bid' && !guard.isFresh(createdAtMs, nowMs)) return { ok: false, reason: 'expired job' }
+  if (guard !== undefined && kind === 'award') {
+    const v = guard.admitEpoch({ jobId: body.jobId, nonce: body.nonce!, createdAtMs, epoch: body.epoch }, nowMs)
+    if (!v.ok) return refusedByGuard(v.reason)
+  }
+  // The signature covers what to run, not the epoch, the owner or the executor: those change
+  // with retries and takeovers. So the guard alone refuses a replayed award only on the
+  // executor that took it before and only at the same or a lower epoch. Any member that reads
+  // a finished job's record (JobQuery answers anyone) could send its award again to another
+  // executor, or with a higher epoch, and have it run once more each time. No honest owner
+  // awards a job that has ended, so an executor that knows the job ended refuses it.
+  if (policy.finished?.(body.jobId) === true) return { ok: false, reason: 'finished job' }
+  return { ok: true }
+}
+
+function refusedByGuard (reason: Extract<ReplayVerdict, { ok: false }>['reason']): ScreenVerdict {
+  switch (reason) {
     case 'replayed': return { ok: false, reason: 'replayed award' }
     case 'full': return { ok: false, reason: 'replay guard full' }
-    default: return { ok: false, reason: 'expired job', detail: v.reason }
+    default: return { ok: false, reason: 'expired job', detail: reason }
   }
 }
 

@@ -223,6 +223,21 @@ describe('screenJobMessage (the executor-side hook)', () => {
     expect(screenJobMessage('bid', { ...signed, epoch: 3 }, p, now + 120_000)).toEqual({ ok: false, reason: 'expired job' })
     expect(screenJobMessage('award', { ...signed, epoch: 3 }, p, now + 120_000)).toMatchObject({ ok: false, reason: 'expired job' })
   })
+
+  it('a job the executor knows has ended is refused at any epoch, on any executor (the epoch is not signed)', () => {
+    const ended = new Set([j.id])
+    const p = { ...policy(), finished: (id: string) => ended.has(id) }
+    // An executor that never saw the job: its guard admits the epoch, the job is over anyway.
+    expect(screenJobMessage('award', { ...signed, epoch: 1 }, p, now)).toEqual({ ok: false, reason: 'finished job' })
+    expect(screenJobMessage('award', { ...signed, epoch: 9 }, p, now)).toEqual({ ok: false, reason: 'finished job' })
+    expect(screenJobMessage('bid', { ...signed, epoch: 10 }, p, now)).toEqual({ ok: false, reason: 'finished job' })
+    // The signature and the window are checked first: a forgery is refused as what it is.
+    expect(screenJobMessage('award', { ...signed, epoch: 11, spec: { ...spec, image: 'evil' } }, p, now)).toMatchObject({ ok: false, reason: 'unauthorized publisher' })
+    expect(screenJobMessage('award', { ...signed, epoch: 12 }, p, now + 120_000)).toMatchObject({ ok: false, reason: 'expired job' })
+    // A job still running is not refused: retries and takeovers come with higher epochs.
+    ended.clear()
+    expect(screenJobMessage('award', { ...signed, epoch: 13 }, p, now)).toEqual({ ok: true })
+  })
 })
 
 describe('jobEnvelope', () => {
