@@ -12,7 +12,7 @@
 import type { Explanation, JobEvent, JobReason, JobRecord, NodeCapacity } from '../protocol/job.ts'
 import { TERMINAL_STATES } from '../protocol/job.ts'
 import { type AttemptUpdate, MessageType, type Message } from '../protocol/messages.ts'
-import { type BidView, chooseWinner, formatFiltered, selectCandidates, snapshots } from './placement.ts'
+import { type BidView, chooseWinner, formatFiltered, selectFromView } from './placement.ts'
 import { backoffMs, isFailure, isRetryable } from './retry.ts'
 import { type CapacityView, type LivenessConfig, applyAdvert, claim, createView, liveness, unclaim } from './view.ts'
 
@@ -276,6 +276,7 @@ function changedJob (fx: OwnerEffect[], oj: OwnerJob, nowMs: number, event?: Omi
 }
 
 function offerPending (s: OwnerState, nowMs: number, fx: OwnerEffect[], sweep: boolean): void {
+  if (s.pending.size === 0) return // the common case, on every advert that shows more room
   for (const id of [...s.pending]) {
     const oj = s.jobs.get(id)!
     if (oj.round !== undefined) continue
@@ -293,7 +294,7 @@ function offer (s: OwnerState, oj: OwnerJob, nowMs: number, fx: OwnerEffect[]): 
   const job = oj.record
   oj.lastOfferAtMs = nowMs
   oj.lastOfferVersion = s.view.freedVersion
-  const selection = selectCandidates(job.id, job.spec, snapshots(s.view, nowMs, c), { extraCandidates: c.extraCandidates, explainTop: c.explainTop, nowMs })
+  const selection = selectFromView(job.id, job.spec, s.view, c, { extraCandidates: c.extraCandidates, explainTop: c.explainTop, nowMs })
   if (selection.candidates.length === 0) {
     job.explanation = selection.explanation
     const summary = formatFiltered(selection.explanation.filtered) || 'no nodes known'

@@ -13,8 +13,13 @@ export function hash32 (text: string): number {
 
 /** Rendezvous (highest-random-weight) score of a node for a key. */
 export function rendezvous (key: string, node: string): number {
+  return rendezvousOfHashes(hash32(key), hash32(node))
+}
+
+/** rendezvous() from hash32(key) and hash32(node), for callers that hash each once. */
+export function rendezvousOfHashes (keyHash: number, nodeHash: number): number {
   // Mix the two hashes so that nodes sharing prefixes still spread evenly.
-  let h = hash32(key) ^ Math.imul(hash32(node), 0x9e3779b1)
+  let h = keyHash ^ Math.imul(nodeHash, 0x9e3779b1)
   h = Math.imul(h ^ (h >>> 16), 0x85ebca6b)
   h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35)
   return (h ^ (h >>> 16)) >>> 0

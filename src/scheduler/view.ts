@@ -1,6 +1,7 @@
 // The owner's capacity view: the latest advert heard from each peer, when it was heard,
 // and claims the owner itself has made but no advert reflects yet. Pure data + functions.
 import type { NodeCapacity } from '../protocol/job.ts'
+import { hash32 } from './hash.ts'
 
 export type Liveness = 'alive' | 'suspect' | 'gone'
 
@@ -11,6 +12,8 @@ export interface ViewEntry {
   /** resources this owner has asked the node to reserve in rounds still open */
   claimedCpuMilli: number
   claimedMemoryBytes: number
+  /** hash32 of the peer id, for placement's rendezvous tie-break (computed once per entry) */
+  peerHash?: number
 }
 
 export interface CapacityView {
@@ -31,18 +34,20 @@ export function createView (): CapacityView {
 /** Applies an advert (or a bid's capacity snapshot). Returns true when it freed capacity or added a node. */
 export function applyAdvert (view: CapacityView, capacity: NodeCapacity, nowMs: number): boolean {
   const prev = view.entries.get(capacity.peerId)
-  if (prev !== undefined && capacity.seq < prev.capacity.seq) return false // stale: an older version overtook a newer one
-  const wasGone = prev === undefined
-  view.entries.set(capacity.peerId, {
-    capacity,
-    heardAtMs: nowMs,
-    claimedCpuMilli: prev?.claimedCpuMilli ?? 0,
-    claimedMemoryBytes: prev?.claimedMemoryBytes ?? 0
-  })
-  const freed = wasGone ||
-    capacity.freeCpuMilli > prev.capacity.freeCpuMilli ||
-    capacity.freeMemoryBytes > prev.capacity.freeMemoryBytes ||
-    (prev.capacity.draining && !capacity.draining)
+  if (prev === undefined) {
+    view.entries.set(capacity.peerId, { capacity, heardAtMs: nowMs, claimedCpuMilli: 0, claimedMemoryBytes: 0, peerHash: hash32(capacity.peerId) })
+    view.freedVersion++
+    return true
+  }
+  const old = prev.capacity
+  if (capacity.seq < old.seq) return false // stale: an older version overtook a newer one
+  // Updated in place: an owner hears ~50 adverts a second, and nobody keeps an entry across
+  // steps (snapshots copy what they read), so a new object per advert would only feed the GC.
+  prev.capacity = capacity
+  prev.heardAtMs = nowMs
+  const freed = capacity.freeCpuMilli > old.freeCpuMilli ||
+    capacity.freeMemoryBytes > old.freeMemoryBytes ||
+    (old.draining && !capacity.draining)
   if (freed) view.freedVersion++
   return freed
 }

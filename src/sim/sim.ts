@@ -275,11 +275,54 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
   }
 
   // ---- the two machines --------------------------------------------------------------------
-  /** replies made by the step being run, by replyId (the agent's ask()) */
-  const replies = new Map<number, Message>()
+  /** the reply made by the step being run for the request being served (the agent's ask()):
+   *  steps never run inside each other, so one request is served at a time */
+  let askedReplyId = 0
+  let reply: Message | undefined
   let nextReplyId = 1
 
+  // Adverts delivered to an owner with nothing pending change only its view: the step has no
+  // effects and moves no timer. Such deliveries are queued per receiver and stepped, in order
+  // and at the times they arrived, just before anything else touches that owner (flushAdverts):
+  // every owner sees the same steps with the same inputs as if each ran at delivery, but the
+  // owner's state is brought into the cache once for many adverts instead of once for each.
+  /** 1 while agent i's owner has no pending job (nor one in backoff): adverts to it may queue */
+  const quiet = new Uint8Array(N)
+  /** queued adverts per agent: event, arrival time, event, arrival time, … */
+  const queuedAdverts: Array<Array<OwnerEvent | number>> = Array.from({ length: N }, () => [])
+  const queuedCount = new Int32Array(N)
+
+  function flushAdverts (a: SimAgent): void {
+    const q = queuedAdverts[a.idx]
+    for (let i = 0; i < q.length; i += 2) {
+      const fx = ownerStep(a.owner, q[i] as OwnerEvent, q[i + 1] as number)
+      if (fx.length !== 0) throw new Error('a queued advert had effects: the owner was not quiet')
+    }
+    q.length = 0
+    queuedCount[a.idx] = 0
+  }
+
+  function deliverAdvert (to: number, event: OwnerEvent): void {
+    if (quiet[to] === 1) {
+      const q = queuedAdverts[to]
+      q.push(event, engine.nowMs)
+      queuedCount[to]++
+    } else {
+      ownerDo(agents[to], event)
+    }
+  }
+
+  function updateQuiet (a: SimAgent): void {
+    quiet[a.idx] = a.up && a.owner.pending.size === 0 && !a.backoffPending ? 1 : 0
+  }
+
   function ownerDo (a: SimAgent, event: OwnerEvent): void {
+    if (queuedCount[a.idx] !== 0) flushAdverts(a)
+    ownerRun(a, event)
+    updateQuiet(a)
+  }
+
+  function ownerRun (a: SimAgent, event: OwnerEvent): void {
     const freedVersion = a.owner.view.freedVersion
     const fx = ownerStep(a.owner, event, engine.nowMs)
     if (fx.length === 0) {
@@ -300,7 +343,7 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
           break
         }
         case 'send': ownerSend(a, f.to, f.message); break
-        case 'reply': replies.set(f.replyId, f.message); break
+        case 'reply': if (f.replyId === askedReplyId) reply = f.message; break
       }
     }
     if (!onlyReplies || a.ownerTimerAtMs === Infinity) armOwnerTimer(a)
@@ -311,7 +354,7 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
     if (fx.length === 0) return
     for (const f of fx) {
       switch (f.type) {
-        case 'reply': replies.set(f.replyId, f.message); break
+        case 'reply': if (f.replyId === askedReplyId) reply = f.message; break
         case 'send': bidderSend(a, f.to, f.message); break
         case 'attempt:start': startContainer(a, f.jobId, f.epoch, f.spec); break
         case 'attempt:stop': stopContainer(a, f.jobId, f.epoch, f.reason); break
@@ -325,11 +368,13 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
   /** Runs a step for an inbound request and returns the reply it made. */
   function ask (run: (replyId: number) => void): Message {
     const replyId = nextReplyId++
+    askedReplyId = replyId
+    reply = undefined
     run(replyId)
-    const r = replies.get(replyId)
-    if (r === undefined) return { type: MessageType.Ack, body: { ok: false, code: 'ERR_NO_REPLY' } }
-    replies.delete(replyId)
-    return r
+    const r = reply
+    askedReplyId = 0
+    reply = undefined
+    return r ?? { type: MessageType.Ack, body: { ok: false, code: 'ERR_NO_REPLY' } }
   }
 
   // ---- timers: one per machine, at the machine's own next deadline --------------------------
@@ -352,6 +397,7 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
       a.lastOwnerTickMs = engine.nowMs
       ownerDo(a, TICK)
       armOwnerTimer(a)
+      updateQuiet(a)
     })
   }
 
@@ -533,7 +579,7 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
     const counted = engine.nowMs >= warmupMs
     net.gossip(a.idx, () => views.receiversOf(a.idx), to => {
       if (counted) { advertsDelivered++; gossipBytes += bytes }
-      ownerDo(agents[to], event)
+      deliverAdvert(to, event)
     })
   }
 
@@ -554,6 +600,7 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
       if (a.inc !== inc) return
       views.refresh(a.idx)
       // Entries of peers no longer sampled and not heard for a while: forget them.
+      if (queuedCount[a.idx] !== 0) flushAdverts(a)
       pruneView(a.owner.view, engine.nowMs, t.goneAfterMs, t.goneAfterMs)
       engine.after(c.views.refreshMs, refresh)
     }
@@ -569,8 +616,10 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
 
   function markDown (a: SimAgent): void {
     if (!a.up) return
+    if (queuedCount[a.idx] !== 0) flushAdverts(a) // what it heard before it went
     a.up = false
     upFlags[a.idx] = 0
+    quiet[a.idx] = 0
     incs[a.idx] = ++a.inc
     upIntervals.push([a.upSinceMs, engine.nowMs, a.node.cpuMilli])
     for (const [k, ct] of [...a.containers]) endContainer(a, k, ct)

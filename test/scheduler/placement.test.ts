@@ -1,8 +1,9 @@
 // Placement: ranking, the deterministic tie-break, candidate selection, the winner, and the
 // explanation that travels with every decision.
+import { fc, test } from '@fast-check/vitest'
 import { describe, expect, it } from 'vitest'
 import type { NodeSnapshot } from '../../src/scheduler/feasibility.ts'
-import { chooseWinner, compareScores, formatFiltered, rankNodes, selectCandidates, snapshots } from '../../src/scheduler/placement.ts'
+import { chooseWinner, compareScores, formatFiltered, rankNodes, selectCandidates, selectFromView, snapshots } from '../../src/scheduler/placement.ts'
 import { applyAdvert, claim, createView } from '../../src/scheduler/view.ts'
 import { GiB, capacity, spec } from './harness.ts'
 
@@ -147,5 +148,41 @@ describe('snapshots', () => {
     const byId = new Map([...snapshots(view, 5000, config)].map(s => [s.capacity.peerId, s]))
     expect(byId.get('a')).toMatchObject({ freeCpuMilli: 2500, freeMemoryBytes: 6 * GiB, liveness: 'suspect' })
     expect(byId.get('b')).toMatchObject({ freeCpuMilli: 4000, freeMemoryBytes: 8 * GiB, liveness: 'alive' })
+  })
+})
+
+describe('selection keeps only the head of the ranking', () => {
+  // Few distinct capacities, so equal scores (and the hash tie-break) are common.
+  const arbNode = fc.record({
+    free: fc.constantFrom(0, 500, 1000, 2000, 4000),
+    mem: fc.constantFrom(100, 1 * GiB, 4 * GiB, 8 * GiB),
+    zone: fc.constantFrom('a', 'b'),
+    heardAtMs: fc.constantFrom(0, 900, 1000),
+    claimed: fc.constantFrom(0, 500)
+  })
+  const arbCase = fc.record({
+    nodes: fc.array(arbNode, { maxLength: 40 }),
+    job: fc.integer({ min: 0, max: 99 }),
+    extra: fc.integer({ min: 0, max: 4 }),
+    top: fc.integer({ min: 0, max: 8 }),
+    placement: fc.constantFrom('binpack' as const, 'spread' as const),
+    zone: fc.constantFrom(undefined, 'a')
+  })
+
+  test.prop([arbCase])('selectCandidates and selectFromView equal the head of rankNodes', (c) => {
+    const jobId = `job-${c.job}`
+    const job = spec({ placement: c.placement, constraints: c.zone !== undefined ? { zone: c.zone } : {} })
+    const opts = { extraCandidates: c.extra, explainTop: c.top, nowMs: 4000 }
+    const config = { suspectAfterMs: 3000, goneAfterMs: 6000 }
+    const view = createView()
+    c.nodes.forEach((n, i) => {
+      applyAdvert(view, capacity(`n-${i}`, { totalCpuMilli: 4000, totalMemoryBytes: 8 * GiB, freeCpuMilli: n.free, freeMemoryBytes: n.mem, labels: { zone: n.zone } }), n.heardAtMs)
+      claim(view, `n-${i}`, n.claimed, 0)
+    })
+    const r = rankNodes(jobId, job, snapshots(view, opts.nowMs, config))
+    const candidates = r.ranked.slice(0, 1 + c.extra).map(s => s.node)
+    const expected = { candidates, explanation: { consideredNodes: r.considered, filtered: r.filtered, top: r.ranked.slice(0, c.top), candidates, decidedAtMs: opts.nowMs } }
+    expect(selectCandidates(jobId, job, snapshots(view, opts.nowMs, config), opts)).toEqual(expected)
+    expect(selectFromView(jobId, job, view, config, opts)).toEqual(expected)
   })
 })
