@@ -16,11 +16,22 @@ export const AGENT_DEFAULTS = {
   /** Periodic capacity advert. Adverts also go out at once when free capacity changes.
    *  Lower: fresher views, more gossip bytes (≈ 300 B × 1000/advertIntervalMs per agent). */
   advertIntervalMs: 1000,
+  /** Adverts also go out when free capacity changes, at most one per advertMinGapMs. Lower:
+   *  owners' views follow faster (they are only hints: a bidder checks its exact capacity);
+   *  higher: less gossip under load (a busy agent changes capacity on every job). */
+  advertMinGapMs: 100,
   /** A peer unheard for suspectAfterMs is suspect (not offered new work); after goneAfterMs it is gone.
    *  suspect = 3 × advert interval, so one or two lost adverts never suspect a peer. */
   suspectAfterMs: 3000,
   /** gone = 6 × advert interval (see docs/operations.md for the formula). */
   goneAfterMs: 6000,
+  /** Before an owner gives up on an attempt whose lease lapsed, it must see a majority of the
+   *  members it knows, each heard from within a window of this many advert intervals (2 × 1 s),
+   *  capped at lease − renewal interval (3000 − 750 ms): then an owner cut off from the
+   *  majority (with its executor) sees itself in the minority before any lease it holds can
+   *  lapse, and does not re-run an attempt the majority keeps. Shorter: safer, but busy peers
+   *  whose adverts are late delay re-runs by a tick or two; longer: the race comes back. */
+  quorumFreshAdvertIntervals: 2,
   /** How often pending jobs are offered again even without a capacity change (sweep). */
   sweepIntervalMs: 2000,
   /** Max request body for the HTTP API. */

@@ -64,7 +64,10 @@ export async function startAgent (o: AgentOptions, timeoutMs = START_TIMEOUT_MS)
   // The no-op executor is only ever selected explicitly (it is never the default).
   if (o.executor === 'noop') args.push('--executor', 'noop')
   for (const b of o.bootstrap ?? []) args.push('--bootstrap', b)
-  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', logFd], env: { ...process.env } })
+  // BIDMESH_BENCH_NODE_FLAGS: extra flags for the agents' node, e.g. "--cpu-prof
+  // --cpu-prof-dir=/tmp/prof" to profile them (node refuses --cpu-prof in NODE_OPTIONS).
+  const nodeFlags = (process.env.BIDMESH_BENCH_NODE_FLAGS ?? '').split(/\s+/).filter(f => f !== '')
+  const proc = spawn(process.execPath, [...nodeFlags, ...args], { stdio: ['ignore', 'pipe', logFd], env: { ...process.env } })
   closeSync(logFd)
   const exited = new Promise<number | null>(res => proc.once('exit', code => res(code)))
   proc.once('exit', (code, signal) => {

@@ -59,6 +59,7 @@ export interface Agent extends AgentApi {
 export function agentTimings (init: AgentInit) {
   const advertIntervalMs = init.timings?.advertIntervalMs ?? AGENT_DEFAULTS.advertIntervalMs
   const leaseMs = init.leaseMs ?? 3000
+  const leaseRenewMs = Math.max(50, Math.floor(leaseMs / 4))
   return {
     advertIntervalMs,
     suspectAfterMs: init.timings?.suspectAfterMs ?? AGENT_DEFAULTS.suspectAfterMs,
@@ -66,7 +67,9 @@ export function agentTimings (init: AgentInit) {
     sweepIntervalMs: init.timings?.sweepIntervalMs ?? AGENT_DEFAULTS.sweepIntervalMs,
     leaseMs,
     /** four renewals per lease: three may be lost before the lease lapses */
-    leaseRenewMs: Math.max(50, Math.floor(leaseMs / 4)),
+    leaseRenewMs,
+    /** see AGENT_DEFAULTS.quorumFreshAdvertIntervals */
+    quorumFreshMs: Math.min(AGENT_DEFAULTS.quorumFreshAdvertIntervals * advertIntervalMs, leaseMs - leaseRenewMs),
     tickMs: 50,
     logFlushMs: 100
   }
@@ -117,6 +120,9 @@ class BidmeshAgent implements Agent {
    *  starts: it labels the container, for fencing by (term, epoch). Bounded: a declined award
    *  never starts, so the oldest entries are dropped past 10,000. */
   private readonly awardTerms = new Map<string, number>()
+  /** The listen addresses each peer last advertised (joined), to skip unchanged ones. */
+  private readonly knownAddrs = new Map<string, string>()
+  private lastAdvertAtMs = 0
   private readonly running = new Map<string, RunningContainer>()
   private readonly replies = new Map<number, (m: Message) => void>()
   private readonly summaryQueue = new Map<string, JobSummary>()
@@ -171,7 +177,10 @@ class BidmeshAgent implements Agent {
 
   async start (): Promise<void> {
     const { mesh } = this.c
-    mesh.handle(async (from, message) => await this.onRequest(from, message))
+    mesh.handle(async (from, message) => {
+      this.metrics_.requestsServed.inc({ type: MESSAGE_TYPE_NAMES.get(message.type) ?? String(message.type) })
+      return await this.onRequest(from, message)
+    })
     mesh.addEventListener('gossip:received', ({ from, message }) => this.onGossip(from, message))
     mesh.addEventListener('message:invalid', ({ channel, rejection }) => this.metrics_.invalidMessages.inc({ channel, rejection }))
     await this.recoverContainers()
@@ -294,11 +303,12 @@ class BidmeshAgent implements Agent {
       const l = liveness(e, now, this.owner.config)
       if (l === 'gone' && !this.gonePeers.has(peer)) {
         this.gonePeers.add(peer)
+        this.knownAddrs.delete(peer)
         this.c.logger.info({ peer }, 'peer:gone')
-        this.ownerDo({ type: 'peer:gone', peer, quorum: this.meshMajority(now) })
+        this.ownerDo({ type: 'peer:gone', peer, quorum: this.freshMajority(now) })
       } else if (l !== 'gone') this.gonePeers.delete(peer)
     }
-    this.ownerDo({ type: 'tick', quorum: this.meshMajority(now) })
+    this.ownerDo({ type: 'tick', quorum: this.freshMajority(now) })
     if (++this.tickCount % 10 === 0) {
       // Forget peers gone for a minute: they no longer count towards a majority.
       pruneView(this.owner.view, now, this.owner.config.goneAfterMs, 60_000)
@@ -318,6 +328,19 @@ class BidmeshAgent implements Agent {
       if (liveness(e, now, this.owner.config) === 'alive') alive++
     }
     return alive * 2 > known
+  }
+
+  /** A majority of the known members heard from within quorumFreshMs (this agent counts).
+   *  Stricter than meshMajority: it is what an owner needs before re-running an attempt whose
+   *  lease lapsed (see AGENT_DEFAULTS.quorumFreshAdvertIntervals for why the window is shorter than a lease). */
+  private freshMajority (now = Date.now()): boolean {
+    let known = 0
+    let fresh = 0
+    for (const e of this.owner.view.entries.values()) {
+      known++
+      if (e.capacity.peerId === this.peerId || now - e.heardAtMs <= this.t.quorumFreshMs) fresh++
+    }
+    return fresh * 2 > known
   }
 
   private isAlive (peer: string, now = Date.now()): boolean {
@@ -390,6 +413,11 @@ class BidmeshAgent implements Agent {
 
   /** Stores newer copies; returns the ids the sender sent under a lower term than we know. */
   private onReplicate (jobs: Array<{ job: JobRecord, events: JobEvent[] }>): string[] {
+    // One commit (one fsync) for the whole batch rather than one per job.
+    return this.c.store.transaction(() => this.storeReplicas(jobs))
+  }
+
+  private storeReplicas (jobs: Array<{ job: JobRecord, events: JobEvent[] }>): string[] {
     const stale: string[] = []
     for (const { job, events } of jobs) {
       const mine = this.owner.jobs.get(job.id)
@@ -762,13 +790,20 @@ class BidmeshAgent implements Agent {
     if (m.type === MessageType.CapacityAdvert) {
       // The gossip signature names the sender; an advert about someone else is refused.
       if (m.body.peerId !== from || from === this.peerId) return
-      if (m.body.addrs !== undefined) void this.c.mesh.addPeerAddrs(from, m.body.addrs)
+      // Into the peer store only when they changed: a merge takes the store's write lock and
+      // rewrites the peer's record, and adverts arrive every second from every peer.
+      const addrs = m.body.addrs?.join(' ')
+      if (addrs !== undefined && this.knownAddrs.get(from) !== addrs) {
+        this.knownAddrs.set(from, addrs)
+        void this.c.mesh.addPeerAddrs(from, m.body.addrs!)
+      }
       this.ownerDo({ type: 'advert:received', capacity: m.body })
     } else if (m.type === MessageType.MemberLeave) {
       if (m.body.peerId !== from || from === this.peerId) return
       // A clean leave: membership shrinks now, and replicas take its jobs over at once.
       this.owner.view.entries.delete(from)
       this.gonePeers.add(from)
+      this.knownAddrs.delete(from)
       this.c.logger.info({ peer: from }, 'peer:left')
       this.ownerDo({ type: 'peer:gone', peer: from, quorum: this.meshMajority() })
       this.checkTakeovers(Date.now())
@@ -805,14 +840,16 @@ class BidmeshAgent implements Agent {
   // ---- gossip out ------------------------------------------------------------------------
 
   private scheduleAdvert (): void {
-    // Coalesce bursts of changes into one advert.
+    // Coalesce bursts of changes into one advert, and at most one per advertMinGapMs.
     if (this.advertScheduled) return
     this.advertScheduled = true
-    setTimeout(() => { this.advertScheduled = false; this.publishAdvert() }, 10)
+    const delayMs = Math.max(10, this.lastAdvertAtMs + AGENT_DEFAULTS.advertMinGapMs - Date.now())
+    setTimeout(() => { this.advertScheduled = false; this.publishAdvert() }, delayMs)
   }
 
   private publishAdvert (): void {
     if (this.stopped || this.left) return
+    this.lastAdvertAtMs = Date.now()
     const capacity: NodeCapacity = { ...capacityOf(this.bidder, Date.now()), addrs: this.c.mesh.listenAddrs().slice(0, 16) }
     this.metrics_.capacity.set({ resource: 'cpu_milli', kind: 'free' }, capacity.freeCpuMilli)
     this.metrics_.capacity.set({ resource: 'memory_bytes', kind: 'free' }, capacity.freeMemoryBytes)
@@ -1083,6 +1120,8 @@ class BidmeshAgent implements Agent {
 function newerSummary (a: JobSummary, b: JobSummary): boolean {
   return a.term > b.term || (a.term === b.term && a.updatedAtMs >= b.updatedAtMs)
 }
+
+const MESSAGE_TYPE_NAMES = new Map<number, string>(Object.entries(MessageType).map(([name, n]) => [n, name]))
 
 function ack (ok = true, code?: string): Message {
   return { type: MessageType.Ack, body: { ok, ...(code !== undefined ? { code } : {}) } }

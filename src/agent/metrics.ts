@@ -11,6 +11,7 @@ export class AgentMetrics {
   readonly reschedules = new Counter({ name: 'bidmesh_reschedules_total', help: 'Attempts lost, declined or timed out and offered again', registers: [this.registry] })
   readonly containersRunning = new Gauge({ name: 'bidmesh_containers_running', help: 'Containers this agent is running', registers: [this.registry] })
   readonly capacity = new Gauge({ name: 'bidmesh_capacity', help: 'This agent\'s capacity', labelNames: ['resource', 'kind'], registers: [this.registry] })
+  readonly requestsServed = new Counter({ name: 'bidmesh_requests_served_total', help: 'Direct-protocol requests this agent answered, by message type', labelNames: ['type'], registers: [this.registry] })
   readonly invalidMessages = new Counter({ name: 'bidmesh_invalid_messages_total', help: 'Messages dropped because they failed to decode or validate', labelNames: ['channel', 'rejection'], registers: [this.registry] })
   readonly jobs = new Gauge({ name: 'bidmesh_jobs', help: 'Jobs this agent owns, by state', labelNames: ['state'], registers: [this.registry] })
   readonly gossipBytes = new Gauge({ name: 'bidmesh_gossip_bytes', help: 'Gossip payload bytes since start, by topic and direction', labelNames: ['topic', 'direction'], registers: [this.registry] })

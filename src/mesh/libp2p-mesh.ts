@@ -176,6 +176,8 @@ class Libp2pMesh extends MeshEmitter implements Mesh {
   private readonly bootstrap: string[]
   private redialTimer?: ReturnType<typeof setInterval>
   private readonly timeoutMs: number
+  /** Messages the topic validator decoded, by payload object (dropped with the payload). */
+  private readonly validated = new WeakMap<Uint8Array, Message>()
   private readonly stats: Record<string, { sentBytes: number, receivedBytes: number, sent: number, received: number }> = {}
 
   private stat (topic: string) {
@@ -207,13 +209,17 @@ class Libp2pMesh extends MeshEmitter implements Mesh {
           this.emit('message:invalid', { from: from.toString(), channel: 'gossip', rejection: r.rejection })
           return 'reject'
         }
+        // Gossipsub hands the same payload object to the 'message' listener: keep the decoded,
+        // validated message so it is not decoded and schema-checked a second time there.
+        this.validated.set(msg.data, r.message)
         return 'accept'
       })
       pubsub.subscribe(topic)
     }
     pubsub.addEventListener('message', (evt: any) => {
       const m = evt.detail
-      const r = decodeMessage(m.data, MAX_GOSSIP_BYTES)
+      const known = this.validated.get(m.data)
+      const r = known !== undefined ? { ok: true as const, message: known } : decodeMessage(m.data, MAX_GOSSIP_BYTES)
       if (!r.ok) return // already counted by the validator
       const st = this.stat(m.topic)
       st.received++
