@@ -683,17 +683,39 @@ class BidmeshAgent implements Agent {
     if (u.state === 'exited') await this.flushLogs(`${u.jobId}#${u.epoch}`)
     // The owner first; when it cannot be reached, the job's replicas, one of which takes the
     // job over if the owner is dead and answers as the new owner.
-    const replicas = this.bidder.allocations.get(`${u.jobId}#${u.epoch}`)?.replicas ?? []
-    for (const target of [to, ...replicas.filter(r => r !== to)]) {
+    // A renewal must get through within a lease: an owner cut off by a partition does not
+    // refuse, it just never answers. So the owner gets a short wait (1.5 renewal intervals), then the
+    // replicas this agent sees alive are asked all at once, and only then anyone left.
+    const replicas = (this.bidder.allocations.get(`${u.jobId}#${u.epoch}`)?.replicas ?? []).filter(r => r !== to)
+    const now = Date.now()
+    const acked = (response: Message): boolean => {
+      if (response.type !== MessageType.AttemptUpdateAck) return false
+      this.bidderDo({ type: 'update:acked', ...response.body, state: u.state })
+      return true
+    }
+    const ask = async (target: string, timeoutMs: number): Promise<boolean> => {
       try {
-        const response = await this.c.mesh.request(target, message, { timeoutMs: 2000 })
-        if (response.type === MessageType.AttemptUpdateAck) {
-          this.bidderDo({ type: 'update:acked', ...response.body, state: u.state })
-          return
-        }
+        return acked(await this.c.mesh.request(target, message, { timeoutMs }))
       } catch {
-        if (this.stopped) return
+        return false
       }
+    }
+    const ownerAlive = this.isAlive(to, now)
+    // (A final result has no lease to keep, and the owner replicates it to a quorum before it
+    // answers: it gets the owner's full request timeout.)
+    if (ownerAlive && await ask(to, u.state === 'exited' ? 5000 : Math.ceil(this.t.leaseRenewMs * 1.5))) return
+    if (this.stopped) return
+    const aliveReplicas = replicas.filter(r => this.isAlive(r, now))
+    if (aliveReplicas.length > 0) {
+      const first = await Promise.any(aliveReplicas.map(async r => {
+        if (await ask(r, 2000)) return true
+        throw new Error('no acknowledgement')
+      })).catch(() => false)
+      if (first) return
+    }
+    for (const target of [...(ownerAlive ? [] : [to]), ...replicas.filter(r => !aliveReplicas.includes(r))]) {
+      if (this.stopped) return
+      if (await ask(target, 2000)) return
     }
     if (!this.stopped) this.bidderDo({ type: 'update:failed', jobId: u.jobId, epoch: u.epoch })
   }
