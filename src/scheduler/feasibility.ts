@@ -35,7 +35,11 @@ export const allowsNetwork: Check = (n, job) =>
   job.network === 'bridge' && n.capacity.labels[NETWORK_LABEL] !== 'bridge' ? 'network bridge not allowed' : undefined
 
 export const matchesLabels: Check = (n, job) => {
-  for (const [k, v] of Object.entries(job.constraints)) {
+  // for-in over own keys (the order of Object.entries) without an array per node checked
+  const constraints = job.constraints
+  for (const k in constraints) {
+    if (!Object.hasOwn(constraints, k)) continue
+    const v = constraints[k]
     if (n.capacity.labels[k] !== v) return `label ${k}=${v}`
   }
   return undefined

@@ -33,6 +33,13 @@ export class EventQueue {
 
   peekTime (): number | undefined { return this.times[0] }
 
+  /** insertion order of the earliest entry */
+  peekSeq (): number { return this.seqs[0] }
+
+  /** Takes the insertion number an entry pushed now would get, without an entry: for a
+   *  caller that runs the action itself later, in the place this number gives it. */
+  reserveSeq (): number { return this.nextSeq++ }
+
   /** Removes the earliest entry and returns its action; the caller read its time first. */
   pop (): Action | undefined {
     const times = this.times
@@ -69,6 +76,8 @@ export class Engine {
   nowMs = 0
   /** actions run so far: the simulator's own work counter */
   executed = 0
+  /** insertion number of the action running now: (nowMs, seq) orders every action */
+  seq = -1
   private readonly queue = new EventQueue()
 
   /** Runs `action` at `atMs` (never in the past). */
@@ -82,6 +91,9 @@ export class Engine {
 
   get pending (): number { return this.queue.size }
 
+  /** An insertion number for an action the caller keeps and runs itself (see reserveSeq). */
+  reserveSeq (): number { return this.queue.reserveSeq() }
+
   /** Runs actions in time order until `done()` holds, the queue empties or the next action
    *  is later than `untilMs`. Returns why it stopped. */
   run (options: { untilMs: number, done: () => boolean }): 'done' | 'idle' | 'deadline' {
@@ -91,6 +103,7 @@ export class Engine {
       const t = q.peekTime()
       if (t === undefined) return 'idle'
       if (t > options.untilMs) return 'deadline'
+      this.seq = q.peekSeq()
       const action = q.pop()!
       this.nowMs = t
       this.executed++

@@ -41,6 +41,8 @@ export interface SimOptions {
   central: boolean
   /** round-trip every message through the real codec (slow; for tests) */
   checkWire?: boolean
+  /** false: no batched stepping of adverts to quiet owners and renewal acks (slower, same run; for tests) */
+  batch?: boolean
 }
 
 export const DEFAULT_OPTIONS: SimOptions = {
@@ -94,6 +96,7 @@ export function simConfig (o: SimOptions): SimConfig {
     startDelayMs: SIM_DEFAULTS.startDelayMs,
     ...(o.leaseMs !== undefined ? { leaseMs: o.leaseMs } : {}),
     ...(o.maxVirtualS !== undefined ? { maxVirtualMs: o.maxVirtualS * 1000 } : {}),
+    ...(o.batch === false ? { batchQuietSteps: false } : {}),
     ...(o.partitionAtMs !== undefined ? { partition: { atMs: o.partitionAtMs, durationMs: o.partitionMs, fraction: o.partitionFraction } } : {})
   }
 }
@@ -151,6 +154,7 @@ export function parseArgs (argv: string[]): SimOptions {
     .option('--max-virtual-s <s>', 'stop at this virtual time even if jobs remain', num('--max-virtual-s', 0))
     .option('--no-central', 'skip the central best-fit baseline')
     .option('--check-wire', 'round-trip every message through the real codec (slow)')
+    .option('--no-batch', 'step every advert and renewal ack as its own event (slower, same run)')
     .exitOverride()
   program.parse(argv, { from: 'user' })
   const o = program.opts()

@@ -35,6 +35,11 @@ export interface Hosts {
   incarnation: (host: number) => number
 }
 
+export interface TakeOver {
+  wants: (request: Message, response: Message) => boolean
+  take: (request: Message, response: Message, from: number, atMs: number, seq: number, fromInc: number) => void
+}
+
 export class Network {
   /** direct messages put on the wire, by protocol message type (requests and responses) */
   readonly byType = new Float64Array(32)
@@ -87,7 +92,13 @@ export class Network {
    * times out. `serve` runs at the receiver when the request arrives and returns its response.
    * `done` is dropped if the caller crashed meanwhile.
    */
-  request (from: number, to: number, message: Message, serve: (m: Message) => Message, done: (response: Message | undefined) => void): void {
+  request (
+    from: number, to: number, message: Message, serve: (m: Message) => Message, done: (response: Message | undefined) => void,
+    /** The caller may take over a response that passed (`wants`) instead of having `done` run
+     *  at its arrival: `take` gets the arrival time and the insertion number the arrival would
+     *  have had, and runs it in that place itself if `from` is still the incarnation that asked. */
+    takeOver?: TakeOver
+  ): void {
     const e = this.engine
     const fromInc = this.hosts.incarnation(from)
     if (from === to) {
@@ -108,7 +119,9 @@ export class Network {
       const response = serve(message)
       this.count(response)
       if (!this.passes(to, from)) { fail(); return }
-      e.after(this.latencyMs(), () => { if (this.alive(from, fromInc)) done(response) })
+      const latencyMs = this.latencyMs()
+      if (takeOver?.wants(message, response) === true) { takeOver.take(message, response, from, e.nowMs + latencyMs, e.reserveSeq(), fromInc); return }
+      e.after(latencyMs, () => { if (this.alive(from, fromInc)) done(response) })
     })
   }
 

@@ -33,7 +33,7 @@ import { pruneView } from '../scheduler/view.ts'
 import { capacityMilliMs } from './central.ts'
 import { Engine } from './engine.ts'
 import { PARTIAL_VIEW_DEFAULTS, type PartialViewConfig, PartialViews } from './gossip.ts'
-import { NETWORK_DEFAULTS, Network, type NetworkConfig, checkWire } from './network.ts'
+import { NETWORK_DEFAULTS, Network, type NetworkConfig, type TakeOver, checkWire } from './network.ts'
 import { Rng, fakePeerId } from './rng.ts'
 import type { NodeSpec, SimJob, Workload } from './workload.ts'
 
@@ -53,6 +53,9 @@ export interface SimConfig {
   maxVirtualMs?: number
   /** cut `fraction` of the agents off from the rest during [atMs, atMs + durationMs) */
   partition?: { atMs: number, durationMs: number, fraction: number }
+  /** false: step every advert to a quiet owner and every renewal ack at its own arrival event
+   *  (slower; the run is the same, which a test checks) */
+  batchQuietSteps?: boolean
 }
 
 export const SIM_DEFAULTS: Omit<SimConfig, 'seed'> = {
@@ -286,6 +289,7 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
   // and at the times they arrived, just before anything else touches that owner (flushAdverts):
   // every owner sees the same steps with the same inputs as if each ran at delivery, but the
   // owner's state is brought into the cache once for many adverts instead of once for each.
+  const batching = c.batchQuietSteps ?? true
   /** 1 while agent i's owner has no pending job (nor one in backoff): adverts to it may queue */
   const quiet = new Uint8Array(N)
   /** queued adverts per agent: event, arrival time, event, arrival time, … */
@@ -294,19 +298,20 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
 
   function flushAdverts (a: SimAgent): void {
     const q = queuedAdverts[a.idx]
-    for (let i = 0; i < q.length; i += 2) {
+    const n = 2 * queuedCount[a.idx]
+    queuedCount[a.idx] = 0
+    for (let i = 0; i < n; i += 2) {
       const fx = ownerStep(a.owner, q[i] as OwnerEvent, q[i + 1] as number)
       if (fx.length !== 0) throw new Error('a queued advert had effects: the owner was not quiet')
     }
-    q.length = 0
-    queuedCount[a.idx] = 0
+    // the array keeps its length (and stale entries): truncating it would give up its storage
   }
 
   function deliverAdvert (to: number, event: OwnerEvent): void {
-    if (quiet[to] === 1) {
+    if (batching && quiet[to] === 1) {
       const q = queuedAdverts[to]
-      q.push(event, engine.nowMs)
-      queuedCount[to]++
+      const i = 2 * queuedCount[to]++
+      if (i < q.length) { q[i] = event; q[i + 1] = engine.nowMs } else q.push(event, engine.nowMs)
     } else {
       ownerDo(agents[to], event)
     }
@@ -349,7 +354,56 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
     if (!onlyReplies || a.ownerTimerAtMs === Infinity) armOwnerTimer(a)
   }
 
+  // Lease renewal acks that accept the renewal change one timestamp on the executor's
+  // allocation: no effect, no timer moved (the executor's next renewal is due anyway). The
+  // shell takes them over from the network and steps each, at its arrival time, just before
+  // the next step of that bidder that comes after the arrival in (time, insertion) order,
+  // instead of running an event for it: a renewal costs one event fewer, and the bidder's
+  // state is brought into the cache once for the ack and the renewal that follows it.
+  /** per agent: event, arrival time, insertion number, incarnation asked from, … */
+  const acks: Array<Array<BidderEvent | number>> = Array.from({ length: N }, () => [])
+  /** taken-over acks stepped or dropped so far: each stands for an event the engine would have run */
+  let acksRun = 0
+  /** arrival time and insertion number of acks dropped with their agent, for the final count */
+  const droppedAcks: number[] = []
+
+  const renewalAcks: TakeOver = {
+    wants: (m, r) => m.type === MessageType.AttemptUpdate && m.body.state !== 'exited' &&
+      r.type === MessageType.AttemptUpdateAck && r.body.accepted && !r.body.stop,
+    take: (m, r, from, atMs, seq, fromInc) => {
+      if (m.type !== MessageType.AttemptUpdate || r.type !== MessageType.AttemptUpdateAck) return
+      acks[from].push({ type: 'update:acked', ...r.body, state: m.body.state }, atMs, seq, fromInc)
+    }
+  }
+
+  /** Steps the acks that arrived before the action running now, oldest first. */
+  function flushAcks (a: SimAgent): void {
+    const q = acks[a.idx]
+    const now = engine.nowMs
+    const cur = engine.seq
+    for (;;) {
+      let best = -1
+      for (let i = 0; i < q.length; i += 4) {
+        const t = q[i + 1] as number
+        const sq = q[i + 2] as number
+        if (t > now || (t === now && sq > cur)) continue
+        if (best < 0 || t < (q[best + 1] as number) || (t === q[best + 1] && sq < (q[best + 2] as number))) best = i
+      }
+      if (best < 0) return
+      const event = q[best] as BidderEvent
+      const atMs = q[best + 1] as number
+      const inc = q[best + 3] as number
+      q.splice(best, 4)
+      acksRun++
+      // as the network's arrival: dropped if the executor crashed (or restarted) since it asked
+      if (inc !== a.inc || !a.up) continue
+      const fx = bidderStep(a.bidder, event, atMs)
+      if (fx.length !== 0) throw new Error('a taken-over ack had effects')
+    }
+  }
+
   function bidderDo (a: SimAgent, event: BidderEvent): void {
+    if (acks[a.idx].length !== 0) flushAcks(a)
     const fx = bidderStep(a.bidder, event, engine.nowMs)
     if (fx.length === 0) return
     for (const f of fx) {
@@ -485,7 +539,7 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
       if (r === undefined) bidderDo(a, { type: 'update:failed', jobId, epoch })
       // the shell knows which update this answers: a renewal's ack is no ack of the final
       else if (r.type === MessageType.AttemptUpdateAck) bidderDo(a, { type: 'update:acked', ...r.body, state })
-    })
+    }, batching ? renewalAcks : undefined)
   }
 
   // ---- simulated executors -------------------------------------------------------------------
@@ -617,6 +671,12 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
   function markDown (a: SimAgent): void {
     if (!a.up) return
     if (queuedCount[a.idx] !== 0) flushAdverts(a) // what it heard before it went
+    const q = acks[a.idx]
+    if (q.length !== 0) {
+      flushAcks(a)
+      for (let i = 0; i < q.length; i += 4) droppedAcks.push(q[i + 1] as number, q[i + 2] as number)
+      q.length = 0
+    }
     a.up = false
     upFlags[a.idx] = 0
     quiet[a.idx] = 0
@@ -753,8 +813,23 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
   const lastArrivalMs = J > 0 ? jobs[J - 1].arrivalMs : 0
   const lastNodeEventMs = w.nodeEvents.length > 0 ? w.nodeEvents[w.nodeEvents.length - 1].atMs : 0
   const untilMs = warmupMs + (c.maxVirtualMs ?? Math.max(lastArrivalMs, lastNodeEventMs) + 2 * maxDurationMs + 120_000)
-  const stoppedBy = engine.run({ untilMs, done: () => terminalJobs >= J })
-  const endMs = engine.nowMs
+  let stoppedBy = engine.run({ untilMs, done: () => terminalJobs >= J })
+  // Taken-over acks still waiting would have run as events before the stop, as no-ops.
+  let endMs = engine.nowMs
+  let acksDue = 0
+  let acksBeyond = false
+  const countAck = (atMs: number, seq: number): void => {
+    const due = stoppedBy === 'done' ? atMs < endMs || (atMs === endMs && seq < engine.seq) : atMs <= untilMs
+    if (due) acksDue++
+    else if (atMs > untilMs) acksBeyond = true
+  }
+  for (let i = 0; i < droppedAcks.length; i += 2) countAck(droppedAcks[i], droppedAcks[i + 1])
+  for (const q of acks) for (let i = 0; i < q.length; i += 4) countAck(q[i + 1] as number, q[i + 2] as number)
+  if (stoppedBy !== 'done') {
+    for (const q of [droppedAcks]) for (let i = 0; i < q.length; i += 2) if (q[i] <= untilMs) endMs = Math.max(endMs, q[i])
+    for (const q of acks) for (let i = 0; i < q.length; i += 4) if ((q[i + 1] as number) <= untilMs) endMs = Math.max(endMs, q[i + 1] as number)
+    if (stoppedBy === 'idle' && acksBeyond) stoppedBy = 'deadline'
+  }
 
   // ---- results -------------------------------------------------------------------------------
   for (const a of agents) if (a.up) upIntervals.push([a.upSinceMs, endMs, a.node.cpuMilli])
@@ -803,6 +878,6 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
     duplicateRuns,
     lostAttempts,
     reschedules,
-    events: engine.executed
+    events: engine.executed + acksRun + acksDue
   }
 }

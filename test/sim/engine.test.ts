@@ -34,6 +34,24 @@ describe('event queue', () => {
   })
 })
 
+describe('reserved insertion numbers', () => {
+  it('a reserved number takes the place an action pushed then would have had, and seq names the running action', () => {
+    const e = new Engine()
+    const seen: Array<[string, number]> = []
+    let reserved = -1
+    e.at(10, () => {
+      e.at(20, () => seen.push(['pushed before', e.seq]))
+      reserved = e.reserveSeq() // an action at 20 kept by the caller
+      e.at(20, () => seen.push(['pushed after', e.seq]))
+    })
+    e.run({ untilMs: 100, done: () => false })
+    expect(seen.map(s => s[0])).toEqual(['pushed before', 'pushed after'])
+    // the kept action sits between the two: it runs before an action iff its number is lower
+    expect(seen[0][1]).toBeLessThan(reserved)
+    expect(seen[1][1]).toBeGreaterThan(reserved)
+  })
+})
+
 describe('partial views', () => {
   const check = (v: PartialViews, n: number, k: number): void => {
     const up = new Set(v.upAgents())

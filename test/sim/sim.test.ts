@@ -19,6 +19,18 @@ describe('simulator', () => {
     expect(JSON.stringify(withoutWall(c))).not.toBe(JSON.stringify(withoutWall(a)))
   })
 
+  it('batching quiet steps (adverts to owners with nothing pending, renewal acks) changes no run', () => {
+    for (const o of [
+      { agents: 40, jobs: 300, seed: 7, scenario: 'kill10', restartAfterMs: 3000, loss: 0.01, failureRate: 0.1, central: false },
+      { agents: 30, jobs: 200, seed: 4, scenario: 'churn', partitionAtMs: 3000, partitionMs: 4000, partitionFraction: 0.3, central: false },
+      { agents: 30, jobs: 200, seed: 5, scenario: 'kill10', restartAfterMs: 0, maxVirtualS: 15, central: false }
+    ] satisfies Array<Partial<SimOptions>>) {
+      const batched = run(o)
+      const unbatched = run({ ...o, batch: false })
+      expect(JSON.stringify(withoutWall(batched))).toBe(JSON.stringify(withoutWall(unbatched)))
+    }
+  })
+
   for (const [scenario, agents] of [['steady', 50], ['mixed', 50], ['kill10', 50], ['churn', 30], ['burst', 30]] as const) {
     it(`${scenario}: every job finishes exactly once (${agents} agents, ${10 * agents} jobs)`, () => {
       const r = run({ agents, jobs: 10 * agents, seed: 3, scenario })
