@@ -5,7 +5,8 @@
 #   compose/up.sh --no-wait  return once the containers are up, without waiting for the mesh
 #   compose/up.sh --rebuild  rebuild the agent image first
 #
-# First run: builds bidmesh/agent:local offline (scripts/build-agent-image.sh) when missing,
+# First run: builds bidmesh/agent:local offline (scripts/build-agent-image.sh) when missing
+# (another BIDMESH_IMAGE, e.g. one in a registry, is pulled first),
 # creates the seed's identity compose/seed.key with the project's own key code, the API token
 # compose/api.token, and compose/.env with both. Re-running with another N scales up or down.
 # Environment: COMPOSE_PROJECT_NAME (bidmesh), SEED_API_PORT (7700, on 127.0.0.1),
@@ -18,7 +19,7 @@ for arg in "$@"; do
   case "$arg" in
     --no-wait) wait=0 ;;
     --rebuild) rebuild=1 ;;
-    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     ''|*[!0-9]*) die "unknown argument $arg (see --help)" ;;
     *) agents=$arg ;;
   esac
@@ -27,6 +28,13 @@ done
 docker info >/dev/null 2>&1 || die "no Docker engine answers (start dockerd, or run scripts/setup.sh)"
 
 # -- the agent image ----------------------------------------------------------------------------
+# An image of one's own (BIDMESH_IMAGE=registry/...: built from agent/Dockerfile and pushed) is
+# pulled when missing; the default one, or one that cannot be pulled, is built offline.
+if [ "$rebuild" = 0 ] && ! docker image inspect "$BIDMESH_IMAGE" >/dev/null 2>&1 \
+  && [ "$BIDMESH_IMAGE" != bidmesh/agent:local ]; then
+  log "pulling $BIDMESH_IMAGE"
+  docker pull "$BIDMESH_IMAGE" >/dev/null || log "could not pull $BIDMESH_IMAGE"
+fi
 if [ "$rebuild" = 1 ] || ! docker image inspect "$BIDMESH_IMAGE" >/dev/null 2>&1; then
   log "building $BIDMESH_IMAGE offline"
   bash "$project_dir/scripts/build-agent-image.sh" "$BIDMESH_IMAGE"
