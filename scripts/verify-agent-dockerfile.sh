@@ -30,7 +30,6 @@
 # Needs root (debootstrap, chroot) unless the base image already exists.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-project=$(pwd)
 
 log() { printf '[verify-agent-dockerfile] %s\n' "$*" >&2; }
 die() { log "FAILED: $*"; exit 1; }
@@ -214,7 +213,7 @@ step_done "docker build"
 
 # -- 3. run it --------------------------------------------------------------------------------------
 help=$(docker run --rm --network none "$image" --help 2>&1) || { printf '%s\n' "$help" >&2; die "$image --help failed"; }
-grep -q 'agent' <<<"$help" && grep -q 'run' <<<"$help" || { printf '%s\n' "$help" >&2; die "unexpected --help output"; }
+if ! grep -q 'agent' <<<"$help" || ! grep -q 'run' <<<"$help"; then printf '%s\n' "$help" >&2; die "unexpected --help output"; fi
 # The native addon loads in the image (the agent opens its store with it at start anyway).
 docker run --rm --network none --entrypoint node "$image" -e "new (require('better-sqlite3'))(':memory:').prepare('select 1').get()" \
   || die "better-sqlite3 does not load in $image"
