@@ -132,6 +132,10 @@ describe('a member flooding invalid gossip', () => {
         }
         return cutOffMs.every(t => t !== undefined) && jobDoneMs !== undefined ? true : undefined
       }, CUT_OFF_WITHIN_MS, 20)
+      // gossipsub admits RPCs by a score cached for a heartbeat (1 s), and a peer last seen
+      // with a non-negative score stays admitted for up to 1 s more (its accept-from
+      // whitelist): give it both, with margin, to act on the verdict before "late" starts.
+      await new Promise(resolve => setTimeout(resolve, 2500))
       // Keep flooding a little longer: the honest mesh still works under it.
       const heardBefore = honest.map(h => h.mesh.gossipStats()[Topic.Capacity]?.received ?? 0)
       const countRejected = (h: Honest): number => Object.values(h.invalid).reduce((a, b) => a + b, 0)

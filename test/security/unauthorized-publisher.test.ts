@@ -93,9 +93,12 @@ describe('a member that is not an allowed publisher', () => {
 
     // Every candidate D asked has refused, in at least two bid rounds (a sweep re-offers it).
     const status = await waitFor('the refused job to show its refusals', async () => {
-      const r = await api(a.api, `/v1/jobs/${badId}`)
-      const pendingRounds = r.body.events?.filter((e: any) => e.type === 'job:pending' && /unauthorized publisher/.test(e.detail ?? '')).length ?? 0
-      return r.status === 200 && r.body.explanation?.refused?.[UNAUTHORIZED_PUBLISHER] > 0 && pendingRounds >= 2 && refusals(agents, badId).size >= 3 ? r.body : undefined
+      // Read on its owner: a bid round that changes nothing but the epoch is not replicated.
+      const r = await api(d.api, `/v1/jobs/${badId}`)
+      // Each bid round takes a new epoch (a pending event is recorded only when the reason
+      // changes, so rounds are counted by epoch).
+      const refusedEvent = r.body.events?.some((e: any) => e.type === 'job:pending' && /unauthorized publisher/.test(e.detail ?? '')) === true
+      return r.status === 200 && r.body.explanation?.refused?.[UNAUTHORIZED_PUBLISHER] > 0 && refusedEvent && r.body.epoch >= 2 && refusals(agents, badId).size >= 3 ? r.body : undefined
     }, 30_000)
     expect(status.state).toBe('pending')
     expect(status.attempts).toEqual([])
@@ -108,7 +111,7 @@ describe('a member that is not an allowed publisher', () => {
     const badContainers = await containersCreated(docker, badId, sinceS)
     const goodContainers = await containersCreated(docker, goodId, sinceS)
     const startedLines = agents.flatMap(x => x.logs).filter(l => l.includes(badId) && l.includes('container:started')).length
-    const offered = status.events.filter((e: any) => e.type === 'job:pending').length
+    const offered: number = status.epoch
     console.log(`unauthorized publisher: ${refusedBy.size} of ${agents.length} agents refused (${[...refusedBy].map(([n, r]) => `${n}×${r.length}`).join(', ')}), ` +
       `${status.explanation.refused[UNAUTHORIZED_PUBLISHER]} refusals in the last round, ${offered} rounds; ` +
       `executions: ${badContainers} containers created, ${startedLines} started; allowed job: ${goodDone.state} with ${goodContainers} container(s)`)
