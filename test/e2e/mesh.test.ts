@@ -1,6 +1,6 @@
 // End to end: three agents as separate OS processes on loopback, real libp2p, real Docker.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { type AgentProcess, TEST_IMAGE, api, startAgentProcess, stopAgentProcess, waitFor } from '../support/cluster.ts'
+import { type AgentProcess, TEST_IMAGE, api, startAgentProcess, stopAgentProcess, waitAllSeeAlive, waitFor } from '../support/cluster.ts'
 import { requireDocker } from '../support/docker.ts'
 
 const TERMINAL = new Set(['succeeded', 'failed', 'cancelled'])
@@ -19,12 +19,7 @@ describe('three-agent mesh on loopback', () => {
     ])
     agents.push(b, c)
     // Every agent sees all three as alive: capacity gossip works.
-    for (const x of agents) {
-      await waitFor(`${x.name} to see 3 alive nodes`, async () => {
-        const r = await api(x.api, '/v1/nodes')
-        return r.body.nodes.filter((n: any) => n.liveness === 'alive').length === 3 ? true : undefined
-      })
-    }
+    await waitAllSeeAlive(agents, 3)
   }, 90_000)
 
   afterAll(async () => {

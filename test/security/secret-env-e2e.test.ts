@@ -10,7 +10,7 @@ import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { decodeMessage } from '../../src/protocol/codec.ts'
 import { MAX_GOSSIP_BYTES, MessageType } from '../../src/protocol/messages.ts'
-import { type AgentProcess, TEST_IMAGE, api, startAgentProcess, stopAgentProcess, waitFor } from '../support/cluster.ts'
+import { type AgentProcess, TEST_IMAGE, api, startAgentProcess, stopAgentProcess, waitAllSeeAlive, waitFor } from '../support/cluster.ts'
 import { requireDocker } from '../support/docker.ts'
 import { type RawGossipNode, startRawGossipNode } from '../support/raw-gossip-node.ts'
 
@@ -30,12 +30,7 @@ describe('secret env values, end to end', () => {
     agents.push(...await Promise.all(['sb', 'sc'].map(async name => await startAgentProcess({ name, cpus: 1, memory: '1g', bootstrap: a.addrs, env }))))
     spy = await startRawGossipNode()
     await spy.dial(agents.flatMap(x => x.addrs))
-    for (const x of agents) {
-      await waitFor(`${x.name} to see 3 alive nodes`, async () => {
-        const r = await api(x.api, '/v1/nodes')
-        return r.body.nodes.filter((n: any) => n.liveness === 'alive').length === 3 ? true : undefined
-      })
-    }
+    await waitAllSeeAlive(agents, 3)
   }, 90_000)
 
   afterAll(async () => {

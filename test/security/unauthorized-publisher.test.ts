@@ -12,7 +12,7 @@ import type Docker from 'dockerode'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { UNAUTHORIZED_PUBLISHER } from '../../src/agent/signing.ts'
 import { loadOrCreateKey } from '../../src/mesh/libp2p-mesh.ts'
-import { type AgentProcess, TEST_IMAGE, api, startAgentProcess, stopAgentProcess, waitFor } from '../support/cluster.ts'
+import { type AgentProcess, TEST_IMAGE, api, startAgentProcess, stopAgentProcess, waitAllSeeAlive, waitFor } from '../support/cluster.ts'
 import { requireDocker } from '../support/docker.ts'
 
 /** Containers the engine created for a job since `sinceS` (its event log, so a container that
@@ -60,12 +60,7 @@ describe('a member that is not an allowed publisher', () => {
     agents.push(a)
     agents.push(...await Promise.all(['pb', 'pc', 'pd'].map(async name =>
       await startAgentProcess({ name, cpus: 1, memory: '1g', bootstrap: a.addrs, extraArgs: only }))))
-    for (const x of agents) {
-      await waitFor(`${x.name} to see 4 alive nodes`, async () => {
-        const r = await api(x.api, '/v1/nodes')
-        return r.body.nodes.filter((n: any) => n.liveness === 'alive').length === 4 ? true : undefined
-      })
-    }
+    await waitAllSeeAlive(agents, 4)
   }, 120_000)
 
   afterAll(async () => {

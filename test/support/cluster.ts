@@ -84,6 +84,16 @@ export async function waitFor<T> (what: string, fn: () => Promise<T | undefined>
   throw new Error(`timed out waiting for ${what}${lastErr !== undefined ? `: ${String(lastErr)}` : ''}`)
 }
 
+/** Waits until every one of `agents` sees `count` nodes as alive: capacity gossip works. */
+export async function waitAllSeeAlive (agents: AgentProcess[], count = agents.length, timeoutMs = 20_000): Promise<void> {
+  for (const x of agents) {
+    await waitFor(`${x.name} to see ${count} alive nodes`, async () => {
+      const r = await api(x.api, '/v1/nodes')
+      return r.body.nodes.filter((n: any) => n.liveness === 'alive').length === count ? true : undefined
+    }, timeoutMs)
+  }
+}
+
 export async function api<T = any> (base: string, path: string, init: { method?: string, body?: unknown, headers?: Record<string, string> } = {}): Promise<{ status: number, body: T }> {
   const res = await fetch(`${base}${path}`, {
     method: init.method ?? 'GET',
