@@ -10,9 +10,9 @@ import { type Explanation, type JobEvent, type JobRecord, type JobSummary, type 
 import { type Message, MessageType } from '../protocol/messages.ts'
 import { type BidderEffect, type BidderEvent, type BidderState, bidderStep, capacityOf, createBidder } from '../scheduler/bidder.ts'
 import { type OwnerEffect, type OwnerEvent, type OwnerState, createOwner, ownerStep, viewLiveness } from '../scheduler/auction.ts'
-import { selectCandidates, snapshots } from '../scheduler/placement.ts'
+import { selectFromView } from '../scheduler/placement.ts'
 import { rendezvous } from '../scheduler/hash.ts'
-import { liveness, pruneView } from '../scheduler/view.ts'
+import { type ViewEntry, liveness, pruneView } from '../scheduler/view.ts'
 import type { AttemptUpdate } from '../protocol/messages.ts'
 import type { Mesh } from '../mesh/mesh.ts'
 import { Topic } from '../mesh/mesh.ts'
@@ -90,9 +90,20 @@ type AttemptResultLike = Awaited<ReturnType<Executor['run']>>
  *  do; with 4 replicas (a group of 5) any two agents of the group may die. */
 const REPLICAS_PER_JOB = 4
 
+/** A majority of a job's group: its owner and `replicas` replicas. */
+function groupMajority (replicas: number): number {
+  return Math.floor((1 + replicas) / 2) + 1
+}
+
 /** Replica acknowledgements that, with the owner, make a majority of the job's group. */
 function replicaQuorum (replicas: number): number {
-  return Math.floor((1 + replicas) / 2)
+  return groupMajority(replicas) - 1
+}
+
+/** Whether record a is a newer copy of a job than b: a higher term (a takeover) wins; within
+ *  a term, the higher version (every change of the record increases it). */
+function newerRecord (a: JobRecord, b: JobRecord): boolean {
+  return a.term > b.term || (a.term === b.term && a.version > b.version)
 }
 
 interface RunningContainer {
@@ -321,26 +332,25 @@ class BidmeshAgent implements Agent {
   /** This agent sees a majority of the members it knows as alive. A side of a partition that
    *  does not, neither takes jobs over nor accepts final results, so two sides never both do. */
   private meshMajority (now = Date.now()): boolean {
-    let known = 0
-    let alive = 0
-    for (const e of this.owner.view.entries.values()) {
-      known++
-      if (liveness(e, now, this.owner.config) === 'alive') alive++
-    }
-    return alive * 2 > known
+    return this.majorityOfView(e => liveness(e, now, this.owner.config) === 'alive')
   }
 
   /** A majority of the known members heard from within quorumFreshMs (this agent counts).
    *  Stricter than meshMajority: it is what an owner needs before re-running an attempt whose
    *  lease lapsed (see AGENT_DEFAULTS.quorumFreshAdvertIntervals for why the window is shorter than a lease). */
   private freshMajority (now = Date.now()): boolean {
+    return this.majorityOfView(e => e.capacity.peerId === this.peerId || now - e.heardAtMs <= this.t.quorumFreshMs)
+  }
+
+  /** Whether more than half of the members in this agent's view pass `counts`. */
+  private majorityOfView (counts: (e: ViewEntry) => boolean): boolean {
     let known = 0
-    let fresh = 0
+    let yes = 0
     for (const e of this.owner.view.entries.values()) {
       known++
-      if (e.capacity.peerId === this.peerId || now - e.heardAtMs <= this.t.quorumFreshMs) fresh++
+      if (counts(e)) yes++
     }
-    return fresh * 2 > known
+    return yes * 2 > known
   }
 
   private isAlive (peer: string, now = Date.now()): boolean {
@@ -463,8 +473,7 @@ class BidmeshAgent implements Agent {
       // A majority of the job's group (owner and replicas) must be alive on our side; the
       // owner accepted results only with a majority too, so the two majorities share an
       // agent that holds the newest record, and we read it before taking over.
-      const group = 1 + job.replicas.length
-      if (ranked.length < Math.floor(group / 2) + 1) continue
+      if (ranked.length < groupMajority(job.replicas.length)) continue
       this.adopting.add(job.id)
       void this.adopt(job, ranked.filter(r => r !== this.peerId)).finally(() => this.adopting.delete(job.id))
     }
@@ -479,9 +488,9 @@ class BidmeshAgent implements Agent {
       } catch { return undefined }
     }))
     const answered = copies.filter(c => c !== undefined).length
-    if (1 + answered < Math.floor((1 + job.replicas.length) / 2) + 1) return // no quorum after all; try again later
+    if (1 + answered < groupMajority(job.replicas.length)) return // no quorum after all; try again later
     for (const c of copies) {
-      if (c !== undefined && (c.term > newest.term || (c.term === newest.term && c.version > newest.version))) newest = c
+      if (c !== undefined && newerRecord(c, newest)) newest = c
     }
     if (this.stopped || !this.standby.has(job.id)) return
     if (newest.owner !== job.owner && this.isAlive(newest.owner)) {
@@ -530,7 +539,7 @@ class BidmeshAgent implements Agent {
         try {
           const r = await this.c.mesh.request(peer, { type: MessageType.JobQuery, body: { id: job.id } }, { timeoutMs: 2000 })
           const theirs = r.type === MessageType.JobQueryReply ? r.body.job : undefined
-          if (theirs !== undefined && theirs.id === job.id && (theirs.term > newest.term || (theirs.term === newest.term && theirs.version > newest.version))) newest = theirs
+          if (theirs !== undefined && theirs.id === job.id && newerRecord(theirs, newest)) newest = theirs
         } catch {}
       }))
       this.standby.delete(job.id)
@@ -1037,7 +1046,7 @@ class BidmeshAgent implements Agent {
   async plan (input: unknown): Promise<Explanation> {
     const spec = parseJobSpec(input)
     const now = Date.now()
-    return selectCandidates('plan', spec, snapshots(this.owner.view, now, this.owner.config), {
+    return selectFromView('plan', spec, this.owner.view, this.owner.config, {
       extraCandidates: this.owner.config.extraCandidates, explainTop: this.owner.config.explainTop, nowMs: now
     }).explanation
   }
@@ -1076,7 +1085,7 @@ class BidmeshAgent implements Agent {
       if (r?.job !== undefined) {
         matches.add(r.job.id)
         // The newest copy wins: higher term (a takeover), then higher version.
-        if (best === undefined || r.job.term > best.job.term || (r.job.term === best.job.term && r.job.version > best.job.version)) best = { job: r.job, events: r.events }
+        if (best === undefined || newerRecord(r.job, best.job)) best = { job: r.job, events: r.events }
       }
       for (const m of r?.matches ?? []) matches.add(m)
     }

@@ -9,7 +9,7 @@ import { PassThrough } from 'node:stream'
 import type { JobSpec } from '../protocol/job-spec.ts'
 import type { AttemptRef, AttemptResult, Executor, ManagedContainer, RunOptions } from './executor.ts'
 import { ContainerStartError, DockerUnavailableError, ImageNotFoundError } from './errors.ts'
-import { envSecrets, redactSecrets, specSecrets } from './redact.ts'
+import { envSecrets, redactSecrets, specSecrets } from '../protocol/redact.ts'
 
 export const DOCKER_EXECUTOR_DEFAULTS = {
   /** SIGTERM→SIGKILL grace on cancel/timeout: long enough for a job to flush and exit,

@@ -60,14 +60,20 @@ export function rankNodes (jobId: string, job: JobSpec, nodes: Iterable<NodeSnap
 
 /** Snapshots of a view, with this owner's open claims subtracted from each node's free capacity. */
 export function* snapshots (view: CapacityView, nowMs: number, config: LivenessConfig): Generator<NodeSnapshot> {
-  for (const e of view.entries.values()) {
-    yield {
-      capacity: e.capacity,
-      freeCpuMilli: e.capacity.freeCpuMilli - e.claimedCpuMilli,
-      freeMemoryBytes: e.capacity.freeMemoryBytes - e.claimedMemoryBytes,
-      liveness: liveness(e, nowMs, config)
-    }
-  }
+  for (const e of view.entries.values()) yield snapshotInto(newSnapshot(), e, nowMs, config)
+}
+
+/** Writes the snapshot of one view entry into `target` (claims subtracted) and returns it. */
+function snapshotInto (target: NodeSnapshot, e: ViewEntry, nowMs: number, config: LivenessConfig): NodeSnapshot {
+  target.capacity = e.capacity
+  target.freeCpuMilli = e.capacity.freeCpuMilli - e.claimedCpuMilli
+  target.freeMemoryBytes = e.capacity.freeMemoryBytes - e.claimedMemoryBytes
+  target.liveness = liveness(e, nowMs, config)
+  return target
+}
+
+function newSnapshot (): NodeSnapshot {
+  return { capacity: undefined as unknown as NodeCapacity, freeCpuMilli: 0, freeMemoryBytes: 0, liveness: 'alive' }
 }
 
 export interface CandidateSelection {
@@ -96,20 +102,9 @@ export function selectFromView (
 ): CandidateSelection {
   const top = new TopK<ViewEntry>(jobId, job, options)
   // One scratch snapshot: checks and scorers read it and keep nothing of it.
-  const scratch: NodeSnapshot = { capacity: undefined as unknown as NodeCapacity, freeCpuMilli: 0, freeMemoryBytes: 0, liveness: 'alive' }
-  for (const e of view.entries.values()) {
-    scratch.capacity = e.capacity
-    scratch.freeCpuMilli = e.capacity.freeCpuMilli - e.claimedCpuMilli
-    scratch.freeMemoryBytes = e.capacity.freeMemoryBytes - e.claimedMemoryBytes
-    scratch.liveness = liveness(e, options.nowMs, config)
-    top.add(scratch, e, e.peerHash)
-  }
-  return top.selection(e => ({
-    capacity: e.capacity,
-    freeCpuMilli: e.capacity.freeCpuMilli - e.claimedCpuMilli,
-    freeMemoryBytes: e.capacity.freeMemoryBytes - e.claimedMemoryBytes,
-    liveness: liveness(e, options.nowMs, config)
-  }), options)
+  const scratch = newSnapshot()
+  for (const e of view.entries.values()) top.add(snapshotInto(scratch, e, options.nowMs, config), e, e.peerHash)
+  return top.selection(e => snapshotInto(newSnapshot(), e, options.nowMs, config), options)
 }
 
 interface Ranked<T> { node: string, score: number, hash: number, source: T }

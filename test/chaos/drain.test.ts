@@ -2,7 +2,7 @@
 // hand back a job it cannot finish within the deadline, and leave the mesh: membership
 // shrinks at once and the job runs to success elsewhere, without using up a retry.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { type AgentProcess, TEST_IMAGE, api, startAgentProcess, stopAgentProcess, waitFor } from '../support/cluster.ts'
+import { type AgentProcess, TEST_IMAGE, api, startAgentProcess, stopAgentProcess, waitFor, waitAllSeeAlive } from '../support/cluster.ts'
 import { requireDocker } from '../support/docker.ts'
 
 describe('drain', () => {
@@ -16,9 +16,7 @@ describe('drain', () => {
       startAgentProcess({ name: 'drain-b', cpus: 1, memory: '1g', labels: { role: 'worker' }, bootstrap: a.addrs }),
       startAgentProcess({ name: 'drain-c', cpus: 1, memory: '1g', labels: { role: 'worker' }, bootstrap: a.addrs })
     ]))
-    for (const x of agents) {
-      await waitFor(`${x.name} sees 3 nodes`, async () => (await api(x.api, '/v1/nodes')).body.nodes.filter((n: any) => n.liveness === 'alive').length === 3 ? true : undefined, 60_000)
-    }
+    await waitAllSeeAlive(agents, 3, 60_000)
   }, 120_000)
 
   afterAll(async () => {

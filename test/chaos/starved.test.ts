@@ -2,7 +2,7 @@
 // every 2.5 s, about a fifth of a core's time, while it runs a job. Its lease (3 s, renewed
 // every 750 ms) must hold: no false death, no second execution.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { type AgentProcess, TEST_IMAGE, api, startAgentProcess, stopAgentProcess, waitFor } from '../support/cluster.ts'
+import { type AgentProcess, TEST_IMAGE, api, startAgentProcess, stopAgentProcess, waitFor, waitAllSeeAlive } from '../support/cluster.ts'
 import { requireDocker } from '../support/docker.ts'
 
 describe('failure detection under CPU starvation', () => {
@@ -16,9 +16,7 @@ describe('failure detection under CPU starvation', () => {
       startAgentProcess({ name: 'starve-b', cpus: 1, memory: '1g', labels: { role: 'spare' }, bootstrap: a.addrs }),
       startAgentProcess({ name: 'starve-c', cpus: 1, memory: '1g', labels: { role: 'starved' }, bootstrap: a.addrs })
     ]))
-    for (const x of agents) {
-      await waitFor(`${x.name} sees 3 nodes`, async () => (await api(x.api, '/v1/nodes')).body.nodes.filter((n: any) => n.liveness === 'alive').length === 3 ? true : undefined, 30_000)
-    }
+    await waitAllSeeAlive(agents, 3, 30_000)
   }, 90_000)
 
   afterAll(async () => {

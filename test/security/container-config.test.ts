@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest'
 import type Docker from 'dockerode'
 import { checkMounts, containerCreateOptions, DOCKER_EXECUTOR_DEFAULTS, dockerExecutor, isRootUser, networkModeFor, type DockerExecutorSettings } from '../../src/runtime/docker-executor.ts'
-import { redactSecrets, REDACTED } from '../../src/runtime/redact.ts'
+import { redactSecrets, REDACTED } from '../../src/protocol/redact.ts'
 import type { JobSpec } from '../../src/protocol/job-spec.ts'
 
 const spec: JobSpec = { image: 'bidmesh/busybox:latest', command: ['true'], env: { API_KEY: 'sk-live-1234567890', SHORT: 'no' }, cpuMilli: 500, memoryBytes: 64 * 2 ** 20, pidsLimit: 64, timeoutMs: 10_000, retries: 0, constraints: {}, network: 'none' }

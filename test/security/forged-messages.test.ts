@@ -12,22 +12,17 @@
 // AwardDeclined / BidRefused reply, and the agent's refusal log with the detail), and an
 // honest job published during the attack runs and succeeds.
 import { randomBytes } from 'node:crypto'
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import type { PrivateKey } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { lpStream } from 'it-length-prefixed-stream'
 import { pino } from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { type Agent, startAgent } from '../../src/agent/agent.ts'
+import type { Agent } from '../../src/agent/agent.ts'
 import { newJobId } from '../../src/agent/ids.ts'
 import {
   EXECUTOR_REPLAY_DEFAULTS, type JobAuthorization, type PublisherAllowlist, type ScreenVerdict, type SignedJobFields,
   UNAUTHORIZED_PUBLISHER, newJobNonce, signJob, signatureToString
 } from '../../src/agent/signing.ts'
 import { MESH_DEFAULTS } from '../../src/mesh/constants.ts'
-import { createLibp2pMesh, loadOrCreateKey } from '../../src/mesh/libp2p-mesh.ts'
 import { generateSwarmKeyFile } from '../../src/mesh/security.ts'
 import { decodeMessage, encodeMessage } from '../../src/protocol/codec.ts'
 import type { JobSpec } from '../../src/protocol/job-spec.ts'
@@ -35,8 +30,8 @@ import type { JobRecord } from '../../src/protocol/job.ts'
 import { MAX_DIRECT_BYTES, type Message, MessageType } from '../../src/protocol/messages.ts'
 import type { Executor } from '../../src/runtime/executor.ts'
 import { noopExecutor } from '../../src/runtime/noop-executor.ts'
-import { openSqliteStore } from '../../src/store/sqlite-store.ts'
 import { waitFor } from '../support/cluster.ts'
+import { type PrivateAgent, startPrivateAgent, stopPrivateAgents, waitPrivateAgentsAlive } from '../support/private-agent.ts'
 import { type RawGossipNode, startRawGossipNode } from '../support/raw-gossip-node.ts'
 
 /** The executor's refusal reasons and details, as signing.ts names them (typed, so a renamed
@@ -63,7 +58,7 @@ function countingExecutor (node: () => string, runs: Run[]): Executor {
 }
 
 interface Refusal { msg: 'bid:refused' | 'award:refused', jobId: string, from: string, reason: string, detail?: string }
-interface Honest { agent: Agent, dir: string, key: PrivateKey, refusals: Refusal[] }
+interface Honest extends PrivateAgent { refusals: Refusal[] }
 
 /** Sends one direct request as any owner would: one stream, one length-prefixed frame each way. */
 async function directRequest (h: RawGossipNode, to: string, message: Message): Promise<Message> {
@@ -109,7 +104,6 @@ for (const set of SETS) {
     let hostile: RawGossipNode | undefined
 
     async function startHonest (bootstrap: string[], publishers: (self: string) => PublisherAllowlist): Promise<Honest> {
-      const dir = mkdtempSync(join(tmpdir(), 'bidmesh-forged-'))
       const refusals: Refusal[] = []
       // The agent's own refusal log ('bid:refused' / 'award:refused', with reason and detail).
       const logger = pino({ level: 'warn' }, {
@@ -118,13 +112,8 @@ for (const set of SETS) {
           if (e.msg === 'bid:refused' || e.msg === 'award:refused') refusals.push({ msg: e.msg, jobId: e.jobId, from: e.from, reason: e.reason, detail: e.detail })
         }
       })
-      const key = await loadOrCreateKey(dir)
-      const mesh = await createLibp2pMesh({ dataDir: dir, listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap, swarmKey, requirePrivate: true, logger })
-      const store = openSqliteStore({ path: join(dir, 'bidmesh.db') })
-      const executor = countingExecutor(() => mesh.peerId, runs)
-      const agent = await startAgent({ mesh, store, executor, logger, signJob: f => signJob(key, f) },
-        { cpuMilli: 1000, memoryBytes: 1024 ** 3, publishers: publishers(mesh.peerId) })
-      return { agent, dir, key, refusals }
+      const h = await startPrivateAgent({ swarmKey, bootstrap, logger, executor: mesh => countingExecutor(() => mesh.peerId, runs), publishers, dirPrefix: 'bidmesh-forged-' })
+      return { ...h, refusals }
     }
 
     beforeAll(async () => {
@@ -133,9 +122,7 @@ for (const set of SETS) {
       honest.push(a)
       const allow: PublisherAllowlist = set.allowAny ? { any: true } : { peers: [a.agent.peerId] }
       honest.push(...await Promise.all([0, 1].map(async () => await startHonest(a.agent.listenAddrs(), () => allow))))
-      for (const h of honest) {
-        await waitFor('3 alive nodes', () => h.agent.nodes().filter(n => n.liveness === 'alive').length === 3 ? true : undefined)
-      }
+      await waitPrivateAgentsAlive(honest)
       // The hostile member: same stack, same swarm key, connected to every agent.
       hostile = await startRawGossipNode({ swarmKey })
       await hostile.dial(honest.flatMap(h => h.agent.listenAddrs()))
@@ -143,10 +130,7 @@ for (const set of SETS) {
 
     afterAll(async () => {
       await hostile?.stop()
-      for (const h of honest) {
-        await h.agent.stop()
-        rmSync(h.dir, { recursive: true, force: true })
-      }
+      await stopPrivateAgents(honest)
     })
 
     it('runs no forged, mutated or replayed job, refuses each with its reason, and still runs an honest one', async () => {

@@ -7,29 +7,23 @@
 // the flooder is below graylistThreshold (from then on everything it sends is ignored), or
 // it is disconnected. Meanwhile an honest job published during the flood is scheduled and
 // succeeds, and the honest agents keep hearing each other's adverts.
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { pino } from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { type Agent, startAgent } from '../../src/agent/agent.ts'
-import { signJob } from '../../src/agent/signing.ts'
 import { GOSSIP_SCORE_THRESHOLDS } from '../../src/mesh/constants.ts'
-import { createLibp2pMesh, libp2pNodeOf, loadOrCreateKey } from '../../src/mesh/libp2p-mesh.ts'
-import type { Mesh } from '../../src/mesh/mesh.ts'
+import { libp2pNodeOf } from '../../src/mesh/libp2p-mesh.ts'
 import { Topic } from '../../src/mesh/mesh.ts'
 import { generateSwarmKeyFile } from '../../src/mesh/security.ts'
 import { encodeMessage } from '../../src/protocol/codec.ts'
 import { MAX_GOSSIP_BYTES, MessageType } from '../../src/protocol/messages.ts'
 import { noopExecutor } from '../../src/runtime/noop-executor.ts'
-import { openSqliteStore } from '../../src/store/sqlite-store.ts'
 import { waitFor } from '../support/cluster.ts'
+import { type PrivateAgent, startPrivateAgent, stopPrivateAgents, waitPrivateAgentsAlive } from '../support/private-agent.ts'
 import { type RawGossipNode, startRawGossipNode } from '../support/raw-gossip-node.ts'
 
 /** The property under test: the flooder is cut off within this long. */
 const CUT_OFF_WITHIN_MS = 20_000
 
-interface Honest { agent: Agent, mesh: Mesh, dir: string, invalid: Record<string, number> }
+interface Honest extends PrivateAgent { invalid: Record<string, number> }
 
 describe('a member flooding invalid gossip', () => {
   const swarmKey = generateSwarmKeyFile()
@@ -37,36 +31,26 @@ describe('a member flooding invalid gossip', () => {
   let flooder: RawGossipNode | undefined
 
   async function startHonest (bootstrap: string[]): Promise<Honest> {
-    const dir = mkdtempSync(join(tmpdir(), 'bidmesh-flood-'))
-    const logger = pino({ level: 'silent' })
-    const mesh = await createLibp2pMesh({ dataDir: dir, listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap, swarmKey, requirePrivate: true, logger })
-    const key = await loadOrCreateKey(dir)
-    const store = openSqliteStore({ path: join(dir, 'bidmesh.db') })
-    const agent = await startAgent({ mesh, store, executor: noopExecutor(), logger, signJob: f => signJob(key, f) }, { cpuMilli: 1000, memoryBytes: 1024 ** 3 })
+    const h = await startPrivateAgent({ swarmKey, bootstrap, logger: pino({ level: 'silent' }), executor: () => noopExecutor(), dirPrefix: 'bidmesh-flood-' })
     const invalid: Record<string, number> = {}
-    mesh.addEventListener('message:invalid', ({ channel, rejection }) => {
+    h.mesh.addEventListener('message:invalid', ({ channel, rejection }) => {
       if (channel === 'gossip') invalid[rejection] = (invalid[rejection] ?? 0) + 1
     })
-    return { agent, mesh, dir, invalid }
+    return { ...h, invalid }
   }
 
   beforeAll(async () => {
     const first = await startHonest([])
     honest.push(first)
     honest.push(...await Promise.all([0, 1].map(async () => await startHonest(first.agent.listenAddrs()))))
-    for (const h of honest) {
-      await waitFor('3 alive nodes', () => h.agent.nodes().filter(n => n.liveness === 'alive').length === 3 ? true : undefined)
-    }
+    await waitPrivateAgentsAlive(honest)
     flooder = await startRawGossipNode({ swarmKey })
     await flooder.dial(honest.flatMap(h => h.agent.listenAddrs()))
   }, 60_000)
 
   afterAll(async () => {
     await flooder?.stop()
-    for (const h of honest) {
-      await h.agent.stop()
-      rmSync(h.dir, { recursive: true, force: true })
-    }
+    await stopPrivateAgents(honest)
   })
 
   const scoreAt = (h: Honest): number => (libp2pNodeOf(h.mesh)!.services as any).pubsub.getScore(flooder!.peerId)
