@@ -6,6 +6,7 @@ import Docker from 'dockerode'
 import { realpath, stat } from 'node:fs/promises'
 import { posix } from 'node:path'
 import { PassThrough } from 'node:stream'
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { JobSpec } from '../protocol/job-spec.ts'
 import type { AttemptRef, AttemptResult, Executor, ManagedContainer, RunOptions } from './executor.ts'
 import { ContainerStartError, DockerUnavailableError, ImageNotFoundError } from './errors.ts'
@@ -337,6 +338,13 @@ class DockerExecutor implements Executor {
       // Only the kernel's verdict counts as OOM: exit code 137 is also what SIGKILL
       // from a stop or from the job itself looks like.
       const reason = stopCause ?? (info.State?.OOMKilled === true ? 'oom' : 'exit')
+      // A SIGKILL nobody here asked for, and the container then vanishes: another agent on a
+      // shared engine removed it (fencing an attempt it took for superseded). That is a lost
+      // attempt, to be re-run, not the job's own exit code.
+      if (reason === 'exit' && exitCode === 137 && await this.removedByAnother(started)) {
+        this.log.info(log, 'container removed by another agent')
+        return { reason: 'error', exitCode: null, startedAtMs, finishedAtMs, error: { name: 'ContainerGoneError', code: 'ERR_CONTAINER_GONE', message: `container ${started.id} was removed by another agent`, retryable: true } }
+      }
       this.log.info({ ...log, reason, exitCode }, 'container finished')
       return { reason, exitCode, startedAtMs, finishedAtMs }
     } catch (err) {
@@ -459,6 +467,19 @@ class DockerExecutor implements Executor {
     } catch (err) {
       throw new DockerUnavailableError(`the Docker engine cannot be reached: ${messageOf(err)}`, { cause: err })
     }
+  }
+
+  /** Whether the container disappears within a second (a removal by someone else in flight). */
+  private async removedByAnother (container: Docker.Container): Promise<boolean> {
+    for (let i = 0; i < 10; i++) {
+      try {
+        await container.inspect()
+      } catch (err) {
+        if (statusOf(err) === 404) return true
+      }
+      await sleep(100)
+    }
+    return false
   }
 
   private containerName (jobId: string, epoch: number): string {
