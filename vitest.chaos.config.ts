@@ -1,6 +1,6 @@
 import { defineConfig } from 'vitest/config'
 
-// `npm run chaos`: the whole fault-injection suite, the partition test included.
+// `npm run chaos`: the fault-injection suite alone (`npm test` runs it too, with the rest).
 export default defineConfig({
   test: {
     include: ['test/chaos/**/*.test.ts'],

@@ -145,6 +145,10 @@ class BidmeshAgent implements Agent {
   private readonly replicateQueue = new Set<string>()
   private readonly acceptedResults = new Set<string>()
   private tickCount = 0
+  /** The fresh majority was lost since the last ownership check (see ownerQuorum). */
+  private quorumLost = false
+  /** Set while the owner asks its jobs' replicas whether another agent took them over. */
+  private ownershipCheck: Promise<void> | undefined
   private readonly publishers: PublisherAllowlist
   private readonly replayGuard: ReplayGuard
   private nextReplyId = 1
@@ -316,10 +320,10 @@ class BidmeshAgent implements Agent {
         this.gonePeers.add(peer)
         this.knownAddrs.delete(peer)
         this.c.logger.info({ peer }, 'peer:gone')
-        this.ownerDo({ type: 'peer:gone', peer, quorum: this.freshMajority(now) })
+        this.ownerDo({ type: 'peer:gone', peer, quorum: this.ownerQuorum(now) })
       } else if (l !== 'gone') this.gonePeers.delete(peer)
     }
-    this.ownerDo({ type: 'tick', quorum: this.freshMajority(now) })
+    this.ownerDo({ type: 'tick', quorum: this.ownerQuorum(now) })
     if (++this.tickCount % 10 === 0) {
       // Forget peers gone for a minute: they no longer count towards a majority.
       pruneView(this.owner.view, now, this.owner.config.goneAfterMs, 60_000)
@@ -340,6 +344,45 @@ class BidmeshAgent implements Agent {
    *  lease lapsed (see AGENT_DEFAULTS.quorumFreshAdvertIntervals for why the window is shorter than a lease). */
   private freshMajority (now = Date.now()): boolean {
     return this.majorityOfView(e => e.capacity.peerId === this.peerId || now - e.heardAtMs <= this.t.quorumFreshMs)
+  }
+
+  /** What the owner machine gets as `quorum`: a fresh majority, and, when that majority has
+   *  just come back (a partition healed), not before this owner has asked its jobs' replicas
+   *  whether the other side took any of them over. Without that check, a healed owner re-runs
+   *  a lease that lapsed while it was cut off (its executor kept renewing with the new owner)
+   *  in the instant between hearing the majority's adverts and hearing of the takeover. */
+  private ownerQuorum (now: number): boolean {
+    if (!this.freshMajority(now)) {
+      this.quorumLost = true
+      return false
+    }
+    if (this.quorumLost) {
+      this.quorumLost = false
+      const check = this.checkOwnership().finally(() => { if (this.ownershipCheck === check) this.ownershipCheck = undefined })
+      this.ownershipCheck = check
+    }
+    return this.ownershipCheck === undefined
+  }
+
+  /** Asks the replicas of every job this agent owns (and has not finished) for their copy,
+   *  and lets go of each job someone else now holds under a higher term. A replica that does
+   *  not answer within the request timeout does not hold the check up longer. */
+  private async checkOwnership (): Promise<void> {
+    const owned = [...this.owner.jobs.values()].filter(oj => !TERMINAL_STATES.has(oj.record.state))
+    await Promise.all(owned.map(async oj => {
+      const mine = oj.record
+      await Promise.all(mine.replicas.filter(r => r !== this.peerId).map(async peer => {
+        try {
+          const r = await this.c.mesh.request(peer, { type: MessageType.JobQuery, body: { id: mine.id } }, { timeoutMs: 2000 })
+          const theirs = r.type === MessageType.JobQueryReply ? r.body.job : undefined
+          if (theirs === undefined || theirs.id !== mine.id || theirs.term <= mine.term || !this.owner.jobs.has(mine.id)) return
+          this.c.logger.info({ jobId: mine.id, term: theirs.term, owner: theirs.owner }, 'job:released')
+          this.ownerDo({ type: 'job:released', jobId: mine.id })
+          this.c.store.putJob(theirs)
+          if (!TERMINAL_STATES.has(theirs.state) && theirs.replicas.includes(this.peerId)) this.standby.set(theirs.id, theirs)
+        } catch {}
+      }))
+    }))
   }
 
   /** Whether more than half of the members in this agent's view pass `counts`. */
@@ -972,6 +1015,10 @@ class BidmeshAgent implements Agent {
       this.c.logger.info({ jobId, epoch, node: this.peerId, startedAtMs: result.startedAtMs, finishedAtMs: result.finishedAtMs, reason: result.reason, exitCode: result.exitCode }, 'container:exited')
       // A container we stopped because we were cut off or drained is handed back, not failed.
       const handedBack = result.reason === 'cancelled' && (rc.abort.signal.reason === 'lost' || rc.abort.signal.reason === 'drain')
+      // A container another agent removed (engine fencing after a partition, where two owners
+      // issued attempts) is a lost attempt, like a dead executor's: re-run it without using up
+      // one of the job's retries. The job itself did nothing wrong.
+      const gone = result.error?.code === 'ERR_CONTAINER_GONE'
       this.bidderDo({
         type: 'attempt:exited',
         jobId,
@@ -980,7 +1027,7 @@ class BidmeshAgent implements Agent {
           ...(result.startedAtMs !== undefined ? { startedAtMs: result.startedAtMs } : {}),
           finishedAtMs: result.finishedAtMs,
           exitCode: result.exitCode,
-          reason: handedBack ? 'lost' : result.reason,
+          reason: handedBack || gone ? 'lost' : result.reason,
           ...(handedBack ? { error: rc.abort.signal.reason === 'drain' ? 'handed back: agent draining' : 'stopped: lease lost' } : {}),
           ...(result.error !== undefined ? { error: redactSecrets(`${result.error.name}: ${result.error.message}`, specSecrets(spec)).slice(0, 4000) } : {})
         }
