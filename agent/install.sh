@@ -109,7 +109,7 @@ install_code() {
   rm -rf "$stage"
   mkdir -p "$stage"
   log "copying bidmesh from $source_dir to $prefix"
-  local parts=(package.json package-lock.json bin src agent) extra
+  local parts=(package.json package-lock.json bin src scripts/build.mjs agent) extra
   for extra in README.md LICENSE docs; do [ -e "$source_dir/$extra" ] && parts+=("$extra"); done
   tar -C "$source_dir" -c --exclude='*.test.ts' "${parts[@]}" | tar -C "$stage" -x
   if [ "$local_modules" = 1 ]; then
@@ -121,6 +121,8 @@ install_code() {
     (cd "$stage" && npm ci --omit=dev --no-audit --no-fund --loglevel=error) \
       || die "npm ci failed (no registry access? re-run with --local-modules); the installed version is unchanged"
   fi
+  # The bundle the agent runs (plain JavaScript, no tsx in the agent's process).
+  (cd "$stage" && node scripts/build.mjs) || die "building dist/ failed; the installed version is unchanged"
   chmod 0755 "$stage/bin/bidmesh.js" "$stage/agent/bidmesh-agent" "$stage/agent/install.sh"
   chown -R root:root "$stage"
   chmod -R go-w "$stage"
@@ -137,6 +139,7 @@ installed=0
 if [ "$prefix" = "$source_dir" ]; then
   log "running from $prefix: using the code in place"
   [ -d "$prefix/node_modules" ] || (cd "$prefix" && npm ci --omit=dev --no-audit --no-fund --loglevel=error)
+  (cd "$prefix" && node scripts/build.mjs) || die "building dist/ failed"
 elif [ "$mode" = upgrade ] || [ "$installed" = 0 ]; then
   install_code
 else

@@ -39,6 +39,10 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   npm ci --no-audit --no-fund --loglevel=error
 fi
 
+# The bundle agents run (plain JavaScript; bin/bidmesh.js falls back to the TypeScript
+# sources when it is older than src/). Half a second with esbuild.
+node scripts/build.mjs
+
 # Docker engine: start one when none answers.
 if ! docker info >/dev/null 2>&1; then
   if [ ! -S /var/run/docker.sock ] || ! docker info >/dev/null 2>&1; then

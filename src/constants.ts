@@ -32,6 +32,10 @@ export const AGENT_DEFAULTS = {
    *  lapse, and does not re-run an attempt the majority keeps. Shorter: safer, but busy peers
    *  whose adverts are late delay re-runs by a tick or two; longer: the race comes back. */
   quorumFreshAdvertIntervals: 2,
+  /** A changed job record waits this long before it is replicated, so the changes of one
+   *  auction (or of many jobs) go out in one request per replica. Longer: fewer requests under
+   *  load; shorter: replicas lag less (a takeover reads the newest copy anyway). */
+  replicationBatchMs: 25,
   /** How often pending jobs are offered again even without a capacity change (sweep). */
   sweepIntervalMs: 2000,
   /** Max request body for the HTTP API. */

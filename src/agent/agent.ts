@@ -143,6 +143,7 @@ class BidmeshAgent implements Agent {
   /** last lease renewal an executor sent here while the owner was unreachable */
   private readonly standbyRenewals = new Map<string, number>()
   private readonly replicateQueue = new Set<string>()
+  private replicationTimer: ReturnType<typeof setTimeout> | undefined
   private readonly acceptedResults = new Set<string>()
   private tickCount = 0
   /** The fresh majority was lost since the last ownership check (see ownerQuorum). */
@@ -218,7 +219,6 @@ class BidmeshAgent implements Agent {
     this.timers.push(setInterval(() => this.tick(), this.t.tickMs))
     this.timers.push(setInterval(() => this.publishAdvert(), this.t.advertIntervalMs))
     this.timers.push(setInterval(() => { void this.flushSummaries() }, 250))
-    this.timers.push(setInterval(() => { void this.flushReplication() }, 25))
   }
 
   listenAddrs (): string[] { return this.c.mesh.listenAddrs() }
@@ -271,6 +271,7 @@ class BidmeshAgent implements Agent {
     if (this.stopped) return
     this.stopped = true
     for (const t of this.timers) clearInterval(t)
+    if (this.replicationTimer !== undefined) clearTimeout(this.replicationTimer)
     for (const r of this.running.values()) r.abort.abort()
     await this.c.mesh.stop().catch(() => {})
     this.c.store.close()
@@ -457,6 +458,18 @@ class BidmeshAgent implements Agent {
     return done
   }
 
+  /** Replicates a job's record within AGENT_DEFAULTS.replicationBatchMs: changes made meanwhile (a whole
+   *  auction's worth, or many jobs') go out in one request per replica. A timer runs only
+   *  while something waits, so an idle agent does not wake up for it. */
+  private queueReplication (jobId: string): void {
+    this.replicateQueue.add(jobId)
+    if (this.replicationTimer !== undefined || this.stopped) return
+    this.replicationTimer = setTimeout(() => {
+      this.replicationTimer = undefined
+      void this.flushReplication()
+    }, AGENT_DEFAULTS.replicationBatchMs)
+  }
+
   private async flushReplication (): Promise<void> {
     if (this.replicateQueue.size === 0 || this.stopped) return
     const ids = [...this.replicateQueue]
@@ -571,7 +584,7 @@ class BidmeshAgent implements Agent {
     const sum = summarize(record)
     this.directory.set(sum.id, sum)
     this.summaryQueue.set(sum.id, sum)
-    this.replicateQueue.add(record.id)
+    this.queueReplication(record.id)
   }
 
   private async reclaim (owned: JobRecord[]): Promise<void> {
@@ -594,7 +607,7 @@ class BidmeshAgent implements Agent {
       }
       this.c.logger.info({ jobId: job.id, term: job.term }, 'job:reclaimed')
       this.ownerDo({ type: 'job:adopted', job: newest })
-      this.replicateQueue.add(job.id)
+      this.queueReplication(job.id)
     }
   }
 
@@ -666,7 +679,7 @@ class BidmeshAgent implements Agent {
       const sum = summarize(fx.job)
       this.directory.set(sum.id, sum)
       this.summaryQueue.set(sum.id, sum)
-      if (fx.job.replicas.length > 0) this.replicateQueue.add(fx.job.id)
+      if (fx.job.replicas.length > 0) this.queueReplication(fx.job.id)
     }
     for (const fx of effects) {
       if (fx.type === 'send') void this.ownerSend(fx.to, fx.message)
