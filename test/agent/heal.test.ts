@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { generateKeyPair } from '@libp2p/crypto/keys'
+import type { PrivateKey } from '@libp2p/interface'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import pino from 'pino'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
@@ -65,7 +66,9 @@ describe('agents healing from a partition (in-memory mesh, virtual time)', () =>
 
   async function startNodes (count: number, executorFor: (id: string) => Executor, cpuMilliFor: (i: number) => number): Promise<void> {
     for (let i = 0; i < count; i++) {
-      const key = await generateKeyPair('Ed25519')
+      // The same cast loadOrCreateKey makes: @libp2p/crypto and libp2p pin different copies of
+      // @libp2p/interface, whose PrivateKey types TypeScript sees as unrelated.
+      const key = await generateKeyPair('Ed25519') as unknown as PrivateKey
       const id = peerIdFromPrivateKey(key).toString()
       const store = openSqliteStore({ path: join(dir, `${i}.db`) })
       const agent = await startAgent({ mesh: net.createMesh(id), store, executor: executorFor(id), logger, signJob: f => signJob(key, f) },
