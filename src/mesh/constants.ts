@@ -15,7 +15,19 @@ export const MESH_DEFAULTS = {
    *  64 running jobs × 2 = 128. More: one peer can make us run more handlers at once; fewer:
    *  a busy pair of agents gets streams reset and retries them. */
   maxInboundStreams: 128,
-  maxOutboundStreams: 128
+  maxOutboundStreams: 128,
+  /** Many requests over one long-lived stream per pair of agents (src/mesh/rpc-mux.ts). Peers
+   *  that do not speak it are asked over rpcProtocol, one stream per request. */
+  rpcMuxProtocol: '/bidmesh/rpc-mux/1.0.0',
+  /** Channels a peer may hold open to us at once. It keeps one; a few more cover the moments
+   *  when it replaces a failed one before we notice the old one closed. */
+  maxMuxChannels: 4,
+  /** Requests served at once on one channel; past it we stop reading from it until one is
+   *  answered (TCP back-pressure, not a reset). Same reasoning and value as maxInboundStreams. */
+  maxConcurrentPerChannel: 128,
+  /** How long a peer that does not speak rpcMuxProtocol is asked over rpcProtocol before
+   *  we try the channel again (it may have been upgraded). */
+  legacyPeerRetryMs: 60_000
 } as const
 
 /** The libp2p connection manager, muxer and transport limits (see MESH_LIMITS). */

@@ -1,5 +1,6 @@
 // The mesh over libp2p 2.x: TCP, (pnet), noise, yamux, identify, gossipsub. Direct requests
-// use one short stream each, length-prefixed msgpackr frames in both directions. Every limit
+// go over one long-lived channel per peer (rpc-mux.ts), or one short stream each to a peer
+// that does not speak it; length-prefixed msgpackr frames in both directions. Every limit
 // is in constants.ts with its reason; a private mesh (swarm key) is set up in security.ts.
 import { readFile, writeFile, mkdir, rename } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -19,6 +20,7 @@ import { decodeMessage, encodeMessage } from '../protocol/codec.ts'
 import { MAX_DIRECT_BYTES, MAX_GOSSIP_BYTES, type Message, MessageType } from '../protocol/messages.ts'
 import { CONNECTION_LIMITS, GOSSIP_LIMITS, GOSSIP_SCORE_PARAMS, GOSSIP_SCORE_THRESHOLDS, MESH_DEFAULTS } from './constants.ts'
 import { InvalidResponseError, type Mesh, MeshEmitter, PeerUnreachableError, type RequestHandler, Topic, type TopicName } from './mesh.ts'
+import { type RpcClient, createRpcClient, serveRpc } from './rpc-mux.ts'
 import { resolveSwarmKey } from './security.ts'
 
 export { SwarmKeyRequiredError, InvalidSwarmKeyError } from './security.ts'
@@ -179,6 +181,11 @@ class Libp2pMesh extends MeshEmitter implements Mesh {
   /** Messages the topic validator decoded, by payload object (dropped with the payload). */
   private readonly validated = new WeakMap<Uint8Array, Message>()
   private readonly stats: Record<string, { sentBytes: number, receivedBytes: number, sent: number, received: number }> = {}
+  /** one open request channel per peer, and the ones being opened */
+  private readonly channels = new Map<string, RpcClient>()
+  private readonly openingChannels = new Map<string, Promise<RpcClient | undefined>>()
+  /** peers that do not speak the channel protocol, and when we found out */
+  private readonly legacyPeers = new Map<string, number>()
 
   private stat (topic: string) {
     return (this.stats[topic] ??= { sentBytes: 0, receivedBytes: 0, sent: 0, received: 0 })
@@ -232,6 +239,9 @@ class Libp2pMesh extends MeshEmitter implements Mesh {
     await this.node.handle(MESH_DEFAULTS.rpcProtocol, ({ stream, connection }: any) => {
       void this.serve(stream, connection.remotePeer.toString())
     }, { maxInboundStreams: MESH_DEFAULTS.maxInboundStreams, maxOutboundStreams: MESH_DEFAULTS.maxOutboundStreams })
+    await this.node.handle(MESH_DEFAULTS.rpcMuxProtocol, ({ stream, connection }: any) => {
+      void this.serveChannel(stream, connection.remotePeer.toString())
+    }, { maxInboundStreams: MESH_DEFAULTS.maxMuxChannels, maxOutboundStreams: MESH_DEFAULTS.maxMuxChannels })
     await this.dialBootstrap()
     this.redialTimer = setInterval(() => { void this.dialBootstrap() }, MESH_DEFAULTS.redialIntervalMs)
     this.redialTimer.unref?.()
@@ -251,20 +261,38 @@ class Libp2pMesh extends MeshEmitter implements Mesh {
     }))
   }
 
+  /** Answers one request, whichever way it came: decoded and checked like any frame. */
+  private async answer (from: string, frame: Uint8Array, signal: AbortSignal): Promise<Uint8Array> {
+    const r = decodeMessage(frame, MAX_DIRECT_BYTES)
+    if (!r.ok) {
+      this.emit('message:invalid', { from, channel: 'direct', rejection: r.rejection })
+      throw new Error(`invalid request: ${r.rejection}`)
+    }
+    if (this.handler === undefined) throw new Error('no handler')
+    return encodeMessage(await this.handler(from, r.message, { signal }))
+  }
+
+  private async serveChannel (stream: any, from: string): Promise<void> {
+    try {
+      const io = lpStream(stream, { maxDataLength: MAX_DIRECT_BYTES + 5 })
+      await serveRpc({
+        io,
+        maxConcurrent: MESH_DEFAULTS.maxConcurrentPerChannel,
+        handle: async frame => await this.answer(from, frame, AbortSignal.timeout(this.timeoutMs))
+      })
+      await stream.close().catch(() => {})
+    } catch (err) {
+      this.init.logger?.debug({ from, err: String(err) }, 'request channel failed')
+      stream.abort(err as Error)
+    }
+  }
+
   private async serve (stream: any, from: string): Promise<void> {
     const signal = AbortSignal.timeout(this.timeoutMs)
     try {
       const lp = lpStream(stream, { maxDataLength: MAX_DIRECT_BYTES })
       const frame = await lp.read({ signal })
-      const r = decodeMessage(frame.subarray(), MAX_DIRECT_BYTES)
-      if (!r.ok) {
-        this.emit('message:invalid', { from, channel: 'direct', rejection: r.rejection })
-        stream.abort(new Error(`invalid request: ${r.rejection}`))
-        return
-      }
-      if (this.handler === undefined) throw new Error('no handler')
-      const response = await this.handler(from, r.message, { signal })
-      await lp.write(encodeMessage(response), { signal })
+      await lp.write(await this.answer(from, frame.subarray(), signal), { signal })
       await stream.close({ signal })
     } catch (err) {
       this.init.logger?.debug({ from, err: String(err) }, 'direct request failed')
@@ -304,6 +332,64 @@ class Libp2pMesh extends MeshEmitter implements Mesh {
     }
     const timeout = AbortSignal.timeout(options.timeoutMs ?? this.timeoutMs)
     const signal = options.signal !== undefined ? AbortSignal.any([options.signal, timeout]) : timeout
+    const channel = await this.channelTo(to)
+    if (channel === undefined) return await this.requestOnStream(to, message, signal)
+    let frame: Uint8Array
+    try {
+      frame = await channel.request(encodeMessage(message), { signal })
+    } catch (err) {
+      throw new PeerUnreachableError(to, { cause: err })
+    }
+    const r = decodeMessage(frame, MAX_DIRECT_BYTES)
+    if (!r.ok) {
+      this.emit('message:invalid', { from: to, channel: 'direct', rejection: r.rejection })
+      throw new InvalidResponseError(to, r.rejection)
+    }
+    return r.message
+  }
+
+  /** The open channel to a peer, opened on first use; undefined for a peer that does not
+   *  speak the channel protocol. Concurrent callers share one opening. */
+  private async channelTo (to: string): Promise<RpcClient | undefined> {
+    const open = this.channels.get(to)
+    if (open !== undefined && !open.closed) return open
+    const legacySince = this.legacyPeers.get(to)
+    if (legacySince !== undefined && Date.now() - legacySince < MESH_DEFAULTS.legacyPeerRetryMs) return undefined
+    let opening = this.openingChannels.get(to)
+    if (opening === undefined) {
+      opening = this.openChannel(to).finally(() => this.openingChannels.delete(to))
+      this.openingChannels.set(to, opening)
+    }
+    return await opening
+  }
+
+  private async openChannel (to: string): Promise<RpcClient | undefined> {
+    let stream: any
+    try {
+      // Its own timeout, not the first caller's signal: others wait on the same opening.
+      stream = await this.node.dialProtocol(peerIdFromString(to), MESH_DEFAULTS.rpcMuxProtocol, { signal: AbortSignal.timeout(this.timeoutMs) })
+    } catch (err: any) {
+      if (err?.name === 'UnsupportedProtocolError') {
+        this.legacyPeers.set(to, Date.now())
+        return undefined
+      }
+      throw new PeerUnreachableError(to, { cause: err })
+    }
+    this.legacyPeers.delete(to)
+    const client = createRpcClient({
+      io: lpStream(stream, { maxDataLength: MAX_DIRECT_BYTES + 5 }),
+      onClose: err => {
+        if (this.channels.get(to) === client) this.channels.delete(to)
+        this.init.logger?.debug({ peer: to, err: String(err) }, 'request channel closed')
+        stream.abort?.(err instanceof Error ? err : new Error('request channel closed'))
+      }
+    })
+    this.channels.set(to, client)
+    return client
+  }
+
+  /** One request on a stream of its own (rpcProtocol), for peers without the channel protocol. */
+  private async requestOnStream (to: string, message: Message, signal: AbortSignal): Promise<Message> {
     let stream: any
     try {
       stream = await this.node.dialProtocol(peerIdFromString(to), MESH_DEFAULTS.rpcProtocol, { signal })
@@ -339,6 +425,7 @@ class Libp2pMesh extends MeshEmitter implements Mesh {
 
   async stop (): Promise<void> {
     if (this.redialTimer !== undefined) clearInterval(this.redialTimer)
+    for (const c of this.channels.values()) c.close()
     await this.node.stop()
   }
 }

@@ -1,0 +1,155 @@
+// The request channel over an in-memory pair of length-prefixed streams.
+import { describe, expect, it } from 'vitest'
+import { ChannelClosedError, type FrameIO, FrameKind, MalformedFrameError, RequestRefusedError, createRpcClient, decodeFrame, encodeFrame, serveRpc } from '../../src/mesh/rpc-mux.ts'
+
+/** One direction of a stream: frames written on one end are read on the other, in order. */
+class Pipe {
+  private readonly frames: Uint8Array[] = []
+  private readonly readers: Array<{ resolve: (f: Uint8Array) => void, reject: (e: unknown) => void }> = []
+  private ended: Error | undefined
+  writes = 0
+
+  push (frames: Uint8Array[]): void {
+    if (this.ended !== undefined) throw this.ended
+    this.writes++
+    for (const f of frames) {
+      const r = this.readers.shift()
+      if (r !== undefined) r.resolve(f)
+      else this.frames.push(f)
+    }
+  }
+
+  async pull (): Promise<Uint8Array> {
+    const f = this.frames.shift()
+    if (f !== undefined) return f
+    if (this.ended !== undefined) throw this.ended
+    return await new Promise((resolve, reject) => this.readers.push({ resolve, reject }))
+  }
+
+  end (err = new Error('stream ended')): void {
+    this.ended = err
+    for (const r of this.readers.splice(0)) r.reject(err)
+  }
+}
+
+function pair (): { client: FrameIO, server: FrameIO, toServer: Pipe, toClient: Pipe } {
+  const toServer = new Pipe()
+  const toClient = new Pipe()
+  return {
+    toServer,
+    toClient,
+    client: { read: async () => await toClient.pull(), writeV: async f => toServer.push(f) },
+    server: { read: async () => await toServer.pull(), writeV: async f => toClient.push(f) }
+  }
+}
+
+const bytes = (s: string): Uint8Array => new TextEncoder().encode(s)
+const text = (b: Uint8Array): string => new TextDecoder().decode(b)
+const noTimeout = (): AbortSignal => new AbortController().signal
+/** Lets every queued frame and handler run (no clock involved). */
+const settle = async (): Promise<void> => { for (let i = 0; i < 5; i++) await new Promise(resolve => setImmediate(resolve)) }
+
+describe('request channel', () => {
+  it('frames round-trip, and malformed ones are refused by name', () => {
+    const f = decodeFrame(encodeFrame(FrameKind.Response, 0xfffffffe, bytes('hi')))
+    expect(f).toEqual({ kind: FrameKind.Response, id: 0xfffffffe, payload: bytes('hi') })
+    expect(() => decodeFrame(new Uint8Array(3))).toThrow(MalformedFrameError)
+    expect(() => decodeFrame(encodeFrame(9, 1, bytes('x')))).toThrow(MalformedFrameError)
+  })
+
+  it('answers concurrent requests by id, whatever order the handlers finish in', async () => {
+    const io = pair()
+    const finish: Array<() => void> = []
+    const served = serveRpc({
+      io: io.server,
+      maxConcurrent: 32,
+      handle: async p => await new Promise(resolve => finish.push(() => resolve(bytes(`re:${text(p)}`))))
+    })
+    const client = createRpcClient({ io: io.client })
+    const answers = Promise.all(Array.from({ length: 20 }, async (_, i) => text(await client.request(bytes(String(i)), { signal: noTimeout() }))))
+    await settle()
+    expect(finish).toHaveLength(20)
+    // The last request is answered first: responses come back out of order.
+    for (const f of finish.reverse()) f()
+    expect(await answers).toEqual(Array.from({ length: 20 }, (_, i) => `re:${i}`))
+    // The 20 requests were queued in one tick: one write carried them all.
+    expect(io.toServer.writes).toBe(1)
+    expect(client.pending).toBe(0)
+    io.toServer.end()
+    await served
+  })
+
+  it('a handler that throws is a refusal for that request only', async () => {
+    const io = pair()
+    void serveRpc({ io: io.server, maxConcurrent: 4, handle: async p => { if (text(p) === 'bad') throw new Error('no such thing'); return p } })
+    const client = createRpcClient({ io: io.client })
+    const [bad, good] = await Promise.allSettled([client.request(bytes('bad'), { signal: noTimeout() }), client.request(bytes('good'), { signal: noTimeout() })])
+    expect(bad.status === 'rejected' && (bad.reason as Error).name).toBe(RequestRefusedError.name)
+    expect(good.status === 'fulfilled' && text(good.value)).toBe('good')
+    expect(client.closed).toBe(false)
+  })
+
+  it('a timed-out request is dropped; its late answer does not disturb the next one', async () => {
+    const io = pair()
+    let releaseFirst: (() => void) | undefined
+    void serveRpc({ io: io.server, maxConcurrent: 4, handle: async p => { if (text(p) === 'first') await new Promise<void>(resolve => { releaseFirst = resolve }); return p } })
+    const client = createRpcClient({ io: io.client })
+    const deadline = new AbortController()
+    const timedOut = client.request(bytes('first'), { signal: deadline.signal })
+    await settle()
+    deadline.abort(new DOMException('no response in time', 'TimeoutError'))
+    await expect(timedOut).rejects.toHaveProperty('name', 'TimeoutError')
+    expect(client.pending).toBe(0)
+    releaseFirst!() // the late answer arrives and is dropped
+    await settle()
+    expect(text(await client.request(bytes('second'), { signal: noTimeout() }))).toBe('second')
+    expect(client.closed).toBe(false)
+  })
+
+  it('when the stream ends every waiting request fails, and the channel reports it closed once', async () => {
+    const io = pair()
+    const closes: unknown[] = []
+    const client = createRpcClient({ io: io.client, onClose: err => closes.push(err) })
+    // Nobody serves: the requests wait until the stream ends.
+    const waiting = [client.request(bytes('a'), { signal: noTimeout() }), client.request(bytes('b'), { signal: noTimeout() })]
+    io.toClient.end()
+    for (const w of waiting) await expect(w).rejects.toBeInstanceOf(ChannelClosedError)
+    expect(client.closed).toBe(true)
+    expect(closes).toHaveLength(1)
+    await expect(client.request(bytes('c'), { signal: noTimeout() })).rejects.toHaveProperty('code', ChannelClosedError.code)
+  })
+
+  it('past maxConcurrent handlers the server stops reading until one finishes', async () => {
+    const io = pair()
+    let running = 0
+    let most = 0
+    const release: Array<() => void> = []
+    void serveRpc({
+      io: io.server,
+      maxConcurrent: 3,
+      handle: async p => {
+        most = Math.max(most, ++running)
+        await new Promise<void>(resolve => release.push(resolve))
+        running--
+        return p
+      }
+    })
+    const client = createRpcClient({ io: io.client })
+    const all = Promise.all(Array.from({ length: 8 }, async (_, i) => await client.request(bytes(String(i)), { signal: noTimeout() })))
+    // Release handlers one by one as they start, until all 8 ran.
+    for (let released = 0; released < 8; released++) {
+      await settle()
+      expect(running).toBeLessThanOrEqual(3)
+      release.shift()!()
+    }
+    expect((await all).map(text)).toEqual(['0', '1', '2', '3', '4', '5', '6', '7'])
+    expect(most).toBe(3)
+  })
+
+  it('a response frame sent to the serving end is a protocol violation', async () => {
+    const io = pair()
+    const served = serveRpc({ io: io.server, maxConcurrent: 4, handle: async p => p })
+    io.toServer.push([encodeFrame(FrameKind.Response, 1, bytes('x'))])
+    await expect(served).rejects.toBeInstanceOf(MalformedFrameError)
+  })
+})
