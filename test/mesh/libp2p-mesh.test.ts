@@ -1,0 +1,94 @@
+// Direct requests over real libp2p on loopback: they share one channel per peer, and a peer
+// that only speaks the per-request stream protocol is still answered.
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { lpStream } from 'it-length-prefixed-stream'
+import { afterEach, describe, expect, it } from 'vitest'
+import { MESH_DEFAULTS } from '../../src/mesh/constants.ts'
+import { createLibp2pMesh } from '../../src/mesh/libp2p-mesh.ts'
+import type { Mesh } from '../../src/mesh/mesh.ts'
+import { serveRpc } from '../../src/mesh/rpc-mux.ts'
+import { decodeMessage, encodeMessage } from '../../src/protocol/codec.ts'
+import { MAX_DIRECT_BYTES, type Message, MessageType } from '../../src/protocol/messages.ts'
+import { type RawGossipNode, startRawGossipNode } from '../support/raw-gossip-node.ts'
+
+/** Answers a JobQuery with an Ack naming the job id it was asked about. */
+function answer (frame: Uint8Array): Uint8Array {
+  const r = decodeMessage(frame, MAX_DIRECT_BYTES)
+  if (!r.ok || r.message.type !== MessageType.JobQuery) throw new Error('unexpected request')
+  return encodeMessage({ type: MessageType.Ack, body: { ok: true, message: r.message.body.id } })
+}
+
+const query = (id: string): Message => ({ type: MessageType.JobQuery, body: { id } })
+
+describe('libp2p mesh direct requests', () => {
+  const cleanups: Array<() => Promise<void>> = []
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c().catch(() => {})
+  })
+
+  async function requester (): Promise<Mesh> {
+    const dir = mkdtempSync(join(tmpdir(), 'bidmesh-mesh-'))
+    const mesh = await createLibp2pMesh({ dataDir: dir, listen: ['/ip4/127.0.0.1/tcp/0'] })
+    cleanups.push(async () => { await mesh.stop(); rmSync(dir, { recursive: true, force: true }) })
+    return mesh
+  }
+
+  async function peer (speaks: { channel: boolean }): Promise<{ raw: RawGossipNode, counts: { channelsOpened: number, streamsOpened: number } }> {
+    const raw = await startRawGossipNode()
+    cleanups.push(async () => { await raw.stop() })
+    const counts = { channelsOpened: 0, streamsOpened: 0 }
+    if (speaks.channel) {
+      await raw.node.handle(MESH_DEFAULTS.rpcMuxProtocol, ({ stream }: any) => {
+        counts.channelsOpened++
+        void serveRpc({ io: lpStream(stream), maxConcurrent: 128, handle: async f => answer(f) }).catch(() => {})
+      })
+    }
+    await raw.node.handle(MESH_DEFAULTS.rpcProtocol, async ({ stream }: any) => {
+      counts.streamsOpened++
+      const lp = lpStream(stream)
+      await lp.write(answer((await lp.read()).subarray()))
+      await stream.close()
+    })
+    return { raw, counts }
+  }
+
+  it('100 concurrent requests to one peer open one channel and are all answered', async () => {
+    const mesh = await requester()
+    const { raw: p, counts } = await peer({ channel: true })
+    await mesh.addPeerAddrs(p.peerId, p.node.getMultiaddrs().map(a => a.toString()))
+    const ids = Array.from({ length: 100 }, (_, i) => `job-${i}`)
+    const replies = await Promise.all(ids.map(async id => await mesh.request(p.peerId, query(id))))
+    expect(replies.map(r => r.type === MessageType.Ack ? r.body.message : undefined)).toEqual(ids)
+    expect(counts.channelsOpened).toBe(1)
+    expect(counts.streamsOpened).toBe(0)
+    // Later requests reuse it.
+    await mesh.request(p.peerId, query('later'))
+    expect(counts.channelsOpened).toBe(1)
+  })
+
+  it('a peer without the channel protocol is asked one stream per request', async () => {
+    const mesh = await requester()
+    const { raw: p, counts } = await peer({ channel: false })
+    await mesh.addPeerAddrs(p.peerId, p.node.getMultiaddrs().map(a => a.toString()))
+    const replies = await Promise.all(['a', 'b', 'c'].map(async id => await mesh.request(p.peerId, query(id))))
+    expect(replies.map(r => r.type === MessageType.Ack ? r.body.message : undefined)).toEqual(['a', 'b', 'c'])
+    expect(counts.streamsOpened).toBe(3)
+  })
+
+  it('after the peer restarts, the next request opens a new channel', async () => {
+    const mesh = await requester()
+    const { raw: p, counts } = await peer({ channel: true })
+    const addrs = p.node.getMultiaddrs().map(a => a.toString())
+    await mesh.addPeerAddrs(p.peerId, addrs)
+    await mesh.request(p.peerId, query('before'))
+    await p.node.stop()
+    await expect(mesh.request(p.peerId, query('while down'), { timeoutMs: 1000 })).rejects.toHaveProperty('code', 'ERR_PEER_UNREACHABLE')
+    await p.node.start()
+    await mesh.addPeerAddrs(p.peerId, p.node.getMultiaddrs().map(a => a.toString()))
+    const r = await mesh.request(p.peerId, query('after'))
+    expect(r.type === MessageType.Ack && r.body.message).toBe('after')
+    expect(counts.channelsOpened).toBe(2)
+  })
+})
