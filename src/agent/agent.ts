@@ -22,6 +22,7 @@ import { type AgentApi, AmbiguousJobIdError, type JobDetail, type NodeView, Unkn
 import { newJobId } from './ids.ts'
 import { EXECUTOR_REPLAY_DEFAULTS, type PublisherAllowlist, type ReplayGuard, type SignedJobFields, createReplayGuard, newJobNonce, screenJobMessage, signatureToString } from './signing.ts'
 import type { Logger } from './logger.ts'
+import { durableMesh } from './durable-mesh.ts'
 import { AgentMetrics } from './metrics.ts'
 
 export interface AgentInit {
@@ -158,6 +159,8 @@ class BidmeshAgent implements Agent {
   private stopped = false
 
   constructor (private readonly c: AgentComponents, init: AgentInit) {
+    // Every direct message waits for the writes before it to be durable (see durable-mesh.ts).
+    this.c = { ...c, mesh: durableMesh(c.mesh, c.store) }
     this.peerId = c.mesh.peerId
     this.t = agentTimings(init)
     this.publishers = init.publishers ?? { any: true }
@@ -1100,6 +1103,8 @@ class BidmeshAgent implements Agent {
     const replicated = await this.replicate([id])
     if (!replicated.has(id)) this.c.logger.warn({ jobId: id, replicas: job.replicas }, 'job accepted without a replica: no replica answered')
     const record = this.owner.jobs.get(id)?.record ?? this.c.store.getJob(id)!
+    // The reply promises the job exists: on stable storage, not only in the WAL.
+    await this.c.store.sync()
     return structuredClone(record)
   }
 
@@ -1189,8 +1194,10 @@ class BidmeshAgent implements Agent {
 
   async cancel (idOrPrefix: string, options: { signal?: AbortSignal } = {}): Promise<JobRecord> {
     const { job } = await this.getJob(idOrPrefix, options)
-    if (job.owner === this.peerId) this.ownerDo({ type: 'job:cancel', jobId: job.id })
-    else await this.c.mesh.request(job.owner, { type: MessageType.CancelRequest, body: { jobId: job.id } }, { signal: options.signal })
+    if (job.owner === this.peerId) {
+      this.ownerDo({ type: 'job:cancel', jobId: job.id })
+      await this.c.store.sync()
+    } else await this.c.mesh.request(job.owner, { type: MessageType.CancelRequest, body: { jobId: job.id } }, { signal: options.signal })
     return (await this.getJob(job.id, options)).job
   }
 

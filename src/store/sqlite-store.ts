@@ -157,6 +157,8 @@ function prepareStatements (db: Db) {
     deleteRunning: db.prepare<[string, number]>('DELETE FROM running WHERE job_id = ? AND epoch = ?'),
     listRunning: db.prepare<[], RunningRow>('SELECT job_id, epoch, record FROM running ORDER BY job_id, epoch'),
     getMeta: db.prepare<[string], string>('SELECT value FROM meta WHERE key = ?').pluck(),
+    /** rows changed by this connection since it opened: a cheap "anything new?" for sync() */
+    totalChanges: db.prepare<[], number>('SELECT total_changes()').pluck(),
     setMeta: db.prepare<[string, string]>(
       'INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value')
   }
@@ -184,11 +186,15 @@ class SqliteStore implements Store {
       // file system without WAL support SQLite keeps the rollback journal, which is just
       // as crash-safe, so the answer is not checked.
       db.pragma('journal_mode = WAL')
-      // FULL, not NORMAL: in WAL mode NORMAL skips the fsync at commit, so a transaction
-      // survives a process crash but can vanish on power loss. The agent acknowledges a
-      // job only after putJob returns; that acknowledgement is a promise the job exists,
-      // so every commit must be on stable storage before we return.
-      db.pragma('synchronous = FULL')
+      // NORMAL: in WAL mode a commit is appended to the WAL without an fsync, so it survives
+      // a crash of the process at once but could vanish on power loss until the WAL is next
+      // synced. sync() syncs it (one FULL commit of a marker row: the fsync of the WAL file
+      // takes every earlier commit with it), and the agent calls it before anything leaves
+      // the process that promises a write (an acknowledgement, an award, a reply to a
+      // submit). One fsync then covers all the commits of a busy tick, where FULL on every
+      // commit cost one each: ~3 ms apiece on the event loop, which capped an owner at ~35
+      // jobs/s (docs/benchmarks.md).
+      db.pragma('synchronous = NORMAL')
       // No table declares a foreign key yet (see migration 1), but later migrations may;
       // SQLite ignores them unless this is on for each connection.
       db.pragma('foreign_keys = ON')
@@ -378,6 +384,32 @@ class SqliteStore implements Store {
     // better-sqlite3 rolls back when fn throws and refuses a fn that returns a promise
     // (work after an await would run outside the transaction).
     return this.runInTx.immediate(fn) as T
+  }
+
+  private syncing: Promise<void> | undefined
+  /** total_changes() when the last sync ran: no change since, nothing to sync */
+  private syncedChanges = -1
+  /** flushes made since open (the marker row's value; tests count them) */
+  private syncs = 0
+
+  async sync (): Promise<void> {
+    if (this.syncing !== undefined) return await this.syncing
+    if (!this.db.open || this.stmt.totalChanges.get() === this.syncedChanges) return
+    // Wait for the end of this tick, so commits made by the rest of it share the flush.
+    this.syncing = new Promise<void>(resolve => setImmediate(resolve)).then(() => {
+      // Cleared before anything else can run: a commit made after this flush must not
+      // join it and count as synced.
+      this.syncing = undefined
+      if (!this.db.open) return
+      this.db.pragma('synchronous = FULL')
+      try {
+        this.stmt.setMeta.run('syncs', String(++this.syncs))
+      } finally {
+        this.db.pragma('synchronous = NORMAL')
+      }
+      this.syncedChanges = this.stmt.totalChanges.get() as number
+    })
+    await this.syncing
   }
 
   close (): void {

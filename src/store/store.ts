@@ -42,5 +42,10 @@ export interface Store {
 
   /** Runs fn in one transaction. */
   transaction<T> (fn: () => T): T
+  /** Resolves once every commit made before the call is on stable storage. Commits return
+   *  before they are (they survive a crash of the process at once, a power loss only after
+   *  this), so a caller that promises a write to someone else calls this first. Callers in
+   *  the same tick share one flush. */
+  sync (): Promise<void>
   close (): void
 }

@@ -614,3 +614,35 @@ describe('durability', () => {
     expect(reopened.listJobs().map(j => j.id)).toEqual(['child', 'parent'])
   })
 })
+
+describe('sync', () => {
+  it('flushes once for all the commits of a tick, and not at all when nothing changed', async () => {
+    const store = open(join(tempDir(), 'sync.db'))
+    await store.sync()
+    const before = store.getMeta('syncs')
+    await store.sync() // nothing written since: no flush
+    expect(store.getMeta('syncs')).toBe(before)
+    for (let i = 0; i < 5; i++) store.putJob(job(`1m8sync${i}`, 1000 + i))
+    await Promise.all(Array.from({ length: 10 }, async () => await store.sync()))
+    expect(Number(store.getMeta('syncs'))).toBe(Number(before ?? 0) + 1)
+  })
+
+  it('a commit made after a flush started waits for the next one', async () => {
+    const store = open(join(tempDir(), 'sync2.db'))
+    store.putJob(job('1m8synca', 1000))
+    const first = store.sync()
+    await first
+    store.putJob(job('1m8syncb', 1001))
+    const n = Number(store.getMeta('syncs'))
+    await store.sync()
+    expect(Number(store.getMeta('syncs'))).toBe(n + 1)
+  })
+
+  it('resolves after close without touching the closed database', async () => {
+    const store = open(join(tempDir(), 'sync3.db'))
+    store.putJob(job('1m8syncc', 1000))
+    const pending = store.sync()
+    store.close()
+    await expect(pending).resolves.toBeUndefined()
+  })
+})
