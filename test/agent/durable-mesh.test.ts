@@ -1,0 +1,58 @@
+// Nothing leaves on a direct stream before the store's flush: requests and responses alike.
+import { describe, expect, it } from 'vitest'
+import { durableMesh } from '../../src/agent/durable-mesh.ts'
+import { createMemoryNetwork } from '../../src/mesh/memory-mesh.ts'
+import { type Message, MessageType } from '../../src/protocol/messages.ts'
+
+/** A store whose flushes finish only when the test says so. */
+function gatedStore (): { sync: () => Promise<void>, flushes: number, release: () => void } {
+  let waiting: Array<() => void> = []
+  const s = {
+    flushes: 0,
+    async sync () { s.flushes++; await new Promise<void>(resolve => waiting.push(resolve)) },
+    release () { for (const w of waiting) w(); waiting = [] }
+  }
+  return s
+}
+
+const settle = async (): Promise<void> => { for (let i = 0; i < 5; i++) await new Promise(resolve => setImmediate(resolve)) }
+const query: Message = { type: MessageType.JobQuery, body: { id: 'job-1' } }
+
+describe('durable mesh', () => {
+  it('a request leaves only after the sender\'s flush, a response only after the answerer\'s', async () => {
+    const net = createMemoryNetwork()
+    const senderStore = gatedStore()
+    const answererStore = gatedStore()
+    const sender = durableMesh(net.createMesh('a'), senderStore)
+    const answerer = durableMesh(net.createMesh('b'), answererStore)
+    const received: Message[] = []
+    answerer.handle(async (_from, m) => { received.push(m); return { type: MessageType.Ack, body: { ok: true } } })
+
+    let answered = false
+    const reply = sender.request('b', query).then(r => { answered = true; return r })
+    await settle()
+    expect(received).toHaveLength(0) // held until the sender's writes are durable
+    senderStore.release()
+    await settle()
+    expect(received).toEqual([query])
+    expect(answered).toBe(false) // the answer waits for the answerer's flush
+    answererStore.release()
+    expect(await reply).toEqual({ type: MessageType.Ack, body: { ok: true } })
+    expect(senderStore.flushes).toBe(1)
+    expect(answererStore.flushes).toBe(1)
+  })
+
+  it('gossip is soft state and goes out at once', async () => {
+    const net = createMemoryNetwork()
+    const store = gatedStore()
+    const sender = durableMesh(net.createMesh('a'), store)
+    const listener = net.createMesh('b')
+    const heard: Message[] = []
+    listener.addEventListener('gossip:received', ({ message }) => heard.push(message))
+    const leave: Message = { type: MessageType.MemberLeave, body: { peerId: 'a' } }
+    await sender.publish('bidmesh/capacity/1', leave)
+    await net.settled()
+    expect(heard).toHaveLength(1)
+    expect(store.flushes).toBe(0)
+  })
+})
