@@ -64,6 +64,15 @@ describe('signJob / verifyJob', () => {
     expect(verifyJob(j, sig)).toBe(false)
   })
 
+  it('a signature verified once still refuses other bytes under it (the verified cache is per content)', () => {
+    const sig = signJob(key, job({ id: 'j-cache' }))
+    expect(verifyJob(job({ id: 'j-cache' }), sig)).toBe(true)
+    expect(verifyJob(job({ id: 'j-cache' }), sig)).toBe(true) // from the cache
+    expect(verifyJob(job({ id: 'j-cache', spec: { ...spec, cpuMilli: 4000 } }), sig)).toBe(false)
+    expect(verifyJob(job({ id: 'j-cache', publisher: otherPeer }), sig)).toBe(false)
+    expect(verifyJob(job({ id: 'j-cache', nonce: 'other-nonce' }), sig)).toBe(false)
+  })
+
   it('refuses to sign for another publisher or with a non-Ed25519 key', () => {
     expect(() => signJob(key, job({ publisher: otherPeer }))).toThrow(expect.objectContaining({ name: 'JobSigningError', problem: 'publisher-mismatch' }))
     expect(() => signJob(secp, job({ publisher: peerIdFromPrivateKey(secp).toString() }))).toThrow(expect.objectContaining({ name: 'JobSigningError', problem: 'key-type' }))
