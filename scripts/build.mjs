@@ -11,15 +11,19 @@
 // package.json ('../../package.json') and the dashboard ('./dashboard.html') relative to
 // themselves. Written to a temporary directory and renamed into place: an interrupted build
 // leaves the previous one (or none), never half a bundle.
-import { copyFileSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, renameSync, rmSync, utimesSync, writeFileSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { build } from 'esbuild'
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..')
-const tmp = join(root, 'dist.tmp')
+// Its own temporary directory, so two builds at once (two set-ups) do not delete each other's.
+const tmp = mkdtempSync(join(root, '.dist-'))
+chmodSync(tmp, 0o755) // mkdtemp makes it 0700; the agent may run as another user than the build
 const out = join(root, 'dist')
-rmSync(tmp, { recursive: true, force: true })
+// BUILT carries the time the build started: a source edited while it ran is newer, and
+// bin/bidmesh.js then runs the sources rather than this bundle.
+const startedAt = new Date()
 mkdirSync(join(tmp, 'cli'), { recursive: true })
 try {
   await build({
@@ -36,7 +40,8 @@ try {
     logLevel: 'warning'
   })
   copyFileSync(join(root, 'src/api/dashboard.html'), join(tmp, 'cli/dashboard.html'))
-  writeFileSync(join(tmp, 'BUILT'), `${new Date().toISOString()}\n`)
+  writeFileSync(join(tmp, 'BUILT'), `${startedAt.toISOString()}\n`)
+  utimesSync(join(tmp, 'BUILT'), startedAt, startedAt)
   rmSync(out, { recursive: true, force: true })
   renameSync(tmp, out)
 } finally {

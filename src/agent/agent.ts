@@ -368,25 +368,55 @@ class BidmeshAgent implements Agent {
     return this.ownershipCheck === undefined
   }
 
-  /** Asks the replicas of every job this agent owns (and has not finished) for their copy,
-   *  and lets go of each job someone else now holds under a higher term. A replica that does
-   *  not answer within the request timeout does not hold the check up longer. */
+  /** Asks the replicas of each job this agent owns with an attempt under way (the only jobs
+   *  whose lapsed lease would be re-run) for their copy, and lets go of each job someone else
+   *  now holds under a higher term. Fails closed: a job counts as checked only once enough
+   *  replicas answered that, with this owner, they are a majority of its group (a takeover
+   *  needs such a majority, so it would show in one of them); unanswered jobs are asked again
+   *  every second while the majority lasts. Replicas this agent no longer sees alive cannot
+   *  answer: a job with too few alive ones is checked against those it has. */
   private async checkOwnership (): Promise<void> {
-    const owned = [...this.owner.jobs.values()].filter(oj => !TERMINAL_STATES.has(oj.record.state))
-    await Promise.all(owned.map(async oj => {
-      const mine = oj.record
-      await Promise.all(mine.replicas.filter(r => r !== this.peerId).map(async peer => {
-        try {
-          const r = await this.c.mesh.request(peer, { type: MessageType.JobQuery, body: { id: mine.id } }, { timeoutMs: 2000 })
-          const theirs = r.type === MessageType.JobQueryReply ? r.body.job : undefined
-          if (theirs === undefined || theirs.id !== mine.id || theirs.term <= mine.term || !this.owner.jobs.has(mine.id)) return
-          this.c.logger.info({ jobId: mine.id, term: theirs.term, owner: theirs.owner }, 'job:released')
-          this.ownerDo({ type: 'job:released', jobId: mine.id })
-          this.c.store.putJob(theirs)
-          if (!TERMINAL_STATES.has(theirs.state) && theirs.replicas.includes(this.peerId)) this.standby.set(theirs.id, theirs)
-        } catch {}
-      }))
+    let todo = [...this.owner.jobs.values()]
+      .filter(oj => !TERMINAL_STATES.has(oj.record.state) && oj.record.node !== undefined)
+      .map(oj => oj.record.id)
+    while (todo.length > 0 && !this.stopped) {
+      const unsettled: string[] = []
+      // At most 32 jobs at once: a heal must not flood the replicas it has just found again.
+      for (let i = 0; i < todo.length; i += 32) {
+        const settled = await Promise.all(todo.slice(i, i + 32).map(async id => await this.checkOwnershipOf(id)))
+        todo.slice(i, i + 32).forEach((id, k) => { if (!settled[k]) unsettled.push(id) })
+      }
+      todo = unsettled
+      if (todo.length === 0 || !this.freshMajority(Date.now())) return
+      await new Promise(resolve => setTimeout(resolve, 1000))
+    }
+  }
+
+  /** true when settled: released, no longer ours, or a majority of the group confirmed it. */
+  private async checkOwnershipOf (id: string): Promise<boolean> {
+    const mine = this.owner.jobs.get(id)?.record
+    if (mine === undefined || TERMINAL_STATES.has(mine.state)) return true
+    const now = Date.now()
+    const asked = mine.replicas.filter(r => r !== this.peerId && this.isAlive(r, now))
+    let answered = 0
+    let newer: JobRecord | undefined
+    await Promise.all(asked.map(async peer => {
+      try {
+        const r = await this.c.mesh.request(peer, { type: MessageType.JobQuery, body: { id } }, { timeoutMs: 2000 })
+        const theirs = r.type === MessageType.JobQueryReply ? r.body.job : undefined
+        answered++
+        if (theirs !== undefined && theirs.id === id && theirs.term > mine.term && (newer === undefined || newerRecord(theirs, newer))) newer = theirs
+      } catch {}
     }))
+    if (!this.owner.jobs.has(id)) return true
+    if (newer !== undefined) {
+      this.c.logger.info({ jobId: id, term: newer.term, owner: newer.owner }, 'job:released')
+      this.ownerDo({ type: 'job:released', jobId: id })
+      this.c.store.putJob(newer)
+      if (!TERMINAL_STATES.has(newer.state) && newer.replicas.includes(this.peerId)) this.standby.set(newer.id, newer)
+      return true
+    }
+    return 1 + answered >= Math.min(groupMajority(mine.replicas.length), 1 + asked.length)
   }
 
   /** Whether more than half of the members in this agent's view pass `counts`. */
@@ -618,7 +648,8 @@ class BidmeshAgent implements Agent {
     if (!this.owner.jobs.has(u.jobId)) return this.standbyUpdate(u)
     // Checked before the owner machine sees the result, so a cut-off owner does not even
     // record it: the executor keeps the result and retries until a majority is back.
-    if (u.state === 'exited' && !this.meshMajority()) {
+    // Also while a healed owner is still asking whether the majority took its jobs over.
+    if (u.state === 'exited' && (!this.meshMajority() || this.ownershipCheck !== undefined)) {
       // The executor is alive and holds the result: that renews its lease, so the attempt is
       // not given up on (and re-run) the moment a majority is back, before the result's next
       // delivery gets through.
@@ -953,6 +984,8 @@ class BidmeshAgent implements Agent {
     if (this.summaryQueue.size === 0 || this.stopped) return
     const all = [...this.summaryQueue.values()]
     this.summaryQueue.clear()
+    // Receivers act on summaries (a higher term releases a job): what they tell must be durable.
+    await this.c.store.sync()
     for (let i = 0; i < all.length; i += 200) {
       await this.c.mesh.publish(Topic.Jobs, { type: MessageType.JobSummaries, body: { from: this.peerId, summaries: all.slice(i, i + 200) } })
     }

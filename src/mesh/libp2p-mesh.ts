@@ -172,6 +172,20 @@ export function validateGossip (topic: string, signer: string | undefined, data:
   return { ok: true, message: r.message }
 }
 
+/** p, or a rejection with the signal's reason once it aborts first. */
+async function untilAborted<T> (p: Promise<T>, signal: AbortSignal): Promise<T> {
+  signal.throwIfAborted()
+  let onAbort: (() => void) | undefined
+  try {
+    return await Promise.race([p, new Promise<never>((_resolve, reject) => {
+      onAbort = () => reject(signal.reason)
+      signal.addEventListener('abort', onAbort, { once: true })
+    })])
+  } finally {
+    if (onAbort !== undefined) signal.removeEventListener('abort', onAbort)
+  }
+}
+
 class Libp2pMesh extends MeshEmitter implements Mesh {
   readonly peerId: string
   private handler?: RequestHandler
@@ -269,7 +283,10 @@ class Libp2pMesh extends MeshEmitter implements Mesh {
       throw new Error(`invalid request: ${r.rejection}`)
     }
     if (this.handler === undefined) throw new Error('no handler')
-    return encodeMessage(await this.handler(from, r.message, { signal }))
+    const response = encodeMessage(await this.handler(from, r.message, { signal }))
+    // Refused alone, rather than sent and failing the requester's whole channel at its cap.
+    if (response.byteLength > MAX_DIRECT_BYTES) throw new Error(`response of ${response.byteLength} bytes is over the ${MAX_DIRECT_BYTES}-byte cap`)
+    return response
   }
 
   private async serveChannel (stream: any, from: string): Promise<void> {
@@ -332,12 +349,18 @@ class Libp2pMesh extends MeshEmitter implements Mesh {
     }
     const timeout = AbortSignal.timeout(options.timeoutMs ?? this.timeoutMs)
     const signal = options.signal !== undefined ? AbortSignal.any([options.signal, timeout]) : timeout
-    const channel = await this.channelTo(to)
-    if (channel === undefined) return await this.requestOnStream(to, message, signal)
+    const payload = encodeMessage(message)
+    // Over the cap the peer would refuse it: fail this request alone, not the channel it shares.
+    if (payload.byteLength > MAX_DIRECT_BYTES) throw new PeerUnreachableError(to, { cause: new Error(`request of ${payload.byteLength} bytes is over the ${MAX_DIRECT_BYTES}-byte cap`) })
     let frame: Uint8Array
     try {
-      frame = await channel.request(encodeMessage(message), { signal })
+      // The opening is shared (and has its own timeout); this caller waits for it only as
+      // long as its own deadline allows.
+      const channel = await untilAborted(this.channelTo(to), signal)
+      if (channel === undefined) return await this.requestOnStream(to, message, signal)
+      frame = await channel.request(payload, { signal })
     } catch (err) {
+      if (err instanceof PeerUnreachableError || err instanceof InvalidResponseError) throw err
       throw new PeerUnreachableError(to, { cause: err })
     }
     const r = decodeMessage(frame, MAX_DIRECT_BYTES)

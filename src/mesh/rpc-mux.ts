@@ -68,19 +68,28 @@ export function decodeFrame (raw: RawFrame): { kind: number, id: number, payload
   return { kind, id, payload: bytes.subarray(HEADER_BYTES) }
 }
 
-/** Queues frames and writes all that queued up in one tick with one writeV. A failed write
- *  is reported once through onError; the writer drops everything after it. */
+/** Queues frames and writes all that queued up in one tick with one writeV. send() resolves
+ *  once its frame is written (or dropped: withdrawn before its turn, or after a failed write).
+ *  A failed write is reported once through onError; the writer drops everything after it. */
 class FrameWriter {
-  private queue: Uint8Array[] = []
+  private queue: Array<{ frame: Uint8Array, done: () => void, withdrawn?: boolean }> = []
   private flushing = false
   private failed = false
 
   constructor (private readonly io: FrameIO, private readonly onError: (err: unknown) => void) {}
 
-  send (frame: Uint8Array): void {
-    if (this.failed) return
-    this.queue.push(frame)
+  /** Queues a frame; `entry.withdrawn = true` before its turn keeps it off the wire. */
+  send (frame: Uint8Array): { written: Promise<void>, withdraw: () => void } {
+    let done!: () => void
+    const written = new Promise<void>(resolve => { done = resolve })
+    if (this.failed) {
+      done()
+      return { written, withdraw: () => {} }
+    }
+    const entry: { frame: Uint8Array, done: () => void, withdrawn?: boolean } = { frame, done }
+    this.queue.push(entry)
     if (!this.flushing) void this.flush()
+    return { written, withdraw: () => { entry.withdrawn = true } }
   }
 
   private async flush (): Promise<void> {
@@ -91,10 +100,16 @@ class FrameWriter {
       while (this.queue.length > 0 && !this.failed) {
         const batch = this.queue
         this.queue = []
-        await this.io.writeV(batch)
+        const frames = batch.filter(e => e.withdrawn !== true).map(e => e.frame)
+        try {
+          if (frames.length > 0) await this.io.writeV(frames)
+        } finally {
+          for (const e of batch) e.done()
+        }
       }
     } catch (err) {
       this.failed = true
+      for (const e of this.queue) e.done()
       this.queue = []
       this.onError(err)
     } finally {
@@ -160,13 +175,16 @@ export function createRpcClient (init: RpcClientInit): RpcClient {
       nextId = nextId >= 0xffffffff ? 1 : nextId + 1
       try {
         return await new Promise<Uint8Array>((resolve, reject) => {
-          const onAbort = (): void => { pending.delete(id); reject(signal.reason) }
+          let withdraw = (): void => {}
+          // A request given up on before its turn to be written is not sent at all: a late
+          // award, say, would only start work its owner no longer waits for.
+          const onAbort = (): void => { withdraw(); pending.delete(id); reject(signal.reason) }
           signal.addEventListener('abort', onAbort, { once: true })
           pending.set(id, {
             resolve: b => { signal.removeEventListener('abort', onAbort); resolve(b) },
             reject: e => { signal.removeEventListener('abort', onAbort); reject(e) }
           })
-          writer.send(encodeFrame(FrameKind.Request, id, payload))
+          withdraw = writer.send(encodeFrame(FrameKind.Request, id, payload)).withdraw
         })
       } finally {
         pending.delete(id)
@@ -205,9 +223,12 @@ export async function serveRpc (init: RpcServerInit): Promise<void> {
     const { kind, id, payload } = decodeFrame(raw)
     if (kind !== FrameKind.Request) throw new MalformedFrameError(`kind ${kind} on the serving end`)
     running++
+    // A slot is free again only once the response is written, not when the handler returns:
+    // a peer that sends requests but reads no responses stops being read from, rather than
+    // piling its responses up here.
     void init.handle(payload)
-      .then(response => writer.send(encodeFrame(FrameKind.Response, id, response)),
-        err => writer.send(encodeFrame(FrameKind.Refused, id, encoder.encode(String((err as Error)?.message ?? err).slice(0, 200)))))
+      .then(response => writer.send(encodeFrame(FrameKind.Response, id, response)).written,
+        err => writer.send(encodeFrame(FrameKind.Refused, id, encoder.encode(String((err as Error)?.message ?? err).slice(0, 200)))).written)
       .finally(() => {
         running--
         const wake = slotFreed

@@ -68,6 +68,17 @@ describe('libp2p mesh direct requests', () => {
     expect(counts.channelsOpened).toBe(1)
   })
 
+  it('a request over the size cap fails alone; the channel it would have shared keeps working', async () => {
+    const mesh = await requester()
+    const { raw: p, counts } = await peer({ channel: true })
+    await mesh.addPeerAddrs(p.peerId, p.node.getMultiaddrs().map(a => a.toString()))
+    const huge: Message = { type: MessageType.JobQuery, body: { id: 'x'.repeat(MAX_DIRECT_BYTES + 1) } }
+    const [tooBig, fine] = await Promise.allSettled([mesh.request(p.peerId, huge), mesh.request(p.peerId, query('fine'))])
+    expect(tooBig.status === 'rejected' && (tooBig.reason as { code?: string }).code).toBe('ERR_PEER_UNREACHABLE')
+    expect(fine.status === 'fulfilled' && fine.value.type === MessageType.Ack && fine.value.body.message).toBe('fine')
+    expect(counts.channelsOpened).toBe(1)
+  })
+
   it('a peer without the channel protocol is asked one stream per request', async () => {
     const mesh = await requester()
     const { raw: p, counts } = await peer({ channel: false })

@@ -146,6 +146,45 @@ describe('request channel', () => {
     expect(most).toBe(3)
   })
 
+  it('a request given up on before its turn to be written never reaches the peer', async () => {
+    const io = pair()
+    // The first write stalls (a full socket), so later frames wait in the queue.
+    let unstall!: () => void
+    const stalled = new Promise<void>(resolve => { unstall = resolve })
+    let writes = 0
+    const client = createRpcClient({ io: { read: io.client.read, writeV: async f => { if (writes++ === 0) await stalled; io.toServer.push(f) } } })
+    const seen: string[] = []
+    void serveRpc({ io: io.server, maxConcurrent: 4, handle: async p => { seen.push(text(p)); return p } })
+    const first = client.request(bytes('first'), { signal: noTimeout() })
+    await settle()
+    const deadline = new AbortController()
+    const late = client.request(bytes('late'), { signal: deadline.signal })
+    const third = client.request(bytes('third'), { signal: noTimeout() })
+    await settle()
+    deadline.abort(new DOMException('no response in time', 'TimeoutError'))
+    await expect(late).rejects.toHaveProperty('name', 'TimeoutError')
+    unstall()
+    expect(text(await first)).toBe('first')
+    expect(text(await third)).toBe('third')
+    expect(seen).toEqual(['first', 'third'])
+  })
+
+  it('a handler slot is freed when its response is written, not when the handler returns', async () => {
+    const io = pair()
+    let unstall!: () => void
+    const stalled = new Promise<void>(resolve => { unstall = resolve })
+    let handled = 0
+    // The serving end's writes stall: responses cannot go out.
+    void serveRpc({ io: { read: io.server.read, writeV: async f => { await stalled; io.toClient.push(f) } }, maxConcurrent: 2, handle: async p => { handled++; return p } })
+    const client = createRpcClient({ io: io.client })
+    const all = Promise.all(['a', 'b', 'c', 'd'].map(async x => text(await client.request(bytes(x), { signal: noTimeout() }))))
+    await settle()
+    expect(handled).toBe(2) // two handlers done, their responses unwritten: no more reading
+    unstall()
+    expect(await all).toEqual(['a', 'b', 'c', 'd'])
+    expect(handled).toBe(4)
+  })
+
   it('a response frame sent to the serving end is a protocol violation', async () => {
     const io = pair()
     const served = serveRpc({ io: io.server, maxConcurrent: 4, handle: async p => p })
