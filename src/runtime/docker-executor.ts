@@ -282,15 +282,15 @@ class DockerExecutor implements Executor {
     const preflight = await this.preflight(spec)
     if (!preflight.ok) return preflight.result
     try {
-      const imageFailure = await this.ensureImage(spec.image, signal)
+      const name = this.containerName(jobId, epoch)
+      // A container left by an earlier try of the same attempt (agent crash, lost result)
+      // would make create fail with a name conflict. Removed while the image is checked:
+      // the two engine round trips need not wait for each other.
+      const [imageFailure] = await Promise.all([this.ensureImage(spec.image, signal), this.removeQuietly(name)])
       if (imageFailure !== undefined) return imageFailure
       if (aborted(signal)) return cancelledBeforeStart()
 
       phase = 'create'
-      const name = this.containerName(jobId, epoch)
-      // A container left by an earlier try of the same attempt (agent crash, lost
-      // result) would make create fail with a name conflict.
-      await this.removeQuietly(name)
       container = await this.docker.createContainer(this.createOptions(attempt, name, preflight))
 
       // Attach before start: anything the job prints before we are listening would
@@ -329,10 +329,13 @@ class DockerExecutor implements Executor {
 
       const waited = await started.wait() as { StatusCode?: number }
       clearTimeout(timeoutTimer)
-      await withTimeout(drained, OUTPUT_DRAIN_MS).then(done => {
-        if (!done) this.log.warn(log, 'output stream did not end after the container exited; output may be truncated')
-      })
-      const info = await started.inspect()
+      // The exit state is read while the last output drains.
+      const [, info] = await Promise.all([
+        withTimeout(drained, OUTPUT_DRAIN_MS).then(done => {
+          if (!done) this.log.warn(log, 'output stream did not end after the container exited; output may be truncated')
+        }),
+        started.inspect()
+      ])
       const finishedAtMs = Date.now()
       const exitCode = typeof info.State?.ExitCode === 'number' ? info.State.ExitCode : (waited.StatusCode ?? null)
       // Only the kernel's verdict counts as OOM: exit code 137 is also what SIGKILL
