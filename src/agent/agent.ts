@@ -398,16 +398,9 @@ class BidmeshAgent implements Agent {
     if (mine === undefined || TERMINAL_STATES.has(mine.state)) return true
     const now = Date.now()
     const asked = mine.replicas.filter(r => r !== this.peerId && this.isAlive(r, now))
-    let answered = 0
+    const { answered, copies } = await this.askForCopies(id, asked)
     let newer: JobRecord | undefined
-    await Promise.all(asked.map(async peer => {
-      try {
-        const r = await this.c.mesh.request(peer, { type: MessageType.JobQuery, body: { id } }, { timeoutMs: 2000 })
-        const theirs = r.type === MessageType.JobQueryReply ? r.body.job : undefined
-        answered++
-        if (theirs !== undefined && theirs.id === id && theirs.term > mine.term && (newer === undefined || newerRecord(theirs, newer))) newer = theirs
-      } catch {}
-    }))
+    for (const c of copies) if (c.term > mine.term && (newer === undefined || newerRecord(c, newer))) newer = c
     if (!this.owner.jobs.has(id)) return true
     if (newer !== undefined) {
       this.c.logger.info({ jobId: id, term: newer.term, owner: newer.owner }, 'job:released')
@@ -417,6 +410,22 @@ class BidmeshAgent implements Agent {
       return true
     }
     return 1 + answered >= Math.min(groupMajority(mine.replicas.length), 1 + asked.length)
+  }
+
+  /** Asks each peer for its copy of a job (2 s each, all at once): how many answered at all,
+   *  and the copies among the answers. */
+  private async askForCopies (id: string, peers: string[]): Promise<{ answered: number, copies: JobRecord[] }> {
+    let answered = 0
+    const copies: JobRecord[] = []
+    await Promise.all(peers.map(async peer => {
+      try {
+        const r = await this.c.mesh.request(peer, { type: MessageType.JobQuery, body: { id } }, { timeoutMs: 2000 })
+        if (r.type !== MessageType.JobQueryReply) return
+        answered++
+        if (r.body.job?.id === id) copies.push(r.body.job)
+      } catch {}
+    }))
+    return { answered, copies }
   }
 
   /** Whether more than half of the members in this agent's view pass `counts`. */
@@ -570,17 +579,9 @@ class BidmeshAgent implements Agent {
 
   private async adopt (job: JobRecord, others: string[]): Promise<void> {
     let newest = this.standby.get(job.id) ?? job
-    const copies = await Promise.all(others.map(async peer => {
-      try {
-        const r = await this.c.mesh.request(peer, { type: MessageType.JobQuery, body: { id: job.id } }, { timeoutMs: 2000 })
-        return r.type === MessageType.JobQueryReply && r.body.job?.id === job.id ? r.body.job : undefined
-      } catch { return undefined }
-    }))
-    const answered = copies.filter(c => c !== undefined).length
-    if (1 + answered < groupMajority(job.replicas.length)) return // no quorum after all; try again later
-    for (const c of copies) {
-      if (c !== undefined && newerRecord(c, newest)) newest = c
-    }
+    const { copies } = await this.askForCopies(job.id, others)
+    if (1 + copies.length < groupMajority(job.replicas.length)) return // no quorum after all; try again later
+    for (const c of copies) if (newerRecord(c, newest)) newest = c
     if (this.stopped || !this.standby.has(job.id)) return
     if (newest.owner !== job.owner && this.isAlive(newest.owner)) {
       // Someone else took it over already: follow them.
@@ -624,13 +625,8 @@ class BidmeshAgent implements Agent {
     for (const job of owned) {
       if (this.stopped) return
       let newest = job
-      await Promise.all(job.replicas.filter(r => r !== this.peerId).map(async peer => {
-        try {
-          const r = await this.c.mesh.request(peer, { type: MessageType.JobQuery, body: { id: job.id } }, { timeoutMs: 2000 })
-          const theirs = r.type === MessageType.JobQueryReply ? r.body.job : undefined
-          if (theirs !== undefined && theirs.id === job.id && newerRecord(theirs, newest)) newest = theirs
-        } catch {}
-      }))
+      const { copies } = await this.askForCopies(job.id, job.replicas.filter(r => r !== this.peerId))
+      for (const c of copies) if (newerRecord(c, newest)) newest = c
       this.standby.delete(job.id)
       if (newest.term > job.term || newest.owner !== this.peerId) {
         this.c.logger.info({ jobId: job.id, owner: newest.owner, term: newest.term }, 'job:released')
