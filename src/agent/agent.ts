@@ -23,6 +23,7 @@ import { newJobId } from './ids.ts'
 import { EXECUTOR_REPLAY_DEFAULTS, type PublisherAllowlist, type ReplayGuard, type SignedJobFields, createReplayGuard, newJobNonce, screenJobMessage, signatureToString } from './signing.ts'
 import type { Logger } from './logger.ts'
 import { durableMesh } from './durable-mesh.ts'
+import { type PendingChunk, splitLogChunks } from './log-batches.ts'
 import { AgentMetrics } from './metrics.ts'
 
 export interface AgentInit {
@@ -110,7 +111,7 @@ function newerRecord (a: JobRecord, b: JobRecord): boolean {
 interface RunningContainer {
   abort: AbortController
   owner: string
-  logBuffer: Array<Omit<LogChunk, 'seq' | 'epoch'>>
+  logBuffer: PendingChunk[]
   flushing?: Promise<void>
 }
 
@@ -1100,18 +1101,28 @@ class BidmeshAgent implements Agent {
     const [jobId, epochText] = k.split('#')
     const epoch = Number(epochText)
     rc.flushing = (async () => {
-      for (let attempt = 0; attempt < 5; attempt++) {
-        try {
-          const owner = this.bidder.allocations.get(k)?.owner ?? rc.owner
-          const r = await this.c.mesh.request(owner, { type: MessageType.LogAppend, body: { jobId, epoch, chunks } })
-          if (r.type === MessageType.Ack) return
-        } catch {
+      // In order, each batch within the message limits (see log-batches.ts).
+      for (const batch of splitLogChunks(chunks)) {
+        if (!await this.sendLogBatch(k, jobId, epoch, rc.owner, batch)) {
+          this.c.logger.warn({ jobId, epoch }, 'could not deliver output to the owner')
           if (this.stopped) return
         }
       }
-      this.c.logger.warn({ jobId, epoch }, 'could not deliver output to the owner')
     })()
     try { await rc.flushing } finally { rc.flushing = undefined }
+  }
+
+  private async sendLogBatch (k: string, jobId: string, epoch: number, firstOwner: string, chunks: PendingChunk[]): Promise<boolean> {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      try {
+        const owner = this.bidder.allocations.get(k)?.owner ?? firstOwner
+        const r = await this.c.mesh.request(owner, { type: MessageType.LogAppend, body: { jobId, epoch, chunks } })
+        if (r.type === MessageType.Ack) return true
+      } catch {
+        if (this.stopped) return false
+      }
+    }
+    return false
   }
 
   // ---- AgentApi --------------------------------------------------------------------------
