@@ -1,6 +1,8 @@
 // End to end with real containers: 3 agents with the Docker executor share this machine's
 // engine with the two baselines, measured in the same run:
-//   direct: `docker run --rm --network none bidmesh/busybox:latest true` (the engine's floor)
+//   direct: `docker run --rm <bidmesh's isolation flags> bidmesh/busybox:latest true`, the same
+//           container bidmesh starts (the engine's floor; ISOLATION_ARGS in docker.ts); a bare
+//           `docker run --rm --network none` is timed beside it for information
 //   swarm:  a replicated-job service running the same task
 // latency:    N trivial jobs one after another, submit → exit recorded. The N iterations
 //             interleave the three systems (bidmesh, direct, swarm, bidmesh, ...) so a burst
@@ -122,7 +124,7 @@ export interface E2eResult {
   agents: number
   image: string
   swarm: string
-  latency: { iterations: number, bidmeshMs: Summary, directMs: Summary, swarmMs: Summary | null, vsDirect: number, vsSwarm: number, bidmeshPhasesMedianMs: Phases, executorAloneMs: Summary }
+  latency: { iterations: number, bidmeshMs: Summary, directMs: Summary, plainDirectMs: Summary, swarmMs: Summary | null, vsDirect: number, vsSwarm: number, bidmeshPhasesMedianMs: Phases, executorAloneMs: Summary }
   throughput: {
     jobs: number
     bidmeshMs: number
@@ -167,7 +169,7 @@ export async function runE2e (o: E2eOptions): Promise<E2eResult> {
     if (useSwarm) await swarmJob(1)
 
     console.log(`   latency: ${iterations} jobs one after another on each system, interleaved`)
-    const lat = { bidmesh: [] as number[], direct: [] as number[], swarm: [] as number[], executor: [] as number[] }
+    const lat = { bidmesh: [] as number[], direct: [] as number[], plain: [] as number[], swarm: [] as number[], executor: [] as number[] }
     const phases: Phases[] = []
     for (let i = 0; i < iterations; i++) {
       const b = await bidmeshOne(agents[i % agents.length])
@@ -175,6 +177,7 @@ export async function runE2e (o: E2eOptions): Promise<E2eResult> {
       lat.bidmesh.push(b.ms)
       phases.push(b.phases)
       lat.direct.push(round(await dockerRun(), 1))
+      lat.plain.push(round(await dockerRun({ plain: true }), 1))
       lat.executor.push(round(await executorOne(), 1))
       if (useSwarm) {
         const s = await swarmJob(1)
@@ -196,6 +199,7 @@ export async function runE2e (o: E2eOptions): Promise<E2eResult> {
 
     const bl = summarize(lat.bidmesh)
     const dl = summarize(lat.direct)
+    const pl = summarize(lat.plain)
     const el = summarize(lat.executor)
     const sl = useSwarm ? summarize(lat.swarm) : null
     const floor = Math.min(...Object.values(direct))
@@ -204,7 +208,7 @@ export async function runE2e (o: E2eOptions): Promise<E2eResult> {
       agents: AGENTS,
       image: IMAGE,
       swarm: swarmNote,
-      latency: { iterations, bidmeshMs: bl, directMs: dl, swarmMs: sl, vsDirect: ratio(bl.p50, dl.p50), vsSwarm: sl !== null ? ratio(bl.p50, sl.p50) : NaN, bidmeshPhasesMedianMs: medianPhases, executorAloneMs: el },
+      latency: { iterations, bidmeshMs: bl, directMs: dl, plainDirectMs: pl, swarmMs: sl, vsDirect: ratio(bl.p50, dl.p50), vsSwarm: sl !== null ? ratio(bl.p50, sl.p50) : NaN, bidmeshPhasesMedianMs: medianPhases, executorAloneMs: el },
       throughput: {
         jobs: batch,
         bidmeshMs: bt.ms,
@@ -231,7 +235,8 @@ export async function runE2e (o: E2eOptions): Promise<E2eResult> {
     console.log(table([
       ['   system', 'p50', 'mean', 'p90', 'min', 'max'],
       ['   bidmesh (POST → owner\'s job:succeeded)', bl.p50, bl.mean, bl.p90, bl.min, bl.max],
-      ['   docker run (command wall time)', dl.p50, dl.mean, dl.p90, dl.min, dl.max],
+      ['   docker run, same isolation (command wall time)', dl.p50, dl.mean, dl.p90, dl.min, dl.max],
+      ['   (info) docker run, no isolation flags', pl.p50, pl.mean, pl.p90, pl.min, pl.max],
       ...(sl !== null ? [['   swarm replicated-job (create → task complete)', sl.p50, sl.mean, sl.p90, sl.min, sl.max]] : []),
       ['   (info) agent\'s Docker executor alone, in-process', el.p50, el.mean, el.p90, el.min, el.max]
     ]))

@@ -740,7 +740,7 @@ function secretsOf (spec: JobSpec): string[] {
  * directory it covers when that exists in the image (ignoring `mode=`), so an image's
  * root-owned 0755 /work would not be writable by the job user; owning the mount fixes it.
  * Only possible for a numeric user. noexec/nosuid/nodev are Docker's defaults and kept. */
-function tmpfsOptions (sizeBytes: number, user: string): string {
+export function tmpfsOptions (sizeBytes: number, user: string): string {
   const opts = ['rw', `size=${sizeBytes}`, 'mode=1777']
   const m = /^(\d+)(?::(\d+))?$/.exec(user)
   if (m !== null) {
