@@ -404,13 +404,19 @@ class BidmeshAgent implements Agent {
     for (const c of copies) if (c.term > mine.term && (newer === undefined || newerRecord(c, newer))) newer = c
     if (!this.owner.jobs.has(id)) return true
     if (newer !== undefined) {
-      this.c.logger.info({ jobId: id, term: newer.term, owner: newer.owner }, 'job:released')
       this.ownerDo({ type: 'job:released', jobId: id })
-      this.c.store.putJob(newer)
-      if (!TERMINAL_STATES.has(newer.state) && newer.replicas.includes(this.peerId)) this.standby.set(newer.id, newer)
+      this.followNewerCopy(newer)
       return true
     }
     return 1 + answered >= Math.min(groupMajority(mine.replicas.length), 1 + asked.length)
+  }
+
+  /** Another agent owns this job now (newer is its copy): keep that copy, and stand by for
+   *  it when this agent is one of its replicas. */
+  private followNewerCopy (newer: JobRecord): void {
+    this.c.logger.info({ jobId: newer.id, owner: newer.owner, term: newer.term }, 'job:released')
+    this.c.store.putJob(newer)
+    if (!TERMINAL_STATES.has(newer.state) && newer.replicas.includes(this.peerId)) this.standby.set(newer.id, newer)
   }
 
   /** Asks each peer for its copy of a job (2 s each, all at once): how many answered at all,
@@ -630,9 +636,7 @@ class BidmeshAgent implements Agent {
       for (const c of copies) if (newerRecord(c, newest)) newest = c
       this.standby.delete(job.id)
       if (newest.term > job.term || newest.owner !== this.peerId) {
-        this.c.logger.info({ jobId: job.id, owner: newest.owner, term: newest.term }, 'job:released')
-        this.c.store.putJob(newest)
-        if (!TERMINAL_STATES.has(newest.state) && newest.replicas.includes(this.peerId)) this.standby.set(job.id, newest)
+        this.followNewerCopy(newest)
         continue
       }
       this.c.logger.info({ jobId: job.id, term: job.term }, 'job:reclaimed')

@@ -357,10 +357,9 @@ class Libp2pMesh extends MeshEmitter implements Mesh {
       // The opening is shared (and has its own timeout); this caller waits for it only as
       // long as its own deadline allows.
       const channel = await untilAborted(this.channelTo(to), signal)
-      if (channel === undefined) return await this.requestOnStream(to, message, signal)
-      frame = await channel.request(payload, { signal })
+      frame = channel !== undefined ? await channel.request(payload, { signal }) : await this.requestOnStream(to, payload, signal)
     } catch (err) {
-      if (err instanceof PeerUnreachableError || err instanceof InvalidResponseError) throw err
+      if (err instanceof PeerUnreachableError) throw err
       throw new PeerUnreachableError(to, { cause: err })
     }
     const r = decodeMessage(frame, MAX_DIRECT_BYTES)
@@ -412,28 +411,19 @@ class Libp2pMesh extends MeshEmitter implements Mesh {
   }
 
   /** One request on a stream of its own (rpcProtocol), for peers without the channel protocol. */
-  private async requestOnStream (to: string, message: Message, signal: AbortSignal): Promise<Message> {
-    let stream: any
-    try {
-      stream = await this.node.dialProtocol(peerIdFromString(to), MESH_DEFAULTS.rpcProtocol, { signal })
-    } catch (err) {
-      throw new PeerUnreachableError(to, { cause: err })
-    }
+  /** The response frame to one request sent on a stream of its own (rpcProtocol), for peers
+   *  without the channel protocol; request() decodes it as it does a channel's. */
+  private async requestOnStream (to: string, payload: Uint8Array, signal: AbortSignal): Promise<Uint8Array> {
+    const stream: any = await this.node.dialProtocol(peerIdFromString(to), MESH_DEFAULTS.rpcProtocol, { signal })
     try {
       const lp = lpStream(stream, { maxDataLength: MAX_DIRECT_BYTES })
-      await lp.write(encodeMessage(message), { signal })
-      const frame = await lp.read({ signal })
-      const r = decodeMessage(frame.subarray(), MAX_DIRECT_BYTES)
-      if (!r.ok) {
-        this.emit('message:invalid', { from: to, channel: 'direct', rejection: r.rejection })
-        throw new InvalidResponseError(to, r.rejection)
-      }
+      await lp.write(payload, { signal })
+      const frame = (await lp.read({ signal })).subarray()
       await stream.close({ signal }).catch(() => {})
-      return r.message
+      return frame
     } catch (err) {
       stream.abort?.(err as Error)
-      if (err instanceof InvalidResponseError) throw err
-      throw new PeerUnreachableError(to, { cause: err })
+      throw err
     }
   }
 

@@ -71,14 +71,16 @@ export function decodeFrame (raw: RawFrame): { kind: number, id: number, payload
 /** Queues frames and writes all that queued up in one tick with one writeV. send() resolves
  *  once its frame is written (or dropped: withdrawn before its turn, or after a failed write).
  *  A failed write is reported once through onError; the writer drops everything after it. */
+interface QueuedFrame { frame: Uint8Array, done: () => void, withdrawn?: boolean }
+
 class FrameWriter {
-  private queue: Array<{ frame: Uint8Array, done: () => void, withdrawn?: boolean }> = []
+  private queue: QueuedFrame[] = []
   private flushing = false
   private failed = false
 
   constructor (private readonly io: FrameIO, private readonly onError: (err: unknown) => void) {}
 
-  /** Queues a frame; `entry.withdrawn = true` before its turn keeps it off the wire. */
+  /** Queues a frame; withdraw() before its turn keeps it off the wire. */
   send (frame: Uint8Array): { written: Promise<void>, withdraw: () => void } {
     let done!: () => void
     const written = new Promise<void>(resolve => { done = resolve })
@@ -86,7 +88,7 @@ class FrameWriter {
       done()
       return { written, withdraw: () => {} }
     }
-    const entry: { frame: Uint8Array, done: () => void, withdrawn?: boolean } = { frame, done }
+    const entry: QueuedFrame = { frame, done }
     this.queue.push(entry)
     if (!this.flushing) void this.flush()
     return { written, withdraw: () => { entry.withdrawn = true } }
