@@ -461,16 +461,25 @@ class BidmeshAgent implements Agent {
   }
 
   /** Sends the current record of each job to its replicas; resolves with the ids that a
-   *  quorum of replicas acknowledged (with the owner, a majority of the job's group). */
+   *  quorum of replicas acknowledged (with the owner, a majority of the job's group), as soon
+   *  as every job has its quorum or has heard from all its replicas. The slower replicas'
+   *  answers still arrive and are handled after that: a caller waits for the quorum's disk
+   *  flushes, not for the slowest of the group's. */
   private async replicate (jobIds: string[]): Promise<Set<string>> {
     const byPeer = new Map<string, Array<{ job: JobRecord, events: JobEvent[] }>>()
     const acks = new Map<string, number>()
+    const unanswered = new Map<string, number>()
     const done = new Set<string>()
+    let undecided = 0
+    let allDecided!: () => void
+    const decided = new Promise<void>(resolve => { allDecided = resolve })
     for (const id of jobIds) {
       const job = this.owner.jobs.get(id)?.record
       if (job === undefined) continue
       if (job.replicas.length === 0) { done.add(id); continue }
       acks.set(id, 0)
+      unanswered.set(id, job.replicas.length)
+      undecided++
       const events = this.c.store.events(id).slice(-1000)
       for (const r of job.replicas) {
         const list = byPeer.get(r) ?? []
@@ -478,9 +487,22 @@ class BidmeshAgent implements Agent {
         byPeer.set(r, list)
       }
     }
-    await Promise.all([...byPeer].map(async ([peer, jobs]) => {
+    if (undecided === 0) allDecided()
+    const answered = (job: JobRecord, ok: boolean): void => {
+      const left = unanswered.get(job.id)
+      if (left === undefined) return // decided already
+      const n = (acks.get(job.id) ?? 0) + (ok ? 1 : 0)
+      acks.set(job.id, n)
+      if (n >= replicaQuorum(job.replicas.length)) done.add(job.id)
+      if (done.has(job.id) || left === 1) {
+        unanswered.delete(job.id)
+        if (--undecided === 0) allDecided()
+      } else unanswered.set(job.id, left - 1)
+    }
+    void Promise.all([...byPeer].map(async ([peer, jobs]) => {
       for (let i = 0; i < jobs.length; i += 100) {
         const batch = jobs.slice(i, i + 100)
+        let ok = false
         try {
           const r = await this.c.mesh.request(peer, { type: MessageType.JobReplicate, body: { from: this.peerId, jobs: batch } }, { timeoutMs: 2000 })
           // A replica that knows a higher term for a job: someone took it over while we were
@@ -492,18 +514,14 @@ class BidmeshAgent implements Agent {
             this.ownerDo({ type: 'job:released', jobId: id })
             this.c.store.putJob({ ...mine.record, owner: peer })
           }
-          if (r.type === MessageType.Ack && r.body.ok) {
-            for (const j of batch) {
-              const n = (acks.get(j.job.id) ?? 0) + 1
-              acks.set(j.job.id, n)
-              if (n >= replicaQuorum(j.job.replicas.length)) done.add(j.job.id)
-            }
-          }
+          ok = r.type === MessageType.Ack && r.body.ok
         } catch (err) {
           this.c.logger.debug({ peer, err: String(err) }, 'replication failed')
         }
+        for (const j of batch) answered(j.job, ok)
       }
     }))
+    await decided
     return done
   }
 
@@ -771,7 +789,10 @@ class BidmeshAgent implements Agent {
       if (this.stopped) return
       this.c.logger.debug({ to, type: m.type, err: String(err) }, 'request failed')
       if (m.type === MessageType.BidRequest) this.ownerDo({ type: 'bid:refused', from: to, jobId: m.body.jobId, epoch: m.body.epoch, reason: 'unreachable' })
-      else if (m.type === MessageType.Award) this.ownerDo({ type: 'award:declined', from: to, jobId: m.body.jobId, epoch: m.body.epoch, reason: 'unreachable' })
+      // A failed award is not a decline: the request may have arrived and only its answer
+      // been lost (a cut, a timeout), with the winner running the job already. Offering it
+      // again at once would run it twice; the award's acknowledgement deadline decides
+      // instead, and the winner's first report counts as its acknowledgement meanwhile.
       // Releases and cancels are best effort: reservations expire and leases lapse anyway.
     }
   }
@@ -1142,13 +1163,14 @@ class BidmeshAgent implements Agent {
     const job: JobRecord = { id, spec, owner: this.peerId, publisher: this.peerId, state: 'pending', epoch: 0, term: 0, version: 0, replicas: this.chooseReplicas(id, []), attempts: [], createdAtMs: now, updatedAtMs: now, ...signed }
     this.metrics_.auctions.inc()
     this.ownerDo({ type: 'job:submitted', job })
-    // Accepted only once a replica holds the record: the job then outlives this agent.
+    // The reply promises the job exists: on stable storage here, not only in the WAL (the
+    // replication request waits for that flush), and held by a quorum of replicas, so that
+    // it outlives this agent.
     this.replicateQueue.delete(id)
     const replicated = await this.replicate([id])
     if (!replicated.has(id)) this.c.logger.warn({ jobId: id, replicas: job.replicas }, 'job accepted without a replica: no replica answered')
-    const record = this.owner.jobs.get(id)?.record ?? this.c.store.getJob(id)!
-    // The reply promises the job exists: on stable storage, not only in the WAL.
     await this.c.store.sync()
+    const record = this.owner.jobs.get(id)?.record ?? this.c.store.getJob(id)!
     return structuredClone(record)
   }
 

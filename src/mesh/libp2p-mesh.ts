@@ -101,6 +101,14 @@ export async function createLibp2pMesh (init: Libp2pMeshInit): Promise<Mesh> {
         // gossipsub's default; it is spelled out so nobody relaxes it by accident: the
         // agent trusts `from` (an advert must be about its signer).
         globalSignaturePolicy: 'StrictSign',
+        // Drop copies of a message before checking its signature. With every agent in every
+        // topic mesh, each message reaches an agent once from its origin and once from each
+        // other forwarder, and gossipsub verifies a copy's signature before its message id
+        // is compared (~10 % of a busy agent's CPU went to verifying copies). The fast id is
+        // what the StrictSign message id is made of (signer, sequence number); an id only
+        // enters this cache once its message passed verification, so a forged copy sent
+        // first is still checked, and rejected, and does not shadow the real one.
+        fastMsgIdFn: gossipFastMessageId,
         // Capacity adverts must go out even before a topic mesh has formed.
         allowPublishToZeroTopicPeers: true,
         emitSelf: false,
@@ -441,4 +449,10 @@ class Libp2pMesh extends MeshEmitter implements Mesh {
     for (const c of this.channels.values()) c.close()
     await this.node.stop()
   }
+}
+
+/** Signer and sequence number of a gossip message, as one string (see fastMsgIdFn above). */
+export function gossipFastMessageId (msg: { from?: Uint8Array, seqno?: Uint8Array }): string {
+  const part = (b: Uint8Array | undefined): string => b === undefined ? '' : Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('base64')
+  return `${part(msg.from)}/${part(msg.seqno)}`
 }

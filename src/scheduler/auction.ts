@@ -108,8 +108,14 @@ export function ownerStep (s: OwnerState, e: OwnerEvent, nowMs: number): OwnerEf
       s.jobs.set(e.job.id, oj)
       if (TERMINAL_STATES.has(e.job.state)) break
       if (e.type === 'job:submitted') changedJob(fx, oj, nowMs, { type: 'job:submitted' })
-      // An adopted job in flight keeps its lease; one still pending is offered now.
-      if (e.job.state === 'pending') { s.pending.add(e.job.id); offer(s, oj, nowMs, fx) } else {
+      // An adopted job in flight keeps its lease; one still pending is offered now. A job
+      // whose last award is not yet acknowledged counts as in flight: its winner may be
+      // running it already (a copy taken right after the award says only "awarded"), and a
+      // new round would run it twice. The winner's next renewal keeps the lease; without
+      // one the lease lapses and the attempt is given up on, as for any silent executor.
+      const award = currentAttempt(oj)
+      const inFlight = e.job.state !== 'pending' || award?.state === 'awarded'
+      if (!inFlight) { s.pending.add(e.job.id); offer(s, oj, nowMs, fx) } else {
         oj.leaseExpiresAtMs = nowMs + s.config.leaseMs
         s.active.add(e.job.id)
       }
@@ -207,9 +213,11 @@ export function ownerStep (s: OwnerState, e: OwnerEvent, nowMs: number): OwnerEf
       for (const id of [...s.active]) {
         const oj = s.jobs.get(id)!
         if (oj.round !== undefined && nowMs >= oj.round.deadlineMs) decide(s, oj, nowMs, fx)
-        else if (oj.award !== undefined && nowMs >= oj.award.deadlineMs) {
+        else if (oj.award !== undefined && nowMs >= oj.award.deadlineMs && e.quorum !== false) {
           // No acknowledgement: the winner may be dead, or may have started. Either way a new
           // epoch supersedes it; if it did start, its first update is refused and it stops.
+          // Not without a majority (as for leases below): the winner may be running the job
+          // on the majority's side, which takes it over; the award waits for the heal.
           const cur = currentAttempt(oj)
           if (cur !== undefined) { cur.state = 'lost'; cur.finishedAtMs = nowMs; cur.reason = 'lost'; cur.error = 'award not acknowledged' }
           const node = oj.award.node

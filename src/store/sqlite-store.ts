@@ -1,7 +1,7 @@
 // The Store on better-sqlite3. One file per agent; records are msgpackr-encoded blobs so
 // the stored form is exactly what travels between agents, while the few fields queries
 // need (state, creation time, sequence numbers) live in their own columns.
-import { mkdirSync } from 'node:fs'
+import { closeSync, existsSync, fdatasync, mkdirSync, openSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import Database from 'better-sqlite3'
 import { pack, unpack } from 'msgpackr'
@@ -12,6 +12,14 @@ import { StoreClosedError, StoreCorruptError, StoreInvalidRecordError, StoreVers
 export interface SqliteStoreInit {
   /** File path, or ':memory:' for a throwaway store (tests). */
   path: string
+  /** Flushes one open file to stable storage; sync() calls it for the write-ahead log (and
+   *  once for its directory). Default: fdatasync(2) on libuv's thread pool, so the event loop
+   *  goes on while the disk works. Tests pass a counting wrapper. */
+  flushFile?: (fd: number) => Promise<void>
+}
+
+function fdatasyncAsync (fd: number): Promise<void> {
+  return new Promise((resolve, reject) => { fdatasync(fd, err => { if (err === null) resolve(); else reject(err) }) })
 }
 
 type Db = Database.Database
@@ -122,7 +130,7 @@ export function migrate (db: Db, migrations: readonly Migration[] = MIGRATIONS):
 }
 
 export function openSqliteStore (init: SqliteStoreInit): Store {
-  return new SqliteStore(init.path)
+  return new SqliteStore(init.path, init.flushFile ?? fdatasyncAsync)
 }
 
 // Row shapes as better-sqlite3 returns them.
@@ -174,7 +182,15 @@ class SqliteStore implements Store {
   private readonly deleteJobTx: Database.Transaction<(id: string) => void>
   private readonly runInTx: Database.Transaction<(fn: () => unknown) => unknown>
 
-  constructor (path: string) {
+  /** the write-ahead log sync() flushes; undefined when there is none to flush (in memory, or
+   *  a file system without WAL, where every commit is synchronous=FULL instead) */
+  private readonly walPath: string | undefined
+  private walFd: number | undefined
+  private dirFlushed = false
+  private readonly flushFile: (fd: number) => Promise<void>
+
+  constructor (path: string, flushFile: (fd: number) => Promise<void>) {
+    this.flushFile = flushFile
     const memory = path === ':memory:' || path === ''
     if (!memory) mkdirSync(dirname(resolve(path)), { recursive: true })
     const db = new Database(path, { timeout: BUSY_TIMEOUT_MS })
@@ -182,19 +198,21 @@ class SqliteStore implements Store {
       // Set before anything that takes a lock (the WAL switch does), so a second process
       // opening the same file waits instead of failing at once.
       db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`)
-      // WAL: readers never block the writer and a commit is one sequential append. On a
-      // file system without WAL support SQLite keeps the rollback journal, which is just
-      // as crash-safe, so the answer is not checked.
-      db.pragma('journal_mode = WAL')
+      // WAL: readers never block the writer and a commit is one sequential append.
+      const wal = db.pragma('journal_mode = WAL', { simple: true }) === 'wal'
       // NORMAL: in WAL mode a commit is appended to the WAL without an fsync, so it survives
-      // a crash of the process at once but could vanish on power loss until the WAL is next
-      // synced. sync() syncs it (one FULL commit of a marker row: the fsync of the WAL file
-      // takes every earlier commit with it), and the agent calls it before anything leaves
-      // the process that promises a write (an acknowledgement, an award, a reply to a
-      // submit). One fsync then covers all the commits of a busy tick, where FULL on every
-      // commit cost one each: ~3 ms apiece on the event loop, which capped an owner at ~35
-      // jobs/s (docs/benchmarks.md).
-      db.pragma('synchronous = NORMAL')
+      // a crash of the process at once but could vanish on power loss until the WAL is
+      // flushed. sync() flushes it (fdatasync of the WAL file, off the event loop), and the
+      // agent calls it before anything leaves the process that promises a write (an
+      // acknowledgement, an award, a reply to a submit). One flush then covers all the
+      // commits made before it, where FULL on every commit cost an fsync each, on the event
+      // loop: ~3 ms apiece, which capped an owner at ~35 jobs/s (docs/benchmarks.md).
+      // Checkpoints stay safe: under NORMAL, SQLite syncs the WAL before a checkpoint and the
+      // database file after it, before the WAL is reused.
+      // Without WAL (a file system that lacks it keeps the rollback journal), every commit is
+      // FULL and sync() has nothing left to do.
+      db.pragma(wal ? 'synchronous = NORMAL' : 'synchronous = FULL')
+      this.walPath = wal && !memory ? `${resolve(path)}-wal` : undefined
       // No table declares a foreign key yet (see migration 1), but later migrations may;
       // SQLite ignores them unless this is on for each connection.
       db.pragma('foreign_keys = ON')
@@ -386,35 +404,70 @@ class SqliteStore implements Store {
     return this.runInTx.immediate(fn) as T
   }
 
-  private syncing: Promise<void> | undefined
-  /** total_changes() when the last sync ran: no change since, nothing to sync */
-  private syncedChanges = -1
-  /** flushes made since open (the marker row's value; tests count them) */
-  private syncs = 0
+  /** the flush in flight, if any */
+  private flushing: Promise<void> | undefined
+  /** total_changes() when the latest flush started: every commit counted there is covered by
+   *  it once it resolves (a commit's write() has returned before the flush starts) */
+  private flushStartedAtChanges = -1
+  /** the next flush, queued behind the one in flight and the end of the current tick */
+  private nextFlush: Promise<void> | undefined
 
   async sync (): Promise<void> {
-    if (this.syncing !== undefined) return await this.syncing
-    if (!this.db.open || this.stmt.totalChanges.get() === this.syncedChanges) return
-    // Wait for the end of this tick, so commits made by the rest of it share the flush.
-    this.syncing = new Promise<void>(resolve => setImmediate(resolve)).then(() => {
-      // Cleared before anything else can run: a commit made after this flush must not
-      // join it and count as synced.
-      this.syncing = undefined
-      if (!this.db.open) return
-      this.db.pragma('synchronous = FULL')
-      try {
-        this.stmt.setMeta.run('syncs', String(++this.syncs))
-      } finally {
-        this.db.pragma('synchronous = NORMAL')
-      }
-      this.syncedChanges = this.stmt.totalChanges.get() as number
-    })
-    await this.syncing
+    if (this.walPath === undefined || !this.db.open) return
+    // Covered by the latest flush: wait for it if it is still in flight.
+    if (this.stmt.totalChanges.get() === this.flushStartedAtChanges) return await this.flushing
+    this.nextFlush ??= this.queueFlush()
+    await this.nextFlush
+  }
+
+  private async queueFlush (): Promise<void> {
+    // Wait for the end of this tick, so commits made by the rest of it share the flush, and
+    // for the flush in flight: one at a time, and each covers everything committed before it.
+    await new Promise<void>(resolve => setImmediate(resolve))
+    while (this.flushing !== undefined) await this.flushing.catch(() => {})
+    this.nextFlush = undefined
+    if (!this.db.open) return
+    this.flushStartedAtChanges = this.stmt.totalChanges.get() as number
+    const flushing = this.flushWal()
+    this.flushing = flushing
+    try {
+      await flushing
+    } catch (err) {
+      // Nothing counts as flushed: the next sync() tries again (and its caller hears of it).
+      this.flushStartedAtChanges = -1
+      throw err
+    } finally {
+      if (this.flushing === flushing) this.flushing = undefined
+    }
+  }
+
+  private async flushWal (): Promise<void> {
+    const walPath = this.walPath!
+    if (this.walFd === undefined) {
+      // Created with the first write in WAL mode; SQLite keeps the same file (it only
+      // truncates or rewinds it) for as long as this connection is open.
+      if (!existsSync(walPath)) return
+      this.walFd = openSync(walPath, 'r')
+    }
+    await this.flushFile(this.walFd)
+    if (!this.dirFlushed) {
+      // The WAL's directory entry, once: a file flushed but not yet named could be lost too.
+      const dirFd = openSync(dirname(walPath), 'r')
+      try { await this.flushFile(dirFd) } finally { closeSync(dirFd) }
+      this.dirFlushed = true
+    }
   }
 
   close (): void {
     // Idempotent: shutdown paths (signal handler, error path, test teardown) may all call it.
     if (this.db.open) this.db.close()
+    const fd = this.walFd
+    this.walFd = undefined
+    if (fd !== undefined) {
+      // A flush in flight still uses it.
+      if (this.flushing === undefined) closeSync(fd)
+      else void this.flushing.catch(() => {}).finally(() => closeSync(fd))
+    }
   }
 
   private live (): void {

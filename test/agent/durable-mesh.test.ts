@@ -1,7 +1,9 @@
-// Nothing leaves on a direct stream before the store's flush: requests and responses alike.
+// Nothing that promises a write leaves on a direct stream before the store's flush, requests
+// and responses alike; a bid round's messages promise nothing and do not wait.
 import { describe, expect, it } from 'vitest'
 import { durableMesh } from '../../src/agent/durable-mesh.ts'
 import { createMemoryNetwork } from '../../src/mesh/memory-mesh.ts'
+import { parseJobSpec } from '../../src/protocol/job-spec.ts'
 import { type Message, MessageType } from '../../src/protocol/messages.ts'
 
 /** A store whose flushes finish only when the test says so. */
@@ -54,5 +56,32 @@ describe('durable mesh', () => {
     await net.settled()
     expect(heard).toHaveLength(1)
     expect(store.flushes).toBe(0)
+  })
+
+  it('a bid round\'s messages do not wait for a flush; an award and its acknowledgement do', async () => {
+    const net = createMemoryNetwork()
+    const ownerStore = gatedStore()
+    const bidderStore = gatedStore()
+    const owner = durableMesh(net.createMesh('a'), ownerStore)
+    const bidder = durableMesh(net.createMesh('b'), bidderStore)
+    bidder.handle(async (_from, m) => m.type === MessageType.BidRequest
+      ? { type: MessageType.BidRefused, body: { jobId: 'job-1', epoch: 1, reason: 'cpu' } }
+      : { type: MessageType.AwardAck, body: { jobId: 'job-1', epoch: 1 } })
+    const spec = parseJobSpec({ image: 'bidmesh/busybox:latest', command: 'true' })
+    const bidRequest: Message = { type: MessageType.BidRequest, body: { jobId: 'job-1', epoch: 1, owner: 'a', spec } }
+    expect((await owner.request('b', bidRequest)).type).toBe(MessageType.BidRefused)
+    expect(ownerStore.flushes + bidderStore.flushes).toBe(0)
+
+    const award: Message = { type: MessageType.Award, body: { jobId: 'job-1', epoch: 1, owner: 'a', replicas: [], spec, leaseMs: 3000, term: 0 } }
+    let acked = false
+    const ack = owner.request('b', award).then(r => { acked = true; return r })
+    await settle()
+    expect(ownerStore.flushes).toBe(1) // the award waits for the owner's flush
+    ownerStore.release()
+    await settle()
+    expect(acked).toBe(false) // and its acknowledgement for the bidder's
+    expect(bidderStore.flushes).toBe(1)
+    bidderStore.release()
+    expect((await ack).type).toBe(MessageType.AwardAck)
   })
 })

@@ -1,7 +1,7 @@
 // Real agents (the whole composition root, SQLite included) on the in-memory mesh under fake
 // timers: a partition is cut and healed at exact virtual times, so the heal-time race the
 // process-level chaos test can only hit by chance is replayed on every run.
-import { mkdtempSync, rmSync } from 'node:fs'
+import { fdatasyncSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { generateKeyPair } from '@libp2p/crypto/keys'
@@ -70,7 +70,9 @@ describe('agents healing from a partition (in-memory mesh, virtual time)', () =>
       // @libp2p/interface, whose PrivateKey types TypeScript sees as unrelated.
       const key = await generateKeyPair('Ed25519') as unknown as PrivateKey
       const id = peerIdFromPrivateKey(key).toString()
-      const store = openSqliteStore({ path: join(dir, `${i}.db`) })
+      // Flushed on the calling thread: a flush then ends within virtual time, as it would
+      // within real time, instead of on libuv's pool while virtual time jumps ahead.
+      const store = openSqliteStore({ path: join(dir, `${i}.db`), flushFile: async fd => { fdatasyncSync(fd) } })
       const agent = await startAgent({ mesh: net.createMesh(id), store, executor: executorFor(id), logger, signJob: f => signJob(key, f) },
         { cpuMilli: cpuMilliFor(i), memoryBytes: 1024 ** 3 })
       nodes.push({ id, agent })
@@ -94,6 +96,14 @@ describe('agents healing from a partition (in-memory mesh, virtual time)', () =>
     const owner = nodes[0]
     const job = await owner.agent.submit({ image: 'bidmesh/busybox:latest', command: 'true', resources: { cpus: 0.6, memory: '64m' } })
     await advanceUntil('the attempt to start', () => runs.length === 1, 10_000)
+    // ... and its owner to hear so (the award acknowledged, the run reported). A cut between
+    // the award and its acknowledgement is another case: the owner cannot tell a winner that
+    // started from one that never got the award, and, while it still sees a majority, offers
+    // the job again after awardAckTimeoutMs.
+    for (let t = 0; (await owner.agent.getJob(job.id)).job.state !== 'running'; t += 50) {
+      if (t > 10_000) throw new Error('the owner never heard that the attempt runs')
+      await vi.advanceTimersByTimeAsync(50)
+    }
     const executor = runs[0].node
     // Cut the owner off with one agent that is neither the executor: 2 against 3.
     const minority = [owner.id, nodes.find(n => n.id !== owner.id && n.id !== executor)!.id]

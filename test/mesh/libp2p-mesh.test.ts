@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { lpStream } from 'it-length-prefixed-stream'
 import { afterEach, describe, expect, it } from 'vitest'
 import { MESH_DEFAULTS } from '../../src/mesh/constants.ts'
-import { createLibp2pMesh } from '../../src/mesh/libp2p-mesh.ts'
+import { createLibp2pMesh, gossipFastMessageId } from '../../src/mesh/libp2p-mesh.ts'
 import type { Mesh } from '../../src/mesh/mesh.ts'
 import { serveRpc } from '../../src/mesh/rpc-mux.ts'
 import { decodeMessage, encodeMessage } from '../../src/protocol/codec.ts'
@@ -101,5 +101,21 @@ describe('libp2p mesh direct requests', () => {
     const r = await mesh.request(p.peerId, query('after'))
     expect(r.type === MessageType.Ack && r.body.message).toBe('after')
     expect(counts.channelsOpened).toBe(2)
+  })
+})
+
+describe('gossip fast message id', () => {
+  it('is the signer and sequence number: equal for copies, different otherwise', () => {
+    const from = new Uint8Array([0, 36, 8, 1, 18, 32, ...Array.from({ length: 32 }, (_, i) => i)])
+    const seq = (n: number): Uint8Array => new Uint8Array([0, 0, 0, 0, 0, 0, 0, n])
+    // A copy arrives as other bytes with the same content (a slice of a larger buffer).
+    const framed = new Uint8Array(100)
+    framed.set(from, 7)
+    const copy = { from: framed.subarray(7, 7 + from.length), seqno: seq(1) }
+    expect(gossipFastMessageId(copy)).toBe(gossipFastMessageId({ from, seqno: seq(1) }))
+    expect(gossipFastMessageId({ from, seqno: seq(2) })).not.toBe(gossipFastMessageId({ from, seqno: seq(1) }))
+    const other = from.slice()
+    other[other.length - 1] ^= 1
+    expect(gossipFastMessageId({ from: other, seqno: seq(1) })).not.toBe(gossipFastMessageId({ from, seqno: seq(1) }))
   })
 })

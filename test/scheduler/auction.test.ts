@@ -216,6 +216,44 @@ describe('when every candidate refuses', () => {
   })
 })
 
+describe('adopting a job (a takeover, or a restart)', () => {
+  /** The record as another owner left it: awarded to n2 at epoch 1, no acknowledgement yet. */
+  function awardedCopy (): JobRecord {
+    const first = owner()
+    submit(first, 'j1', 0)
+    for (const n of NODES) bidFrom(first, n, 'j1', 1, n === 'n2' ? 0.9 : 0.1, 10)
+    const copy = structuredClone(job(first, 'j1'))
+    expect(copy).toMatchObject({ state: 'pending', epoch: 1, attempts: [{ epoch: 1, node: 'n2', state: 'awarded' }] })
+    return copy
+  }
+
+  it('a pending job with no award is offered at once', () => {
+    const s = owner()
+    const fx = step(s, { type: 'job:adopted', job: jobRecord('j1', 'owner', spec(), 0) }, 100)
+    expect(bidRequests(fx)).toHaveLength(3)
+  })
+
+  it('an award not yet acknowledged counts as in flight: no new round while its lease runs, and a renewal keeps it', () => {
+    const s = owner()
+    expect(bidRequests(step(s, { type: 'job:adopted', job: awardedCopy() }, 100))).toEqual([])
+    expect(ownerNextTimerMs(s)).toBe(3100)
+    const { ack } = update(s, { jobId: 'j1', epoch: 1, node: 'n2', state: 'running', startedAtMs: 50 }, 1000)
+    expect(ack.body).toMatchObject({ accepted: true, stop: false })
+    expect(job(s, 'j1')).toMatchObject({ state: 'running', epoch: 1, attempts: [{ epoch: 1, node: 'n2', state: 'running' }] })
+    expect(bidRequests(tick(s, 3100))).toEqual([]) // renewed at 1000: the lease runs to 4000
+  })
+
+  it('an award whose winner never reports is given up on when the lease lapses, and offered again', () => {
+    const s = owner()
+    step(s, { type: 'job:adopted', job: awardedCopy() }, 100)
+    expect(bidRequests(tick(s, 3099))).toEqual([])
+    for (const n of NODES) advert(s, n, 3000) // still alive, as far as the view knows
+    const fx = tick(s, 3100)
+    expect(job(s, 'j1').attempts[0]).toMatchObject({ epoch: 1, node: 'n2', state: 'lost', reason: 'lost' })
+    expect(bidRequests(fx).map(r => r.epoch)).toEqual([2, 2, 2])
+  })
+})
+
 describe('awards that do not take', () => {
   it('no acknowledgement within awardAckTimeoutMs: the attempt is lost and a new epoch is offered', () => {
     const s = owner()

@@ -1,7 +1,7 @@
 // The embedded store: round trips, ordering, transactions, corruption handling, and that
 // a write which has returned survives the process being killed.
 import { spawnSync } from 'node:child_process'
-import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { existsSync, fdatasyncSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
@@ -525,8 +525,8 @@ describe('schema and lifecycle', () => {
     } finally {
       db.close()
     }
-    // synchronous=FULL is a per-connection setting, invisible from another connection;
-    // the durability test below covers what it is for.
+    // synchronous is a per-connection setting, invisible from another connection; the
+    // durability and sync tests below cover what it is for.
   })
 
   it('applies appended migrations in order, once, and keeps data across reopen', () => {
@@ -591,7 +591,7 @@ describe('durability', () => {
     survivor.id = 'child'
     // The child is killed immediately after putJob returns: no close(), no checkpoint, no
     // exit handlers. (SIGKILL only proves the commit happened before returning; surviving
-    // power loss additionally relies on synchronous=FULL's fsync, which a test cannot cut.)
+    // power loss additionally relies on sync()'s flush of the WAL, which a test cannot cut.)
     const script = [
       `import { openSqliteStore } from ${JSON.stringify(storeModule)}`,
       `const store = openSqliteStore({ path: ${JSON.stringify(path)} })`,
@@ -616,30 +616,73 @@ describe('durability', () => {
 })
 
 describe('sync', () => {
+  /** a store whose WAL flushes are counted (and can be held back) */
+  function counted (name: string): { store: Store, flushes: () => number, hold: () => () => void } {
+    let n = 0
+    let gate: Promise<void> | undefined
+    const store = openSqliteStore({
+      path: join(tempDir(), name),
+      flushFile: async fd => { n++; if (gate !== undefined) await gate; fdatasyncSync(fd) }
+    })
+    openStores.push(store)
+    return {
+      store,
+      flushes: () => n,
+      hold: () => { let release!: () => void; gate = new Promise(resolve => { release = resolve }); return () => { gate = undefined; release() } }
+    }
+  }
+
   it('flushes once for all the commits of a tick, and not at all when nothing changed', async () => {
-    const store = open(join(tempDir(), 'sync.db'))
+    const { store, flushes } = counted('sync.db')
+    store.putJob(job('1m8sync', 999))
     await store.sync()
-    const before = store.getMeta('syncs')
+    const before = flushes()
+    expect(before).toBeGreaterThan(0)
     await store.sync() // nothing written since: no flush
-    expect(store.getMeta('syncs')).toBe(before)
+    expect(flushes()).toBe(before)
     for (let i = 0; i < 5; i++) store.putJob(job(`1m8sync${i}`, 1000 + i))
     await Promise.all(Array.from({ length: 10 }, async () => await store.sync()))
-    expect(Number(store.getMeta('syncs'))).toBe(Number(before ?? 0) + 1)
+    expect(flushes()).toBe(before + 1)
   })
 
-  it('a commit made right after a flush, before its waiters resume, gets a flush of its own', async () => {
-    const store = open(join(tempDir(), 'sync2.db'))
+  it('a commit made while a flush is in flight waits for a flush of its own, started after that one', async () => {
+    const { store, flushes, hold } = counted('sync2.db')
     store.putJob(job('1m8synca', 1000))
-    const first = store.sync()
-    // Queued after the flush's own turn: runs once the flush is done, before `first` settles
-    // for its awaiters. Its commit must not be counted as flushed by the first one.
-    const second = new Promise<number>(resolve => setImmediate(() => {
-      store.putJob(job('1m8syncb', 1001))
-      const flushesSoFar = Number(store.getMeta('syncs'))
-      void store.sync().then(() => resolve(Number(store.getMeta('syncs')) - flushesSoFar))
-    }))
+    await store.sync()
+    const base = flushes()
+    const release = hold()
+    store.putJob(job('1m8syncb', 1001))
+    let firstDone = false
+    const first = store.sync().then(() => { firstDone = true })
+    await new Promise(resolve => setImmediate(resolve))
+    await new Promise(resolve => setImmediate(resolve))
+    expect(flushes()).toBe(base + 1) // in flight, held
+    // Committed after that flush started: it does not cover this one.
+    store.putJob(job('1m8syncc', 1002))
+    let secondDone = false
+    const second = store.sync().then(() => { secondDone = true })
+    // Another caller in the same tick shares that queued flush.
+    const joined = store.sync()
+    await new Promise(resolve => setImmediate(resolve))
+    expect(firstDone || secondDone).toBe(false)
+    expect(flushes()).toBe(base + 1) // one flush at a time
+    release()
     await first
-    expect(await second).toBe(1)
+    await joined
+    await second
+    expect(flushes()).toBe(base + 2)
+  })
+
+  it('a failed flush fails its callers, and the next sync flushes again', async () => {
+    let fail = true
+    let n = 0
+    const store = openSqliteStore({ path: join(tempDir(), 'sync4.db'), flushFile: async () => { n++; if (fail) throw Object.assign(new Error('EIO'), { code: 'EIO' }) } })
+    openStores.push(store)
+    store.putJob(job('1m8syncd', 1000))
+    await expect(store.sync()).rejects.toMatchObject({ code: 'EIO' })
+    fail = false
+    await store.sync()
+    expect(n).toBeGreaterThanOrEqual(2)
   })
 
   it('resolves after close without touching the closed database', async () => {
