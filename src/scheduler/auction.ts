@@ -427,6 +427,12 @@ function onUpdate (s: OwnerState, replyId: number, u: AttemptUpdate, nowMs: numb
     return
   }
   // exited
+  if (attempt.state === 'awarded' && u.startedAtMs !== undefined) {
+    // It ran, but its final report overtook its "running" one (a short job; the executor
+    // sends only its latest state): the history still says it started, and when.
+    attempt.startedAtMs = u.startedAtMs
+    changedJob(fx, oj, nowMs, { type: 'attempt:started', epoch: u.epoch, node: u.node })
+  }
   attempt.state = 'exited'
   attempt.finishedAtMs = u.finishedAtMs ?? nowMs
   if (u.startedAtMs !== undefined && attempt.startedAtMs === undefined) attempt.startedAtMs = u.startedAtMs

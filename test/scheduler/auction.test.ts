@@ -216,6 +216,28 @@ describe('when every candidate refuses', () => {
   })
 })
 
+describe('a final report that overtakes the rest', () => {
+  it('an exit reported before any ack or running report still records that the attempt started', () => {
+    const s = owner()
+    submit(s, 'j1', 0)
+    for (const n of NODES) bidFrom(s, n, 'j1', 1, n === 'n2' ? 0.9 : 0.1, 10)
+    const { fx, ack } = update(s, { jobId: 'j1', epoch: 1, node: 'n2', state: 'exited', startedAtMs: 12, finishedAtMs: 14, exitCode: 0, reason: 'exit' }, 15)
+    expect(ack.body).toMatchObject({ accepted: true })
+    expect(events(fx)).toEqual(['attempt:started', 'attempt:exited', 'job:succeeded'])
+    expect(job(s, 'j1').attempts[0]).toMatchObject({ state: 'exited', startedAtMs: 12, finishedAtMs: 14 })
+    // The late acknowledgement changes nothing.
+    expect(step(s, { type: 'award:acked', from: 'n2', jobId: 'j1', epoch: 1 }, 16)).toEqual([])
+  })
+
+  it('an exit with no start time (it never ran) records no start', () => {
+    const s = owner()
+    submit(s, 'j1', 0)
+    for (const n of NODES) bidFrom(s, n, 'j1', 1, n === 'n2' ? 0.9 : 0.1, 10)
+    const { fx } = update(s, { jobId: 'j1', epoch: 1, node: 'n2', state: 'exited', finishedAtMs: 14, exitCode: null, reason: 'error', error: 'image missing' }, 15)
+    expect(events(fx)).not.toContain('attempt:started')
+  })
+})
+
 describe('adopting a job (a takeover, or a restart)', () => {
   /** The record as another owner left it: awarded to n2 at epoch 1, no acknowledgement yet. */
   function awardedCopy (): JobRecord {
