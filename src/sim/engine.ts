@@ -14,7 +14,8 @@ export class EventQueue {
 
   get size (): number { return this.times.length }
 
-  push (atMs: number, action: Action): void {
+  /** Returns the entry's insertion number. */
+  push (atMs: number, action: Action): number {
     const times = this.times
     const seqs = this.seqs
     const actions = this.actions
@@ -29,6 +30,7 @@ export class EventQueue {
       i = parent
     }
     times[i] = atMs; seqs[i] = seq; actions[i] = action
+    return seq
   }
 
   peekTime (): number | undefined { return this.times[0] }
@@ -80,13 +82,14 @@ export class Engine {
   seq = -1
   private readonly queue = new EventQueue()
 
-  /** Runs `action` at `atMs` (never in the past). */
-  at (atMs: number, action: Action): void {
-    this.queue.push(atMs < this.nowMs ? this.nowMs : atMs, action)
+  /** Runs `action` at `atMs` (never in the past). Returns its insertion number: with the
+   *  time, its place in the order of actions. */
+  at (atMs: number, action: Action): number {
+    return this.queue.push(atMs < this.nowMs ? this.nowMs : atMs, action)
   }
 
-  after (delayMs: number, action: Action): void {
-    this.at(this.nowMs + delayMs, action)
+  after (delayMs: number, action: Action): number {
+    return this.at(this.nowMs + delayMs, action)
   }
 
   get pending (): number { return this.queue.size }

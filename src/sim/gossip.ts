@@ -36,6 +36,9 @@ export class PartialViews {
   /** agents that are up, for uniform random picks; upPos[i] is i's index in it or -1 */
   private readonly up: number[] = []
   private readonly upPos: Int32Array
+  /** called before agent i's sample changes: `removed` leaves it, `added` joins it (the shell
+   *  keeps i's lazy view in step with what i hears) */
+  beforeChange: ((i: number, removed: number | undefined, added: number | undefined) => void) | undefined
 
   constructor (private readonly agents: number, private readonly rng: Rng, readonly config: PartialViewConfig) {
     this.sample = Array.from({ length: agents }, () => [])
@@ -144,12 +147,14 @@ export class PartialViews {
   }
 
   private add (i: number, j: number): void {
+    this.beforeChange?.(i, undefined, j)
     this.sample[i].push(j)
     this.subscribers[j].add(i)
   }
 
   private replaceAt (i: number, p: number, j: number): void {
     const s = this.sample[i]
+    this.beforeChange?.(i, s[p], j)
     this.subscribers[s[p]].delete(i)
     s[p] = j
     this.subscribers[j].add(i)
@@ -157,13 +162,17 @@ export class PartialViews {
 
   private removeAt (i: number, p: number): void {
     const s = this.sample[i]
+    this.beforeChange?.(i, s[p], undefined)
     this.subscribers[s[p]].delete(i)
     s[p] = s[s.length - 1]
     s.pop()
   }
 
   private clear (i: number): void {
-    for (const j of this.sample[i]) this.subscribers[j].delete(i)
+    for (const j of this.sample[i]) {
+      this.beforeChange?.(i, j, undefined)
+      this.subscribers[j].delete(i)
+    }
     this.sample[i] = []
   }
 }

@@ -41,7 +41,7 @@ export interface SimOptions {
   central: boolean
   /** round-trip every message through the real codec (slow; for tests) */
   checkWire?: boolean
-  /** false: no batched stepping of adverts to quiet owners and renewal acks (slower, same run; for tests) */
+  /** false: no lazy views for owners with nothing pending, no batched renewal acks (slower, same run; for tests) */
   batch?: boolean
 }
 
@@ -154,7 +154,7 @@ export function parseArgs (argv: string[]): SimOptions {
     .option('--max-virtual-s <s>', 'stop at this virtual time even if jobs remain', num('--max-virtual-s', 0))
     .option('--no-central', 'skip the central best-fit baseline')
     .option('--check-wire', 'round-trip every message through the real codec (slow)')
-    .option('--no-batch', 'step every advert and renewal ack as its own event (slower, same run)')
+    .option('--no-batch', 'step every advert delivery and renewal ack at its arrival: no lazy views (slower, same run)')
     .exitOverride()
   program.parse(argv, { from: 'user' })
   const o = program.opts()

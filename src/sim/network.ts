@@ -127,16 +127,21 @@ export class Network {
 
   /**
    * One gossip publication: after one latency, `deliver` runs for each receiver that is up and
-   * that the message reaches. Receivers are read at delivery time (the mesh at that moment).
-   * Returns nothing: the caller counts what was delivered.
+   * that the message reaches, and `missed` (if given) for each receiver that is up but that the
+   * message does not reach (loss, partition). Receivers are read at delivery time (the mesh at
+   * that moment). Returns when the publication arrives: its virtual time and the insertion
+   * number of its arrival action (every receiver gets it in that place of the order).
    */
-  gossip (from: number, receivers: () => Iterable<number>, deliver: (to: number) => void): void {
-    this.engine.after(this.latencyMs(), () => {
+  gossip (from: number, receivers: () => Iterable<number>, deliver: (to: number) => void, missed?: (to: number) => void): { atMs: number, seq: number } {
+    const atMs = this.engine.nowMs + this.latencyMs()
+    const seq = this.engine.at(atMs, () => {
       for (const to of receivers()) {
-        if (to === from || !this.hosts.isUp(to) || !this.passes(from, to)) continue
-        deliver(to)
+        if (to === from || !this.hosts.isUp(to)) continue
+        if (this.passes(from, to)) deliver(to)
+        else if (missed !== undefined) missed(to)
       }
     })
+    return { atMs, seq }
   }
 }
 

@@ -8,7 +8,9 @@
 //   owner  send Award        → bidder 'award:received' → reply AwardAck | AwardDeclined → owner 'award:acked' | 'award:declined'
 //   owner  send ReservationRelease / CancelAttempt → bidder (the reply is ignored)
 //   bidder send AttemptUpdate → owner 'attempt:update' → reply AttemptUpdateAck → bidder 'update:acked' (with the state it answers)
-//   a request that fails (lost, timed out, dead peer) → 'bid:refused' | 'award:declined' (reason unreachable) | 'update:failed'
+//   a request that fails (lost, timed out, dead peer) → 'bid:refused' (reason unreachable) | 'update:failed';
+//   a failed Award is no event, as in the agent: its answer may be what was lost, so the
+//   award's acknowledgement deadline decides
 //   bidder 'capacity:changed' → an advert 10 ms later (coalesced); periodic adverts every advertIntervalMs
 //   attempt:start / attempt:stop → a simulated container that runs for the job's duration
 //   ticks: one timer per machine, set from ownerNextTimerMs / bidderNextTimerMs
@@ -33,6 +35,7 @@ import { pruneView } from '../scheduler/view.ts'
 import { capacityMilliMs } from './central.ts'
 import { Engine } from './engine.ts'
 import { PARTIAL_VIEW_DEFAULTS, type PartialViewConfig, PartialViews } from './gossip.ts'
+import { AdvertFeed, type LazyView, MAX_LAZY_MS } from './lazy-view.ts'
 import { NETWORK_DEFAULTS, Network, type NetworkConfig, type TakeOver, checkWire } from './network.ts'
 import { Rng, fakePeerId } from './rng.ts'
 import type { NodeSpec, SimJob, Workload } from './workload.ts'
@@ -53,8 +56,8 @@ export interface SimConfig {
   maxVirtualMs?: number
   /** cut `fraction` of the agents off from the rest during [atMs, atMs + durationMs) */
   partition?: { atMs: number, durationMs: number, fraction: number }
-  /** false: step every advert to a quiet owner and every renewal ack at its own arrival event
-   *  (slower; the run is the same, which a test checks) */
+  /** false: step every advert delivery and every renewal ack at its own arrival event (no
+   *  lazy views, see lazy-view.ts; slower; the run is the same, which a test checks) */
   batchQuietSteps?: boolean
 }
 
@@ -201,7 +204,7 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
       up: false,
       inc: 0,
       leaving: false,
-      owner: createOwner({ ...ownerBase, selfId: id }),
+      owner: undefined as unknown as OwnerState, // newOwner(), below: the views need the gossip
       bidder: newBidder(id, node, 0),
       ownerTimerAtMs: Infinity,
       ownerTimerToken: 0,
@@ -242,6 +245,12 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
   // heard its view once (a real mesh is warm long before jobs arrive). Workload times are
   // shifted by it; every figure is measured from the first arrival.
   const warmupMs = t.advertIntervalMs + 100
+  let maxDurationMs = 0
+  for (const j of w.jobs) maxDurationMs = Math.max(maxDurationMs, j.durationMs)
+  const lastArrivalMs = w.jobs.length > 0 ? w.jobs[w.jobs.length - 1].arrivalMs : 0
+  const lastNodeEventMs = w.nodeEvents.length > 0 ? w.nodeEvents[w.nodeEvents.length - 1].atMs : 0
+  /** the run stops here at the latest */
+  const untilMs = warmupMs + (c.maxVirtualMs ?? Math.max(lastArrivalMs, lastNodeEventMs) + 2 * maxDurationMs + 120_000)
 
   // ---- bookkeeping -----------------------------------------------------------------------
   const stats = new Map<string, JobStat>()
@@ -284,51 +293,48 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
   let reply: Message | undefined
   let nextReplyId = 1
 
-  // Adverts delivered to an owner with nothing pending change only its view: the step has no
-  // effects and moves no timer. Such deliveries are queued per receiver and stepped, in order
-  // and at the times they arrived, just before anything else touches that owner (flushAdverts):
-  // every owner sees the same steps with the same inputs as if each ran at delivery, but the
-  // owner's state is brought into the cache once for many adverts instead of once for each.
+  // Adverts delivered to an owner with nothing pending change only its view, and the owner's
+  // view matters only when the machine reads it: such owners hold a lazy view (lazy-view.ts)
+  // that reads, from its publishers' logs, what arrived since it last looked whenever the
+  // machine reads it. Owners with something pending are stepped with each advert at its arrival.
   const batching = c.batchQuietSteps ?? true
-  /** 1 while agent i's owner has no pending job (nor one in backoff): adverts to it may queue */
+  /** 1 while agent i's owner has no pending job (nor one in backoff): adverts to it are read lazily */
   const quiet = new Uint8Array(N)
-  /** queued adverts per agent: event, arrival time, event, arrival time, … */
-  const queuedAdverts: Array<Array<OwnerEvent | number>> = Array.from({ length: N }, () => [])
-  const queuedCount = new Int32Array(N)
-
-  function flushAdverts (a: SimAgent): void {
-    const q = queuedAdverts[a.idx]
-    const n = 2 * queuedCount[a.idx]
-    queuedCount[a.idx] = 0
-    for (let i = 0; i < n; i += 2) {
-      const fx = ownerStep(a.owner, q[i] as OwnerEvent, q[i + 1] as number)
-      if (fx.length !== 0) throw new Error('a queued advert had effects: the owner was not quiet')
+  const feed = batching && !views.full && untilMs < MAX_LAZY_MS
+    ? new AdvertFeed(N, engine, i => views.sampleOf(i), id => byId.get(id)?.idx,
+      // a view is read in full at least every other sample refresh (see refresh, below)
+      3 * c.views.refreshMs + 2000, Math.ceil(c.network.jitterMs) + 1)
+    : undefined
+  // A view reads what reached it under the sample it had: a peer leaving the sample is read up
+  // to now, one joining it is read from now on.
+  if (feed !== undefined) {
+    views.beforeChange = (i, removed, added) => {
+      if (!agents[i].up) return
+      const view = agents[i].owner.view as LazyView
+      if (removed !== undefined) feed.syncMember(view, removed)
+      if (added !== undefined) feed.subscribed(view, added)
     }
-    // the array keeps its length (and stale entries): truncating it would give up its storage
   }
 
-  function deliverAdvert (to: number, event: OwnerEvent): void {
-    if (batching && quiet[to] === 1) {
-      const q = queuedAdverts[to]
-      const i = 2 * queuedCount[to]++
-      if (i < q.length) { q[i] = event; q[i + 1] = engine.nowMs } else q.push(event, engine.nowMs)
-    } else {
-      ownerDo(agents[to], event)
-    }
+  /** A fresh owner (at start and at every restart); its view reads what arrives from now on. */
+  function newOwner (a: SimAgent): OwnerState {
+    const owner = createOwner({ ...ownerBase, selfId: a.id })
+    if (feed !== undefined) owner.view = feed.view(a.idx)
+    return owner
+  }
+
+  function ownerDo (a: SimAgent, event: OwnerEvent): void {
+    ownerRun(a, event)
+    updateQuiet(a)
   }
 
   function updateQuiet (a: SimAgent): void {
     quiet[a.idx] = a.up && a.owner.pending.size === 0 && !a.backoffPending ? 1 : 0
   }
 
-  function ownerDo (a: SimAgent, event: OwnerEvent): void {
-    if (queuedCount[a.idx] !== 0) flushAdverts(a)
-    ownerRun(a, event)
-    updateQuiet(a)
-  }
-
   function ownerRun (a: SimAgent, event: OwnerEvent): void {
-    const freedVersion = a.owner.view.freedVersion
+    // read only when it matters: reading a lazy view's freedVersion brings the view up to date
+    const freedVersion = a.backoffPending ? a.owner.view.freedVersion : 0
     const fx = ownerStep(a.owner, event, engine.nowMs)
     if (fx.length === 0) {
       // Nothing changed that could bring a timer forward, except news of freed capacity,
@@ -517,10 +523,9 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
         break
       }
       case MessageType.Award: {
-        const { jobId, epoch } = m.body
         net.request(a.idx, b.idx, m, handle, r => {
-          if (r === undefined) ownerDo(a, { type: 'award:declined', from: to, jobId, epoch, reason: 'unreachable' })
-          else if (r.type === MessageType.AwardAck) ownerDo(a, { type: 'award:acked', from: to, ...r.body })
+          if (r === undefined) return
+          if (r.type === MessageType.AwardAck) ownerDo(a, { type: 'award:acked', from: to, ...r.body })
           else if (r.type === MessageType.AwardDeclined) ownerDo(a, { type: 'award:declined', from: to, ...r.body })
         })
         break
@@ -631,10 +636,17 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
     if (c.network.checkWire === true) checkWire(advert, MAX_GOSSIP_BYTES)
     advertsPublished++
     const counted = engine.nowMs >= warmupMs
-    net.gossip(a.idx, () => views.receiversOf(a.idx), to => {
+    let index = -1 // in the feed's log of this publisher
+    const arrival = net.gossip(a.idx, () => views.receiversOf(a.idx), to => {
       if (counted) { advertsDelivered++; gossipBytes += bytes }
-      deliverAdvert(to, event)
-    })
+      if (feed === undefined) { ownerDo(agents[to], event); return }
+      if (quiet[to] === 1) return // its view reads it from the feed when the machine reads the view
+      // Something pending: the advert may start an offer, so the owner is stepped with it now.
+      const b = agents[to]
+      ownerDo(b, event)
+      feed.stepped(b.owner.view as LazyView, a.idx)
+    }, feed === undefined ? undefined : to => feed.missed(a.idx, index, to))
+    if (feed !== undefined) index = feed.publish(a.idx, capacity, arrival.atMs, arrival.seq)
   }
 
   function startLoops (a: SimAgent): void {
@@ -654,8 +666,8 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
       if (a.inc !== inc) return
       views.refresh(a.idx)
       // Entries of peers no longer sampled and not heard for a while: forget them.
-      if (queuedCount[a.idx] !== 0) flushAdverts(a)
-      pruneView(a.owner.view, engine.nowMs, t.goneAfterMs, t.goneAfterMs)
+      if (feed === undefined) pruneView(a.owner.view, engine.nowMs, t.goneAfterMs, t.goneAfterMs)
+      else feed.prune(a.owner.view as LazyView, Math.min(c.views.refreshMs, 2 * t.goneAfterMs), () => pruneView(a.owner.view, engine.nowMs, t.goneAfterMs, t.goneAfterMs))
       engine.after(c.views.refreshMs, refresh)
     }
     engine.after(c.views.refreshMs + Math.round(phaseRng.uniform(0, c.views.refreshMs)), refresh)
@@ -670,7 +682,6 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
 
   function markDown (a: SimAgent): void {
     if (!a.up) return
-    if (queuedCount[a.idx] !== 0) flushAdverts(a) // what it heard before it went
     const q = acks[a.idx]
     if (q.length !== 0) {
       flushAcks(a)
@@ -700,7 +711,7 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
     incs[a.idx] = ++a.inc
     a.leaving = false
     a.bidder = newBidder(a.id, a.node, Math.max(engine.nowMs * 1000, a.bidder.seq + 1))
-    a.owner = createOwner({ ...ownerBase, selfId: a.id })
+    a.owner = newOwner(a)
     views.join(a.idx)
     for (const job of adopt) ownerDo(a, { type: 'job:adopted', job })
     publishAdvert(a)
@@ -776,6 +787,7 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
   if (J > 0) engine.at(warmupMs + jobs[0].arrivalMs, arrivals)
 
   // ---- start ---------------------------------------------------------------------------------
+  for (const a of agents) a.owner = newOwner(a)
   const initial = agents.filter((_, i) => w.initiallyUp[i])
   views.bootstrap(initial.map(a => a.idx))
   for (const a of initial) {
@@ -808,11 +820,6 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
     engine.at(warmupMs + p.atMs + p.durationMs, () => net.setPartition(undefined))
   }
 
-  let maxDurationMs = 0
-  for (const j of jobs) maxDurationMs = Math.max(maxDurationMs, j.durationMs)
-  const lastArrivalMs = J > 0 ? jobs[J - 1].arrivalMs : 0
-  const lastNodeEventMs = w.nodeEvents.length > 0 ? w.nodeEvents[w.nodeEvents.length - 1].atMs : 0
-  const untilMs = warmupMs + (c.maxVirtualMs ?? Math.max(lastArrivalMs, lastNodeEventMs) + 2 * maxDurationMs + 120_000)
   let stoppedBy = engine.run({ untilMs, done: () => terminalJobs >= J })
   // Taken-over acks still waiting would have run as events before the stop, as no-ops.
   let endMs = engine.nowMs
