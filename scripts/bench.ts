@@ -4,7 +4,7 @@
 // of them. Everything started is stopped and every container/service made is removed, also
 // on failure and on Ctrl-C. See docs/benchmarks.md, section "Real benchmarks".
 import '../src/polyfill.ts'
-import { keepAgentLogs, unexpectedExits } from './bench/agents.ts'
+import { BIN, agentCode, keepAgentLogs, unexpectedExits } from './bench/agents.ts'
 import { cleanup, installSignalHandlers } from './bench/cleanup.ts'
 import { runDecision } from './bench/decision.ts'
 import { runE2e } from './bench/e2e.ts'
@@ -41,6 +41,8 @@ async function main (): Promise<void> {
   const machine = machineInfo()
   heading(`bidmesh real benchmarks${quick ? ' (QUICK smoke run: shortened, not comparable)' : ''}: ${only.join(', ')}`)
   console.log(`   machine: ${machine.nproc} cores, ${machine.memoryTotalGiB} GiB, kernel ${machine.kernel}, docker ${machine.dockerServer} (client ${machine.dockerClient}), node ${machine.node}`)
+  const code = agentCode()
+  console.log(`   agents: ${BIN} running its ${code === 'bundle' ? 'bundle (dist/)' : 'TypeScript sources: dist/ is older than src/, run `npm run build`; figures are NOT comparable'}`)
   console.log(`   load average at start: ${machine.loadAvgAtStart.join(' ')}${Number(machine.loadAvgAtStart[0]) > Number(machine.nproc) * 0.5 ? '  ← the machine is busy: figures will be noisy' : ''}`)
   const started = performance.now()
   const results: Record<string, unknown> = {}
@@ -61,8 +63,9 @@ async function main (): Promise<void> {
   await cleanup.run()
   const durationSec = round((performance.now() - started) / 1000, 1)
   console.log(`\nall done in ${durationSec} s`)
+  if (agentCode() !== code) console.log('!! src/ changed during the run: agents started after that ran the TypeScript sources; figures are suspect')
   if (unexpectedExits.length > 0) console.log(`!! ${unexpectedExits.length} agent(s) died during the run; their figures are suspect:\n   ${unexpectedExits.join('\n   ')}`)
-  console.log(jsonLine({ bench: 'bidmesh', quick, machine: { ...machine, loadAvgAtEnd: loadAverage() }, durationSec, ...results, ...(unexpectedExits.length > 0 ? { unexpectedAgentExits: unexpectedExits } : {}), ...(Object.keys(errors).length > 0 ? { errors } : {}) }))
+  console.log(jsonLine({ bench: 'bidmesh', quick, machine: { ...machine, loadAvgAtEnd: loadAverage() }, agentCode: code, durationSec, ...results, ...(unexpectedExits.length > 0 ? { unexpectedAgentExits: unexpectedExits } : {}), ...(Object.keys(errors).length > 0 ? { errors } : {}) }))
   process.exit(Object.keys(errors).length > 0 ? 1 : 0)
 }
 

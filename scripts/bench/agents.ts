@@ -2,7 +2,7 @@
 // helper, an agent's stderr (its JSON log) goes straight to a file, so a busy agent's logging
 // costs the load generator nothing; the file is kept when a benchmark fails.
 import { type ChildProcess, spawn } from 'node:child_process'
-import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs'
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { createInterface } from 'node:readline'
@@ -12,6 +12,21 @@ import { request, sleep, waitFor } from './util.ts'
 /** The CLI entry point; BIDMESH_BENCH_BIN may point at another checkout's bin/bidmesh.js. */
 export const BIN = process.env.BIDMESH_BENCH_BIN ?? resolve(import.meta.dirname, '../../bin/bidmesh.js')
 export const IMAGE = process.env.BIDMESH_TEST_IMAGE ?? 'bidmesh/busybox:latest'
+
+/** What the agents run, by the rule bin/bidmesh.js applies when each one starts: the bundle
+ *  while dist/BUILT is newer than every file under src/, else the TypeScript sources through
+ *  tsx (slower and larger; figures from such a run are not comparable). */
+export function agentCode (): 'bundle' | 'sources' {
+  if (process.env.BIDMESH_FROM_SOURCE === '1') return 'sources'
+  const root = resolve(BIN, '../..')
+  const newest = (dir: string): number => readdirSync(dir, { withFileTypes: true })
+    .reduce((m, e) => Math.max(m, e.isDirectory() ? newest(join(dir, e.name)) : statSync(join(dir, e.name)).mtimeMs), 0)
+  try {
+    return statSync(join(root, 'dist', 'BUILT')).mtimeMs >= newest(join(root, 'src')) ? 'bundle' : 'sources'
+  } catch {
+    return 'sources'
+  }
+}
 
 export interface AgentOptions {
   name: string

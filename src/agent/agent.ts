@@ -564,7 +564,7 @@ class BidmeshAgent implements Agent {
       if (local !== undefined && local.term === job.term && local.version > job.version) continue
       this.c.store.transaction(() => {
         this.c.store.putJob(job)
-        const have = this.c.store.events(job.id).length
+        const have = this.c.store.eventCount(job.id)
         for (const ev of events.slice(have)) this.c.store.appendEvent(job.id, ev)
       })
       const sum = summarize(job)

@@ -154,6 +154,7 @@ function prepareStatements (db: Db) {
     deleteLogs: db.prepare<[string]>('DELETE FROM logs WHERE job_id = ?'),
     appendEvent: db.prepare<[string, Buffer]>('INSERT INTO events (job_id, record) VALUES (?, ?)'),
     events: db.prepare<[string], EventRow>('SELECT seq, record FROM events WHERE job_id = ? ORDER BY seq'),
+    eventCount: db.prepare<[string], number>('SELECT count(*) FROM events WHERE job_id = ?').pluck(),
     nextLogSeq: db.prepare<[string], number>('SELECT COALESCE(MAX(seq), 0) + 1 FROM logs WHERE job_id = ?').pluck(),
     appendLog: db.prepare<[string, number, number, string, number, string]>(
       'INSERT INTO logs (job_id, seq, epoch, stream, at_ms, data) VALUES (?, ?, ?, ?, ?, ?)'),
@@ -325,6 +326,11 @@ class SqliteStore implements Store {
       }
       return v as unknown as JobEvent
     })
+  }
+
+  eventCount (jobId: string): number {
+    this.live()
+    return this.stmt.eventCount.get(jobId) as number
   }
 
   appendLog (jobId: string, chunk: Omit<LogChunk, 'seq'>): number {

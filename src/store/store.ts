@@ -25,6 +25,8 @@ export interface Store {
 
   appendEvent (jobId: string, event: JobEvent): void
   events (jobId: string): JobEvent[]
+  /** How many events the job has: events(jobId).length, without reading them. */
+  eventCount (jobId: string): number
 
   /** Appends output; returns the chunk's seq (increasing per job). */
   appendLog (jobId: string, chunk: Omit<LogChunk, 'seq'>): number

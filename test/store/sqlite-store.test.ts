@@ -248,6 +248,7 @@ describe('events', () => {
     ])
     expect(store.events('j2')).toEqual([{ atMs: 10, type: 'created' }])
     expect(store.events('none')).toEqual([])
+    expect(['j1', 'j2', 'none'].map(id => store.eventCount(id))).toEqual([3, 1, 0])
   })
 })
 
