@@ -52,7 +52,9 @@ export const SCHEDULER_DEFAULTS = {
   /** How long a bid's reservation holds on the bidder without an award. Must exceed the bid window
    *  plus an award's round trip, or a winner may have given its reservation away. */
   reservationTtlMs: 3000,
-  /** How long the owner waits for the winner's award acknowledgement before re-auctioning. */
+  /** How long the owner waits for the winner's award acknowledgement (or first report) before
+   *  re-auctioning. The owner waits at least leaseMs: an owner cut off just after an award must
+   *  notice it has lost its majority before it would re-auction on the minority side. */
   awardAckTimeoutMs: 2000,
   /** An advert older than this is not trusted for placement (the node may be gone or full). */
   staleAdvertMs: 6000,

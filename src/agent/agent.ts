@@ -473,7 +473,7 @@ class BidmeshAgent implements Agent {
     let undecided = 0
     let allDecided!: () => void
     const decided = new Promise<void>(resolve => { allDecided = resolve })
-    for (const id of jobIds) {
+    for (const id of new Set(jobIds)) {
       const job = this.owner.jobs.get(id)?.record
       if (job === undefined) continue
       if (job.replicas.length === 0) { done.add(id); continue }
@@ -503,11 +503,14 @@ class BidmeshAgent implements Agent {
       for (let i = 0; i < jobs.length; i += 100) {
         const batch = jobs.slice(i, i + 100)
         let ok = false
+        let stale: string[] = []
         try {
           const r = await this.c.mesh.request(peer, { type: MessageType.JobReplicate, body: { from: this.peerId, jobs: batch } }, { timeoutMs: 2000 })
           // A replica that knows a higher term for a job: someone took it over while we were
-          // cut off. Stop acting for it; readers find the newer copy by term.
-          for (const id of r.type === MessageType.Ack ? r.body.staleJobs ?? [] : []) {
+          // cut off. Stop acting for it; readers find the newer copy by term. Its answer is
+          // no acknowledgement of our copy.
+          stale = r.type === MessageType.Ack ? r.body.staleJobs ?? [] : []
+          for (const id of stale) {
             const mine = this.owner.jobs.get(id)
             if (mine === undefined) continue
             this.c.logger.info({ jobId: id, replica: peer }, 'job:released')
@@ -518,7 +521,7 @@ class BidmeshAgent implements Agent {
         } catch (err) {
           this.c.logger.debug({ peer, err: String(err) }, 'replication failed')
         }
-        for (const j of batch) answered(j.job, ok)
+        for (const j of batch) answered(j.job, ok && !stale.includes(j.job.id))
       }
     }))
     await decided
@@ -555,7 +558,9 @@ class BidmeshAgent implements Agent {
     for (const { job, events } of jobs) {
       const mine = this.owner.jobs.get(job.id)
       if (mine !== undefined) {
-        if (job.term <= mine.record.term) continue // an older owner's copy: ignore
+        // An older owner's copy: ignore it, and tell that owner it was superseded.
+        if (job.term < mine.record.term) { stale.push(job.id); continue }
+        if (job.term === mine.record.term) continue
         this.c.logger.info({ jobId: job.id, term: job.term, owner: job.owner }, 'job:released')
         this.ownerDo({ type: 'job:released', jobId: job.id })
       }
@@ -685,6 +690,8 @@ class BidmeshAgent implements Agent {
       if (!this.meshMajority()) return ack(false, 'ERR_NO_QUORUM')
       const replicated = await this.replicate([u.jobId])
       if (!replicated.has(u.jobId)) return ack(false, 'ERR_NOT_REPLICATED')
+      // Released meanwhile (a replica knew a newer owner): not ours to accept.
+      if (!this.owner.jobs.has(u.jobId)) return ack(false, 'ERR_NOT_OWNER')
       const k = `${u.jobId}#${u.epoch}`
       if (!this.acceptedResults.has(k)) {
         this.acceptedResults.add(k)

@@ -9,20 +9,19 @@ import { MessageType } from '../protocol/messages.ts'
 import type { Store } from '../store/store.ts'
 
 /**
- * Direct messages sent without waiting for a flush. Each flush is a disk round trip
- * (1–20 ms here when five agents share a disk), and a job's path crosses several of them in
- * series, so each type left out of the wait takes one off every job's latency. A bid round
- * is soft, so its messages (BidRequest, Bid, BidRefused, ReservationRelease) promise nothing
- * a power loss here could break: a reservation lost in a crash is checked again when the
- * award comes (the bidder declines what no longer fits), and an owner that loses a round's
- * epoch reuses it only for another round; the epoch that fences is the award's, and an
- * Award still waits for the flush.
- * (JobReplicate would qualify too, since it carries the record itself, but it is left to
- * wait: a replication request is encoded when it leaves, and waiting lets it carry the
- * changes the rest of the tick made, an award among them.)
+ * Exchanges (a request and its response) that go out without waiting for a flush. Each flush
+ * is a disk round trip (1–20 ms here when five agents share a disk), and a job's path crosses
+ * several of them in series, so each exchange left out of the wait takes them off every job's
+ * latency. A bid round is soft, so its exchanges (BidRequest → Bid | BidRefused,
+ * ReservationRelease → Ack) promise nothing a power loss here could break: a reservation lost
+ * in a crash is checked again when the award comes (the bidder declines what no longer fits),
+ * and an owner that loses a round's epoch reuses it only for another round; the epoch that
+ * fences is the award's, and an Award still waits for the flush.
+ * (JobReplicate would qualify as a request, since it carries the record itself, but it is left
+ * to wait: a replication request is encoded when it leaves, and waiting lets it carry the
+ * changes the rest of the tick made, an award among them. Its acknowledgement must wait.)
  */
-const UNFLUSHED_REQUESTS: ReadonlySet<number> = new Set([MessageType.BidRequest, MessageType.ReservationRelease])
-const UNFLUSHED_RESPONSES: ReadonlySet<number> = new Set([MessageType.Bid, MessageType.BidRefused])
+const SOFT_EXCHANGES: ReadonlySet<number> = new Set([MessageType.BidRequest, MessageType.ReservationRelease])
 
 export function durableMesh (mesh: Mesh, store: Pick<Store, 'sync'>): Mesh {
   return {
@@ -31,13 +30,13 @@ export function durableMesh (mesh: Mesh, store: Pick<Store, 'sync'>): Mesh {
     connectedPeers: () => mesh.connectedPeers(),
     publish: async (topic, message) => { await mesh.publish(topic, message) },
     async request (to, message, options) {
-      if (!UNFLUSHED_REQUESTS.has(message.type)) await store.sync()
+      if (!SOFT_EXCHANGES.has(message.type)) await store.sync()
       return await mesh.request(to, message, options)
     },
     handle (handler) {
       mesh.handle(async (from, message, options) => {
         const response = await handler(from, message, options)
-        if (!UNFLUSHED_RESPONSES.has(response.type)) await store.sync()
+        if (!SOFT_EXCHANGES.has(message.type)) await store.sync()
         return response
       })
     },

@@ -19,6 +19,8 @@ import { type CapacityView, type LivenessConfig, applyAdvert, claim, createView,
 export interface OwnerConfig extends LivenessConfig {
   selfId: string
   bidWindowMs: number
+  /** an award not acknowledged (nor reported on) this long is given up on; at least leaseMs
+   *  in effect (see decide) */
   awardAckTimeoutMs: number
   /** the owner declares an attempt lost when no renewal arrived for this long */
   leaseMs: number
@@ -135,7 +137,7 @@ export function ownerStep (s: OwnerState, e: OwnerEvent, nowMs: number): OwnerEf
       if (oj === undefined || TERMINAL_STATES.has(oj.record.state)) break
       closeRound(s, oj, fx)
       const node = oj.record.node
-      if (oj.award !== undefined || oj.record.state === 'scheduled' || oj.record.state === 'running') {
+      if (oj.award !== undefined || oj.record.state === 'scheduled' || oj.record.state === 'running' || currentAttempt(oj)?.state === 'awarded') {
         if (node !== undefined) fx.push({ type: 'send', to: node, message: { type: MessageType.CancelAttempt, body: { jobId: oj.record.id, epoch: oj.record.epoch } } })
       }
       oj.award = undefined
@@ -197,6 +199,8 @@ export function ownerStep (s: OwnerState, e: OwnerEvent, nowMs: number): OwnerEf
           if (e.quorum !== false) loseAttempt(s, oj, nowMs, fx, 'peer gone')
         }
         else if (oj.award?.node === e.peer) {
+          // As for a lease: without a majority the winner may be running on the other side.
+          if (e.quorum === false) continue
           const cur = currentAttempt(oj)
           if (cur !== undefined) { cur.state = 'lost'; cur.finishedAtMs = nowMs; cur.reason = 'lost' }
           oj.award = undefined
@@ -366,7 +370,10 @@ function decide (s: OwnerState, oj: OwnerJob, nowMs: number, fx: OwnerEffect[]):
   }
   job.node = winner.node
   job.attempts.push({ epoch: round.epoch, node: winner.node, state: 'awarded', awardedAtMs: nowMs })
-  oj.award = { node: winner.node, epoch: round.epoch, deadlineMs: nowMs + s.config.awardAckTimeoutMs }
+  // Never sooner than a lease would lapse: an owner cut off right after the award must lose
+  // its majority (which stops the deadline, see 'tick') before the deadline can fire, exactly
+  // as a lease is sized to (the quorum's freshness window is shorter than leaseMs).
+  oj.award = { node: winner.node, epoch: round.epoch, deadlineMs: nowMs + Math.max(s.config.awardAckTimeoutMs, s.config.leaseMs) }
   setState(oj, 'pending')
   changedJob(fx, oj, nowMs, { type: 'job:awarded', epoch: round.epoch, node: winner.node, detail: `score ${winner.score.toFixed(3)} of ${round.bids.length} bid(s)` })
   fx.push({ type: 'send', to: winner.node, message: { type: MessageType.Award, body: { jobId: job.id, epoch: round.epoch, owner: s.config.selfId, replicas: job.replicas, spec: job.spec, leaseMs: s.config.leaseMs, term: job.term, ...envelope(job) } } })

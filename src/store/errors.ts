@@ -52,3 +52,18 @@ export class StoreClosedError extends Error {
     this.name = 'StoreClosedError'
   }
 }
+
+/**
+ * Flushing the write-ahead log to stable storage failed. Sticky: after a failed fdatasync the
+ * kernel may have dropped the dirty pages and marked them clean, so a later flush that
+ * "succeeds" proves nothing about the commits before it. Every later sync() fails with this
+ * error until the store is reopened (SQLite then recovers from what the WAL really holds).
+ */
+export class StoreFlushError extends Error {
+  static readonly code = 'ERR_STORE_FLUSH'
+  readonly code = StoreFlushError.code
+  constructor (readonly path: string, options?: ErrorOptions) {
+    super(`could not flush ${path} to stable storage`, options)
+    this.name = 'StoreFlushError'
+  }
+}

@@ -1,13 +1,13 @@
 // The Store on better-sqlite3. One file per agent; records are msgpackr-encoded blobs so
 // the stored form is exactly what travels between agents, while the few fields queries
 // need (state, creation time, sequence numbers) live in their own columns.
-import { closeSync, existsSync, fdatasync, mkdirSync, openSync } from 'node:fs'
+import { closeSync, existsSync, fdatasync, mkdirSync, openSync, realpathSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import Database from 'better-sqlite3'
 import { pack, unpack } from 'msgpackr'
 import type { JobEvent, JobRecord, LogChunk } from '../protocol/job.ts'
 import type { RunningAttempt, Store } from './store.ts'
-import { StoreClosedError, StoreCorruptError, StoreInvalidRecordError, StoreVersionError } from './errors.ts'
+import { StoreClosedError, StoreCorruptError, StoreFlushError, StoreInvalidRecordError, StoreVersionError } from './errors.ts'
 
 export interface SqliteStoreInit {
   /** File path, or ':memory:' for a throwaway store (tests). */
@@ -213,7 +213,8 @@ class SqliteStore implements Store {
       // Without WAL (a file system that lacks it keeps the rollback journal), every commit is
       // FULL and sync() has nothing left to do.
       db.pragma(wal ? 'synchronous = NORMAL' : 'synchronous = FULL')
-      this.walPath = wal && !memory ? `${resolve(path)}-wal` : undefined
+      // Beside the database file itself: SQLite follows a symlinked path to the real file.
+      this.walPath = wal && !memory ? `${realpathSync(resolve(path))}-wal` : undefined
       // No table declares a foreign key yet (see migration 1), but later migrations may;
       // SQLite ignores them unless this is on for each connection.
       db.pragma('foreign_keys = ON')
@@ -418,8 +419,12 @@ class SqliteStore implements Store {
   /** the next flush, queued behind the one in flight and the end of the current tick */
   private nextFlush: Promise<void> | undefined
 
+  /** set once a flush failed: every later sync() fails (see StoreFlushError) */
+  private flushFailed: StoreFlushError | undefined
+
   async sync (): Promise<void> {
     if (this.walPath === undefined || !this.db.open) return
+    if (this.flushFailed !== undefined) throw this.flushFailed
     // Covered by the latest flush: wait for it if it is still in flight.
     if (this.stmt.totalChanges.get() === this.flushStartedAtChanges) return await this.flushing
     this.nextFlush ??= this.queueFlush()
@@ -439,9 +444,9 @@ class SqliteStore implements Store {
     try {
       await flushing
     } catch (err) {
-      // Nothing counts as flushed: the next sync() tries again (and its caller hears of it).
       this.flushStartedAtChanges = -1
-      throw err
+      this.flushFailed ??= err instanceof StoreFlushError ? err : new StoreFlushError(this.walPath!, { cause: err })
+      throw this.flushFailed
     } finally {
       if (this.flushing === flushing) this.flushing = undefined
     }
@@ -451,8 +456,9 @@ class SqliteStore implements Store {
     const walPath = this.walPath!
     if (this.walFd === undefined) {
       // Created with the first write in WAL mode; SQLite keeps the same file (it only
-      // truncates or rewinds it) for as long as this connection is open.
-      if (!existsSync(walPath)) return
+      // truncates or rewinds it) for as long as this connection is open. Commits to flush
+      // and no WAL would mean they went somewhere this store does not know: never "done".
+      if (!existsSync(walPath)) throw new StoreFlushError(walPath, { cause: new Error('the write-ahead log file is missing') })
       this.walFd = openSync(walPath, 'r')
     }
     await this.flushFile(this.walFd)

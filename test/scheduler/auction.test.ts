@@ -277,19 +277,36 @@ describe('adopting a job (a takeover, or a restart)', () => {
 })
 
 describe('awards that do not take', () => {
-  it('no acknowledgement within awardAckTimeoutMs: the attempt is lost and a new epoch is offered', () => {
+  it('no acknowledgement within max(awardAckTimeoutMs, leaseMs): the attempt is lost and a new epoch is offered', () => {
     const s = owner()
     submit(s, 'j1', 0)
     for (const n of NODES) bidFrom(s, n, 'j1', 1, n === 'n2' ? 0.9 : 0.1, 10)
-    expect(ownerNextTimerMs(s)).toBe(2010)
-    expect(bidRequests(tick(s, 2009))).toEqual([])
-    const fx = tick(s, 2010)
+    // 2000 ms configured, but never sooner than a lease (3000) would lapse.
+    expect(ownerNextTimerMs(s)).toBe(3010)
+    expect(bidRequests(tick(s, 3009))).toEqual([])
+    for (const n of NODES) advert(s, n, 3000) // still alive, as far as the view knows
+    const fx = tick(s, 3010)
     expect(events(fx)).toContain('award:timeout')
     expect(job(s, 'j1').attempts[0]).toMatchObject({ epoch: 1, node: 'n2', state: 'lost', reason: 'lost', error: 'award not acknowledged' })
     expect(bidRequests(fx).map(r => r.epoch)).toEqual([2, 2, 2])
     // The late ack of the superseded award changes nothing.
-    expect(step(s, { type: 'award:acked', from: 'n2', jobId: 'j1', epoch: 1 }, 2020)).toEqual([])
+    expect(step(s, { type: 'award:acked', from: 'n2', jobId: 'j1', epoch: 1 }, 3020)).toEqual([])
     expect(job(s, 'j1')).toMatchObject({ state: 'pending', epoch: 2 })
+  })
+
+  it('without a majority an unacknowledged award is neither timed out nor given up when its winner is gone', () => {
+    const s = owner()
+    submit(s, 'j1', 0)
+    for (const n of NODES) bidFrom(s, n, 'j1', 1, n === 'n2' ? 0.9 : 0.1, 10)
+    // Cut off: the winner may be running the job on the majority's side.
+    expect(changed(step(s, { type: 'tick', quorum: false }, 5000))).toEqual([])
+    expect(changed(step(s, { type: 'peer:gone', peer: 'n2', quorum: false }, 7000))).toEqual([])
+    expect(job(s, 'j1').attempts[0]).toMatchObject({ epoch: 1, node: 'n2', state: 'awarded' })
+    // A majority again: the passed deadline fires.
+    for (const n of NODES) advert(s, n, 8000)
+    const fx = step(s, { type: 'tick', quorum: true }, 8000)
+    expect(events(fx)).toContain('award:timeout')
+    expect(bidRequests(fx).map(r => r.epoch)).toEqual([2, 2, 2])
   })
 
   it('declined: the attempt is marked declined and a new round starts at once', () => {

@@ -453,8 +453,9 @@ export class Harness {
       }
     }, () => {
       if (m.type === MessageType.BidRequest) this.ownerDo(node, { type: 'bid:refused', from: to, jobId: m.body.jobId, epoch: m.body.epoch, reason: 'unreachable' })
-      else if (m.type === MessageType.Award) this.ownerDo(node, { type: 'award:declined', from: to, jobId: m.body.jobId, epoch: m.body.epoch, reason: 'unreachable' })
-      // Releases and cancels are best effort: reservations expire and leases lapse anyway.
+      // As in the agent: a failed award is left to its acknowledgement deadline (its answer
+      // may be what was lost). Releases and cancels are best effort: reservations expire and
+      // leases lapse anyway.
     })
   }
 

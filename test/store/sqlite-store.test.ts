@@ -1,7 +1,7 @@
 // The embedded store: round trips, ordering, transactions, corruption handling, and that
 // a write which has returned survives the process being killed.
 import { spawnSync } from 'node:child_process'
-import { existsSync, fdatasyncSync, mkdtempSync, rmSync } from 'node:fs'
+import { existsSync, fdatasyncSync, mkdirSync, mkdtempSync, readlinkSync, realpathSync, rmSync, symlinkSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
@@ -10,7 +10,7 @@ import fc from 'fast-check'
 import { pack } from 'msgpackr'
 import { afterEach, describe, expect, it } from 'vitest'
 import type { JobRecord, LogChunk } from '../../src/protocol/job.ts'
-import { StoreClosedError, StoreCorruptError, StoreInvalidRecordError, StoreVersionError } from '../../src/store/errors.ts'
+import { StoreClosedError, StoreCorruptError, StoreFlushError, StoreInvalidRecordError, StoreVersionError } from '../../src/store/errors.ts'
 import { MIGRATIONS, SCHEMA_VERSION, migrate, openSqliteStore, prefixRange } from '../../src/store/sqlite-store.ts'
 import type { Store } from '../../src/store/store.ts'
 
@@ -674,16 +674,36 @@ describe('sync', () => {
     expect(flushes()).toBe(base + 2)
   })
 
-  it('a failed flush fails its callers, and the next sync flushes again', async () => {
-    let fail = true
+  it('a failed flush fails its callers and every later sync, until the store is reopened', async () => {
     let n = 0
-    const store = openSqliteStore({ path: join(tempDir(), 'sync4.db'), flushFile: async () => { n++; if (fail) throw Object.assign(new Error('EIO'), { code: 'EIO' }) } })
+    const path = join(tempDir(), 'sync4.db')
+    const store = openSqliteStore({ path, flushFile: async () => { n++; throw Object.assign(new Error('EIO'), { code: 'EIO' }) } })
     openStores.push(store)
     store.putJob(job('1m8syncd', 1000))
-    await expect(store.sync()).rejects.toMatchObject({ code: 'EIO' })
-    fail = false
+    await expect(store.sync()).rejects.toMatchObject({ name: 'StoreFlushError', code: StoreFlushError.code, cause: { code: 'EIO' } })
+    // After a failed fdatasync the kernel may have dropped the pages: a later flush that
+    // succeeded would prove nothing about these commits.
+    store.putJob(job('1m8synce', 1001))
+    await expect(store.sync()).rejects.toBeInstanceOf(StoreFlushError)
+    expect(n).toBe(1)
+    store.close()
+    const reopened = open(path)
+    expect(reopened.getJob('1m8syncd')?.id).toBe('1m8syncd')
+    await reopened.sync()
+  })
+
+  it('flushes the WAL beside the real file when the database path is a symlink', async () => {
+    const dir = tempDir()
+    mkdirSync(join(dir, 'real'))
+    const flushed: string[] = []
+    const target = join(dir, 'real', 'agent.db')
+    open(target).close()
+    symlinkSync(target, join(dir, 'link.db'))
+    const store = openSqliteStore({ path: join(dir, 'link.db'), flushFile: async fd => { flushed.push(readlinkSync(`/proc/self/fd/${fd}`)); fdatasyncSync(fd) } })
+    openStores.push(store)
+    store.putJob(job('1m8syncf', 1000))
     await store.sync()
-    expect(n).toBeGreaterThanOrEqual(2)
+    expect(flushed).toEqual([`${realpathSync(target)}-wal`, realpathSync(join(dir, 'real'))])
   })
 
   it('resolves after close without touching the closed database', async () => {
