@@ -1,19 +1,9 @@
 // Real agents (the whole composition root, SQLite included) on the in-memory mesh under fake
 // timers: a partition is cut and healed at exact virtual times, so the heal-time race the
 // process-level chaos test can only hit by chance is replayed on every run.
-import { fdatasyncSync, mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { generateKeyPair } from '@libp2p/crypto/keys'
-import type { PrivateKey } from '@libp2p/interface'
-import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import pino from 'pino'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import { type Agent, startAgent } from '../../src/agent/agent.ts'
-import { signJob } from '../../src/agent/signing.ts'
-import { type MemoryNetwork, createMemoryNetwork } from '../../src/mesh/memory-mesh.ts'
 import type { AttemptRef, AttemptResult, Executor, RunOptions } from '../../src/runtime/executor.ts'
-import { openSqliteStore } from '../../src/store/sqlite-store.ts'
+import { type VirtualAgents, createVirtualAgents } from '../support/virtual-agents.ts'
 
 interface Run { node: string, jobId: string, epoch: number, startedAtMs: number, finishedAtMs?: number, reason?: string }
 
@@ -42,51 +32,10 @@ function recordingExecutor (node: string, runs: Run[], runMs: number, result: ()
   }
 }
 
-interface Node { id: string, agent: Agent }
-
 describe('agents healing from a partition (in-memory mesh, virtual time)', () => {
-  let dir: string
-  let net: MemoryNetwork
-  let nodes: Node[]
-  const logger = pino({ level: 'silent' })
-
-  beforeEach(() => {
-    // Only timers and the clock are virtual; the mesh delivers on microtasks, which stay real.
-    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date'] })
-    dir = mkdtempSync(join(tmpdir(), 'bidmesh-heal-'))
-    net = createMemoryNetwork()
-    nodes = []
-  })
-
-  afterEach(async () => {
-    await Promise.all(nodes.map(async n => await n.agent.stop()))
-    vi.useRealTimers()
-    rmSync(dir, { recursive: true, force: true })
-  })
-
-  async function startNodes (count: number, executorFor: (id: string) => Executor, cpuMilliFor: (i: number) => number): Promise<void> {
-    for (let i = 0; i < count; i++) {
-      // The same cast loadOrCreateKey makes: @libp2p/crypto and libp2p pin different copies of
-      // @libp2p/interface, whose PrivateKey types TypeScript sees as unrelated.
-      const key = await generateKeyPair('Ed25519') as unknown as PrivateKey
-      const id = peerIdFromPrivateKey(key).toString()
-      // Flushed on the calling thread: a flush then ends within virtual time, as it would
-      // within real time, instead of on libuv's pool while virtual time jumps ahead.
-      const store = openSqliteStore({ path: join(dir, `${i}.db`), flushFile: async fd => { fdatasyncSync(fd) } })
-      const agent = await startAgent({ mesh: net.createMesh(id), store, executor: executorFor(id), logger, signJob: f => signJob(key, f) },
-        { cpuMilli: cpuMilliFor(i), memoryBytes: 1024 ** 3 })
-      nodes.push({ id, agent })
-    }
-    await advanceUntil('every agent to see all the others alive', () => nodes.every(n => n.agent.nodes().filter(v => v.liveness === 'alive').length === count), 20_000)
-  }
-
-  async function advanceUntil (what: string, done: () => boolean, maxMs: number): Promise<void> {
-    for (let t = 0; t < maxMs; t += 50) {
-      if (done()) return
-      await vi.advanceTimersByTimeAsync(50)
-    }
-    if (!done()) throw new Error(`timed out waiting for ${what}`)
-  }
+  let v: VirtualAgents
+  beforeEach(() => { v = createVirtualAgents() })
+  afterEach(async () => { await v.stop() })
 
   it.each([
     ['once the owner heard that it runs', true],
@@ -97,33 +46,33 @@ describe('agents healing from a partition (in-memory mesh, virtual time)', () =>
     const runs: Run[] = []
     // Node 0 publishes and owns the job but has too little CPU to run it, so the attempt
     // runs elsewhere, on the side of the partition that keeps the majority.
-    await startNodes(5, id => recordingExecutor(id, runs, 40_000), i => i === 0 ? 100 : 1000)
-    const owner = nodes[0]
+    await v.start(5, { executorFor: id => recordingExecutor(id, runs, 40_000), cpuMilliFor: i => i === 0 ? 100 : 1000 })
+    const owner = v.nodes[0]
     const job = await owner.agent.submit({ image: 'bidmesh/busybox:latest', command: 'true', resources: { cpus: 0.6, memory: '64m' } })
-    await advanceUntil('the attempt to start', () => runs.length === 1, 10_000)
+    await v.advanceUntil('the attempt to start', () => runs.length === 1, 10_000)
     for (let t = 0; waitForOwner && (await owner.agent.getJob(job.id)).job.state !== 'running'; t += 50) {
       if (t > 10_000) throw new Error('the owner never heard that the attempt runs')
       await vi.advanceTimersByTimeAsync(50)
     }
     const executor = runs[0].node
     // Cut the owner off with one agent that is neither the executor: 2 against 3.
-    const minority = [owner.id, nodes.find(n => n.id !== owner.id && n.id !== executor)!.id]
-    const majority = nodes.map(n => n.id).filter(id => !minority.includes(id))
-    net.partition(minority, majority)
+    const minority = [owner.id, v.nodes.find(n => n.id !== owner.id && n.id !== executor)!.id]
+    const majority = v.nodes.map(n => n.id).filter(id => !minority.includes(id))
+    v.net.partition(minority, majority)
     await vi.advanceTimersByTimeAsync(12_000)
     // The majority side took the job over under a higher term, and the executor renewed its
     // lease there, so the owner's lease on the attempt lapsed while it was cut off.
-    const onMajority = await nodes.find(n => n.id === executor)!.agent.getJob(job.id)
+    const onMajority = await v.nodes.find(n => n.id === executor)!.agent.getJob(job.id)
     expect(onMajority.job.term).toBeGreaterThan(job.term)
     expect(majority).toContain(onMajority.job.owner)
 
-    net.heal()
+    v.net.heal()
     await vi.advanceTimersByTimeAsync(10_000)
     // The healed owner saw a majority again, asked the replicas, and let the job go.
     expect(runs).toHaveLength(1)
-    await advanceUntil('the job to finish', () => runs[0].reason !== undefined, 40_000)
+    await v.advanceUntil('the job to finish', () => runs[0].reason !== undefined, 40_000)
     await vi.advanceTimersByTimeAsync(3_000) // the result's summary reaches every agent
-    for (const n of nodes) {
+    for (const n of v.nodes) {
       const d = await n.agent.getJob(job.id)
       expect(d.job.state, `read on ${n.id}`).toBe('succeeded')
       expect(d.job.attempts.filter(a => a.state !== 'lost')).toHaveLength(1)
@@ -138,11 +87,11 @@ describe('agents healing from a partition (in-memory mesh, virtual time)', () =>
     const gone = (): Partial<AttemptResult> => runs.length === 1
       ? { reason: 'error', exitCode: null, error: { name: 'ContainerGoneError', code: 'ERR_CONTAINER_GONE', message: 'removed by another agent', retryable: true } }
       : {}
-    await startNodes(3, id => recordingExecutor(id, runs, 1_000, gone), () => 1000)
-    const job = await nodes[0].agent.submit({ image: 'bidmesh/busybox:latest', command: 'true', resources: { cpus: 0.5, memory: '64m' }, retries: 0 })
-    await advanceUntil('the job to finish', () => runs.length === 2 && runs[1].reason !== undefined, 20_000)
+    await v.start(3, { executorFor: id => recordingExecutor(id, runs, 1_000, gone) })
+    const job = await v.nodes[0].agent.submit({ image: 'bidmesh/busybox:latest', command: 'true', resources: { cpus: 0.5, memory: '64m' }, retries: 0 })
+    await v.advanceUntil('the job to finish', () => runs.length === 2 && runs[1].reason !== undefined, 20_000)
     await vi.advanceTimersByTimeAsync(1_000)
-    const { job: done } = await nodes[0].agent.getJob(job.id)
+    const { job: done } = await v.nodes[0].agent.getJob(job.id)
     expect(done.state).toBe('succeeded')
     expect(done.attempts.map(a => a.state)).toEqual(['lost', 'exited'])
   }, 60_000)

@@ -1,0 +1,79 @@
+// Real agents (the whole composition root, SQLite included) on the in-memory mesh under fake
+// timers, for tests that replay races at exact virtual times. Call create() in beforeEach and
+// stop() in afterEach.
+import { fdatasyncSync, mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import type { PrivateKey } from '@libp2p/interface'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import pino from 'pino'
+import { vi } from 'vitest'
+import { type Agent, startAgent } from '../../src/agent/agent.ts'
+import { signJob } from '../../src/agent/signing.ts'
+import { type MemoryNetwork, createMemoryNetwork } from '../../src/mesh/memory-mesh.ts'
+import type { Executor } from '../../src/runtime/executor.ts'
+import { openSqliteStore } from '../../src/store/sqlite-store.ts'
+import type { Store } from '../../src/store/store.ts'
+
+export interface VirtualNode { id: string, agent: Agent, store: Store }
+
+export interface VirtualAgents {
+  readonly net: MemoryNetwork
+  readonly nodes: VirtualNode[]
+  /** Starts `count` agents and waits (in virtual time) until each sees all the others alive.
+   *  `wrapStore` may replace a store's methods before its agent starts. */
+  start: (count: number, options: { executorFor: (id: string) => Executor, cpuMilliFor?: (i: number) => number, wrapStore?: (store: Store, i: number) => void }) => Promise<void>
+  /** Advances virtual time in 50 ms steps until `done`, failing after `maxMs`. */
+  advanceUntil: (what: string, done: () => boolean, maxMs: number) => Promise<void>
+  /** Stops every agent (advancing virtual time while requests in flight time out), restores
+   *  real timers and removes the stores. */
+  stop: () => Promise<void>
+}
+
+export function createVirtualAgents (): VirtualAgents {
+  // Only timers and the clock are virtual; the mesh delivers on microtasks, which stay real.
+  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date'] })
+  const dir = mkdtempSync(join(tmpdir(), 'bidmesh-virtual-'))
+  const net = createMemoryNetwork()
+  const nodes: VirtualNode[] = []
+  const logger = pino({ level: 'silent' })
+
+  const advanceUntil = async (what: string, done: () => boolean, maxMs: number): Promise<void> => {
+    for (let t = 0; t < maxMs; t += 50) {
+      if (done()) return
+      await vi.advanceTimersByTimeAsync(50)
+    }
+    if (!done()) throw new Error(`timed out waiting for ${what}`)
+  }
+
+  return {
+    net,
+    nodes,
+    advanceUntil,
+    async start (count, { executorFor, cpuMilliFor = () => 1000, wrapStore }) {
+      for (let i = 0; i < count; i++) {
+        // The same cast loadOrCreateKey makes: @libp2p/crypto and libp2p pin different copies
+        // of @libp2p/interface, whose PrivateKey types TypeScript sees as unrelated.
+        const key = await generateKeyPair('Ed25519') as unknown as PrivateKey
+        const id = peerIdFromPrivateKey(key).toString()
+        // Flushed on the calling thread: a flush then ends within virtual time, as it would
+        // within real time, instead of on libuv's pool while virtual time jumps ahead.
+        const store = openSqliteStore({ path: join(dir, `${i}.db`), flushFile: async fd => { fdatasyncSync(fd) } })
+        wrapStore?.(store, i)
+        const agent = await startAgent({ mesh: net.createMesh(id), store, executor: executorFor(id), logger, signJob: f => signJob(key, f) },
+          { cpuMilli: cpuMilliFor(i), memoryBytes: 1024 ** 3 })
+        nodes.push({ id, agent, store })
+      }
+      await advanceUntil('every agent to see all the others alive', () => nodes.every(n => n.agent.nodes().filter(v => v.liveness === 'alive').length === count), 20_000)
+    },
+    async stop () {
+      let stopped = false
+      const stopping = Promise.all(nodes.map(async n => await n.agent.stop())).finally(() => { stopped = true })
+      for (let i = 0; i < 200 && !stopped; i++) await vi.advanceTimersByTimeAsync(100)
+      await stopping
+      vi.useRealTimers()
+      rmSync(dir, { recursive: true, force: true })
+    }
+  }
+}
