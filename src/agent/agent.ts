@@ -465,8 +465,12 @@ class BidmeshAgent implements Agent {
    *  as every job has its quorum or has heard from all its replicas. The slower replicas'
    *  answers still arrive and are handled after that: a caller waits for the quorum's disk
    *  flushes, not for the slowest of the group's. */
+  /** jobId → replica → how many of the job's events that replica acknowledged holding: each
+   *  replication sends a replica only the events after those (docs/protocol.md, JobReplicate) */
+  private readonly replicaEventCounts = new Map<string, Map<string, number>>()
+
   private async replicate (jobIds: string[]): Promise<Set<string>> {
-    const byPeer = new Map<string, Array<{ job: JobRecord, events: JobEvent[] }>>()
+    const byPeer = new Map<string, Array<{ job: JobRecord, events: JobEvent[], eventsFrom: number }>>()
     const acks = new Map<string, number>()
     const unanswered = new Map<string, number>()
     const done = new Set<string>()
@@ -480,10 +484,16 @@ class BidmeshAgent implements Agent {
       acks.set(id, 0)
       unanswered.set(id, job.replicas.length)
       undecided++
-      const events = this.c.store.events(id).slice(-1000)
+      const held = this.replicaEventCounts.get(id)
+      const total = this.c.store.eventCount(id)
+      // Replicas usually hold the same events: read each starting point once.
+      const read = new Map<number, JobEvent[]>()
       for (const r of job.replicas) {
+        const from = Math.min(held?.get(r) ?? 0, total)
+        let events = read.get(from)
+        if (events === undefined) { events = this.c.store.events(id, { from, limit: 1000 }); read.set(from, events) }
         const list = byPeer.get(r) ?? []
-        list.push({ job, events })
+        list.push({ job, events, eventsFrom: from })
         byPeer.set(r, list)
       }
     }
@@ -504,6 +514,7 @@ class BidmeshAgent implements Agent {
         const batch = jobs.slice(i, i + 100)
         let ok = false
         let stale: string[] = []
+        let gaps: string[] = []
         try {
           const r = await this.c.mesh.request(peer, { type: MessageType.JobReplicate, body: { from: this.peerId, jobs: batch } }, { timeoutMs: 2000 })
           // A replica that knows a higher term for a job: someone took it over while we were
@@ -518,10 +529,22 @@ class BidmeshAgent implements Agent {
             this.c.store.putJob({ ...mine.record, owner: peer })
           }
           ok = r.type === MessageType.Ack && r.body.ok
+          gaps = r.type === MessageType.Ack ? r.body.eventGaps ?? [] : []
         } catch (err) {
           this.c.logger.debug({ peer, err: String(err) }, 'replication failed')
         }
-        for (const j of batch) answered(j.job, ok && !stale.includes(j.job.id))
+        for (const j of batch) {
+          if (ok && !stale.includes(j.job.id)) {
+            // The replica kept the record; its events run to ours, or (a gap: it lost some,
+            // or never had them) are resent from the first next time.
+            const counts = this.replicaEventCounts.get(j.job.id) ?? new Map<string, number>()
+            const gap = gaps.includes(j.job.id)
+            counts.set(peer, gap ? 0 : Math.max(counts.get(peer) ?? 0, j.eventsFrom + j.events.length))
+            this.replicaEventCounts.set(j.job.id, counts)
+            if (gap) this.queueReplication(j.job.id)
+          }
+          answered(j.job, ok && !stale.includes(j.job.id))
+        }
       }
     }))
     await decided
@@ -547,15 +570,17 @@ class BidmeshAgent implements Agent {
     await this.replicate(ids)
   }
 
-  /** Stores newer copies; returns the ids the sender sent under a lower term than we know. */
-  private onReplicate (jobs: Array<{ job: JobRecord, events: JobEvent[] }>): string[] {
+  /** Stores newer copies; returns the ids the sender sent under a lower term than we know
+   *  (stale), and those whose events started past the ones we hold (gaps). */
+  private onReplicate (jobs: Array<{ job: JobRecord, events: JobEvent[], eventsFrom?: number }>): { stale: string[], gaps: string[] } {
     // One commit (one fsync) for the whole batch rather than one per job.
     return this.c.store.transaction(() => this.storeReplicas(jobs))
   }
 
-  private storeReplicas (jobs: Array<{ job: JobRecord, events: JobEvent[] }>): string[] {
+  private storeReplicas (jobs: Array<{ job: JobRecord, events: JobEvent[], eventsFrom?: number }>): { stale: string[], gaps: string[] } {
     const stale: string[] = []
-    for (const { job, events } of jobs) {
+    const gaps: string[] = []
+    for (const { job, events, eventsFrom = 0 } of jobs) {
       const mine = this.owner.jobs.get(job.id)
       if (mine !== undefined) {
         // An older owner's copy: ignore it, and tell that owner it was superseded.
@@ -570,7 +595,10 @@ class BidmeshAgent implements Agent {
       this.c.store.transaction(() => {
         this.c.store.putJob(job)
         const have = this.c.store.eventCount(job.id)
-        for (const ev of events.slice(have)) this.c.store.appendEvent(job.id, ev)
+        // The sender's list starts at its event number eventsFrom: append what we lack, in
+        // order, and never leave a hole (a gap is reported; the sender resends from the first).
+        if (eventsFrom > have) gaps.push(job.id)
+        else for (const ev of events.slice(have - eventsFrom)) this.c.store.appendEvent(job.id, ev)
       })
       const sum = summarize(job)
       this.directory.set(sum.id, sum)
@@ -579,7 +607,7 @@ class BidmeshAgent implements Agent {
         this.standbyRenewals.delete(job.id)
       } else this.standby.set(job.id, job)
     }
-    return stale
+    return { stale, gaps }
   }
 
   /** A replica takes a job over when its owner is gone, it is the highest-ranked alive
@@ -904,8 +932,10 @@ class BidmeshAgent implements Agent {
       case MessageType.AttemptUpdate:
         return await this.onAttemptUpdate(m.body)
       case MessageType.JobReplicate: {
-        const stale = this.onReplicate(m.body.jobs)
-        return stale.length > 0 ? { type: MessageType.Ack, body: { ok: true, staleJobs: stale } } : ack()
+        const { stale, gaps } = this.onReplicate(m.body.jobs)
+        return stale.length > 0 || gaps.length > 0
+          ? { type: MessageType.Ack, body: { ok: true, ...(stale.length > 0 ? { staleJobs: stale } : {}), ...(gaps.length > 0 ? { eventGaps: gaps } : {}) } }
+          : ack()
       }
       case MessageType.LogAppend: {
         const oj = this.owner.jobs.get(m.body.jobId)

@@ -162,12 +162,12 @@ export const BodySchemas = {
   [MessageType.LogReply]: z.object({ chunks: z.array(logChunk).max(10_000) }),
   [MessageType.CancelRequest]: z.object({ jobId }),
   [MessageType.CancelAttempt]: z.object({ jobId, epoch }),
-  [MessageType.Ack]: z.object({ ok: z.boolean(), code: z.string().max(64).optional(), message: z.string().max(1024).optional(), staleJobs: z.array(jobId).max(256).optional() }),
+  [MessageType.Ack]: z.object({ ok: z.boolean(), code: z.string().max(64).optional(), message: z.string().max(1024).optional(), staleJobs: z.array(jobId).max(256).optional(), eventGaps: z.array(jobId).max(256).optional() }),
   [MessageType.JobSummaries]: z.object({ from: peerId, summaries: z.array(summary).max(256) }),
   [MessageType.JobListQuery]: z.object({ state: jobState.optional(), limit: z.number().int().positive().max(10_000) }),
   [MessageType.JobListReply]: z.object({ summaries: z.array(summary).max(10_000) }),
   [MessageType.MemberLeave]: z.object({ peerId }),
-  [MessageType.JobReplicate]: z.object({ from: peerId, jobs: z.array(z.object({ job: jobRecord, events: z.array(jobEvent).max(1000) })).max(256) }),
+  [MessageType.JobReplicate]: z.object({ from: peerId, jobs: z.array(z.object({ job: jobRecord, events: z.array(jobEvent).max(1000), eventsFrom: z.number().int().nonnegative().optional() })).max(256) }),
   [MessageType.LogAppend]: z.object({ jobId, epoch, chunks: z.array(z.object({ stream: z.enum(['stdout', 'stderr']), atMs: ms, data: z.string() })).max(10_000) })
 } as const
 
@@ -194,13 +194,17 @@ export interface Bodies {
   [MessageType.CancelRequest]: { jobId: string }
   [MessageType.CancelAttempt]: { jobId: string, epoch: number }
   /** staleJobs (to JobReplicate): jobs the replica knows under a higher term: the sender is no longer their owner */
-  [MessageType.Ack]: { ok: boolean, code?: string, message?: string, staleJobs?: string[] }
+  /** eventGaps (to JobReplicate): jobs whose events started past the events the replica
+   *  holds (it kept the record, not the events): send them from the first one */
+  [MessageType.Ack]: { ok: boolean, code?: string, message?: string, staleJobs?: string[], eventGaps?: string[] }
   [MessageType.JobSummaries]: { from: string, summaries: JobSummary[] }
   [MessageType.JobListQuery]: { state?: JobSummary['state'], limit: number }
   [MessageType.JobListReply]: { summaries: JobSummary[] }
   /** gossip: the sender is leaving the mesh on purpose (drain); forget it now */
   [MessageType.MemberLeave]: { peerId: string }
-  [MessageType.JobReplicate]: { from: string, jobs: Array<{ job: JobRecord, events: JobEvent[] }> }
+  /** events: the job's events from number eventsFrom on (0-based; absent: from the first),
+   *  at most 1000 at a time; an owner sends each replica only those it has not acknowledged */
+  [MessageType.JobReplicate]: { from: string, jobs: Array<{ job: JobRecord, events: JobEvent[], eventsFrom?: number }> }
   [MessageType.LogAppend]: { jobId: string, epoch: number, chunks: Array<Omit<LogChunk, 'seq' | 'epoch'>> }
 }
 

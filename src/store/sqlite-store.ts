@@ -153,7 +153,7 @@ function prepareStatements (db: Db) {
     deleteEvents: db.prepare<[string]>('DELETE FROM events WHERE job_id = ?'),
     deleteLogs: db.prepare<[string]>('DELETE FROM logs WHERE job_id = ?'),
     appendEvent: db.prepare<[string, Buffer]>('INSERT INTO events (job_id, record) VALUES (?, ?)'),
-    events: db.prepare<[string], EventRow>('SELECT seq, record FROM events WHERE job_id = ? ORDER BY seq'),
+    events: db.prepare<[string, number, number], EventRow>('SELECT seq, record FROM events WHERE job_id = ? ORDER BY seq LIMIT ? OFFSET ?'),
     eventCount: db.prepare<[string], number>('SELECT count(*) FROM events WHERE job_id = ?').pluck(),
     nextLogSeq: db.prepare<[string], number>('SELECT COALESCE(MAX(seq), 0) + 1 FROM logs WHERE job_id = ?').pluck(),
     appendLog: db.prepare<[string, number, number, string, number, string]>(
@@ -317,9 +317,10 @@ class SqliteStore implements Store {
     this.stmt.appendEvent.run(jobId, encode('event', event))
   }
 
-  events (jobId: string): JobEvent[] {
+  events (jobId: string, options: { from?: number, limit?: number } = {}): JobEvent[] {
     this.live()
-    return this.stmt.events.all(jobId).map(row => {
+    // LIMIT -1: no limit, in SQLite.
+    return this.stmt.events.all(jobId, options.limit ?? -1, options.from ?? 0).map(row => {
       const key = `${jobId} #${row.seq}`
       const v = decode('events', key, row.record)
       if (!isObject(v) || typeof v.atMs !== 'number' || typeof v.type !== 'string') {

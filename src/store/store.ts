@@ -24,7 +24,8 @@ export interface Store {
   deleteJob (id: string): void
 
   appendEvent (jobId: string, event: JobEvent): void
-  events (jobId: string): JobEvent[]
+  /** In append order; `from` skips the first events (0-based), `limit` caps the count. */
+  events (jobId: string, options?: { from?: number, limit?: number }): JobEvent[]
   /** How many events the job has: events(jobId).length, without reading them. */
   eventCount (jobId: string): number
 

@@ -68,4 +68,39 @@ describe('replication to a job\'s replicas', () => {
     await vi.advanceTimersByTimeAsync(2_500) // the replication request's 2 s timeout
     expect(answered).toBe(true)
   })
+
+  it('each replica is sent only the events it lacks, and ends with the owner\'s events', async () => {
+    const reads: Array<{ from?: number }> = []
+    await v.start(5, {
+      executorFor: () => noopExecutor({ runMs: 1_000 }),
+      wrapStore: (store, i) => {
+        if (i !== 0) return
+        const events = store.events.bind(store)
+        store.events = (jobId, options) => { reads.push({ from: options?.from }); return events(jobId, options) }
+      }
+    })
+    const [owner, ...replicas] = v.nodes
+    const job = await owner.agent.submit(JOB)
+    await v.advanceUntil('the job to succeed', () => owner.store.getJob(job.id)?.state === 'succeeded', 20_000)
+    await vi.advanceTimersByTimeAsync(1_000) // the last replication
+    const events = owner.store.events(job.id)
+    expect(events.map(e => e.type)).toContain('job:succeeded')
+    for (const r of replicas) expect(r.store.events(job.id)).toEqual(events)
+    // Later replications started past what the replicas held.
+    expect(reads.some(r => (r.from ?? 0) > 0)).toBe(true)
+  })
+
+  it('a replica that lost a job\'s events reports a gap and is sent them all again', async () => {
+    await startNodes(5)
+    const [owner, ...replicas] = v.nodes
+    const job = await owner.agent.submit({ ...JOB, command: 'true' })
+    await vi.advanceTimersByTimeAsync(500)
+    // One replica loses the job (its store wiped of it) while the owner thinks it holds events.
+    replicas[0].store.deleteJob(job.id)
+    expect(replicas[0].store.eventCount(job.id)).toBe(0)
+    // The owner's next changes are sent from past the start: a gap, then everything.
+    await owner.agent.cancel(job.id)
+    await vi.advanceTimersByTimeAsync(1_000)
+    expect(replicas[0].store.events(job.id)).toEqual(owner.store.events(job.id))
+  })
 })
