@@ -460,30 +460,27 @@ class BidmeshAgent implements Agent {
     return peers.sort((a, b) => rendezvous(jobId, b) - rendezvous(jobId, a) || (a < b ? -1 : 1)).slice(0, count)
   }
 
+  /** jobId → replica → how many of the job's events that replica acknowledged holding: each
+   *  replication sends a replica only the events after those (docs/protocol.md, JobReplicate) */
+  private readonly replicaEventCounts = new Map<string, Map<string, number>>()
+
   /** Sends the current record of each job to its replicas; resolves with the ids that a
    *  quorum of replicas acknowledged (with the owner, a majority of the job's group), as soon
    *  as every job has its quorum or has heard from all its replicas. The slower replicas'
    *  answers still arrive and are handled after that: a caller waits for the quorum's disk
    *  flushes, not for the slowest of the group's. */
-  /** jobId → replica → how many of the job's events that replica acknowledged holding: each
-   *  replication sends a replica only the events after those (docs/protocol.md, JobReplicate) */
-  private readonly replicaEventCounts = new Map<string, Map<string, number>>()
-
   private async replicate (jobIds: string[]): Promise<Set<string>> {
     const byPeer = new Map<string, Array<{ job: JobRecord, events: JobEvent[], eventsFrom: number }>>()
-    const acks = new Map<string, number>()
-    const unanswered = new Map<string, number>()
+    /** jobs still waiting for their quorum: acknowledgements so far, replicas yet to answer */
+    const waiting = new Map<string, { acks: number, unanswered: number }>()
     const done = new Set<string>()
-    let undecided = 0
     let allDecided!: () => void
     const decided = new Promise<void>(resolve => { allDecided = resolve })
     for (const id of new Set(jobIds)) {
       const job = this.owner.jobs.get(id)?.record
       if (job === undefined) continue
       if (job.replicas.length === 0) { done.add(id); continue }
-      acks.set(id, 0)
-      unanswered.set(id, job.replicas.length)
-      undecided++
+      waiting.set(id, { acks: 0, unanswered: job.replicas.length })
       const held = this.replicaEventCounts.get(id)
       const total = this.c.store.eventCount(id)
       // Replicas usually hold the same events: read each starting point once.
@@ -497,17 +494,17 @@ class BidmeshAgent implements Agent {
         byPeer.set(r, list)
       }
     }
-    if (undecided === 0) allDecided()
+    if (waiting.size === 0) allDecided()
     const answered = (job: JobRecord, ok: boolean): void => {
-      const left = unanswered.get(job.id)
-      if (left === undefined) return // decided already
-      const n = (acks.get(job.id) ?? 0) + (ok ? 1 : 0)
-      acks.set(job.id, n)
-      if (n >= replicaQuorum(job.replicas.length)) done.add(job.id)
-      if (done.has(job.id) || left === 1) {
-        unanswered.delete(job.id)
-        if (--undecided === 0) allDecided()
-      } else unanswered.set(job.id, left - 1)
+      const w = waiting.get(job.id)
+      if (w === undefined) return // decided already
+      if (ok) w.acks++
+      w.unanswered--
+      if (w.acks >= replicaQuorum(job.replicas.length)) done.add(job.id)
+      if (done.has(job.id) || w.unanswered === 0) {
+        waiting.delete(job.id)
+        if (waiting.size === 0) allDecided()
+      }
     }
     void Promise.all([...byPeer].map(async ([peer, jobs]) => {
       for (let i = 0; i < jobs.length; i += 100) {
@@ -741,6 +738,7 @@ class BidmeshAgent implements Agent {
   // ---- the two machines ------------------------------------------------------------------
 
   private ownerDo (event: OwnerEvent): void {
+    if (event.type === 'job:released') this.replicaEventCounts.delete(event.jobId)
     const effects = ownerStep(this.owner, event, Date.now())
     this.runOwnerEffects(effects)
   }

@@ -418,7 +418,6 @@ class Libp2pMesh extends MeshEmitter implements Mesh {
     return client
   }
 
-  /** One request on a stream of its own (rpcProtocol), for peers without the channel protocol. */
   /** The response frame to one request sent on a stream of its own (rpcProtocol), for peers
    *  without the channel protocol; request() decodes it as it does a channel's. */
   private async requestOnStream (to: string, payload: Uint8Array, signal: AbortSignal): Promise<Uint8Array> {

@@ -68,11 +68,11 @@ export function decodeFrame (raw: RawFrame): { kind: number, id: number, payload
   return { kind, id, payload: bytes.subarray(HEADER_BYTES) }
 }
 
+interface QueuedFrame { frame: Uint8Array, done: () => void, withdrawn?: boolean }
+
 /** Queues frames and writes all that queued up in one tick with one writeV. send() resolves
  *  once its frame is written (or dropped: withdrawn before its turn, or after a failed write).
  *  A failed write is reported once through onError; the writer drops everything after it. */
-interface QueuedFrame { frame: Uint8Array, done: () => void, withdrawn?: boolean }
-
 class FrameWriter {
   private queue: QueuedFrame[] = []
   private flushing = false

@@ -426,8 +426,13 @@ class SqliteStore implements Store {
   async sync (): Promise<void> {
     if (this.walPath === undefined || !this.db.open) return
     if (this.flushFailed !== undefined) throw this.flushFailed
-    // Covered by the latest flush: wait for it if it is still in flight.
-    if (this.stmt.totalChanges.get() === this.flushStartedAtChanges) return await this.flushing
+    // Covered by the latest flush: wait for it if it is still in flight (its failure is
+    // reported as every failed flush is, see queueFlush).
+    if (this.stmt.totalChanges.get() === this.flushStartedAtChanges) {
+      await this.flushing?.catch(() => {})
+      if (this.flushFailed !== undefined) throw this.flushFailed
+      return
+    }
     this.nextFlush ??= this.queueFlush()
     await this.nextFlush
   }
@@ -445,7 +450,6 @@ class SqliteStore implements Store {
     try {
       await flushing
     } catch (err) {
-      this.flushStartedAtChanges = -1
       this.flushFailed ??= err instanceof StoreFlushError ? err : new StoreFlushError(this.walPath!, { cause: err })
       throw this.flushFailed
     } finally {

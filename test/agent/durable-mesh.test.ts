@@ -3,6 +3,7 @@
 import { describe, expect, it } from 'vitest'
 import { durableMesh } from '../../src/agent/durable-mesh.ts'
 import { createMemoryNetwork } from '../../src/mesh/memory-mesh.ts'
+import type { Mesh } from '../../src/mesh/mesh.ts'
 import { parseJobSpec } from '../../src/protocol/job-spec.ts'
 import { type Message, MessageType } from '../../src/protocol/messages.ts'
 
@@ -17,16 +18,20 @@ function gatedStore (): { sync: () => Promise<void>, flushes: number, release: (
   return s
 }
 
+/** Two durable meshes, a and b, on one in-memory network, each with a gated store. */
+function pair (): { a: Mesh, aStore: ReturnType<typeof gatedStore>, b: Mesh, bStore: ReturnType<typeof gatedStore> } {
+  const net = createMemoryNetwork()
+  const aStore = gatedStore()
+  const bStore = gatedStore()
+  return { a: durableMesh(net.createMesh('a'), aStore), aStore, b: durableMesh(net.createMesh('b'), bStore), bStore }
+}
+
 const settle = async (): Promise<void> => { for (let i = 0; i < 5; i++) await new Promise(resolve => setImmediate(resolve)) }
 const query: Message = { type: MessageType.JobQuery, body: { id: 'job-1' } }
 
 describe('durable mesh', () => {
   it('a request leaves only after the sender\'s flush, a response only after the answerer\'s', async () => {
-    const net = createMemoryNetwork()
-    const senderStore = gatedStore()
-    const answererStore = gatedStore()
-    const sender = durableMesh(net.createMesh('a'), senderStore)
-    const answerer = durableMesh(net.createMesh('b'), answererStore)
+    const { a: sender, aStore: senderStore, b: answerer, bStore: answererStore } = pair()
     const received: Message[] = []
     answerer.handle(async (_from, m) => { received.push(m); return { type: MessageType.Ack, body: { ok: true } } })
 
@@ -59,11 +64,7 @@ describe('durable mesh', () => {
   })
 
   it('a bid round\'s messages do not wait for a flush; an award and its acknowledgement do', async () => {
-    const net = createMemoryNetwork()
-    const ownerStore = gatedStore()
-    const bidderStore = gatedStore()
-    const owner = durableMesh(net.createMesh('a'), ownerStore)
-    const bidder = durableMesh(net.createMesh('b'), bidderStore)
+    const { a: owner, aStore: ownerStore, b: bidder, bStore: bidderStore } = pair()
     bidder.handle(async (_from, m) => m.type === MessageType.BidRequest
       ? { type: MessageType.BidRefused, body: { jobId: 'job-1', epoch: 1, reason: 'cpu' } }
       : { type: MessageType.AwardAck, body: { jobId: 'job-1', epoch: 1 } })
