@@ -6,6 +6,19 @@ export const DEFAULT_API_HOST = '127.0.0.1'
 export const DEFAULT_API_PORT = 7700
 export const DEFAULT_LISTEN = '/ip4/0.0.0.0/tcp/7701'
 
+/** V8 flags every launcher gives the agent's node: the systemd wrapper (agent/bidmesh-agent),
+ *  the agent images (agent/Dockerfile, scripts/build-agent-image.sh), the shebang of
+ *  bin/bidmesh.js, and the tests' and benchmarks' spawners. test/agent/node-flags.test.ts
+ *  checks that they agree. A process takes them only at start: v8.setFlagsFromString is
+ *  too late to resize the heap.
+ *  - --max-semi-space-size=1: the young generation's two halves are capped at 1 MiB each,
+ *    not V8's 16: an idle agent's RSS falls by about 23 MB. The cost is more frequent (each
+ *    cheaper) scavenges under load; docs/benchmarks.md compares both in one run.
+ *  - --v8-pool-size=1: one V8 worker thread (concurrent marking, off-thread compilation),
+ *    not one per core: about 4 MB less, and an agent does not compete with its own jobs'
+ *    containers for cores. */
+export const AGENT_NODE_FLAGS = ['--max-semi-space-size=1', '--v8-pool-size=1'] as const
+
 export const AGENT_DEFAULTS = {
   /** CPU kept back for the host and the agent itself: max(0.25 core, 10% of cores). */
   reserveCpuFraction: 0.1,

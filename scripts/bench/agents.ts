@@ -6,6 +6,7 @@ import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync,
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { createInterface } from 'node:readline'
+import { AGENT_NODE_FLAGS } from '../../src/constants.ts'
 import { cleanup } from './cleanup.ts'
 import { request, sleep, waitFor } from './util.ts'
 
@@ -82,7 +83,8 @@ export async function startAgent (o: AgentOptions, timeoutMs = START_TIMEOUT_MS)
   // BIDMESH_BENCH_NODE_FLAGS: extra flags for the agents' node, e.g. "--cpu-prof
   // --cpu-prof-dir=/tmp/prof" to profile them (node refuses --cpu-prof in NODE_OPTIONS).
   const nodeFlags = (process.env.BIDMESH_BENCH_NODE_FLAGS ?? '').split(/\s+/).filter(f => f !== '')
-  const proc = spawn(process.execPath, [...nodeFlags, ...args], { stdio: ['ignore', 'pipe', logFd], env: { ...process.env } })
+  // The agents run with the flags every launcher gives them (AGENT_NODE_FLAGS).
+  const proc = spawn(process.execPath, [...AGENT_NODE_FLAGS, ...nodeFlags, ...args], { stdio: ['ignore', 'pipe', logFd], env: { ...process.env } })
   closeSync(logFd)
   const exited = new Promise<number | null>(res => proc.once('exit', code => res(code)))
   proc.once('exit', (code, signal) => {

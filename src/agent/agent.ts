@@ -72,7 +72,17 @@ export function agentTimings (init: AgentInit) {
     leaseRenewMs,
     /** see AGENT_DEFAULTS.quorumFreshAdvertIntervals */
     quorumFreshMs: Math.min(AGENT_DEFAULTS.quorumFreshAdvertIntervals * advertIntervalMs, leaseMs - leaseRenewMs),
+    /** The machines' clock while work is in flight (an auction, an award, a lease, a replica
+     *  on standby): timeouts fire at most tickMs late. */
     tickMs: 50,
+    /** The clock of an agent with nothing in flight: only membership (a peer gone after
+     *  goneAfterMs) is checked, so a quarter second late costs nothing, and an idle agent wakes
+     *  4 times a second instead of 20. Any event that can start work brings tickMs back at once. */
+    idleTickMs: 250,
+    /** Pending job summaries go out in one gossip message at most this often. */
+    summaryFlushMs: 250,
+    /** Takeovers and view pruning are checked this often. */
+    housekeepingMs: 500,
     logFlushMs: 100
   }
 }
@@ -147,7 +157,10 @@ class BidmeshAgent implements Agent {
   private readonly replicateQueue = new Set<string>()
   private replicationTimer: ReturnType<typeof setTimeout> | undefined
   private readonly acceptedResults = new Set<string>()
-  private tickCount = 0
+  private tickTimer: ReturnType<typeof setTimeout> | undefined
+  private nextTickAtMs = Infinity
+  private lastHousekeepingAtMs = 0
+  private summaryTimer: ReturnType<typeof setTimeout> | undefined
   /** The fresh majority was lost since the last ownership check (see ownerQuorum). */
   private quorumLost = false
   /** Set while the owner asks its jobs' replicas whether another agent took them over. */
@@ -220,9 +233,8 @@ class BidmeshAgent implements Agent {
       this.timers.push(t as unknown as ReturnType<typeof setInterval>)
     }
     this.publishAdvert()
-    this.timers.push(setInterval(() => this.tick(), this.t.tickMs))
+    this.scheduleTick(this.t.tickMs)
     this.timers.push(setInterval(() => this.publishAdvert(), this.t.advertIntervalMs))
-    this.timers.push(setInterval(() => { void this.flushSummaries() }, 250))
   }
 
   listenAddrs (): string[] { return this.c.mesh.listenAddrs() }
@@ -275,6 +287,8 @@ class BidmeshAgent implements Agent {
     if (this.stopped) return
     this.stopped = true
     for (const t of this.timers) clearInterval(t)
+    clearTimeout(this.tickTimer)
+    clearTimeout(this.summaryTimer)
     if (this.replicationTimer !== undefined) clearTimeout(this.replicationTimer)
     for (const r of this.running.values()) r.abort.abort()
     await this.c.mesh.stop().catch(() => {})
@@ -313,6 +327,33 @@ class BidmeshAgent implements Agent {
     }
   }
 
+  /** The next tick comes within delayMs: an earlier one already due stays, a later one is
+   *  brought forward. One timer, so an idle agent's clock costs one wakeup per idleTickMs. */
+  private scheduleTick (delayMs: number): void {
+    if (this.stopped) return
+    const at = Date.now() + delayMs
+    if (this.tickTimer !== undefined && this.nextTickAtMs <= at) return
+    clearTimeout(this.tickTimer)
+    this.nextTickAtMs = at
+    this.tickTimer = setTimeout(() => {
+      this.tickTimer = undefined
+      this.nextTickAtMs = Infinity
+      try {
+        this.tick()
+      } finally {
+        this.scheduleTick(this.hasWorkInFlight() ? this.t.tickMs : this.t.idleTickMs)
+      }
+    }, delayMs)
+  }
+
+  /** Anything whose timeouts the machines must see on time (see agentTimings.tickMs). */
+  private hasWorkInFlight (): boolean {
+    return this.owner.pending.size > 0 || this.owner.active.size > 0 ||
+      this.bidder.reservations.size > 0 || this.bidder.allocations.size > 0 ||
+      this.running.size > 0 || this.standby.size > 0 || this.adopting.size > 0 ||
+      this.replicateQueue.size > 0 || this.ownershipCheck !== undefined
+  }
+
   private tick (): void {
     const now = Date.now()
     this.bidderDo({ type: 'tick' })
@@ -329,7 +370,8 @@ class BidmeshAgent implements Agent {
       } else if (l !== 'gone') this.gonePeers.delete(peer)
     }
     this.ownerDo({ type: 'tick', quorum: this.ownerQuorum(now) })
-    if (++this.tickCount % 10 === 0) {
+    if (now - this.lastHousekeepingAtMs >= this.t.housekeepingMs) {
+      this.lastHousekeepingAtMs = now
       // Forget peers gone for a minute: they no longer count towards a majority.
       pruneView(this.owner.view, now, this.owner.config.goneAfterMs, 60_000)
       this.checkTakeovers(now)
@@ -672,7 +714,7 @@ class BidmeshAgent implements Agent {
     if (oj !== undefined && oj.leaseExpiresAtMs !== undefined && renewed !== undefined) oj.leaseExpiresAtMs = renewed + this.owner.config.leaseMs
     const sum = summarize(record)
     this.directory.set(sum.id, sum)
-    this.summaryQueue.set(sum.id, sum)
+    this.queueSummary(sum)
     this.queueReplication(record.id)
   }
 
@@ -740,12 +782,26 @@ class BidmeshAgent implements Agent {
   private ownerDo (event: OwnerEvent): void {
     if (event.type === 'job:released') this.replicaEventCounts.delete(event.jobId)
     const effects = ownerStep(this.owner, event, Date.now())
+    // An advert alone starts no work (pending jobs already keep the clock fast); anything
+    // else may open a timeout the machine must see on time.
+    if (event.type !== 'tick' && event.type !== 'advert:received') this.scheduleTick(this.t.tickMs)
     this.runOwnerEffects(effects)
   }
 
   private bidderDo (event: BidderEvent): void {
     const effects = bidderStep(this.bidder, event, Date.now())
+    if (event.type !== 'tick') this.scheduleTick(this.t.tickMs)
     this.runBidderEffects(effects)
+  }
+
+  /** A job's summary goes out with the next batch (see agentTimings.summaryFlushMs). */
+  private queueSummary (sum: JobSummary): void {
+    this.summaryQueue.set(sum.id, sum)
+    if (this.summaryTimer !== undefined || this.stopped) return
+    this.summaryTimer = setTimeout(() => {
+      this.summaryTimer = undefined
+      void this.flushSummaries()
+    }, this.t.summaryFlushMs)
   }
 
   private runOwnerEffects (effects: OwnerEffect[]): void {
@@ -764,7 +820,7 @@ class BidmeshAgent implements Agent {
       for (const ev of fx.events) this.onJobEvent(fx.job, ev)
       const sum = summarize(fx.job)
       this.directory.set(sum.id, sum)
-      this.summaryQueue.set(sum.id, sum)
+      this.queueSummary(sum)
       if (fx.job.replicas.length > 0) this.queueReplication(fx.job.id)
     }
     for (const fx of effects) {

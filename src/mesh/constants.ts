@@ -8,8 +8,29 @@ export const MESH_DEFAULTS = {
   rpcProtocol: '/bidmesh/rpc/1.0.0',
   /** a request waits this long for its response before the peer counts as unreachable */
   requestTimeoutMs: 5000,
-  /** bootstrap peers are re-dialled this often while not connected (a restarted seed comes back) */
+  /** bootstrap peers are re-dialled this often while not connected (a restarted seed comes back),
+   *  and the agent tops its connections up to minPeers this often */
   redialIntervalMs: 2000,
+  /** Peers an agent keeps connections to at least, chosen among those it learned of from
+   *  adverts. Without it, agents that all bootstrapped from one seed hear each other only
+   *  through it, and the mesh falls apart into single agents when the seed leaves. 2: an
+   *  agent keeps a path besides any one peer. More: more duplicate gossip (each connection
+   *  carries every advert once or twice), which idle agents pay for in CPU (at 5 agents, 3
+   *  cost about 0.7 % of a core more than 2; docs/benchmarks.md). */
+  minPeers: 2,
+  /** A learned peer unheard on gossip this long, and not connected, is dialled: if it is on
+   *  the far side of a split (agents that still have minPeers connections each, but no path
+   *  to it), the dial joins the two sides again. Equal to goneAfterMs (6 s): a peer that
+   *  stops for a moment is not dialled; a split lasts at most this plus redialIntervalMs. */
+  silentPeerDialMs: 6000,
+  /** Silent peers dialled per top-up (each dial that fails backs its peer off). */
+  maxSilentDialsPerTopUp: 2,
+  /** A peer whose top-up dial failed is not tried again for this long (it may be gone for good). */
+  peerDialBackoffMs: 30_000,
+  /** A learned peer unheard this long is forgotten as a top-up candidate. */
+  candidatePeerTtlMs: 10 * 60_000,
+  /** Top-up candidates remembered at most, the most recently heard kept. */
+  maxCandidatePeers: 1024,
   /** Direct streams served at once per connection (one per request). A busy executor has about
    *  two in flight per running job to the same owner (a log flush and a lease renewal), so
    *  64 running jobs × 2 = 128. More: one peer can make us run more handlers at once; fewer:

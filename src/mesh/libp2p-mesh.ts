@@ -18,12 +18,16 @@ import { createLibp2p, type Libp2p } from 'libp2p'
 import type { PrivateKey } from '@libp2p/interface'
 import { decodeMessage, encodeMessage } from '../protocol/codec.ts'
 import { MAX_DIRECT_BYTES, MAX_GOSSIP_BYTES, type Message, MessageType } from '../protocol/messages.ts'
+import { rendezvous } from '../scheduler/hash.ts'
 import { CONNECTION_LIMITS, GOSSIP_LIMITS, GOSSIP_SCORE_PARAMS, GOSSIP_SCORE_THRESHOLDS, MESH_DEFAULTS } from './constants.ts'
 import { InvalidResponseError, type Mesh, MeshEmitter, PeerUnreachableError, type RequestHandler, Topic, type TopicName } from './mesh.ts'
 import { type RpcClient, createRpcClient, serveRpc } from './rpc-mux.ts'
 import { resolveSwarmKey } from './security.ts'
 
 export { SwarmKeyRequiredError, InvalidSwarmKeyError } from './security.ts'
+
+/** How an agent keeps itself joined to the mesh (MESH_DEFAULTS explains each). */
+export interface TopUpSettings { minPeers: number, silentPeerDialMs: number, maxSilentDialsPerTopUp: number, candidatePeerTtlMs: number }
 
 export interface Libp2pMeshInit {
   dataDir: string
@@ -39,6 +43,9 @@ export interface Libp2pMeshInit {
   /** Overrides of the connection limits, for tests that probe them (e.g. to let 100 dials
    *  from one host reach the handshake instead of the per-host rate limit). */
   connectionLimits?: Partial<typeof CONNECTION_LIMITS>
+  /** Overrides of how the agent keeps itself joined (MESH_DEFAULTS.minPeers and what follows
+   *  it), for tests that isolate one rule. */
+  topUp?: Partial<TopUpSettings>
   logger?: { warn: (obj: object, msg?: string) => void, debug: (obj: object, msg?: string) => void }
 }
 
@@ -200,6 +207,7 @@ class Libp2pMesh extends MeshEmitter implements Mesh {
   private readonly bootstrap: string[]
   private redialTimer?: ReturnType<typeof setInterval>
   private readonly timeoutMs: number
+  private readonly topUp: TopUpSettings
   /** Messages the topic validator decoded, by payload object (dropped with the payload). */
   private readonly validated = new WeakMap<Uint8Array, Message>()
   private readonly stats: Record<string, { sentBytes: number, receivedBytes: number, sent: number, received: number }> = {}
@@ -208,6 +216,11 @@ class Libp2pMesh extends MeshEmitter implements Mesh {
   private readonly openingChannels = new Map<string, Promise<RpcClient | undefined>>()
   /** peers that do not speak the channel protocol, and when we found out */
   private readonly legacyPeers = new Map<string, number>()
+  /** Peers learned from adverts (addPeerAddrs): top-up candidates, each with when it was
+   *  last heard on gossip (or learned), least recently first. */
+  private readonly candidatePeers = new Map<string, number>()
+  /** peers whose top-up dial failed, and until when they are not tried again */
+  private readonly dialBackoffUntil = new Map<string, number>()
 
   private stat (topic: string) {
     return (this.stats[topic] ??= { sentBytes: 0, receivedBytes: 0, sent: 0, received: 0 })
@@ -222,6 +235,8 @@ class Libp2pMesh extends MeshEmitter implements Mesh {
     this.peerId = node.peerId.toString()
     this.bootstrap = init.bootstrap ?? []
     this.timeoutMs = init.requestTimeoutMs ?? MESH_DEFAULTS.requestTimeoutMs
+    const { minPeers, silentPeerDialMs, maxSilentDialsPerTopUp, candidatePeerTtlMs } = MESH_DEFAULTS
+    this.topUp = { minPeers, silentPeerDialMs, maxSilentDialsPerTopUp, candidatePeerTtlMs, ...init.topUp }
   }
 
   private get pubsub (): any { return (this.node.services as any).pubsub }
@@ -254,6 +269,8 @@ class Libp2pMesh extends MeshEmitter implements Mesh {
       st.received++
       st.receivedBytes += m.data.byteLength
       const from = m.type === 'signed' ? m.from.toString() : 'unknown'
+      // Only peers already learned from adverts are candidates: no dials to anyone on hearsay.
+      if (this.candidatePeers.has(from)) this.heardFrom(from, Date.now())
       this.emit('gossip:received', { topic: m.topic as TopicName, from, message: r.message })
     })
     this.node.addEventListener('peer:connect', (evt: any) => this.emit('peer:connected', { peer: evt.detail.toString() }))
@@ -265,8 +282,39 @@ class Libp2pMesh extends MeshEmitter implements Mesh {
       void this.serveChannel(stream, connection.remotePeer.toString())
     }, { maxInboundStreams: MESH_DEFAULTS.maxMuxChannels, maxOutboundStreams: MESH_DEFAULTS.maxMuxChannels })
     await this.dialBootstrap()
-    this.redialTimer = setInterval(() => { void this.dialBootstrap() }, MESH_DEFAULTS.redialIntervalMs)
+    this.redialTimer = setInterval(() => { void this.dialBootstrap().then(async () => await this.topUpPeers()) }, MESH_DEFAULTS.redialIntervalMs)
     this.redialTimer.unref?.()
+  }
+
+  /** Keeps this agent joined to the mesh (see MESH_DEFAULTS.minPeers and silentPeerDialMs):
+   *  dials learned peers while it has fewer than minPeers connections, and dials peers it no
+   *  longer hears on gossip. Each agent ranks candidates by rendezvous hash with its own id as
+   *  the key, so agents that bootstrapped from the same seed choose different peers and the
+   *  graph spreads out. A failed dial backs its peer off. */
+  private async topUpPeers (): Promise<void> {
+    const now = Date.now()
+    for (const [p, heardAtMs] of this.candidatePeers) {
+      if (now - heardAtMs <= this.topUp.candidatePeerTtlMs) break // the rest were heard later
+      this.candidatePeers.delete(p)
+      this.dialBackoffUntil.delete(p)
+    }
+    const connected = new Set(this.connectedPeers())
+    const dialable = [...this.candidatePeers.keys()]
+      .filter(p => !connected.has(p) && (this.dialBackoffUntil.get(p) ?? 0) <= now)
+      .sort((a, b) => rendezvous(this.peerId, b) - rendezvous(this.peerId, a) || (a < b ? -1 : 1))
+    const short = dialable.slice(0, Math.max(0, this.topUp.minPeers - connected.size))
+    const silent = dialable
+      .filter(p => !short.includes(p) && now - (this.candidatePeers.get(p) ?? now) > this.topUp.silentPeerDialMs)
+      .slice(0, this.topUp.maxSilentDialsPerTopUp)
+    await Promise.all([...short, ...silent].map(async p => {
+      try {
+        await this.node.dial(peerIdFromString(p), { signal: AbortSignal.timeout(this.timeoutMs) })
+        this.dialBackoffUntil.delete(p)
+      } catch (err) {
+        this.dialBackoffUntil.set(p, Date.now() + MESH_DEFAULTS.peerDialBackoffMs)
+        this.init.logger?.debug({ peer: p, err: String(err) }, 'top-up dial failed')
+      }
+    }))
   }
 
   private async dialBootstrap (): Promise<void> {
@@ -281,6 +329,17 @@ class Libp2pMesh extends MeshEmitter implements Mesh {
         this.init.logger?.debug({ addr, err: String(err) }, 'bootstrap dial failed')
       }
     }))
+  }
+
+  /** A candidate was heard from (or learned): it moves to the most recent end. */
+  private heardFrom (peer: string, now: number): void {
+    this.candidatePeers.delete(peer)
+    this.candidatePeers.set(peer, now)
+    if (this.candidatePeers.size > MESH_DEFAULTS.maxCandidatePeers) {
+      const oldest = this.candidatePeers.keys().next().value as string
+      this.candidatePeers.delete(oldest)
+      this.dialBackoffUntil.delete(oldest)
+    }
   }
 
   /** Answers one request, whichever way it came: decoded and checked like any frame. */
@@ -438,6 +497,7 @@ class Libp2pMesh extends MeshEmitter implements Mesh {
     if (peer === this.peerId || addrs.length === 0) return
     try {
       await this.node.peerStore.merge(peerIdFromString(peer), { multiaddrs: addrs.map(a => multiaddr(a)) })
+      this.heardFrom(peer, Date.now())
     } catch (err) {
       this.init.logger?.debug({ peer, err: String(err) }, 'bad peer address')
     }

@@ -7,7 +7,7 @@ import { lpStream } from 'it-length-prefixed-stream'
 import { afterEach, describe, expect, it } from 'vitest'
 import { MESH_DEFAULTS } from '../../src/mesh/constants.ts'
 import { createLibp2pMesh, gossipFastMessageId } from '../../src/mesh/libp2p-mesh.ts'
-import type { Mesh } from '../../src/mesh/mesh.ts'
+import { type Mesh, Topic } from '../../src/mesh/mesh.ts'
 import { serveRpc } from '../../src/mesh/rpc-mux.ts'
 import { decodeMessage, encodeMessage } from '../../src/protocol/codec.ts'
 import { MAX_DIRECT_BYTES, type Message, MessageType } from '../../src/protocol/messages.ts'
@@ -101,6 +101,81 @@ describe('libp2p mesh direct requests', () => {
     const r = await mesh.request(p.peerId, query('after'))
     expect(r.type === MessageType.Ack && r.body.message).toBe('after')
     expect(counts.channelsOpened).toBe(2)
+  })
+})
+
+describe('libp2p mesh connections', () => {
+  const stops: Array<() => Promise<void>> = []
+  afterEach(async () => {
+    for (const stop of stops.splice(0).reverse()) await stop().catch(() => {})
+  })
+
+  async function start (bootstrap: string[] = [], topUp?: Parameters<typeof createLibp2pMesh>[0]['topUp']): Promise<Mesh> {
+    const dir = mkdtempSync(join(tmpdir(), 'bidmesh-mesh-'))
+    const mesh = await createLibp2pMesh({ dataDir: dir, listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap, ...(topUp !== undefined ? { topUp } : {}) })
+    stops.push(async () => { await mesh.stop(); rmSync(dir, { recursive: true, force: true }) })
+    return mesh
+  }
+
+  /** Polls (real sockets, real time) until done or the deadline. */
+  async function until (what: string, done: () => boolean, ms: number): Promise<void> {
+    const end = Date.now() + ms
+    while (!done()) {
+      if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
+      await new Promise(resolve => setTimeout(resolve, 100))
+    }
+  }
+
+  const advert = (peerId: string, seq: number): Message => ({
+    type: MessageType.CapacityAdvert,
+    body: { peerId, totalCpuMilli: 1000, freeCpuMilli: 1000, totalMemoryBytes: 1 << 30, freeMemoryBytes: 1 << 30, runningJobs: 0, labels: {}, draining: false, seq, sentAtMs: Date.now() }
+  })
+
+  /** Every leaf hears every other leaf's adverts (gossipsub grafts new connections into its
+   *  topic mesh on its heartbeat, so each leaf publishes until then). */
+  async function untilLeavesHearEachOther (leaves: Mesh[], ms: number): Promise<void> {
+    const heard = leaves.map(() => new Set<string>())
+    leaves.forEach((l, i) => l.addEventListener('gossip:received', ({ message }) => {
+      if (message.type === MessageType.CapacityAdvert) heard[i].add(message.body.peerId)
+    }))
+    let seq = 1
+    await until('every leaf to hear the others without the seed', () => {
+      seq++
+      for (const l of leaves) void l.publish(Topic.Capacity, advert(l.peerId, seq))
+      return heard.every((h, i) => leaves.every((l, j) => i === j || h.has(l.peerId)))
+    }, ms)
+  }
+
+  /** A seed, and leaves that bootstrapped from it and learned each other's addresses (what
+   *  the agent does with each advert). Index 0 of stops is the seed's. */
+  async function seedAndLeaves (n: number, topUp?: Parameters<typeof start>[1]): Promise<{ seed: Mesh, leaves: Mesh[] }> {
+    const seed = await start([], topUp)
+    const leaves = await Promise.all(Array.from({ length: n }, async () => await start(seed.listenAddrs(), topUp)))
+    for (const a of leaves) for (const b of [seed, ...leaves]) if (a !== b) await a.addPeerAddrs(b.peerId, b.listenAddrs())
+    return { seed, leaves }
+  }
+
+  async function stopSeed (): Promise<void> {
+    await stops[0]()
+    stops.shift()
+  }
+
+  it('agents that all bootstrapped from one seed connect to each other, and still hear each other once it stops', async () => {
+    const { seed, leaves } = await seedAndLeaves(4)
+    await until(`every leaf to hold ${MESH_DEFAULTS.minPeers} connections`, () => leaves.every(l => l.connectedPeers().length >= MESH_DEFAULTS.minPeers), 20_000)
+    // Leaves are connected to each other, not only to the seed.
+    expect(leaves.every(l => l.connectedPeers().some(p => p !== seed.peerId))).toBe(true)
+    await stopSeed()
+    await untilLeavesHearEachOther(leaves, 20_000)
+  })
+
+  it('an agent dials the learned peers it no longer hears (the far side of a split)', async () => {
+    // No minimum: the leaves stay connected to the seed alone, and once it stops, only the
+    // silent-peer rule can join them again.
+    const { leaves } = await seedAndLeaves(3, { minPeers: 0, silentPeerDialMs: 1000 })
+    await until('the leaves to connect to the seed', () => leaves.every(l => l.connectedPeers().length === 1), 20_000)
+    await stopSeed()
+    await untilLeavesHearEachOther(leaves, 20_000)
   })
 })
 

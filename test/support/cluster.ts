@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { createInterface } from 'node:readline'
+import { AGENT_NODE_FLAGS } from '../../src/constants.ts'
 
 const BIN = resolve(import.meta.dirname, '../../bin/bidmesh.js')
 
@@ -41,7 +42,7 @@ export async function startAgentProcess (o: AgentProcessOptions, options: { time
   for (const b of o.bootstrap ?? []) args.push('--bootstrap', b)
   if (o.executor !== undefined) args.push('--executor', o.executor)
   args.push(...(o.extraArgs ?? []))
-  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, BIDMESH_LOG_LEVEL: process.env.BIDMESH_LOG_LEVEL ?? 'info', ...o.env } })
+  const proc = spawn(process.execPath, [...AGENT_NODE_FLAGS, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, BIDMESH_LOG_LEVEL: process.env.BIDMESH_LOG_LEVEL ?? 'info', ...o.env } })
   const logs: string[] = []
   createInterface({ input: proc.stderr! }).on('line', l => { logs.push(l); if (logs.length > 5000) logs.shift() })
   const exited = new Promise<number | null>(res => proc.once('exit', code => res(code)))

@@ -13,6 +13,7 @@ import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { createInterface } from 'node:readline'
+import { AGENT_NODE_FLAGS } from '../../src/constants.ts'
 import type { AgentProcess, AgentProcessOptions } from './cluster.ts'
 
 const BIN = resolve(import.meta.dirname, '../../bin/bidmesh.js')
@@ -167,8 +168,8 @@ export async function spawnAgentProcess (o: AgentProcessOptions, options: { time
   args.push(...(o.extraArgs ?? []))
   const env = { ...process.env, BIDMESH_LOG_LEVEL: process.env.BIDMESH_LOG_LEVEL ?? 'info', ...o.env }
   const proc = options.netns !== undefined
-    ? spawn('ip', ['netns', 'exec', options.netns.ns, process.execPath, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env })
-    : spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env })
+    ? spawn('ip', ['netns', 'exec', options.netns.ns, process.execPath, ...AGENT_NODE_FLAGS, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env })
+    : spawn(process.execPath, [...AGENT_NODE_FLAGS, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env })
   const logs: string[] = []
   const exited = new Promise<number | null>(res => proc.once('exit', code => res(code)))
   try {
