@@ -108,6 +108,9 @@ tar -C "$project" -c \
 mkdir -p "$root/usr/local/bin" "$root/usr/bin"
 cp -L --preserve=mode "$node_bin" "$root/usr/local/bin/node"
 env_bin=$(readlink -f "$(command -v env)")
+# bin/bidmesh.js's shebang passes node flags through `env -S` (GNU coreutils 8.30 or later;
+# BusyBox's env lacks it): refuse to build an image whose `bidmesh` would not start.
+"$env_bin" -S true 2>/dev/null || die "$env_bin does not support -S (bin/bidmesh.js's shebang needs it): build on a host with GNU coreutils 8.30 or later"
 cp -L --preserve=mode "$env_bin" "$root/usr/bin/env"
 # `node` on PATH for `#!/usr/bin/env node`, and `bidmesh` for `docker exec ... bidmesh nodes`.
 chmod 0755 "$root/app/bin/bidmesh.js"

@@ -72,8 +72,8 @@ export function agentTimings (init: AgentInit) {
     leaseRenewMs,
     /** see AGENT_DEFAULTS.quorumFreshAdvertIntervals */
     quorumFreshMs: Math.min(AGENT_DEFAULTS.quorumFreshAdvertIntervals * advertIntervalMs, leaseMs - leaseRenewMs),
-    /** The machines' clock while work is in flight (an auction, an award, a lease, a replica
-     *  on standby): timeouts fire at most tickMs late. */
+    /** The machines' clock while work is in flight (an auction, an award, a lease, a
+     *  reservation; see hasWorkInFlight): timeouts fire at most tickMs late. */
     tickMs: 50,
     /** The clock of an agent with nothing in flight: only membership (a peer gone after
      *  goneAfterMs) is checked, so a quarter second late costs nothing, and an idle agent wakes
@@ -346,12 +346,15 @@ class BidmeshAgent implements Agent {
     }, delayMs)
   }
 
-  /** Anything whose timeouts the machines must see on time (see agentTimings.tickMs). */
+  /** Anything whose timeouts the machines must see on time (see agentTimings.tickMs): the
+   *  owner's pending jobs (retry backoff, the sweep) and open rounds, awards and leases; the
+   *  bidder's reservations (their TTL) and allocations (renewals, reports to retry). A replica
+   *  on standby has no deadline of its own (takeovers are checked every housekeepingMs), nor
+   *  do replication (its own timer) and an ownership check (its answer reaches the owner at
+   *  the next tick, idle or not). */
   private hasWorkInFlight (): boolean {
     return this.owner.pending.size > 0 || this.owner.active.size > 0 ||
-      this.bidder.reservations.size > 0 || this.bidder.allocations.size > 0 ||
-      this.running.size > 0 || this.standby.size > 0 || this.adopting.size > 0 ||
-      this.replicateQueue.size > 0 || this.ownershipCheck !== undefined
+      this.bidder.reservations.size > 0 || this.bidder.allocations.size > 0 || this.running.size > 0
   }
 
   private tick (): void {
@@ -370,7 +373,8 @@ class BidmeshAgent implements Agent {
       } else if (l !== 'gone') this.gonePeers.delete(peer)
     }
     this.ownerDo({ type: 'tick', quorum: this.ownerQuorum(now) })
-    if (now - this.lastHousekeepingAtMs >= this.t.housekeepingMs) {
+    // (or the clock stepped back: housekeeping must not stop until it catches up)
+    if (now - this.lastHousekeepingAtMs >= this.t.housekeepingMs || now < this.lastHousekeepingAtMs) {
       this.lastHousekeepingAtMs = now
       // Forget peers gone for a minute: they no longer count towards a majority.
       pruneView(this.owner.view, now, this.owner.config.goneAfterMs, 60_000)

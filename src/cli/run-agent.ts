@@ -125,6 +125,10 @@ export async function runAgentCommand (o: AgentCliOptions & AgentSecurityOptions
     if (memoryBytes === undefined) throw new AgentConfigError(`--memory must be a size such as 4g, got ${o.memory}`)
   }
   if (o.cpus !== undefined && (!Number.isFinite(o.cpus) || o.cpus <= 0)) throw new AgentConfigError(`--cpus must be a positive number, got ${o.cpus}`)
+  // The bundle leaves dockerode's SSH client out (scripts/build.mjs): say so at start, not at
+  // the first job. An agent runs on the host whose engine runs its jobs.
+  const dockerHost = process.env.DOCKER_HOST ?? ''
+  if (o.executor !== 'noop' && /^ssh:/i.test(dockerHost)) throw new AgentConfigError(`DOCKER_HOST=${dockerHost}: the agent reaches the Docker engine of its own host (unix:// or tcp://), not over SSH`)
   const store = openSqliteStore({ path: join(o.dataDir, 'bidmesh.db') })
   const mesh = await createLibp2pMesh({
     dataDir: o.dataDir,

@@ -221,6 +221,7 @@ class Libp2pMesh extends MeshEmitter implements Mesh {
   private readonly candidatePeers = new Map<string, number>()
   /** peers whose top-up dial failed, and until when they are not tried again */
   private readonly dialBackoffUntil = new Map<string, number>()
+  private toppingUp = false
 
   private stat (topic: string) {
     return (this.stats[topic] ??= { sentBytes: 0, receivedBytes: 0, sent: 0, received: 0 })
@@ -292,6 +293,18 @@ class Libp2pMesh extends MeshEmitter implements Mesh {
    *  the key, so agents that bootstrapped from the same seed choose different peers and the
    *  graph spreads out. A failed dial backs its peer off. */
   private async topUpPeers (): Promise<void> {
+    // Dials may outlast the interval (dialTimeoutMs 5 s > 2 s): one top-up at a time, or a
+    // silent peer would be dialled again before its first dial failed and backed it off.
+    if (this.toppingUp) return
+    this.toppingUp = true
+    try {
+      await this.topUpOnce()
+    } finally {
+      this.toppingUp = false
+    }
+  }
+
+  private async topUpOnce (): Promise<void> {
     const now = Date.now()
     for (const [p, heardAtMs] of this.candidatePeers) {
       if (now - heardAtMs <= this.topUp.candidatePeerTtlMs) break // the rest were heard later

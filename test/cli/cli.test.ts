@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process'
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -138,6 +139,20 @@ describe('bidmesh run (spawned)', () => {
     const result = await spawnCli(['run'])
     expect(result.code).toBe(2)
     expect(result.stderr).toContain('image')
+  })
+})
+
+describe('bidmesh agent (spawned)', () => {
+  it('refuses an SSH DOCKER_HOST at start, naming it (exit 2, nothing written)', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'bidmesh-cli-agent-'))
+    try {
+      const result = await spawnCli(['agent', '--data-dir', dataDir, '--listen', '/ip4/127.0.0.1/tcp/0', '--api', '127.0.0.1:0'], { DOCKER_HOST: 'ssh://builder@10.0.0.9' })
+      expect(result.code).toBe(2)
+      expect(result.stderr).toContain('DOCKER_HOST')
+      expect(readdirSync(dataDir)).toEqual([])
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true })
+    }
   })
 })
 

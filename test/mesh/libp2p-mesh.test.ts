@@ -161,7 +161,8 @@ describe('libp2p mesh connections', () => {
   }
 
   it('agents that all bootstrapped from one seed connect to each other, and still hear each other once it stops', async () => {
-    const { seed, leaves } = await seedAndLeaves(4)
+    // The minimum alone: no silent-peer dials.
+    const { seed, leaves } = await seedAndLeaves(4, { silentPeerDialMs: Infinity })
     await until(`every leaf to hold ${MESH_DEFAULTS.minPeers} connections`, () => leaves.every(l => l.connectedPeers().length >= MESH_DEFAULTS.minPeers), 20_000)
     // Leaves are connected to each other, not only to the seed.
     expect(leaves.every(l => l.connectedPeers().some(p => p !== seed.peerId))).toBe(true)
@@ -169,11 +170,22 @@ describe('libp2p mesh connections', () => {
     await untilLeavesHearEachOther(leaves, 20_000)
   })
 
-  it('an agent dials the learned peers it no longer hears (the far side of a split)', async () => {
-    // No minimum: the leaves stay connected to the seed alone, and once it stops, only the
-    // silent-peer rule can join them again.
-    const { leaves } = await seedAndLeaves(3, { minPeers: 0, silentPeerDialMs: 1000 })
+  it('an agent dials the learned peers it no longer hears (the far side of a split), and not those it hears', async () => {
+    // No minimum: only the silent-peer rule dials.
+    const silentPeerDialMs = 2000
+    const { leaves } = await seedAndLeaves(3, { minPeers: 0, silentPeerDialMs })
     await until('the leaves to connect to the seed', () => leaves.every(l => l.connectedPeers().length === 1), 20_000)
+    // Through the seed the leaves hear each other: over several silence windows and top-ups,
+    // none dials another.
+    const end = Date.now() + 3 * silentPeerDialMs
+    let seq = 1
+    while (Date.now() < end) {
+      seq++
+      for (const l of leaves) void l.publish(Topic.Capacity, advert(l.peerId, seq))
+      await new Promise(resolve => setTimeout(resolve, 200))
+    }
+    expect(leaves.map(l => l.connectedPeers().length)).toEqual([1, 1, 1])
+    // The seed stops: the leaves fall silent to each other, and dial.
     await stopSeed()
     await untilLeavesHearEachOther(leaves, 20_000)
   })

@@ -1,2 +1,0 @@
-import { createRequire as bidmeshCreateRequire } from 'node:module'; const require = bidmeshCreateRequire(import.meta.url);
-var __defProp=Object.defineProperty;var __name=(target,value)=>__defProp(target,"name",{value,configurable:!0});typeof Promise.withResolvers!="function"&&Object.defineProperty(Promise,"withResolvers",{configurable:!0,writable:!0,value:__name(function(){let resolve,reject;return{promise:new Promise((res,rej)=>{resolve=res,reject=rej}),resolve,reject}},"withResolvers")});
