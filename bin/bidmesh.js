@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=1 --v8-pool-size=1
+#!/usr/bin/env -S node --max-semi-space-size=2 --v8-pool-size=1
 // Entry point. Runs the bundle `npm run build` made (dist/, plain JavaScript) while it is newer
 // than every file under src/; otherwise the TypeScript sources through tsx, so an edited tree
 // never runs a stale build. Either way the polyfill loads first. The shebang's flags are

@@ -137,7 +137,7 @@ printf 'passwd: files\ngroup: files\nhosts: files dns\n' > "$root/etc/nsswitch.c
 version=$("$node_bin" -p 'require("./package.json").version')
 log "importing $image ($(du -sh "$root" | cut -f1))"
 tar -C "$root" --numeric-owner --owner=0 --group=0 -c . | docker import \
-  -c 'ENTRYPOINT ["/usr/local/bin/node","--max-semi-space-size=1","--v8-pool-size=1","/app/bin/bidmesh.js"]' \
+  -c 'ENTRYPOINT ["/usr/local/bin/node","--max-semi-space-size=2","--v8-pool-size=1","/app/bin/bidmesh.js"]' \
   -c 'CMD ["agent","--data-dir","/var/lib/bidmesh","--listen","/ip4/0.0.0.0/tcp/7701","--api","127.0.0.1:7700"]' \
   -c 'WORKDIR /app' \
   -c 'ENV NODE_ENV=production' \

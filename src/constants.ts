@@ -11,13 +11,15 @@ export const DEFAULT_LISTEN = '/ip4/0.0.0.0/tcp/7701'
  *  bin/bidmesh.js, and the tests' and benchmarks' spawners. test/agent/node-flags.test.ts
  *  checks that they agree. A process takes them only at start: v8.setFlagsFromString is
  *  too late to resize the heap.
- *  - --max-semi-space-size=1: the young generation's two halves are capped at 1 MiB each,
- *    not V8's 16: an idle agent's RSS falls by about 23 MB. The cost is more frequent (each
- *    cheaper) scavenges under load; docs/benchmarks.md compares both in one run.
+ *  - --max-semi-space-size=2: the young generation's two halves are capped at 2 MiB each,
+ *    not V8's 16 (which an idle agent reaches after its start-up): about 20 MB less RSS.
+ *    Under load, scavenges come more often; docs/benchmarks.md compares 1, 2, 4 and 16 MiB
+ *    side by side: 4 and 16 cost about 15 % less CPU per award than 1 and 2, but 4 puts an
+ *    idle agent's largest RSS sample within 2 % of the 100 MB target.
  *  - --v8-pool-size=1: one V8 worker thread (concurrent marking, off-thread compilation),
  *    not one per core: about 4 MB less, and an agent does not compete with its own jobs'
  *    containers for cores. */
-export const AGENT_NODE_FLAGS = ['--max-semi-space-size=1', '--v8-pool-size=1'] as const
+export const AGENT_NODE_FLAGS = ['--max-semi-space-size=2', '--v8-pool-size=1'] as const
 
 export const AGENT_DEFAULTS = {
   /** CPU kept back for the host and the agent itself: max(0.25 core, 10% of cores). */
