@@ -193,6 +193,10 @@ export interface DockerExecutorComponents {
 /** How long to wait, once the container exited, for its attach stream to deliver the rest
  * of the output. The engine closes it right after exit; this only guards against a stuck socket. */
 const OUTPUT_DRAIN_MS = 2000
+/** Docker hears of an OOM kill and of the container's exit on two separate paths and may
+ *  record the exit first, so a job killed for its memory (exit 137) can read OOMKilled false
+ *  for a moment. One more look this much later settles it; only an exit of 137 waits. */
+const OOM_FLAG_SETTLE_MS = 250
 /** setTimeout fires at once for delays above 2^31-1 ms (~24.8 days); clamp instead. */
 const MAX_TIMER_MS = 2 ** 31 - 1
 /** Docker rejects NanoCpus below 0.01 CPU. */
@@ -340,7 +344,7 @@ class DockerExecutor implements Executor {
       const exitCode = typeof info.State?.ExitCode === 'number' ? info.State.ExitCode : (waited.StatusCode ?? null)
       // Only the kernel's verdict counts as OOM: exit code 137 is also what SIGKILL
       // from a stop or from the job itself looks like.
-      const reason = stopCause ?? (info.State?.OOMKilled === true ? 'oom' : 'exit')
+      const reason = stopCause ?? (await this.oomKilled(started, info) ? 'oom' : 'exit')
       // A SIGKILL nobody here asked for, and the container then vanishes: another agent on a
       // shared engine removed it (fencing an attempt it took for superseded). That is a lost
       // attempt, to be re-run, not the job's own exit code.
@@ -415,7 +419,7 @@ class DockerExecutor implements Executor {
       }
       const finishedAt = Date.parse(info.State?.FinishedAt ?? '')
       const exitCode = typeof info.State?.ExitCode === 'number' ? info.State.ExitCode : null
-      const reason = stopCause ?? (info.State?.OOMKilled === true ? 'oom' : 'exit')
+      const reason = stopCause ?? (await this.oomKilled(container, info) ? 'oom' : 'exit')
       this.log.info({ ...log, reason, exitCode }, 'reattached container finished')
       return { reason, exitCode, startedAtMs, finishedAtMs: Number.isFinite(finishedAt) && finishedAt > 0 ? finishedAt : Date.now() }
     } catch (err) {
@@ -473,6 +477,18 @@ class DockerExecutor implements Executor {
   }
 
   /** Whether the container disappears within a second (a removal by someone else in flight). */
+  /** The kernel's OOM verdict on an exited container (see OOM_FLAG_SETTLE_MS). */
+  private async oomKilled (container: Docker.Container, info: Docker.ContainerInspectInfo): Promise<boolean> {
+    if (info.State?.OOMKilled === true) return true
+    if (info.State?.ExitCode !== 137) return false
+    await sleep(OOM_FLAG_SETTLE_MS)
+    try {
+      return (await container.inspect()).State?.OOMKilled === true
+    } catch {
+      return false // gone meanwhile: removedByAnother tells why
+    }
+  }
+
   private async removedByAnother (container: Docker.Container): Promise<boolean> {
     for (let i = 0; i < 10; i++) {
       try {
