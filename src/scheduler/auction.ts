@@ -379,6 +379,9 @@ function decide (s: OwnerState, oj: OwnerJob, nowMs: number, fx: OwnerEffect[]):
   fx.push({ type: 'send', to: winner.node, message: { type: MessageType.Award, body: { jobId: job.id, epoch: round.epoch, owner: s.config.selfId, replicas: job.replicas, spec: job.spec, leaseMs: s.config.leaseMs, term: job.term, ...envelope(job) } } })
 }
 
+/** Exit reasons that are the job's own outcome (it ran): the rest say why it did not finish. */
+const JOB_OUTCOMES: ReadonlySet<string> = new Set(['exit', 'oom', 'timeout'])
+
 function onUpdate (s: OwnerState, replyId: number, u: AttemptUpdate, nowMs: number, fx: OwnerEffect[]): void {
   const oj = s.jobs.get(u.jobId)
   const reply = (accepted: boolean, stop: boolean): void => {
@@ -411,6 +414,15 @@ function onUpdate (s: OwnerState, replyId: number, u: AttemptUpdate, nowMs: numb
     // final whose ack was lost, or a renewal the final overtook), or it was given up (lost,
     // declined) and the job waits for a new round. Never re-open it or take a result twice.
     reply(attempt.state === 'exited' && u.state === 'exited', true)
+    return
+  }
+  if (u.state === 'exited' && (attempt.state === 'lost' || attempt.state === 'declined') && !JOB_OUTCOMES.has(u.reason ?? 'error')) {
+    // Given up already (its award or lease lapsed) and, by its report, it never produced an
+    // outcome of the job: stopped because it was superseded (cancelled), or failed before the
+    // job ran. The job waits for its new round; a given-up attempt that did run to an
+    // outcome is still taken below, so the job is not run again for nothing.
+    changedJob(fx, oj, nowMs, { type: 'attempt:stale-result', epoch: u.epoch, node: u.node, detail: u.reason })
+    reply(false, true)
     return
   }
   if (oj.award !== undefined && oj.award.epoch === u.epoch) oj.award = undefined // an update is as good as an ack

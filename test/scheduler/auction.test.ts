@@ -294,6 +294,25 @@ describe('awards that do not take', () => {
     expect(job(s, 'j1')).toMatchObject({ state: 'pending', epoch: 2 })
   })
 
+  it.each([
+    { name: 'stopped because it was superseded (cancelled)', result: { reason: 'cancelled' as const, exitCode: null }, taken: false },
+    { name: 'failed before the job ran (error)', result: { reason: 'error' as const, exitCode: null }, taken: false },
+    { name: 'ran to an exit after all', result: { reason: 'exit' as const, exitCode: 0 }, taken: true }
+  ])('a timed-out award whose job has no new round yet: a late exit report $name is taken: $taken', ({ result, taken }) => {
+    const s = owner()
+    submit(s, 'j1', 0)
+    for (const n of NODES) bidFrom(s, n, 'j1', 1, n === 'n2' ? 0.9 : 0.1, 10)
+    // No adverts since: at the deadline every node is suspect, so no new round opens and
+    // the job stays at epoch 1, pending.
+    const fx = tick(s, 3010)
+    expect(events(fx)).toContain('award:timeout')
+    expect(bidRequests(fx)).toEqual([])
+    expect(job(s, 'j1')).toMatchObject({ state: 'pending', epoch: 1 })
+    const { ack } = update(s, { jobId: 'j1', epoch: 1, node: 'n2', state: 'exited', finishedAtMs: 3020, ...result }, 3030)
+    expect(ack).toMatchObject({ body: { accepted: taken, stop: !taken } })
+    expect(job(s, 'j1').state).toBe(taken ? 'succeeded' : 'pending')
+  })
+
   it('without a majority an unacknowledged award is neither timed out nor given up when its winner is gone', () => {
     const s = owner()
     submit(s, 'j1', 0)
