@@ -354,7 +354,7 @@ class BidmeshAgent implements Agent {
    *  the next tick, idle or not). */
   private hasWorkInFlight (): boolean {
     return this.owner.pending.size > 0 || this.owner.active.size > 0 ||
-      this.bidder.reservations.size > 0 || this.bidder.allocations.size > 0 || this.running.size > 0
+      this.bidder.reservations.size > 0 || this.bidder.allocations.size > 0 // a running container holds an allocation
   }
 
   private tick (): void {

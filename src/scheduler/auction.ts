@@ -409,20 +409,17 @@ function onUpdate (s: OwnerState, replyId: number, u: AttemptUpdate, nowMs: numb
     reply(true, true)
     return
   }
-  if (attempt.state === 'exited' || (u.state !== 'exited' && attempt.state !== 'awarded' && attempt.state !== 'running')) {
+  // Given up: its award or lease lapsed (lost) or it was declined, and the job waits for a new
+  // round. Until that round opens the attempt is still the job's epoch.
+  const givenUp = attempt.state !== 'awarded' && attempt.state !== 'running' && attempt.state !== 'exited'
+  if (attempt.state === 'exited' || (givenUp && !(u.state === 'exited' && JOB_OUTCOMES.has(u.reason ?? 'error')))) {
     // The owner is done with this attempt: its final result is recorded already (a resent
-    // final whose ack was lost, or a renewal the final overtook), or it was given up (lost,
-    // declined) and the job waits for a new round. Never re-open it or take a result twice.
+    // final whose ack was lost, or a renewal the final overtook), or it was given up and this
+    // report is no outcome of the job (a renewal; stopped because it was superseded; failed
+    // before the job ran). Never re-open it or take a result twice. A given-up attempt that
+    // did run to an outcome is taken below, so the job is not run again for nothing.
+    if (givenUp && u.state === 'exited') changedJob(fx, oj, nowMs, { type: 'attempt:stale-result', epoch: u.epoch, node: u.node, detail: u.reason })
     reply(attempt.state === 'exited' && u.state === 'exited', true)
-    return
-  }
-  if (u.state === 'exited' && (attempt.state === 'lost' || attempt.state === 'declined') && !JOB_OUTCOMES.has(u.reason ?? 'error')) {
-    // Given up already (its award or lease lapsed) and, by its report, it never produced an
-    // outcome of the job: stopped because it was superseded (cancelled), or failed before the
-    // job ran. The job waits for its new round; a given-up attempt that did run to an
-    // outcome is still taken below, so the job is not run again for nothing.
-    changedJob(fx, oj, nowMs, { type: 'attempt:stale-result', epoch: u.epoch, node: u.node, detail: u.reason })
-    reply(false, true)
     return
   }
   if (oj.award !== undefined && oj.award.epoch === u.epoch) oj.award = undefined // an update is as good as an ack
