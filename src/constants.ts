@@ -51,6 +51,13 @@ export const AGENT_DEFAULTS = {
    *  auction (or of many jobs) go out in one request per replica. Longer: fewer requests under
    *  load; shorter: replicas lag less (a takeover reads the newest copy anyway). */
   replicationBatchMs: 25,
+  /** When a job's owner is gone, its alive replicas ask, by rank, whether to take it over:
+   *  the best-ranked at once, the k-th k × takeoverStaggerMs later. Only a replica holding a
+   *  copy may adopt, and one that was down when the job was sent holds none, so a takeover
+   *  costs up to (replicas − 1) × this more. Shorter: faster takeovers when the best-ranked
+   *  replicas hold no copy; longer: fewer redundant queries (each later replica asks the
+   *  others once more) when the first one does. */
+  takeoverStaggerMs: 1000,
   /** How often pending jobs are offered again even without a capacity change (sweep). */
   sweepIntervalMs: 2000,
   /** Max request body for the HTTP API. */

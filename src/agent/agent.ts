@@ -11,7 +11,7 @@ import { type Message, MessageType } from '../protocol/messages.ts'
 import { type BidderEffect, type BidderEvent, type BidderState, bidderStep, capacityOf, createBidder } from '../scheduler/bidder.ts'
 import { type OwnerEffect, type OwnerEvent, type OwnerState, createOwner, ownerStep, viewLiveness } from '../scheduler/auction.ts'
 import { selectFromView } from '../scheduler/placement.ts'
-import { rendezvous } from '../scheduler/hash.ts'
+import { type CopyAnswer, decideTakeover, groupMajority, newerRecord, rankReplicas, replicaQuorum, takeoverDueAtMs } from '../scheduler/takeover.ts'
 import { type ViewEntry, liveness, pruneView } from '../scheduler/view.ts'
 import type { AttemptUpdate } from '../protocol/messages.ts'
 import type { Mesh } from '../mesh/mesh.ts'
@@ -101,22 +101,6 @@ type AttemptResultLike = Awaited<ReturnType<Executor['run']>>
  *  taken over, only by a majority of the group, so the two sides of a partition never both
  *  do; with 4 replicas (a group of 5) any two agents of the group may die. */
 const REPLICAS_PER_JOB = 4
-
-/** A majority of a job's group: its owner and `replicas` replicas. */
-function groupMajority (replicas: number): number {
-  return Math.floor((1 + replicas) / 2) + 1
-}
-
-/** Replica acknowledgements that, with the owner, make a majority of the job's group. */
-function replicaQuorum (replicas: number): number {
-  return groupMajority(replicas) - 1
-}
-
-/** Whether record a is a newer copy of a job than b: a higher term (a takeover) wins; within
- *  a term, the higher version (every change of the record increases it). */
-function newerRecord (a: JobRecord, b: JobRecord): boolean {
-  return a.term > b.term || (a.term === b.term && a.version > b.version)
-}
 
 interface RunningContainer {
   abort: AbortController
@@ -445,16 +429,16 @@ class BidmeshAgent implements Agent {
     if (mine === undefined || TERMINAL_STATES.has(mine.state)) return true
     const now = Date.now()
     const asked = mine.replicas.filter(r => r !== this.peerId && this.isAlive(r, now))
-    const { answered, copies } = await this.askForCopies(id, asked)
+    const answers = await this.askForCopies(id, asked)
     let newer: JobRecord | undefined
-    for (const c of copies) if (c.term > mine.term && (newer === undefined || newerRecord(c, newer))) newer = c
+    for (const { copy: c } of answers) if (c !== undefined && c.term > mine.term && (newer === undefined || newerRecord(c, newer))) newer = c
     if (!this.owner.jobs.has(id)) return true
     if (newer !== undefined) {
       this.ownerDo({ type: 'job:released', jobId: id })
       this.followNewerCopy(newer)
       return true
     }
-    return 1 + answered >= Math.min(groupMajority(mine.replicas.length), 1 + asked.length)
+    return 1 + answers.length >= Math.min(groupMajority(mine.replicas.length), 1 + asked.length)
   }
 
   /** Another agent owns this job now (newer is its copy): keep that copy, and stand by for
@@ -465,20 +449,18 @@ class BidmeshAgent implements Agent {
     if (!TERMINAL_STATES.has(newer.state) && newer.replicas.includes(this.peerId)) this.standby.set(newer.id, newer)
   }
 
-  /** Asks each peer for its copy of a job (2 s each, all at once): how many answered at all,
-   *  and the copies among the answers. */
-  private async askForCopies (id: string, peers: string[]): Promise<{ answered: number, copies: JobRecord[] }> {
-    let answered = 0
-    const copies: JobRecord[] = []
+  /** Asks each peer for its copy of a job (2 s each, all at once): one answer per peer that
+   *  answered at all, with the copy it holds, if any. */
+  private async askForCopies (id: string, peers: string[]): Promise<CopyAnswer[]> {
+    const answers: CopyAnswer[] = []
     await Promise.all(peers.map(async peer => {
       try {
         const r = await this.c.mesh.request(peer, { type: MessageType.JobQuery, body: { id } }, { timeoutMs: 2000 })
         if (r.type !== MessageType.JobQueryReply) return
-        answered++
-        if (r.body.job?.id === id) copies.push(r.body.job)
+        answers.push(r.body.job?.id === id ? { peer, copy: r.body.job } : { peer })
       } catch {}
     }))
-    return { answered, copies }
+    return answers
   }
 
   /** Whether more than half of the members in this agent's view pass `counts`. */
@@ -502,8 +484,7 @@ class BidmeshAgent implements Agent {
    *  agent can tell who holds a job from the id and the membership alone. */
   private chooseReplicas (jobId: string, exclude: string[], count = REPLICAS_PER_JOB): string[] {
     const now = Date.now()
-    const peers = [...this.owner.view.entries.keys()].filter(p => p !== this.peerId && !exclude.includes(p) && this.isAlive(p, now))
-    return peers.sort((a, b) => rendezvous(jobId, b) - rendezvous(jobId, a) || (a < b ? -1 : 1)).slice(0, count)
+    return rankReplicas(jobId, [...this.owner.view.entries.keys()], p => p !== this.peerId && !exclude.includes(p) && this.isAlive(p, now)).slice(0, count)
   }
 
   /** jobId → replica → how many of the job's events that replica acknowledged holding: each
@@ -653,9 +634,11 @@ class BidmeshAgent implements Agent {
     return { stale, gaps }
   }
 
-  /** A replica takes a job over when its owner is gone, it is the highest-ranked alive
-   *  replica, and it sees a majority of the mesh (so the two sides of a partition cannot
-   *  both take the same job). The new owner's term is higher, which settles any conflict. */
+  /** A replica takes a job over when its owner is gone, it sees a majority of the job's group
+   *  alive, and, of the replicas it sees alive, it is the best-ranked one that holds a copy
+   *  (scheduler/takeover.ts). Replicas ask one after another (takeoverStaggerMs apart, by
+   *  rank), so the best-ranked one usually settles it alone. The new owner's term is higher,
+   *  which settles any conflict. */
   private readonly adopting = new Set<string>()
 
   private checkTakeovers (now: number): void {
@@ -663,36 +646,34 @@ class BidmeshAgent implements Agent {
     for (const job of [...this.standby.values()]) {
       if (job.owner === this.peerId || this.adopting.has(job.id) || this.isAlive(job.owner, now)) continue
       const ownerEntry = this.owner.view.entries.get(job.owner)
-      const ownerGone = ownerEntry === undefined
-        ? now - this.startedAtMs > this.owner.config.goneAfterMs
-        : liveness(ownerEntry, now, this.owner.config) === 'gone'
-      if (!ownerGone) continue
-      const ranked = job.replicas.filter(r => this.isAlive(r, now)).sort((a, b) => rendezvous(job.id, b) - rendezvous(job.id, a) || (a < b ? -1 : 1))
-      if (ranked[0] !== this.peerId) continue
+      // When the owner was found gone: goneAfterMs after it was last heard, or after this
+      // agent started if it never heard it at all.
+      const ownerGoneAtMs = (ownerEntry?.heardAtMs ?? this.startedAtMs) + this.owner.config.goneAfterMs
+      if (ownerEntry !== undefined && liveness(ownerEntry, now, this.owner.config) !== 'gone') continue
+      if (now < ownerGoneAtMs) continue
+      const ranked = rankReplicas(job.id, job.replicas, r => this.isAlive(r, now))
       // A majority of the job's group (owner and replicas) must be alive on our side; the
-      // owner accepted results only with a majority too, so the two majorities share an
+      // owner relied on a record only once a majority held it, so the two majorities share an
       // agent that holds the newest record, and we read it before taking over.
       if (ranked.length < groupMajority(job.replicas.length)) continue
+      if (now < takeoverDueAtMs(ownerGoneAtMs, ranked.indexOf(this.peerId), AGENT_DEFAULTS.takeoverStaggerMs)) continue
       this.adopting.add(job.id)
       void this.adopt(job, ranked.filter(r => r !== this.peerId)).finally(() => this.adopting.delete(job.id))
     }
   }
 
   private async adopt (job: JobRecord, others: string[]): Promise<void> {
-    let newest = this.standby.get(job.id) ?? job
-    const { copies } = await this.askForCopies(job.id, others)
-    if (1 + copies.length < groupMajority(job.replicas.length)) return // no quorum after all; try again later
-    for (const c of copies) if (newerRecord(c, newest)) newest = c
-    if (this.stopped || !this.standby.has(job.id)) return
-    if (newest.owner !== job.owner && this.isAlive(newest.owner)) {
-      // Someone else took it over already: follow them.
-      this.standby.set(job.id, newest)
+    const answers = await this.askForCopies(job.id, others)
+    const own = this.standby.get(job.id)
+    if (this.stopped || own === undefined || own.owner !== job.owner) return
+    const decision = decideTakeover({ selfId: this.peerId, own, asked: others, answers })
+    if (decision.kind === 'no-quorum' || decision.kind === 'defer') return // asked again at the next housekeeping
+    const newest = decision.newest
+    if (decision.kind === 'follow' || decision.kind === 'finished') {
+      // Standby goes on for a job taken over that lists this agent among its replicas again.
       this.c.store.putJob(newest)
-      return
-    }
-    if (TERMINAL_STATES.has(newest.state)) {
-      this.standby.delete(job.id)
-      this.c.store.putJob(newest)
+      if (decision.kind === 'follow' && newest.replicas.includes(this.peerId)) this.standby.set(job.id, newest)
+      else this.standby.delete(job.id)
       return
     }
     const now = Date.now()
@@ -711,11 +692,14 @@ class BidmeshAgent implements Agent {
     this.standby.delete(job.id)
     this.c.logger.info({ jobId: job.id, previous, term: record.term, state: record.state }, 'job:adopted')
     this.ownerDo({ type: 'job:adopted', job: record })
-    // An executor that kept renewing with us keeps its lease from its last renewal.
+    // The attempt in flight gets a full lease from now (the machine's default), so its
+    // executor's next renewal or result, sent to the replicas it has been reaching, finds the
+    // new owner. Only an executor last heard more than a lease ago is given up on at once: it
+    // renewed with us until it went silent.
     const renewed = this.standbyRenewals.get(job.id)
     this.standbyRenewals.delete(job.id)
     const oj = this.owner.jobs.get(job.id)
-    if (oj !== undefined && oj.leaseExpiresAtMs !== undefined && renewed !== undefined) oj.leaseExpiresAtMs = renewed + this.owner.config.leaseMs
+    if (oj !== undefined && oj.leaseExpiresAtMs !== undefined && renewed !== undefined && renewed + this.owner.config.leaseMs < now) oj.leaseExpiresAtMs = renewed + this.owner.config.leaseMs
     const sum = summarize(record)
     this.directory.set(sum.id, sum)
     this.queueSummary(sum)
@@ -726,8 +710,8 @@ class BidmeshAgent implements Agent {
     for (const job of owned) {
       if (this.stopped) return
       let newest = job
-      const { copies } = await this.askForCopies(job.id, job.replicas.filter(r => r !== this.peerId))
-      for (const c of copies) if (newerRecord(c, newest)) newest = c
+      const answers = await this.askForCopies(job.id, job.replicas.filter(r => r !== this.peerId))
+      for (const { copy: c } of answers) if (c !== undefined && newerRecord(c, newest)) newest = c
       this.standby.delete(job.id)
       if (newest.term > job.term || newest.owner !== this.peerId) {
         this.followNewerCopy(newest)
@@ -773,11 +757,15 @@ class BidmeshAgent implements Agent {
     return { type: MessageType.AttemptUpdateAck, body: { ...reply.body, owner: this.peerId } }
   }
 
-  /** An executor that cannot reach the owner renews its lease with a replica. */
+  /** An executor that cannot reach the owner renews its lease with a replica. A final result
+   *  is refused (only an owner accepts one, with a majority), yet it renews the lease too: the
+   *  executor is alive and holds the result, and the replica that takes the job over must wait
+   *  for it rather than re-run the job. */
   private standbyUpdate (u: AttemptUpdate): Message {
     const local = this.standby.get(u.jobId)
-    if (local === undefined || u.state === 'exited' || u.epoch < local.epoch) return ack(false, 'ERR_NOT_OWNER')
+    if (local === undefined || u.epoch < local.epoch) return ack(false, 'ERR_NOT_OWNER')
     this.standbyRenewals.set(u.jobId, Date.now())
+    if (u.state === 'exited') return ack(false, 'ERR_NOT_OWNER')
     return { type: MessageType.AttemptUpdateAck, body: { jobId: u.jobId, epoch: u.epoch, accepted: true, stop: false, owner: local.owner } }
   }
 

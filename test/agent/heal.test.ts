@@ -2,35 +2,8 @@
 // timers: a partition is cut and healed at exact virtual times, so the heal-time race the
 // process-level chaos test can only hit by chance is replayed on every run.
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import type { AttemptRef, AttemptResult, Executor, RunOptions } from '../../src/runtime/executor.ts'
-import { type VirtualAgents, createVirtualAgents } from '../support/virtual-agents.ts'
-
-interface Run { node: string, jobId: string, epoch: number, startedAtMs: number, finishedAtMs?: number, reason?: string }
-
-/** Runs nothing; each "container" lasts runMs of virtual time unless stopped. Records every run. */
-function recordingExecutor (node: string, runs: Run[], runMs: number, result: () => Partial<AttemptResult> = () => ({})): Executor {
-  return {
-    async run (attempt: AttemptRef, options: RunOptions = {}): Promise<AttemptResult> {
-      const run: Run = { node, jobId: attempt.jobId, epoch: attempt.epoch, startedAtMs: Date.now() }
-      runs.push(run)
-      options.onStarted?.({ containerId: `fake-${node}-${attempt.jobId}-${attempt.epoch}`, startedAtMs: run.startedAtMs })
-      const stopped = await new Promise<boolean>(resolve => {
-        const timer = setTimeout(() => resolve(false), runMs)
-        options.signal?.addEventListener('abort', () => { clearTimeout(timer); resolve(true) }, { once: true })
-      })
-      run.finishedAtMs = Date.now()
-      const out: AttemptResult = stopped
-        ? { reason: 'cancelled', exitCode: null, startedAtMs: run.startedAtMs, finishedAtMs: run.finishedAtMs }
-        : { reason: 'exit', exitCode: 0, startedAtMs: run.startedAtMs, finishedAtMs: run.finishedAtMs, ...result() }
-      run.reason = out.reason
-      return out
-    },
-    async reattach (): Promise<AttemptResult> { return { reason: 'exit', exitCode: 0, finishedAtMs: Date.now() } },
-    async listManaged () { return [] },
-    async remove () {},
-    async ping () {}
-  }
-}
+import type { AttemptResult } from '../../src/runtime/executor.ts'
+import { type RecordedRun as Run, type VirtualAgents, createVirtualAgents, recordingExecutor } from '../support/virtual-agents.ts'
 
 describe('agents healing from a partition (in-memory mesh, virtual time)', () => {
   let v: VirtualAgents

@@ -12,7 +12,7 @@ import { vi } from 'vitest'
 import { type Agent, startAgent } from '../../src/agent/agent.ts'
 import { signJob } from '../../src/agent/signing.ts'
 import { type MemoryNetwork, createMemoryNetwork } from '../../src/mesh/memory-mesh.ts'
-import type { Executor } from '../../src/runtime/executor.ts'
+import type { AttemptRef, AttemptResult, Executor, RunOptions } from '../../src/runtime/executor.ts'
 import { openSqliteStore } from '../../src/store/sqlite-store.ts'
 import type { Store } from '../../src/store/store.ts'
 
@@ -75,5 +75,33 @@ export function createVirtualAgents (): VirtualAgents {
       vi.useRealTimers()
       rmSync(dir, { recursive: true, force: true })
     }
+  }
+}
+
+/** One run of a job on the recording executor. */
+export interface RecordedRun { node: string, jobId: string, epoch: number, startedAtMs: number, finishedAtMs?: number, reason?: string }
+
+/** Runs nothing; each "container" lasts runMs of virtual time unless stopped. Records every run. */
+export function recordingExecutor (node: string, runs: RecordedRun[], runMs: number, result: () => Partial<AttemptResult> = () => ({})): Executor {
+  return {
+    async run (attempt: AttemptRef, options: RunOptions = {}): Promise<AttemptResult> {
+      const run: RecordedRun = { node, jobId: attempt.jobId, epoch: attempt.epoch, startedAtMs: Date.now() }
+      runs.push(run)
+      options.onStarted?.({ containerId: `fake-${node}-${attempt.jobId}-${attempt.epoch}`, startedAtMs: run.startedAtMs })
+      const stopped = await new Promise<boolean>(resolve => {
+        const timer = setTimeout(() => resolve(false), runMs)
+        options.signal?.addEventListener('abort', () => { clearTimeout(timer); resolve(true) }, { once: true })
+      })
+      run.finishedAtMs = Date.now()
+      const out: AttemptResult = stopped
+        ? { reason: 'cancelled', exitCode: null, startedAtMs: run.startedAtMs, finishedAtMs: run.finishedAtMs }
+        : { reason: 'exit', exitCode: 0, startedAtMs: run.startedAtMs, finishedAtMs: run.finishedAtMs, ...result() }
+      run.reason = out.reason
+      return out
+    },
+    async reattach (): Promise<AttemptResult> { return { reason: 'exit', exitCode: 0, finishedAtMs: Date.now() } },
+    async listManaged () { return [] },
+    async remove () {},
+    async ping () {}
   }
 }

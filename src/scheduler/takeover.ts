@@ -1,0 +1,96 @@
+// Which replica takes a job over when its owner is gone, and when: pure, so the rule can be
+// checked on its own. The agent gathers the inputs (its view's liveness, its replicas'
+// answers) and carries the decision out.
+//
+// A job's group is its owner and its replicas. The owner relied on a record (answered a
+// submit, sent an award, accepted a result) only once a majority of the group held it. A
+// takeover reads a majority of the group too, so the two majorities share a member, and the
+// adopter starts from the newest record anything was ever based on.
+//
+// A replica may hold no copy at all: it was down, or cut off, when the owner sent the job
+// (the owner still counted it alive). Such a replica can neither take the job over nor
+// block it: its answer ("no copy") counts toward the read majority, since a member that
+// never held the record cannot hold a newer one; and the job goes to the best-ranked
+// replica that holds a copy, not to the best-ranked replica.
+import { type JobRecord, TERMINAL_STATES } from '../protocol/job.ts'
+import { rendezvous } from './hash.ts'
+
+/** A majority of a job's group: its owner and `replicas` replicas. */
+export function groupMajority (replicas: number): number {
+  return Math.floor((1 + replicas) / 2) + 1
+}
+
+/** Replica acknowledgements that, with the owner, make a majority of the job's group. */
+export function replicaQuorum (replicas: number): number {
+  return groupMajority(replicas) - 1
+}
+
+/** Whether record a is a newer copy of a job than b: a higher term (a takeover) wins; within
+ *  a term, the higher version (every change of the record increases it). */
+export function newerRecord (a: JobRecord, b: JobRecord): boolean {
+  return a.term > b.term || (a.term === b.term && a.version > b.version)
+}
+
+/** The job's replicas that `alive` passes, best first: highest rendezvous weight for the job,
+ *  ties by peer id. Every agent ranks the same members the same way. */
+export function rankReplicas (jobId: string, replicas: readonly string[], alive: (peer: string) => boolean): string[] {
+  return replicas.filter(alive).sort((a, b) => rendezvous(jobId, b) - rendezvous(jobId, a) || (a < b ? -1 : 1))
+}
+
+/** When a replica at `rank` (0 = best) among the alive ones first asks the others whether it
+ *  should take the job over: rank × staggerMs after the owner was found gone. The best-ranked
+ *  replica asks at once; the next ones only matter if it holds no copy, and asking later
+ *  spares the group a round of queries per replica when it does. */
+export function takeoverDueAtMs (ownerGoneAtMs: number, rank: number, staggerMs: number): number {
+  return ownerGoneAtMs + rank * staggerMs
+}
+
+/** One replica's answer to "what copy of the job do you hold?". `copy` is absent when it
+ *  holds none. A replica that did not answer is simply not in the list. */
+export interface CopyAnswer { peer: string, copy?: JobRecord }
+
+export interface TakeoverInput {
+  selfId: string
+  /** this agent's copy (it holds one, or it would not be on standby for the job) */
+  own: JobRecord
+  /** the other replicas of `own` that this agent sees alive: the ones it asked */
+  asked: readonly string[]
+  answers: readonly CopyAnswer[]
+}
+
+export type TakeoverDecision =
+  /** take the job over, starting from this copy (the newest among the answers and its own) */
+  | { kind: 'adopt', newest: JobRecord }
+  /** the job was taken over already (a higher term): keep that copy, and judge again from it,
+   *  with its group, whether its owner is gone in turn */
+  | { kind: 'follow', newest: JobRecord }
+  /** the job is finished: keep the final copy, nothing to take over */
+  | { kind: 'finished', newest: JobRecord }
+  /** too few answers to be sure of the newest record: ask again later */
+  | { kind: 'no-quorum', answered: number, needed: number }
+  /** a better-ranked replica holds a copy, or may (it did not answer): leave it the job */
+  | { kind: 'defer', to: string }
+
+/** Decides, from the answers of the other alive replicas, what this replica does about a job
+ *  whose owner is gone. At most one replica decides 'adopt' while the replicas see the same
+ *  members alive: each defers to any better-ranked one that holds a copy, or that did not
+ *  answer and so may hold one. */
+export function decideTakeover (input: TakeoverInput): TakeoverDecision {
+  const { selfId, own, asked, answers } = input
+  const answered = new Map<string, CopyAnswer>()
+  for (const a of answers) if (asked.includes(a.peer) && a.peer !== selfId) answered.set(a.peer, a)
+  let newest = own
+  for (const a of answered.values()) if (a.copy !== undefined && newerRecord(a.copy, newest)) newest = a.copy
+  if (TERMINAL_STATES.has(newest.state)) return { kind: 'finished', newest }
+  // Taken over already: whether that owner is gone too is a question for its own group.
+  if (newest.term > own.term) return { kind: 'follow', newest }
+  const needed = groupMajority(own.replicas.length)
+  if (1 + answered.size < needed) return { kind: 'no-quorum', answered: answered.size, needed }
+  for (const peer of rankReplicas(own.id, own.replicas, p => p === selfId || asked.includes(p))) {
+    if (peer === selfId) return { kind: 'adopt', newest }
+    const answer = answered.get(peer)
+    if (answer === undefined || answer.copy !== undefined) return { kind: 'defer', to: peer }
+  }
+  // Not among its own copy's replicas: a record on standby always lists this agent.
+  return { kind: 'defer', to: own.owner }
+}
