@@ -5,7 +5,7 @@
 // loss, while one flush serves every message of a busy tick. Gossip is soft state and goes
 // out at once, and so do the few direct messages below that promise nothing.
 import type { Mesh } from '../mesh/mesh.ts'
-import { MessageType } from '../protocol/messages.ts'
+import { type Message, MessageType } from '../protocol/messages.ts'
 import type { Store } from '../store/store.ts'
 
 /**
@@ -23,6 +23,25 @@ import type { Store } from '../store/store.ts'
  */
 const SOFT_EXCHANGES: ReadonlySet<number> = new Set([MessageType.BidRequest, MessageType.ReservationRelease])
 
+/**
+ * A lease renewal (an AttemptUpdate short of the final result) and its plain acknowledgement
+ * (accepted, not told to stop) promise nothing written either: the executor keeps its
+ * attempt in memory and in the engine's labels, not in its store, and an owner that loses the
+ * attempt's "running" in a crash hears it again with the next renewal. They must not wait:
+ * a renewal has to get through within a lease (3 s), and a flush on a disk busy with
+ * container starts took up to 3 s in the churn chaos test, twice per renewal (sender and
+ * answerer); the executor then gave up attempts whose containers were still being created,
+ * and the job ran twice. A final result still waits on both sides, and so does an
+ * acknowledgement that refuses or stops an attempt (it may rest on a cancel just written).
+ */
+function isRenewal (message: Message): boolean {
+  return message.type === MessageType.AttemptUpdate && message.body.state !== 'exited'
+}
+
+function isPlainRenewalAck (request: Message, response: Message): boolean {
+  return isRenewal(request) && response.type === MessageType.AttemptUpdateAck && response.body.accepted && !response.body.stop
+}
+
 export function durableMesh (mesh: Mesh, store: Pick<Store, 'sync'>): Mesh {
   return {
     get peerId () { return mesh.peerId },
@@ -30,13 +49,13 @@ export function durableMesh (mesh: Mesh, store: Pick<Store, 'sync'>): Mesh {
     connectedPeers: () => mesh.connectedPeers(),
     publish: async (topic, message) => { await mesh.publish(topic, message) },
     async request (to, message, options) {
-      if (!SOFT_EXCHANGES.has(message.type)) await store.sync()
+      if (!SOFT_EXCHANGES.has(message.type) && !isRenewal(message)) await store.sync()
       return await mesh.request(to, message, options)
     },
     handle (handler) {
       mesh.handle(async (from, message, options) => {
         const response = await handler(from, message, options)
-        if (!SOFT_EXCHANGES.has(message.type)) await store.sync()
+        if (!SOFT_EXCHANGES.has(message.type) && !isPlainRenewalAck(message, response)) await store.sync()
         return response
       })
     },

@@ -36,6 +36,8 @@ export interface Allocation {
   awardedAtMs: number
   lastLeaseAckMs: number
   lastUpdateSentMs: number
+  /** after the exit: when a renewal last went out beside the final result (see 'tick') */
+  lastRenewalSentMs?: number
   /** the final result, kept until the owner acknowledges it */
   final?: AttemptUpdate
   /** a stop was asked for; the shell is stopping the container */
@@ -146,12 +148,19 @@ function changed (s: BidderState, effects: BidderEffect[]): void {
 }
 
 /** A lease renewal: 'starting' while the container is being prepared (pulling an image or
- *  creating a container can take longer than a lease), 'running' once it runs. */
+ *  creating a container can take longer than a lease), 'running' once it runs, and after the
+ *  exit while the final result is on its way ('starting' if it never ran). */
 function runningUpdate (s: BidderState, a: Allocation): Message {
+  const ran = a.phase === 'running' || (a.phase === 'exited' && a.startedAtMs !== undefined)
   return {
     type: MessageType.AttemptUpdate,
-    body: { jobId: a.jobId, epoch: a.epoch, node: s.peerId, state: a.phase === 'starting' ? 'starting' : 'running', ...(a.startedAtMs !== undefined ? { startedAtMs: a.startedAtMs } : {}) }
+    body: { jobId: a.jobId, epoch: a.epoch, node: s.peerId, state: ran ? 'running' : 'starting', ...(a.startedAtMs !== undefined ? { startedAtMs: a.startedAtMs } : {}) }
   }
+}
+
+/** When the next renewal beside an undelivered final result is due. */
+function exitedRenewalDueMs (s: BidderState, a: Allocation): number {
+  return Math.max(a.lastUpdateSentMs, a.lastRenewalSentMs ?? -Infinity) + s.config.leaseRenewMs
 }
 
 export function bidderStep (s: BidderState, e: BidderEvent, nowMs: number): BidderEffect[] {
@@ -293,6 +302,14 @@ export function bidderStep (s: BidderState, e: BidderEvent, nowMs: number): Bidd
           if (nowMs - a.lastUpdateSentMs >= s.config.reportRetryMs && a.final !== undefined) {
             a.lastUpdateSentMs = nowMs
             effects.push({ type: 'send', to: a.owner, message: { type: MessageType.AttemptUpdate, body: a.final } })
+          } else if (nowMs >= exitedRenewalDueMs(s, a)) {
+            // The final result waits for flushes on both sides (and its logs go first), which on
+            // a busy disk took longer than the rest of the lease: the owner gave the attempt
+            // up, and ran the job again, while its result was on the way. Renewals, which wait
+            // for nothing, keep the lease until the result is in. Their answers are not the
+            // result's: 'update:acked' keeps the final until the final itself is acknowledged.
+            a.lastRenewalSentMs = nowMs
+            effects.push({ type: 'send', to: a.owner, message: runningUpdate(s, a) })
           }
           continue
         }
@@ -319,7 +336,10 @@ export function bidderNextTimerMs (s: BidderState): number | undefined {
   const at = (t: number): void => { if (next === undefined || t < next) next = t }
   for (const r of s.reservations.values()) at(r.expiresAtMs)
   for (const a of s.allocations.values()) {
-    if (a.phase === 'exited') at(a.lastUpdateSentMs + s.config.reportRetryMs)
+    if (a.phase === 'exited') {
+      at(a.lastUpdateSentMs + s.config.reportRetryMs)
+      at(exitedRenewalDueMs(s, a))
+    }
     else if (a.stopRequested !== true) {
       at(a.lastLeaseAckMs + s.config.leaseMs + 1)
       at(a.lastUpdateSentMs + s.config.leaseRenewMs)

@@ -85,4 +85,26 @@ describe('durable mesh', () => {
     bidderStore.release()
     expect((await ack).type).toBe(MessageType.AwardAck)
   })
+  it.each([
+    ['a lease renewal and its plain acknowledgement do not wait for a flush', 'running', { accepted: true, stop: false }, 0, 0],
+    ['nor does a renewal sent while the container starts', 'starting', { accepted: true, stop: false }, 0, 0],
+    // The answer may rest on what the owner just wrote (a cancel, a fence): it waits.
+    ['a renewal does not wait; an acknowledgement that stops the attempt does', 'running', { accepted: true, stop: true }, 0, 1],
+    ['a renewal does not wait; a refusal does', 'running', { accepted: false, stop: true }, 0, 1],
+    ['a final result waits on both sides', 'exited', { accepted: true, stop: false }, 1, 1]
+  ] as const)('%s', async (_what, state, answer, executorFlushes, ownerFlushes) => {
+    const { a: executor, aStore: executorStore, b: owner, bStore: ownerStore } = pair()
+    owner.handle(async () => ({ type: MessageType.AttemptUpdateAck, body: { jobId: 'job-1', epoch: 1, ...answer } }))
+    const update: Message = { type: MessageType.AttemptUpdate, body: { jobId: 'job-1', epoch: 1, node: 'a', state, ...(state === 'exited' ? { reason: 'exit', exitCode: 0, finishedAtMs: 1 } : {}) } }
+    let answered = false
+    const reply = executor.request('b', update).then(r => { answered = true; return r })
+    await settle()
+    expect(executorStore.flushes).toBe(executorFlushes)
+    executorStore.release()
+    await settle()
+    expect(ownerStore.flushes).toBe(ownerFlushes)
+    expect(answered).toBe(ownerFlushes === 0)
+    ownerStore.release()
+    expect((await reply).type).toBe(MessageType.AttemptUpdateAck)
+  })
 })

@@ -134,6 +134,9 @@ describe('chaos: churn', () => {
     })
     for (const [k, v] of byOwnerState) console.log(`  lost: ${v} job(s) ${k}`)
     for (const id of lost.slice(0, 5)) console.log(`timeline of lost job ${id}:\n${cluster.jobLog(id, 30)}`)
+    // Why jobs ran more than once: each re-run should trace back to a kill (its executor's or
+    // its award's), never to a takeover that forgot an attempt.
+    for (const id of ctx.ids.filter(i => (counts.get(i) ?? 0) > 1).slice(0, 4)) console.log(`timeline of job ${id}, run ${counts.get(id) ?? 0} times:\n${cluster.jobLog(id, 30)}`)
 
     expect(pending.length === 0 && lost.length === 0, `${lost.length} of ${submitted.length} jobs lost: ${[...byOwnerState].map(([k, v]) => `${v} ${k}`).join('; ')}`).toBe(true)
     expect(notSucceeded.map(id => `${id}: ${String(ctx.statuses!.get(id)?.state)}`)).toEqual([])

@@ -291,21 +291,43 @@ describe('the final report', () => {
     expect(of(fx, 'capacity:changed')).toHaveLength(1)
     expect(usedResources(s)).toEqual({ cpuMilli: 0, memoryBytes: 0 })
     const resent: number[] = []
+    const renewed: number[] = []
     for (let t = 2050; t <= 5000; t += 50) {
       const out = tick(s, t)
-      if (sends(out).length > 0) {
-        expect(sends(out).map(f => f.message)).toEqual([FINAL])
-        resent.push(t)
+      for (const f of sends(out)) {
+        if (f.message.type === MessageType.AttemptUpdate && f.message.body.state === 'exited') {
+          expect(f.message).toEqual(FINAL)
+          resent.push(t)
+        } else renewed.push(t)
       }
       // no lease loss for an attempt that has exited
       expect(stops(out)).toEqual([])
     }
     expect(resent).toEqual([3000, 4000, 5000])
+    // Between them, renewals keep the lease while the final is on its way.
+    expect(renewed).toEqual([2750, 3750, 4750])
     const acked = bidderStep(s, { type: 'update:acked', jobId: 'j1', epoch: 1, accepted: true, stop: false, state: 'exited' }, 5100)
     expect(acked).toEqual([{ type: 'attempt:reported', jobId: 'j1', epoch: 1 }])
     expect(s.allocations.size).toBe(0)
     expect(tick(s, 10_000)).toEqual([])
     expect(bidderNextTimerMs(s)).toBeUndefined()
+  })
+
+  it.each([
+    ['running', 0],
+    // failed before its container ran (say, the image is missing): no "running" to claim
+    ['starting', undefined]
+  ] as const)('renewals beside the final say %s, keep the lease (their acks are not the final\'s), and keep to leaseRenewMs', (state, startedAtMs) => {
+    const s = bidder()
+    if (startedAtMs !== undefined) running(s, 'j1', 1, 0)
+    else { bid(s, 'j1', 1, 0); award(s, 'j1', 1, 0) }
+    bidderStep(s, { type: 'attempt:exited', jobId: 'j1', epoch: 1, update: { ...(startedAtMs !== undefined ? { startedAtMs } : {}), finishedAtMs: 2000, exitCode: startedAtMs !== undefined ? 0 : null, reason: startedAtMs !== undefined ? 'exit' : 'error' } }, 2000)
+    expect(bidderNextTimerMs(s)).toBe(2750)
+    const renewal = sends(tick(s, 2750))
+    expect(renewal.map(f => f.message)).toEqual([{ type: MessageType.AttemptUpdate, body: { jobId: 'j1', epoch: 1, node: 'node-1', state, ...(startedAtMs !== undefined ? { startedAtMs } : {}) } }])
+    expect(bidderStep(s, { type: 'update:acked', jobId: 'j1', epoch: 1, accepted: true, stop: false, state }, 2760)).toEqual([])
+    expect(s.allocations.get('j1#1')?.final).toBeDefined()
+    expect(bidderNextTimerMs(s)).toBe(3000) // the final's retry comes first
   })
 
   it('a refusal of the final (stale epoch) also ends the report: the owner has heard it', () => {
