@@ -300,7 +300,7 @@ class BidmeshAgent implements Agent {
       const spec = r.spec as JobSpec
       if (ct === undefined || r.startedAtMs === undefined) {
         // Never started (or its container is gone): hand it back so the owner runs it elsewhere.
-        this.bidderDo({ type: 'attempt:recovered', jobId: r.jobId, epoch: r.epoch, owner: r.owner, replicas: r.replicas ?? [], spec, startedAtMs: r.startedAtMs ?? Date.now() })
+        this.bidderDo({ type: 'attempt:recovered', jobId: r.jobId, epoch: r.epoch, owner: r.owner, replicas: r.replicas ?? [], spec, ...(r.startedAtMs !== undefined ? { startedAtMs: r.startedAtMs } : {}) })
         if (ct !== undefined) await this.c.executor.remove(ct.containerId).catch(() => {})
         this.bidderDo({ type: 'attempt:exited', jobId: r.jobId, epoch: r.epoch, update: { finishedAtMs: Date.now(), exitCode: null, reason: 'lost', error: 'container lost in an agent restart' } })
         continue
@@ -673,7 +673,10 @@ class BidmeshAgent implements Agent {
       // Standby goes on for a job taken over that lists this agent among its replicas again.
       this.c.store.putJob(newest)
       if (decision.kind === 'follow' && newest.replicas.includes(this.peerId)) this.standby.set(job.id, newest)
-      else this.standby.delete(job.id)
+      else {
+        this.standby.delete(job.id)
+        this.standbyRenewals.delete(job.id)
+      }
       return
     }
     const now = Date.now()

@@ -20,14 +20,19 @@ import type { Store } from '../store/store.ts'
  * (JobReplicate would qualify as a request, since it carries the record itself, but it is left
  * to wait: a replication request is encoded when it leaves, and waiting lets it carry the
  * changes the rest of the tick made, an award among them. Its acknowledgement must wait.)
+ * A JobQuery and its reply (a copy of the record) promise nothing either: whoever acts on the
+ * copy (a replica taking the job over) writes it first. A takeover asks with a 2 s timeout,
+ * and a reply held for a flush on a busy disk (up to 3 s seen) made the replica look silent.
  */
-const SOFT_EXCHANGES: ReadonlySet<number> = new Set([MessageType.BidRequest, MessageType.ReservationRelease])
+const SOFT_EXCHANGES: ReadonlySet<number> = new Set([MessageType.BidRequest, MessageType.ReservationRelease, MessageType.JobQuery])
 
 /**
  * A lease renewal (an AttemptUpdate short of the final result) and its plain acknowledgement
- * (accepted, not told to stop) promise nothing written either: the executor keeps its
- * attempt in memory and in the engine's labels, not in its store, and an owner that loses the
- * attempt's "running" in a crash hears it again with the next renewal. They must not wait:
+ * (accepted, not told to stop) promise nothing written either: the executor wrote its attempt
+ * before it acknowledged the award (that wait stays), and an owner that loses the attempt's
+ * "running" in a crash hears it again with the next renewal. (An executor that loses the
+ * start time it wrote since, in a power loss, hands the attempt back after its restart as
+ * never started: the job runs again, for that cause.) They must not wait:
  * a renewal has to get through within a lease (3 s), and a flush on a disk busy with
  * container starts took up to 3 s in the churn chaos test, twice per renewal (sender and
  * answerer); the executor then gave up attempts whose containers were still being created,

@@ -36,7 +36,7 @@ export interface Allocation {
   awardedAtMs: number
   lastLeaseAckMs: number
   lastUpdateSentMs: number
-  /** after the exit: when a renewal last went out beside the final result (see 'tick') */
+  /** after the exit: when a renewal last went out beside the final result, or the exit (see 'tick') */
   lastRenewalSentMs?: number
   /** the final result, kept until the owner acknowledges it */
   final?: AttemptUpdate
@@ -69,7 +69,7 @@ export type BidderEvent =
   | { type: 'update:failed', jobId: string, epoch: number }
   | { type: 'drain:set', draining: boolean }
   /** after a restart: an attempt whose container is still there, taken up again */
-  | { type: 'attempt:recovered', jobId: string, epoch: number, owner: string, replicas: string[], spec: JobSpec, startedAtMs: number }
+  | { type: 'attempt:recovered', jobId: string, epoch: number, owner: string, replicas: string[], spec: JobSpec, startedAtMs?: number }
   | { type: 'tick' }
 
 export type BidderEffect =
@@ -158,9 +158,10 @@ function runningUpdate (s: BidderState, a: Allocation): Message {
   }
 }
 
-/** When the next renewal beside an undelivered final result is due. */
+/** When the next renewal beside an undelivered final result is due: every leaseRenewMs from
+ *  the exit, whatever the final's own retries (reportRetryMs) do. */
 function exitedRenewalDueMs (s: BidderState, a: Allocation): number {
-  return Math.max(a.lastUpdateSentMs, a.lastRenewalSentMs ?? -Infinity) + s.config.leaseRenewMs
+  return (a.lastRenewalSentMs ?? a.lastUpdateSentMs) + s.config.leaseRenewMs
 }
 
 export function bidderStep (s: BidderState, e: BidderEvent, nowMs: number): BidderEffect[] {
@@ -249,6 +250,7 @@ export function bidderStep (s: BidderState, e: BidderEvent, nowMs: number): Bidd
       a.phase = 'exited'
       a.final = { ...e.update, jobId: e.jobId, epoch: e.epoch, node: s.peerId, state: 'exited' }
       a.lastUpdateSentMs = nowMs
+      a.lastRenewalSentMs = nowMs
       changed(s, effects)
       effects.push({ type: 'send', to: a.owner, message: { type: MessageType.AttemptUpdate, body: a.final } })
       break
@@ -280,7 +282,8 @@ export function bidderStep (s: BidderState, e: BidderEvent, nowMs: number): Bidd
     case 'attempt:recovered': {
       const k = key(e.jobId, e.epoch)
       if (s.allocations.has(k)) break
-      const a: Allocation = { jobId: e.jobId, epoch: e.epoch, owner: e.owner, replicas: e.replicas, spec: e.spec, phase: 'running', startedAtMs: e.startedAtMs, awardedAtMs: nowMs, lastLeaseAckMs: nowMs, lastUpdateSentMs: nowMs }
+      // Without a start time it never ran (as far as this agent wrote): it renews as 'starting'.
+      const a: Allocation = { jobId: e.jobId, epoch: e.epoch, owner: e.owner, replicas: e.replicas, spec: e.spec, phase: e.startedAtMs !== undefined ? 'running' : 'starting', ...(e.startedAtMs !== undefined ? { startedAtMs: e.startedAtMs } : {}), awardedAtMs: nowMs, lastLeaseAckMs: nowMs, lastUpdateSentMs: nowMs }
       s.allocations.set(k, a)
       changed(s, effects)
       // Renew at once: if the owner gave the job away meanwhile, the answer fences us.
@@ -302,7 +305,8 @@ export function bidderStep (s: BidderState, e: BidderEvent, nowMs: number): Bidd
           if (nowMs - a.lastUpdateSentMs >= s.config.reportRetryMs && a.final !== undefined) {
             a.lastUpdateSentMs = nowMs
             effects.push({ type: 'send', to: a.owner, message: { type: MessageType.AttemptUpdate, body: a.final } })
-          } else if (nowMs >= exitedRenewalDueMs(s, a)) {
+          }
+          if (nowMs >= exitedRenewalDueMs(s, a)) {
             // The final result waits for flushes on both sides (and its logs go first), which on
             // a busy disk took longer than the rest of the lease: the owner gave the attempt
             // up, and ran the job again, while its result was on the way. Renewals, which wait

@@ -27,6 +27,7 @@ function pair (): { a: Mesh, aStore: ReturnType<typeof gatedStore>, b: Mesh, bSt
 }
 
 const settle = async (): Promise<void> => { for (let i = 0; i < 5; i++) await new Promise(resolve => setImmediate(resolve)) }
+const cancel: Message = { type: MessageType.CancelRequest, body: { jobId: 'job-1' } }
 const query: Message = { type: MessageType.JobQuery, body: { id: 'job-1' } }
 
 describe('durable mesh', () => {
@@ -36,12 +37,12 @@ describe('durable mesh', () => {
     answerer.handle(async (_from, m) => { received.push(m); return { type: MessageType.Ack, body: { ok: true } } })
 
     let answered = false
-    const reply = sender.request('b', query).then(r => { answered = true; return r })
+    const reply = sender.request('b', cancel).then(r => { answered = true; return r })
     await settle()
     expect(received).toHaveLength(0) // held until the sender's writes are durable
     senderStore.release()
     await settle()
-    expect(received).toEqual([query])
+    expect(received).toEqual([cancel])
     expect(answered).toBe(false) // the answer waits for the answerer's flush
     answererStore.release()
     expect(await reply).toEqual({ type: MessageType.Ack, body: { ok: true } })
@@ -85,6 +86,13 @@ describe('durable mesh', () => {
     bidderStore.release()
     expect((await ack).type).toBe(MessageType.AwardAck)
   })
+  it('a query for a copy of a job and its reply do not wait for a flush', async () => {
+    const { a: asker, aStore: askerStore, b: holder, bStore: holderStore } = pair()
+    holder.handle(async () => ({ type: MessageType.JobQueryReply, body: { events: [] } }))
+    expect((await asker.request('b', query)).type).toBe(MessageType.JobQueryReply)
+    expect(askerStore.flushes + holderStore.flushes).toBe(0)
+  })
+
   it.each([
     ['a lease renewal and its plain acknowledgement do not wait for a flush', 'running', { accepted: true, stop: false }, 0, 0],
     ['nor does a renewal sent while the container starts', 'starting', { accepted: true, stop: false }, 0, 0],

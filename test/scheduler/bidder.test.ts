@@ -304,8 +304,9 @@ describe('the final report', () => {
       expect(stops(out)).toEqual([])
     }
     expect(resent).toEqual([3000, 4000, 5000])
-    // Between them, renewals keep the lease while the final is on its way.
-    expect(renewed).toEqual([2750, 3750, 4750])
+    // Beside them, renewals every leaseRenewMs from the exit keep the lease while the final is
+    // on its way.
+    expect(renewed).toEqual([2750, 3500, 4250, 5000])
     const acked = bidderStep(s, { type: 'update:acked', jobId: 'j1', epoch: 1, accepted: true, stop: false, state: 'exited' }, 5100)
     expect(acked).toEqual([{ type: 'attempt:reported', jobId: 'j1', epoch: 1 }])
     expect(s.allocations.size).toBe(0)
@@ -328,6 +329,25 @@ describe('the final report', () => {
     expect(bidderStep(s, { type: 'update:acked', jobId: 'j1', epoch: 1, accepted: true, stop: false, state }, 2760)).toEqual([])
     expect(s.allocations.get('j1#1')?.final).toBeDefined()
     expect(bidderNextTimerMs(s)).toBe(3000) // the final's retry comes first
+    expect(sends(tick(s, 3000)).map(f => f.message.type === MessageType.AttemptUpdate && f.message.body.state)).toEqual(['exited'])
+    expect(bidderNextTimerMs(s)).toBe(3500) // and the renewals keep to their own clock
+  })
+
+  it('with a lease of 8 s the renewals beside the final still go out every leaseRenewMs (2 s), not only between retries', () => {
+    const s = createBidder({ peerId: 'node-1', totalCpuMilli: 4000, totalMemoryBytes: 8 * GiB, labels: {}, seq: 0, config: bidderConfig({ leaseMs: 8000, leaseRenewMs: 2000, reportRetryMs: 1000 }) })
+    running(s, 'j1', 1, 0)
+    bidderStep(s, { type: 'attempt:exited', jobId: 'j1', epoch: 1, update: { startedAtMs: 0, finishedAtMs: 2000, exitCode: 0, reason: 'exit' } }, 2000)
+    const renewed: number[] = []
+    for (let t = 2100; t <= 8000; t += 100) for (const f of sends(tick(s, t))) if (f.message.type === MessageType.AttemptUpdate && f.message.body.state !== 'exited') renewed.push(t)
+    expect(renewed).toEqual([4000, 6000, 8000])
+  })
+
+  it('an attempt handed back after a restart as never started renews as starting, not running', () => {
+    const s = bidder()
+    const fx = bidderStep(s, { type: 'attempt:recovered', jobId: 'j1', epoch: 1, owner: 'owner-1', replicas: [], spec: spec() }, 0)
+    expect(sends(fx).map(f => f.message.type === MessageType.AttemptUpdate && f.message.body.state)).toEqual(['starting'])
+    bidderStep(s, { type: 'attempt:exited', jobId: 'j1', epoch: 1, update: { finishedAtMs: 10, exitCode: null, reason: 'lost' } }, 10)
+    expect(sends(tick(s, 760)).map(f => f.message.type === MessageType.AttemptUpdate && f.message.body.state)).toEqual(['starting'])
   })
 
   it('a refusal of the final (stale epoch) also ends the report: the owner has heard it', () => {
@@ -344,7 +364,8 @@ describe('the final report', () => {
     exited(s, 800)
     expect(bidderStep(s, { type: 'update:acked', jobId: 'j1', epoch: 1, accepted: true, stop: false, state: 'running' }, 810)).toEqual([])
     expect(s.allocations.has('j1#1')).toBe(true)
-    expect(sends(tick(s, 1800))).toHaveLength(1)
+    // the final goes out again (beside a renewal: the lease is kept while it is on its way)
+    expect(sends(tick(s, 1800)).map(f => f.message.type === MessageType.AttemptUpdate && f.message.body.state)).toEqual(['exited', 'running'])
   })
 
   it('a second exit of the same attempt is ignored', () => {

@@ -155,8 +155,10 @@ const PROPS = { numRuns: RUNS }
 describe('scheduler safety', () => {
   test.prop([fc.integer(), arbMesh, arbJobs, arbNet, arbKills], PROPS)('(a) a bidder never holds more than its capacity, at any step', (seed, mesh, jobs, net, kills) => {
     let checks = 0
-    run({ seed, mesh, jobs, net, kills, horizonMs: 20_000, afterEvent: h => { checks++; capacityInvariant(h) } })
-    expect(checks).toBeGreaterThan(0)
+    const { ids } = run({ seed, mesh, jobs, net, kills, horizonMs: 20_000, afterEvent: h => { checks++; capacityInvariant(h) } })
+    // Not vacuous: a job was submitted, so there were steps to check. (None is when every
+    // node was killed before the first submit: seed -364630387 drew one node, killed at 0 ms.)
+    expect(checks > 0 || ids.length === 0).toBe(true)
   })
 
   test.prop([fc.integer(), arbMesh, arbJobs, arbNet, arbKills], PROPS)('(b) an owner accepts at most one final result per attempt, and at most one success per job', (seed, mesh, jobs, net, kills) => {
