@@ -58,6 +58,12 @@ export const AGENT_DEFAULTS = {
    *  replicas hold no copy; longer: fewer redundant queries (each later replica asks the
    *  others once more) when the first one does. */
   takeoverStaggerMs: 1000,
+  /** A tick that fires this much late or more found the event loop held up (a write blocked on
+   *  a busy disk; a starved CPU), and runs only after the I/O that waited meanwhile is read
+   *  (src/agent/tick-timer.ts). Ticks are due every 50 ms and run within a few ms of it on an
+   *  idle loop. Lower: more ticks deferred (each by one loop turn, harmless); higher: shorter
+   *  stalls judge leases on stale input again (the loaded churn test saw ticks 0.3–2 s late). */
+  stallMs: 100,
   /** How often pending jobs are offered again even without a capacity change (sweep). */
   sweepIntervalMs: 2000,
   /** Max request body for the HTTP API. */

@@ -23,6 +23,7 @@ import { newJobId } from './ids.ts'
 import { EXECUTOR_REPLAY_DEFAULTS, type PublisherAllowlist, type ReplayGuard, type SignedJobFields, createReplayGuard, newJobNonce, screenJobMessage, signatureToString } from './signing.ts'
 import type { Logger } from './logger.ts'
 import { durableMesh } from './durable-mesh.ts'
+import { type TickTimer, setTickTimer } from './tick-timer.ts'
 import { type PendingChunk, splitLogChunks } from './log-batches.ts'
 import { AgentMetrics } from './metrics.ts'
 
@@ -141,7 +142,7 @@ class BidmeshAgent implements Agent {
   private readonly replicateQueue = new Set<string>()
   private replicationTimer: ReturnType<typeof setTimeout> | undefined
   private readonly acceptedResults = new Set<string>()
-  private tickTimer: ReturnType<typeof setTimeout> | undefined
+  private tickTimer: TickTimer | undefined
   private nextTickAtMs = Infinity
   private lastHousekeepingAtMs = 0
   private summaryTimer: ReturnType<typeof setTimeout> | undefined
@@ -271,7 +272,7 @@ class BidmeshAgent implements Agent {
     if (this.stopped) return
     this.stopped = true
     for (const t of this.timers) clearInterval(t)
-    clearTimeout(this.tickTimer)
+    this.tickTimer?.clear()
     clearTimeout(this.summaryTimer)
     if (this.replicationTimer !== undefined) clearTimeout(this.replicationTimer)
     for (const r of this.running.values()) r.abort.abort()
@@ -317,9 +318,9 @@ class BidmeshAgent implements Agent {
     if (this.stopped) return
     const at = Date.now() + delayMs
     if (this.tickTimer !== undefined && this.nextTickAtMs <= at) return
-    clearTimeout(this.tickTimer)
+    this.tickTimer?.clear()
     this.nextTickAtMs = at
-    this.tickTimer = setTimeout(() => {
+    this.tickTimer = setTickTimer(delayMs, () => {
       this.tickTimer = undefined
       this.nextTickAtMs = Infinity
       try {
@@ -327,7 +328,7 @@ class BidmeshAgent implements Agent {
       } finally {
         this.scheduleTick(this.hasWorkInFlight() ? this.t.tickMs : this.t.idleTickMs)
       }
-    }, delayMs)
+    }, { stallMs: AGENT_DEFAULTS.stallMs })
   }
 
   /** Anything whose timeouts the machines must see on time (see agentTimings.tickMs): the
