@@ -320,10 +320,15 @@ class BidmeshAgent implements Agent {
     if (this.tickTimer !== undefined && this.nextTickAtMs <= at) return
     this.tickTimer?.clear()
     this.nextTickAtMs = at
-    this.tickTimer = setTickTimer(delayMs, () => {
+    this.tickTimer = setTickTimer(delayMs, stalledMs => {
       this.tickTimer = undefined
       this.nextTickAtMs = Infinity
       try {
+        if (stalledMs > 0) {
+          if (stalledMs >= 1000) this.c.logger.warn({ stalledMs }, 'clock:stalled')
+          this.ownerDo({ type: 'clock:stalled', stalledMs })
+          this.bidderDo({ type: 'clock:stalled', stalledMs })
+        }
         this.tick()
       } finally {
         this.scheduleTick(this.hasWorkInFlight() ? this.t.tickMs : this.t.idleTickMs)

@@ -89,6 +89,8 @@ export type OwnerEvent =
    *  majority never asked for). The check resumes once a majority is back, or the job is
    *  released to the majority's owner. */
   | { type: 'tick', quorum?: boolean }
+  /** This agent's event loop was held up for stalledMs (see the case). */
+  | { type: 'clock:stalled', stalledMs: number }
 
 export type OwnerEffect =
   | { type: 'send', to: string, message: Message }
@@ -210,6 +212,19 @@ export function ownerStep (s: OwnerState, e: OwnerEvent, nowMs: number): OwnerEf
           oj.round.refused.unreachable = (oj.round.refused.unreachable ?? 0) + 1
           if (oj.round.answered.size >= oj.round.candidates.length) decide(s, oj, nowMs, fx)
         }
+      }
+      break
+    }
+    case 'clock:stalled': {
+      // While this agent could not run, it could not hear renewals or acknowledgements it
+      // would have heard (an attempt it runs itself, or an executor held up on the same
+      // machine, sent none): the stall does not count against its leases and award deadlines,
+      // up to a lease. A dead executor's job is re-run that much later; nothing runs twice.
+      const creditMs = Math.max(0, Math.min(e.stalledMs, s.config.leaseMs))
+      for (const id of s.active) {
+        const oj = s.jobs.get(id)!
+        if (oj.leaseExpiresAtMs !== undefined) oj.leaseExpiresAtMs += creditMs
+        if (oj.award !== undefined) oj.award.deadlineMs += creditMs
       }
       break
     }

@@ -71,6 +71,8 @@ export type BidderEvent =
   /** after a restart: an attempt whose container is still there, taken up again */
   | { type: 'attempt:recovered', jobId: string, epoch: number, owner: string, replicas: string[], spec: JobSpec, startedAtMs?: number }
   | { type: 'tick' }
+  /** This agent's event loop was held up for stalledMs (see the case). */
+  | { type: 'clock:stalled', stalledMs: number }
 
 export type BidderEffect =
   | { type: 'send', to: string, message: Message }
@@ -292,6 +294,17 @@ export function bidderStep (s: BidderState, e: BidderEvent, nowMs: number): Bidd
     }
     case 'drain:set': {
       if (s.draining !== e.draining) { s.draining = e.draining; changed(s, effects) }
+      break
+    }
+    case 'clock:stalled': {
+      // While this agent could not run it sent no renewals, so no acknowledgement could come
+      // back: the stall does not count against its leases, up to a lease. If the owner did
+      // give an attempt up meanwhile, its answer to the next renewal says stop.
+      const creditMs = Math.max(0, Math.min(e.stalledMs, s.config.leaseMs))
+      for (const a of s.allocations.values()) {
+        if (a.phase !== 'exited') a.lastLeaseAckMs = Math.min(nowMs, a.lastLeaseAckMs + creditMs)
+      }
+      for (const r of s.reservations.values()) r.expiresAtMs += creditMs
       break
     }
     case 'tick': {

@@ -369,6 +369,33 @@ describe('leases', () => {
     expect(job(s, 'j1')).toMatchObject({ state: 'pending', epoch: 2 })
   })
 
+  it.each([
+    // The stall credit moves the lease on by the stall, so the tick right after it keeps it.
+    ['a stall of 2 s', 2000, 5280 + 3000 + 2000],
+    // Never more than a lease: a longer stall (or a bad clock) delays a re-run by 3 s at most.
+    ['a stall of 60 s (capped at a lease)', 60_000, 5280 + 3000 + 3000]
+  ])('the owner does not count %s against a lease', (_what, stalledMs, expiresAtMs) => {
+    const s = owner()
+    scheduled(s, 'j1')
+    update(s, { jobId: 'j1', epoch: 1, state: 'running', startedAtMs: 30 }, 30)
+    for (let t = 780; t <= 6000; t += 750) update(s, { jobId: 'j1', epoch: 1, state: 'running' }, t)
+    for (const n of NODES) advert(s, n, 8000)
+    expect(step(s, { type: 'clock:stalled', stalledMs }, 8500)).toEqual([])
+    expect(ownerNextTimerMs(s)).toBe(expiresAtMs)
+    expect(events(tick(s, expiresAtMs - 1))).toEqual([])
+  })
+
+  it('the owner does not count a stall against an award\'s acknowledgement deadline either', () => {
+    const s = owner()
+    submit(s, 'j1', 0)
+    bidFrom(s, 'n1', 'j1', 1, 0.2, 10)
+    bidFrom(s, 'n2', 'j1', 1, 0.9, 10)
+    bidFrom(s, 'n3', 'j1', 1, 0.5, 10)
+    const before = s.jobs.get('j1')!.award!.deadlineMs
+    step(s, { type: 'clock:stalled', stalledMs: 1500 }, 2000)
+    expect(s.jobs.get('j1')!.award!.deadlineMs).toBe(before + 1500)
+  })
+
   it('a lost attempt with no node to offer it to waits as unplaceable at the same epoch', () => {
     const s = owner()
     scheduled(s, 'j1')

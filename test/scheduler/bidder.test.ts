@@ -269,6 +269,19 @@ describe('lease, executor side', () => {
     expect(stops(bidderStep(s, { type: 'update:acked', jobId: 'j1', epoch: 1, accepted: false, stop: true }, 9200))).toEqual([])
   })
 
+  it.each([
+    // No renewal could go out during the stall, so no ack could come back: credited.
+    ['a stall of 2 s is credited: no stop at 3.5 s', 2000, 3500, false],
+    // Credit never puts the last ack in the future, nor past one lease.
+    ['a stall of 60 s is credited a lease at most: stop once that is used up too', 60_000, 6001, true]
+  ])('%s', (_what, stalledMs, tickAtMs, stopped) => {
+    const s = bidder()
+    running(s, 'j1', 1, 0)
+    expect(bidderStep(s, { type: 'clock:stalled', stalledMs }, 3400)).toEqual([])
+    expect(s.allocations.get('j1#1')!.lastLeaseAckMs).toBe(Math.min(3400, Math.min(stalledMs, 3000)))
+    expect(stops(tick(s, tickAtMs)).length > 0).toBe(stopped)
+  })
+
   it('failed updates do not extend the lease', () => {
     const s = bidder()
     running(s, 'j1', 1, 0)
