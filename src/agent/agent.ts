@@ -11,7 +11,7 @@ import { type Message, MessageType } from '../protocol/messages.ts'
 import { type BidderEffect, type BidderEvent, type BidderState, bidderStep, capacityOf, createBidder } from '../scheduler/bidder.ts'
 import { type OwnerEffect, type OwnerEvent, type OwnerState, createOwner, ownerStep, viewLiveness } from '../scheduler/auction.ts'
 import { selectFromView } from '../scheduler/placement.ts'
-import { type CopyAnswer, decideTakeover, groupMajority, newerRecord, rankReplicas, replicaQuorum, takeoverDueAtMs } from '../scheduler/takeover.ts'
+import { type CopyAnswer, decideTakeover, groupMajority, newerRecord, newerSummary, ownerPrecedes, rankReplicas, replicaQuorum, takeoverDueAtMs } from '../scheduler/takeover.ts'
 import { type ViewEntry, liveness, pruneView } from '../scheduler/view.ts'
 import type { AttemptUpdate } from '../protocol/messages.ts'
 import type { Mesh } from '../mesh/mesh.ts'
@@ -437,7 +437,7 @@ class BidmeshAgent implements Agent {
     const asked = mine.replicas.filter(r => r !== this.peerId && this.isAlive(r, now))
     const answers = await this.askForCopies(id, asked)
     let newer: JobRecord | undefined
-    for (const { copy: c } of answers) if (c !== undefined && c.term > mine.term && (newer === undefined || newerRecord(c, newer))) newer = c
+    for (const { copy: c } of answers) if (c !== undefined && c.owner !== mine.owner && newerRecord(c, mine) && (newer === undefined || newerRecord(c, newer))) newer = c
     if (!this.owner.jobs.has(id)) return true
     if (newer !== undefined) {
       this.ownerDo({ type: 'job:released', jobId: id })
@@ -612,16 +612,20 @@ class BidmeshAgent implements Agent {
     const gaps: string[] = []
     for (const { job, events, eventsFrom = 0 } of jobs) {
       const mine = this.owner.jobs.get(job.id)
-      if (mine !== undefined) {
-        // An older owner's copy: ignore it, and tell that owner it was superseded.
-        if (job.term < mine.record.term) { stale.push(job.id); continue }
-        if (job.term === mine.record.term) continue
+      if (mine !== undefined && job.owner !== this.peerId) {
+        // An older owner's copy, or a rival's that took the job over under our term but ranks
+        // below us: ignore it, and tell that owner it was superseded.
+        if (!newerRecord(job, mine.record)) { stale.push(job.id); continue }
         this.c.logger.info({ jobId: job.id, term: job.term, owner: job.owner }, 'job:released')
         this.ownerDo({ type: 'job:released', jobId: job.id })
-      }
+      } else if (mine !== undefined) continue
       const local = this.c.store.getJob(job.id)
-      if (local !== undefined && local.term > job.term) { stale.push(job.id); continue }
-      if (local !== undefined && local.term === job.term && local.version > job.version) continue
+      // A copy older than ours: by term, or by owner within a term (a rival that loses), is
+      // stale; an older version from the same owner is a resend that crossed a newer one.
+      if (local !== undefined && newerRecord(local, job)) {
+        if (local.term > job.term || local.owner !== job.owner) stale.push(job.id)
+        continue
+      }
       this.c.store.transaction(() => {
         this.c.store.putJob(job)
         const have = this.c.store.eventCount(job.id)
@@ -1047,8 +1051,9 @@ class BidmeshAgent implements Agent {
       for (const s of m.body.summaries) {
         if (s.owner !== from) continue
         const mine = this.owner.jobs.get(s.id)
-        if (mine !== undefined && s.term > mine.record.term) {
-          // Another agent took this job over while we were cut off: it owns it now.
+        if (mine !== undefined && (s.term > mine.record.term || (s.term === mine.record.term && ownerPrecedes(s.id, s.owner, this.peerId)))) {
+          // Another agent took this job over while we were cut off (or under our term, and it
+          // ranks better for the job): it owns it now.
           this.c.logger.info({ jobId: s.id, term: s.term, owner: s.owner }, 'job:released')
           this.ownerDo({ type: 'job:released', jobId: s.id })
           // Our copy keeps its own (lower) term: it is stale, and readers that compare copies
@@ -1369,12 +1374,6 @@ class BidmeshAgent implements Agent {
   health (): { ok: boolean, peerId: string, peers: number, draining: boolean, uptimeMs: number } {
     return { ok: !this.stopped, peerId: this.peerId, peers: this.c.mesh.connectedPeers().length, draining: this.bidder.draining, uptimeMs: Date.now() - this.startedAtMs }
   }
-}
-
-/** Whether summary a is a newer copy than b: a higher term (a takeover) wins; within a term,
- *  the later update (both come from the same owner then, so their clocks agree). */
-function newerSummary (a: JobSummary, b: JobSummary): boolean {
-  return a.term > b.term || (a.term === b.term && a.updatedAtMs >= b.updatedAtMs)
 }
 
 const MESSAGE_TYPE_NAMES = new Map<number, string>(Object.entries(MessageType).map(([name, n]) => [n, name]))

@@ -25,10 +25,29 @@ export function replicaQuorum (replicas: number): number {
   return groupMajority(replicas) - 1
 }
 
+/** Between two owners of one job under the same term, the one ranked better for the job. Two
+ *  replicas that see different members alive may both take a job over under the same term
+ *  (decideTakeover); every agent then prefers the same one, so the other lets go as soon as it
+ *  hears of it (a replica refuses its copy as stale, or a summary names the winner). */
+export function ownerPrecedes (jobId: string, a: string, b: string): boolean {
+  return rankReplicas(jobId, [a, b], () => true)[0] === a
+}
+
 /** Whether record a is a newer copy of a job than b: a higher term (a takeover) wins; within
- *  a term, the higher version (every change of the record increases it). */
+ *  a term, the better-ranked owner (see ownerPrecedes), then the higher version (every change
+ *  of the record increases it). */
 export function newerRecord (a: JobRecord, b: JobRecord): boolean {
-  return a.term > b.term || (a.term === b.term && a.version > b.version)
+  if (a.term !== b.term) return a.term > b.term
+  if (a.owner !== b.owner) return ownerPrecedes(a.id, a.owner, b.owner)
+  return a.version > b.version
+}
+
+/** Whether summary a is a newer copy than b, in the order of newerRecord; within one owner's
+ *  term, the later update (one owner's clock). */
+export function newerSummary (a: Pick<JobRecord, 'id' | 'term' | 'owner' | 'updatedAtMs'>, b: Pick<JobRecord, 'term' | 'owner' | 'updatedAtMs'>): boolean {
+  if (a.term !== b.term) return a.term > b.term
+  if (a.owner !== b.owner) return ownerPrecedes(a.id, a.owner, b.owner)
+  return a.updatedAtMs >= b.updatedAtMs
 }
 
 /** The job's replicas that `alive` passes, best first: highest rendezvous weight for the job,

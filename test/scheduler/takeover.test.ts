@@ -5,7 +5,7 @@
 import { fc, test } from '@fast-check/vitest'
 import { describe, expect, it } from 'vitest'
 import type { JobRecord } from '../../src/protocol/job.ts'
-import { type CopyAnswer, decideTakeover, groupMajority, rankReplicas, replicaQuorum, takeoverDueAtMs } from '../../src/scheduler/takeover.ts'
+import { type CopyAnswer, decideTakeover, groupMajority, newerRecord, newerSummary, ownerPrecedes, rankReplicas, replicaQuorum, takeoverDueAtMs } from '../../src/scheduler/takeover.ts'
 import { jobRecord } from './harness.ts'
 
 const JOB_ID = 'job-takeover-1'
@@ -33,6 +33,25 @@ describe('the replicas\' ranking and stagger', () => {
   })
   it('the best-ranked replica asks at once, the k-th k staggers later', () => {
     expect([0, 1, 3].map(rank => takeoverDueAtMs(10_000, rank, 1000))).toEqual([10_000, 11_000, 13_000])
+  })
+})
+
+describe('which copy is newer', () => {
+  const [better, worse] = RANKED
+  it.each<[string, Partial<JobRecord>, Partial<JobRecord>, boolean]>([
+    ['a higher term, whatever its version', { term: 2, version: 1 }, { term: 1, version: 9 }, true],
+    ['a lower term', { term: 1, version: 9 }, { term: 2, version: 1 }, false],
+    ['one owner\'s higher version', { term: 1, owner: better, version: 5 }, { term: 1, owner: better, version: 4 }, true],
+    // Two replicas that both took the job over under one term: the better-ranked owner wins,
+    // whatever the versions, so every agent settles on the same copy.
+    ['the better-ranked of two owners under one term', { term: 1, owner: better, version: 1 }, { term: 1, owner: worse, version: 7 }, true],
+    ['the worse-ranked of two owners under one term', { term: 1, owner: worse, version: 7 }, { term: 1, owner: better, version: 1 }, false]
+  ])('%s: %s', (_what, a, b, newer) => {
+    expect(newerRecord(copy(a), copy(b))).toBe(newer)
+    expect(newerSummary({ ...copy(a), updatedAtMs: a.version ?? 0 }, { ...copy(b), updatedAtMs: b.version ?? 0 })).toBe(newer)
+  })
+  it('owner precedence is a strict order: exactly one of two owners precedes the other', () => {
+    expect([ownerPrecedes(JOB_ID, better, worse), ownerPrecedes(JOB_ID, worse, better)]).toEqual([true, false])
   })
 })
 
