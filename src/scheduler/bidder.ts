@@ -38,6 +38,9 @@ export interface Allocation {
   lastUpdateSentMs: number
   /** after the exit: when a renewal last went out beside the final result, or the exit (see 'tick') */
   lastRenewalSentMs?: number
+  /** after the exit: the owner answered a renewal with stop (it holds the result, or gave the
+   *  attempt up): no lease is left to keep, only the final to deliver */
+  renewalsDone?: boolean
   /** the final result, kept until the owner acknowledges it */
   final?: AttemptUpdate
   /** a stop was asked for; the shell is stopping the container */
@@ -270,7 +273,10 @@ export function bidderStep (s: BidderState, e: BidderEvent, nowMs: number): Bidd
       if (a.phase === 'exited') {
         // The ack of a renewal sent before the exit says nothing of the final result: keep it
         // until the final itself is acknowledged, or it is never delivered.
-        if (e.state !== undefined && e.state !== 'exited') break
+        if (e.state !== undefined && e.state !== 'exited') {
+          if (e.stop) a.renewalsDone = true
+          break
+        }
         s.allocations.delete(k)
         effects.push({ type: 'attempt:reported', jobId: e.jobId, epoch: e.epoch })
       } else if ((!e.accepted || e.stop) && a.stopRequested !== true) {
@@ -319,7 +325,7 @@ export function bidderStep (s: BidderState, e: BidderEvent, nowMs: number): Bidd
             a.lastUpdateSentMs = nowMs
             effects.push({ type: 'send', to: a.owner, message: { type: MessageType.AttemptUpdate, body: a.final } })
           }
-          if (nowMs >= exitedRenewalDueMs(s, a)) {
+          if (a.renewalsDone !== true && nowMs >= exitedRenewalDueMs(s, a)) {
             // The final result waits for flushes on both sides (and its logs go first), which on
             // a busy disk took longer than the rest of the lease: the owner gave the attempt
             // up, and ran the job again, while its result was on the way. Renewals, which wait
@@ -355,7 +361,7 @@ export function bidderNextTimerMs (s: BidderState): number | undefined {
   for (const a of s.allocations.values()) {
     if (a.phase === 'exited') {
       at(a.lastUpdateSentMs + s.config.reportRetryMs)
-      at(exitedRenewalDueMs(s, a))
+      if (a.renewalsDone !== true) at(exitedRenewalDueMs(s, a))
     }
     else if (a.stopRequested !== true) {
       at(a.lastLeaseAckMs + s.config.leaseMs + 1)

@@ -346,6 +346,20 @@ describe('the final report', () => {
     expect(bidderNextTimerMs(s)).toBe(3500) // and the renewals keep to their own clock
   })
 
+  it('renewals beside the final stop once the owner answers one with stop (it holds the result): the final goes on alone', () => {
+    const s = bidder()
+    running(s, 'j1', 1, 0)
+    exited(s, 2000)
+    expect(sends(tick(s, 2750)).map(f => f.message.type === MessageType.AttemptUpdate && f.message.body.state)).toEqual(['running'])
+    // the owner recorded the exit already; the final's own ack waits for its replication
+    expect(bidderStep(s, { type: 'update:acked', jobId: 'j1', epoch: 1, accepted: false, stop: true, state: 'running' }, 2760)).toEqual([])
+    expect(s.allocations.get('j1#1')?.final).toBeDefined()
+    const states: Array<string | false> = []
+    for (let t = 2800; t <= 5000; t += 50) for (const f of sends(tick(s, t))) states.push(f.message.type === MessageType.AttemptUpdate && f.message.body.state)
+    expect(states).toEqual(['exited', 'exited', 'exited'])
+    expect(bidderNextTimerMs(s)).toBe(6000)
+  })
+
   it('with a lease of 8 s the renewals beside the final still go out every leaseRenewMs (2 s), not only between retries', () => {
     const s = createBidder({ peerId: 'node-1', totalCpuMilli: 4000, totalMemoryBytes: 8 * GiB, labels: {}, seq: 0, config: bidderConfig({ leaseMs: 8000, leaseRenewMs: 2000, reportRetryMs: 1000 }) })
     running(s, 'j1', 1, 0)
