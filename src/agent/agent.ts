@@ -11,7 +11,7 @@ import { type Message, MessageType } from '../protocol/messages.ts'
 import { type BidderEffect, type BidderEvent, type BidderState, bidderStep, capacityOf, createBidder } from '../scheduler/bidder.ts'
 import { type OwnerEffect, type OwnerEvent, type OwnerState, createOwner, ownerStep, viewLiveness } from '../scheduler/auction.ts'
 import { selectFromView } from '../scheduler/placement.ts'
-import { type CopyAnswer, decideTakeover, groupMajority, newerRecord, newerSummary, ownerPrecedes, rankReplicas, replicaQuorum, takeoverDueAtMs } from '../scheduler/takeover.ts'
+import { type CopyAnswer, decideTakeover, groupMajority, newerRecord, newerSummary, rankReplicas, replicaQuorum, takeoverDueAtMs } from '../scheduler/takeover.ts'
 import { type ViewEntry, liveness, pruneView } from '../scheduler/view.ts'
 import type { AttemptUpdate } from '../protocol/messages.ts'
 import type { Mesh } from '../mesh/mesh.ts'
@@ -658,8 +658,8 @@ class BidmeshAgent implements Agent {
       const ownerEntry = this.owner.view.entries.get(job.owner)
       // When the owner was found gone: goneAfterMs after it was last heard, or after this
       // agent started if it never heard it at all.
+      // (The same instant at which liveness() calls it gone.)
       const ownerGoneAtMs = (ownerEntry?.heardAtMs ?? this.startedAtMs) + this.owner.config.goneAfterMs
-      if (ownerEntry !== undefined && liveness(ownerEntry, now, this.owner.config) !== 'gone') continue
       if (now < ownerGoneAtMs) continue
       const ranked = rankReplicas(job.id, job.replicas, r => this.isAlive(r, now))
       // A majority of the job's group (owner and replicas) must be alive on our side; the
@@ -1051,7 +1051,7 @@ class BidmeshAgent implements Agent {
       for (const s of m.body.summaries) {
         if (s.owner !== from) continue
         const mine = this.owner.jobs.get(s.id)
-        if (mine !== undefined && (s.term > mine.record.term || (s.term === mine.record.term && ownerPrecedes(s.id, s.owner, this.peerId)))) {
+        if (mine !== undefined && newerSummary(s, mine.record)) {
           // Another agent took this job over while we were cut off (or under our term, and it
           // ranks better for the job): it owns it now.
           this.c.logger.info({ jobId: s.id, term: s.term, owner: s.owner }, 'job:released')

@@ -36,11 +36,10 @@ export interface Allocation {
   awardedAtMs: number
   lastLeaseAckMs: number
   lastUpdateSentMs: number
-  /** after the exit: when a renewal last went out beside the final result, or the exit (see 'tick') */
-  lastRenewalSentMs?: number
-  /** after the exit: the owner answered a renewal with stop (it holds the result, or gave the
-   *  attempt up): no lease is left to keep, only the final to deliver */
-  renewalsDone?: boolean
+  /** after the exit: when the next renewal beside the undelivered final is due (see 'tick');
+   *  undefined once the owner answered one with stop (it holds the result, or gave the attempt
+   *  up): no lease is left to keep, only the final to deliver */
+  nextRenewalAtMs?: number
   /** the final result, kept until the owner acknowledges it */
   final?: AttemptUpdate
   /** a stop was asked for; the shell is stopping the container */
@@ -163,12 +162,6 @@ function runningUpdate (s: BidderState, a: Allocation): Message {
   }
 }
 
-/** When the next renewal beside an undelivered final result is due: every leaseRenewMs from
- *  the exit, whatever the final's own retries (reportRetryMs) do. */
-function exitedRenewalDueMs (s: BidderState, a: Allocation): number {
-  return (a.lastRenewalSentMs ?? a.lastUpdateSentMs) + s.config.leaseRenewMs
-}
-
 export function bidderStep (s: BidderState, e: BidderEvent, nowMs: number): BidderEffect[] {
   const effects: BidderEffect[] = []
   switch (e.type) {
@@ -255,7 +248,8 @@ export function bidderStep (s: BidderState, e: BidderEvent, nowMs: number): Bidd
       a.phase = 'exited'
       a.final = { ...e.update, jobId: e.jobId, epoch: e.epoch, node: s.peerId, state: 'exited' }
       a.lastUpdateSentMs = nowMs
-      a.lastRenewalSentMs = nowMs
+      // renewals every leaseRenewMs from the exit, whatever the final's own retries do
+      a.nextRenewalAtMs = nowMs + s.config.leaseRenewMs
       changed(s, effects)
       effects.push({ type: 'send', to: a.owner, message: { type: MessageType.AttemptUpdate, body: a.final } })
       break
@@ -274,7 +268,7 @@ export function bidderStep (s: BidderState, e: BidderEvent, nowMs: number): Bidd
         // The ack of a renewal sent before the exit says nothing of the final result: keep it
         // until the final itself is acknowledged, or it is never delivered.
         if (e.state !== undefined && e.state !== 'exited') {
-          if (e.stop) a.renewalsDone = true
+          if (e.stop) a.nextRenewalAtMs = undefined
           break
         }
         s.allocations.delete(k)
@@ -325,13 +319,13 @@ export function bidderStep (s: BidderState, e: BidderEvent, nowMs: number): Bidd
             a.lastUpdateSentMs = nowMs
             effects.push({ type: 'send', to: a.owner, message: { type: MessageType.AttemptUpdate, body: a.final } })
           }
-          if (a.renewalsDone !== true && nowMs >= exitedRenewalDueMs(s, a)) {
+          if (a.nextRenewalAtMs !== undefined && nowMs >= a.nextRenewalAtMs) {
             // The final result waits for flushes on both sides (and its logs go first), which on
             // a busy disk took longer than the rest of the lease: the owner gave the attempt
             // up, and ran the job again, while its result was on the way. Renewals, which wait
             // for nothing, keep the lease until the result is in. Their answers are not the
             // result's: 'update:acked' keeps the final until the final itself is acknowledged.
-            a.lastRenewalSentMs = nowMs
+            a.nextRenewalAtMs = nowMs + s.config.leaseRenewMs
             effects.push({ type: 'send', to: a.owner, message: runningUpdate(s, a) })
           }
           continue
@@ -361,7 +355,7 @@ export function bidderNextTimerMs (s: BidderState): number | undefined {
   for (const a of s.allocations.values()) {
     if (a.phase === 'exited') {
       at(a.lastUpdateSentMs + s.config.reportRetryMs)
-      if (a.renewalsDone !== true) at(exitedRenewalDueMs(s, a))
+      if (a.nextRenewalAtMs !== undefined) at(a.nextRenewalAtMs)
     }
     else if (a.stopRequested !== true) {
       at(a.lastLeaseAckMs + s.config.leaseMs + 1)
