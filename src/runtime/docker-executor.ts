@@ -279,23 +279,17 @@ class DockerExecutor implements Executor {
     let timeoutTimer: NodeJS.Timeout | undefined
     let onAbort: (() => void) | undefined
     let startedAtMs: number | undefined
-    let phase: 'image' | 'create' | 'start' | 'wait' = 'image'
+    let phase: 'create' | 'start' | 'wait' = 'create'
 
     if (aborted(signal)) return cancelledBeforeStart()
     const secrets = secretsOf(spec)
     const preflight = await this.preflight(spec)
     if (!preflight.ok) return preflight.result
     try {
-      const name = this.containerName(jobId, epoch)
-      // A container left by an earlier try of the same attempt (agent crash, lost result)
-      // would make create fail with a name conflict. Removed while the image is checked:
-      // the two engine round trips need not wait for each other.
-      const [imageFailure] = await Promise.all([this.ensureImage(spec.image, signal), this.removeQuietly(name)])
-      if (imageFailure !== undefined) return imageFailure
-      if (aborted(signal)) return cancelledBeforeStart()
-
       phase = 'create'
-      container = await this.docker.createContainer(this.createOptions(attempt, name, preflight))
+      const created = await this.createAttemptContainer(attempt, preflight, signal)
+      if ('result' in created) return created.result
+      container = created.container
 
       // Attach before start: anything the job prints before we are listening would
       // otherwise be lost (non-TTY attach does not replay earlier output).
@@ -513,6 +507,39 @@ class DockerExecutor implements Executor {
     return containerCreateOptions(attempt, { name, nodeId: this.nodeId, settings: this.settings, ...decided })
   }
 
+  /**
+   * Creates the attempt's container, in one engine call in the common case. Only when create
+   * says so is the image looked for (and pulled), or a container that an earlier try of the
+   * same attempt left under this name (agent crash, lost result) removed; then create is
+   * tried again. Checking both first cost two more engine calls per job, which a busy engine
+   * (a burst of jobs on a small host) pays for in throughput.
+   */
+  private async createAttemptContainer (attempt: AttemptRef, decided: Decided, signal: AbortSignal | undefined):
+  Promise<{ container: Docker.Container } | { result: AttemptResult }> {
+    const name = this.containerName(attempt.jobId, attempt.epoch)
+    const options = this.createOptions(attempt, name, decided)
+    let pulled = false
+    let removed = false
+    while (true) {
+      try {
+        return { container: await this.docker.createContainer(options) }
+      } catch (err) {
+        const status = statusOf(err)
+        if (status === 404 && !pulled) {
+          pulled = true
+          const imageFailure = await this.ensureImage(attempt.spec.image, signal)
+          if (imageFailure !== undefined) return { result: imageFailure }
+        } else if (status === 409 && !removed) {
+          removed = true
+          await this.removeQuietly(name)
+        } else {
+          throw err // a second 404 is described as a missing image (describeFailure)
+        }
+        if (aborted(signal)) return { result: cancelledBeforeStart() }
+      }
+    }
+  }
+
   /** Returns a failure result when the image is absent and cannot be pulled, else undefined. */
   private async ensureImage (image: string, signal: AbortSignal | undefined): Promise<AttemptResult | undefined> {
     try {
@@ -618,7 +645,7 @@ class DockerExecutor implements Executor {
     }
   }
 
-  private describeFailure (err: unknown, phase: 'image' | 'create' | 'start' | 'wait', image: string): NonNullable<AttemptResult['error']> {
+  private describeFailure (err: unknown, phase: 'create' | 'start' | 'wait', image: string): NonNullable<AttemptResult['error']> {
     if (isConnectionError(err)) {
       const e = new DockerUnavailableError(undefined, { cause: err })
       return { name: e.name, code: e.code, message: `${e.message}: ${messageOf(err)}`, retryable: e.retryable }

@@ -274,6 +274,25 @@ describe('dockerExecutor', () => {
     await expectCleanedUp(a.jobId)
   })
 
+  it('creates the container in one engine call when the image is here and the name is free', async () => {
+    // Counted on a Docker client of its own: the image is looked up, and a leftover removed,
+    // only when create reports them (a busy engine pays for every call).
+    const counted = new Docker()
+    const calls: string[] = []
+    const getImage = counted.getImage.bind(counted)
+    const getContainer = counted.getContainer.bind(counted)
+    counted.getImage = (name: string) => { calls.push(`image ${name}`); return getImage(name) }
+    counted.getContainer = (id: string) => { calls.push(/^[0-9a-f]{64}$/.test(id) ? 'container by id' : `container ${id}`); return getContainer(id) }
+    const own = dockerExecutor({ stopGraceMs: 1000 })({ docker: counted, nodeId: NODE_ID })
+    const a = attempt({ command: sh('exit 0') })
+    const result = await own.run(a)
+    expect(result).toMatchObject({ reason: 'exit', exitCode: 0 })
+    // Only the created container itself is addressed (its removal at the end), by id: no
+    // image lookup, no removal by name before create.
+    expect(new Set(calls)).toEqual(new Set(['container by id']))
+    await expectCleanedUp(a.jobId)
+  })
+
   it('reports a missing image that cannot be pulled as reason image, not retryable', async () => {
     const a = attempt({ image: 'bidmesh/does-not-exist:1', command: sh('exit 0') })
     let startedCalls = 0
