@@ -286,7 +286,6 @@ class DockerExecutor implements Executor {
     const preflight = await this.preflight(spec)
     if (!preflight.ok) return preflight.result
     try {
-      phase = 'create'
       const created = await this.createAttemptContainer(attempt, preflight, signal)
       if ('result' in created) return created.result
       container = created.container
@@ -651,7 +650,8 @@ class DockerExecutor implements Executor {
       return { name: e.name, code: e.code, message: `${e.message}: ${messageOf(err)}`, retryable: e.retryable }
     }
     if (phase === 'create' && statusOf(err) === 404) {
-      // the image vanished between our check and create (pruned concurrently)
+      // create found no image even after looking for it (and pulling it): missing, or pruned
+      // again in between (createAttemptContainer)
       const e = new ImageNotFoundError(image, { cause: err })
       return { name: e.name, code: e.code, message: e.message, retryable: e.retryable }
     }
