@@ -612,13 +612,14 @@ class BidmeshAgent implements Agent {
     const gaps: string[] = []
     for (const { job, events, eventsFrom = 0 } of jobs) {
       const mine = this.owner.jobs.get(job.id)
-      if (mine !== undefined && job.owner !== this.peerId) {
+      if (mine !== undefined) {
+        if (job.owner === this.peerId) continue // our own record, come back
         // An older owner's copy, or a rival's that took the job over under our term but ranks
         // below us: ignore it, and tell that owner it was superseded.
         if (!newerRecord(job, mine.record)) { stale.push(job.id); continue }
         this.c.logger.info({ jobId: job.id, term: job.term, owner: job.owner }, 'job:released')
         this.ownerDo({ type: 'job:released', jobId: job.id })
-      } else if (mine !== undefined) continue
+      }
       const local = this.c.store.getJob(job.id)
       // A copy older than ours: by term, or by owner within a term (a rival that loses), is
       // stale; an older version from the same owner is a resend that crossed a newer one.
@@ -656,9 +657,8 @@ class BidmeshAgent implements Agent {
     for (const job of [...this.standby.values()]) {
       if (job.owner === this.peerId || this.adopting.has(job.id) || this.isAlive(job.owner, now)) continue
       const ownerEntry = this.owner.view.entries.get(job.owner)
-      // When the owner was found gone: goneAfterMs after it was last heard, or after this
-      // agent started if it never heard it at all.
-      // (The same instant at which liveness() calls it gone.)
+      // When the owner was found gone: goneAfterMs after it was last heard (the instant at
+      // which liveness() calls it gone), or after this agent started if it never heard it.
       const ownerGoneAtMs = (ownerEntry?.heardAtMs ?? this.startedAtMs) + this.owner.config.goneAfterMs
       if (now < ownerGoneAtMs) continue
       const ranked = rankReplicas(job.id, job.replicas, r => this.isAlive(r, now))

@@ -33,21 +33,25 @@ export function ownerPrecedes (jobId: string, a: string, b: string): boolean {
   return rankReplicas(jobId, [a, b], () => true)[0] === a
 }
 
-/** Whether record a is a newer copy of a job than b: a higher term (a takeover) wins; within
- *  a term, the better-ranked owner (see ownerPrecedes), then the higher version (every change
- *  of the record increases it). */
-export function newerRecord (a: JobRecord, b: JobRecord): boolean {
+/** The order of two copies of a job that term and owner settle: a higher term (a takeover)
+ *  wins; within a term, the better-ranked owner (see ownerPrecedes). Undefined when both come
+ *  from one owner's term: then that owner's own order decides (newerRecord, newerSummary). */
+function ownerOrder (a: Pick<JobRecord, 'id' | 'term' | 'owner'>, b: Pick<JobRecord, 'term' | 'owner'>): boolean | undefined {
   if (a.term !== b.term) return a.term > b.term
   if (a.owner !== b.owner) return ownerPrecedes(a.id, a.owner, b.owner)
-  return a.version > b.version
+  return undefined
 }
 
-/** Whether summary a is a newer copy than b, in the order of newerRecord; within one owner's
- *  term, the later update (one owner's clock). */
+/** Whether record a is a newer copy of a job than b: by ownerOrder, then the higher version
+ *  (every change of the record increases it). */
+export function newerRecord (a: JobRecord, b: JobRecord): boolean {
+  return ownerOrder(a, b) ?? a.version > b.version
+}
+
+/** Whether summary a is a newer copy than b: by ownerOrder, then the later update (one
+ *  owner's clock). */
 export function newerSummary (a: Pick<JobRecord, 'id' | 'term' | 'owner' | 'updatedAtMs'>, b: Pick<JobRecord, 'term' | 'owner' | 'updatedAtMs'>): boolean {
-  if (a.term !== b.term) return a.term > b.term
-  if (a.owner !== b.owner) return ownerPrecedes(a.id, a.owner, b.owner)
-  return a.updatedAtMs >= b.updatedAtMs
+  return ownerOrder(a, b) ?? a.updatedAtMs >= b.updatedAtMs
 }
 
 /** The job's replicas that `alive` passes, best first: highest rendezvous weight for the job,
