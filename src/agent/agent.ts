@@ -103,6 +103,16 @@ type AttemptResultLike = Awaited<ReturnType<Executor['run']>>
  *  do; with 4 replicas (a group of 5) any two agents of the group may die. */
 const REPLICAS_PER_JOB = 4
 
+/** What an owner knows of one replica's copy of a job. */
+interface ReplicaCopy {
+  /** how many of the job's events the replica acknowledged holding: a replication sends it
+   *  only the events after those (docs/protocol.md, JobReplicate) */
+  eventsHeld: number
+  /** the last copy sent to it (record version, events up to), in flight or answered: kept
+   *  resolves with whether the replica kept it. Forgotten when it was not kept. */
+  last?: { version: number, eventsThrough: number, kept: Promise<boolean> }
+}
+
 interface RunningContainer {
   abort: AbortController
   owner: string
@@ -493,9 +503,17 @@ class BidmeshAgent implements Agent {
     return rankReplicas(jobId, [...this.owner.view.entries.keys()], p => p !== this.peerId && !exclude.includes(p) && this.isAlive(p, now)).slice(0, count)
   }
 
-  /** jobId → replica → how many of the job's events that replica acknowledged holding: each
-   *  replication sends a replica only the events after those (docs/protocol.md, JobReplicate) */
-  private readonly replicaEventCounts = new Map<string, Map<string, number>>()
+  /** jobId → replica → what the owner knows of that replica's copy (ReplicaCopy) */
+  private readonly replicaCopies = new Map<string, Map<string, ReplicaCopy>>()
+
+  private replicaCopiesOf (jobId: string): Map<string, ReplicaCopy> {
+    let copies = this.replicaCopies.get(jobId)
+    if (copies === undefined) {
+      copies = new Map()
+      this.replicaCopies.set(jobId, copies)
+    }
+    return copies
+  }
 
   /** Sends the current record of each job to its replicas; resolves with the ids that a
    *  quorum of replicas acknowledged (with the owner, a majority of the job's group), as soon
@@ -503,7 +521,7 @@ class BidmeshAgent implements Agent {
    *  answers still arrive and are handled after that: a caller waits for the quorum's disk
    *  flushes, not for the slowest of the group's. */
   private async replicate (jobIds: string[]): Promise<Set<string>> {
-    const byPeer = new Map<string, Array<{ job: JobRecord, events: JobEvent[], eventsFrom: number }>>()
+    const byPeer = new Map<string, Array<{ job: JobRecord, events: JobEvent[], eventsFrom: number, settle: (kept: boolean) => void }>>()
     /** jobs still waiting for their quorum: acknowledgements so far, replicas yet to answer */
     const waiting = new Map<string, { acks: number, unanswered: number }>()
     const done = new Set<string>()
@@ -514,16 +532,28 @@ class BidmeshAgent implements Agent {
       if (job === undefined) continue
       if (job.replicas.length === 0) { done.add(id); continue }
       waiting.set(id, { acks: 0, unanswered: job.replicas.length })
-      const held = this.replicaEventCounts.get(id)
+      const copies = this.replicaCopiesOf(id)
       const total = this.c.store.eventCount(id)
       // Replicas usually hold the same events: read each starting point once.
       const read = new Map<number, JobEvent[]>()
       for (const r of job.replicas) {
-        const from = Math.min(held?.get(r) ?? 0, total)
+        const copy = copies.get(r) ?? { eventsHeld: 0 }
+        copies.set(r, copy)
+        // This very copy went to the replica already, or is on its way: its answer is this
+        // one's. A submit's and a result's own replication cross the batched one that the same
+        // change queued; sending the copy again would only be a second write of it.
+        const last = copy.last
+        if (last !== undefined && last.version === job.version && last.eventsThrough >= total) {
+          void last.kept.then(kept => { answered(job, kept) })
+          continue
+        }
+        const from = Math.min(copy.eventsHeld, total)
         let events = read.get(from)
         if (events === undefined) { events = this.c.store.events(id, { from, limit: 1000 }); read.set(from, events) }
+        let settle!: (kept: boolean) => void
+        copy.last = { version: job.version, eventsThrough: from + events.length, kept: new Promise<boolean>(resolve => { settle = resolve }) }
         const list = byPeer.get(r) ?? []
-        list.push({ job, events, eventsFrom: from })
+        list.push({ job, events, eventsFrom: from, settle })
         byPeer.set(r, list)
       }
     }
@@ -546,7 +576,8 @@ class BidmeshAgent implements Agent {
         let stale: string[] = []
         let gaps: string[] = []
         try {
-          const r = await this.c.mesh.request(peer, { type: MessageType.JobReplicate, body: { from: this.peerId, jobs: batch } }, { timeoutMs: 2000 })
+          const jobs = batch.map(({ job, events, eventsFrom }) => ({ job, events, eventsFrom }))
+          const r = await this.c.mesh.request(peer, { type: MessageType.JobReplicate, body: { from: this.peerId, jobs } }, { timeoutMs: 2000 })
           // A replica that knows a higher term for a job: someone took it over while we were
           // cut off. Stop acting for it; readers find the newer copy by term. Its answer is
           // no acknowledgement of our copy.
@@ -564,16 +595,18 @@ class BidmeshAgent implements Agent {
           this.c.logger.debug({ peer, err: String(err) }, 'replication failed')
         }
         for (const j of batch) {
-          if (ok && !stale.includes(j.job.id)) {
-            // The replica kept the record; its events run to ours, or (a gap: it lost some,
-            // or never had them) are resent from the first next time.
-            const counts = this.replicaEventCounts.get(j.job.id) ?? new Map<string, number>()
-            const gap = gaps.includes(j.job.id)
-            counts.set(peer, gap ? 0 : Math.max(counts.get(peer) ?? 0, j.eventsFrom + j.events.length))
-            this.replicaEventCounts.set(j.job.id, counts)
-            if (gap) this.queueReplication(j.job.id)
-          }
-          answered(j.job, ok && !stale.includes(j.job.id))
+          const kept = ok && !stale.includes(j.job.id)
+          const copy = this.replicaCopiesOf(j.job.id).get(peer) ?? { eventsHeld: 0 }
+          this.replicaCopiesOf(j.job.id).set(peer, copy)
+          const gap = kept && gaps.includes(j.job.id)
+          // The replica kept the record; its events run to ours, or (a gap: it lost some, or
+          // never had them) are resent from the first next time.
+          if (kept) copy.eventsHeld = gap ? 0 : Math.max(copy.eventsHeld, j.eventsFrom + j.events.length)
+          // Not kept (or kept with a gap): the next replication sends it again, in full.
+          if ((!kept || gap) && copy.last?.version === j.job.version) copy.last = undefined
+          if (gap) this.queueReplication(j.job.id)
+          j.settle(kept)
+          answered(j.job, kept)
         }
       }
     }))
@@ -785,7 +818,7 @@ class BidmeshAgent implements Agent {
   // ---- the two machines ------------------------------------------------------------------
 
   private ownerDo (event: OwnerEvent): void {
-    if (event.type === 'job:released') this.replicaEventCounts.delete(event.jobId)
+    if (event.type === 'job:released') this.replicaCopies.delete(event.jobId)
     const effects = ownerStep(this.owner, event, Date.now())
     // An advert alone starts no work (pending jobs already keep the clock fast); anything
     // else may open a timeout the machine must see on time.

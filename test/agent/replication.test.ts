@@ -3,6 +3,7 @@
 // disk flushes held back so they cannot answer.
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import type { Agent } from '../../src/agent/agent.ts'
+import { MessageType } from '../../src/protocol/messages.ts'
 import { noopExecutor } from '../../src/runtime/noop-executor.ts'
 import { type VirtualAgents, createVirtualAgents } from '../support/virtual-agents.ts'
 
@@ -88,6 +89,41 @@ describe('replication to a job\'s replicas', () => {
     for (const r of replicas) expect(r.store.events(job.id)).toEqual(events)
     // Later replications started past what the replicas held.
     expect(reads.some(r => (r.from ?? 0) > 0)).toBe(true)
+  })
+
+  it('a copy a replica holds, or is being sent, is not sent to it again', async () => {
+    // A result's own replication (awaited before the result is accepted) and the batched one
+    // that the same change queued used to send the same copy twice to every replica.
+    const sent = new Map<string, number>() // replica / job / version / events through → sends
+    const createMesh = v.net.createMesh.bind(v.net)
+    v.net.createMesh = (id: string) => {
+      const mesh = createMesh(id)
+      const request = mesh.request.bind(mesh)
+      mesh.request = async (to, message, options) => {
+        if (message.type === MessageType.JobReplicate) {
+          for (const j of message.body.jobs) {
+            const k = `${to} ${j.job.id} v${j.job.version} ${(j.eventsFrom ?? 0) + j.events.length}`
+            sent.set(k, (sent.get(k) ?? 0) + 1)
+          }
+        }
+        return await request(to, message, options)
+      }
+      return mesh
+    }
+    // The owner has too little CPU for the job, so another agent runs it and reports to it.
+    await v.start(5, { executorFor: () => noopExecutor({ runMs: 1_000 }), cpuMilliFor: i => i === 0 ? 50 : 1000 })
+    const [owner, ...replicas] = v.nodes
+    const job = await owner.agent.submit(JOB)
+    await v.advanceUntil('the job to succeed', () => owner.store.getJob(job.id)?.state === 'succeeded', 20_000)
+    await vi.advanceTimersByTimeAsync(1_000) // anything still batched
+    const final = owner.store.getJob(job.id)!
+    for (const r of replicas) {
+      expect(r.store.getJob(job.id)?.version).toBe(final.version)
+      expect(r.store.events(job.id)).toEqual(owner.store.events(job.id))
+    }
+    // The final copy went to each replica, and no copy went anywhere twice.
+    expect([...sent.keys()].filter(k => k.includes(` v${final.version} `))).toHaveLength(replicas.length)
+    expect([...sent.entries()].filter(([, n]) => n > 1)).toEqual([])
   })
 
   it('a replica that lost a job\'s events reports a gap and is sent them all again', async () => {
