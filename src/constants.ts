@@ -28,17 +28,12 @@ export const AGENT_DEFAULTS = {
   /** Memory kept back: max(256 MiB, 10% of RAM). */
   reserveMemoryFraction: 0.1,
   reserveMemoryMinBytes: 256 * 1024 * 1024,
-  /** Periodic capacity advert. It also carries every change that is not news of more room
-   *  (see advertMinGapMs). Lower: fresher views, more gossip bytes (≈ 300 B ×
-   *  1000/advertIntervalMs per agent). */
+  /** Periodic capacity advert. Adverts also go out at once when free capacity changes.
+   *  Lower: fresher views, more gossip bytes (≈ 300 B × 1000/advertIntervalMs per agent). */
   advertIntervalMs: 1000,
-  /** News of more room (more free CPU or memory than the last advert told, or draining changed:
-   *  advertUrgency in scheduler/bidder.ts) goes out at once, at most one advert per
-   *  advertMinGapMs; less room waits for the periodic advert, since an owner that asks the node
-   *  to bid learns its exact capacity anyway. Lower: pending jobs hear of freed room sooner;
-   *  higher: less gossip when jobs come and go quickly. Holding back less-room adverts cut the
-   *  agents' CPU per job by about a quarter at 10 jobs/s (docs/benchmarks.md): every bid
-   *  reserves room, and every advert is received by every peer. */
+  /** Adverts also go out when free capacity changes, at most one per advertMinGapMs. Lower:
+   *  owners' views follow faster (they are only hints: a bidder checks its exact capacity);
+   *  higher: less gossip under load (a busy agent changes capacity on every job). */
   advertMinGapMs: 100,
   /** A peer unheard for suspectAfterMs is suspect (not offered new work); after goneAfterMs it is gone.
    *  suspect = 3 × advert interval, so one or two lost adverts never suspect a peer. */

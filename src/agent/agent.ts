@@ -8,7 +8,7 @@ import { type JobSpec, parseJobSpec } from '../protocol/job-spec.ts'
 import { redactSecrets, specSecrets } from '../protocol/redact.ts'
 import { type Explanation, type JobEvent, type JobRecord, type JobSummary, type LogChunk, type NodeCapacity, summarize, TERMINAL_STATES } from '../protocol/job.ts'
 import { type Message, MessageType } from '../protocol/messages.ts'
-import { type AdvertisedRoom, type BidderEffect, type BidderEvent, type BidderState, advertUrgency, bidderStep, capacityOf, createBidder } from '../scheduler/bidder.ts'
+import { type BidderEffect, type BidderEvent, type BidderState, bidderStep, capacityOf, createBidder } from '../scheduler/bidder.ts'
 import { type OwnerEffect, type OwnerEvent, type OwnerState, createOwner, ownerStep, viewLiveness } from '../scheduler/auction.ts'
 import { selectFromView } from '../scheduler/placement.ts'
 import { type CopyAnswer, decideTakeover, groupMajority, newerRecord, newerSummary, rankReplicas, replicaQuorum, takeoverDueAtMs } from '../scheduler/takeover.ts'
@@ -141,8 +141,6 @@ class BidmeshAgent implements Agent {
   /** The listen addresses each peer last advertised (joined), to skip unchanged ones. */
   private readonly knownAddrs = new Map<string, string>()
   private lastAdvertAtMs = 0
-  /** what this agent's last advert told owners (advertUrgency compares changes with it) */
-  private lastAdvertised: AdvertisedRoom | undefined
   private readonly running = new Map<string, RunningContainer>()
   private readonly replies = new Map<number, (m: Message) => void>()
   private readonly summaryQueue = new Map<string, JobSummary>()
@@ -1115,10 +1113,8 @@ class BidmeshAgent implements Agent {
   // ---- gossip out ------------------------------------------------------------------------
 
   private scheduleAdvert (): void {
-    // Coalesce bursts of changes into one advert, and at most one per advertMinGapMs. Only
-    // news that owners' views understate this node goes out early; less room waits for the
-    // periodic advert (see advertUrgency).
-    if (this.advertScheduled || advertUrgency(this.lastAdvertised, this.bidder) !== 'now') return
+    // Coalesce bursts of changes into one advert, and at most one per advertMinGapMs.
+    if (this.advertScheduled) return
     this.advertScheduled = true
     const delayMs = Math.max(10, this.lastAdvertAtMs + AGENT_DEFAULTS.advertMinGapMs - Date.now())
     setTimeout(() => { this.advertScheduled = false; this.publishAdvert() }, delayMs)
@@ -1128,7 +1124,6 @@ class BidmeshAgent implements Agent {
     if (this.stopped || this.left) return
     this.lastAdvertAtMs = Date.now()
     const capacity: NodeCapacity = { ...capacityOf(this.bidder, Date.now()), addrs: this.c.mesh.listenAddrs().slice(0, 16) }
-    this.lastAdvertised = { freeCpuMilli: capacity.freeCpuMilli, freeMemoryBytes: capacity.freeMemoryBytes, draining: capacity.draining }
     this.metrics_.capacity.set({ resource: 'cpu_milli', kind: 'free' }, capacity.freeCpuMilli)
     this.metrics_.capacity.set({ resource: 'memory_bytes', kind: 'free' }, capacity.freeMemoryBytes)
     this.metrics_.capacity.set({ resource: 'cpu_milli', kind: 'total' }, capacity.totalCpuMilli)

@@ -101,26 +101,6 @@ export function usedResources (s: BidderState): { cpuMilli: number, memoryBytes:
   return { cpuMilli, memoryBytes }
 }
 
-/** What owners place by, as a node last advertised it. */
-export interface AdvertisedRoom { freeCpuMilli: number, freeMemoryBytes: number, draining: boolean }
-
-/** How soon a change of this node's capacity must reach owners, against its last advert:
- *  'now' when their views understate the node (more free CPU or memory than advertised, or
- *  draining changed): jobs pending for room wait for exactly this news; 'later' when they only
- *  overstate it (less room): an owner that asks this node to bid learns the exact figure from
- *  the bid or refusal, and the next periodic advert corrects every view, so a change-driven
- *  advert would buy little for its cost (each is received by every peer; a busy node changes
- *  capacity with every bid it makes); undefined when nothing owners place by changed. */
-export function advertUrgency (last: AdvertisedRoom | undefined, s: BidderState): 'now' | 'later' | undefined {
-  if (last === undefined || s.draining !== last.draining) return 'now'
-  const used = usedResources(s)
-  const freeCpuMilli = s.totalCpuMilli - used.cpuMilli
-  const freeMemoryBytes = s.totalMemoryBytes - used.memoryBytes
-  if (freeCpuMilli > last.freeCpuMilli || freeMemoryBytes > last.freeMemoryBytes) return 'now'
-  if (freeCpuMilli < last.freeCpuMilli || freeMemoryBytes < last.freeMemoryBytes) return 'later'
-  return undefined
-}
-
 export function capacityOf (s: BidderState, nowMs: number): NodeCapacity {
   const used = usedResources(s)
   let running = 0

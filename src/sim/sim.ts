@@ -11,8 +11,7 @@
 //   a request that fails (lost, timed out, dead peer) → 'bid:refused' (reason unreachable) | 'update:failed';
 //   a failed Award is no event, as in the agent: its answer may be what was lost, so the
 //   award's acknowledgement deadline decides
-//   bidder 'capacity:changed' with more room (advertUrgency) → an advert 10 ms later (coalesced);
-//   periodic adverts every advertIntervalMs carry the rest
+//   bidder 'capacity:changed' → an advert 10 ms later (coalesced); periodic adverts every advertIntervalMs
 //   attempt:start / attempt:stop → a simulated container that runs for the job's duration
 //   ticks: one timer per machine, set from ownerNextTimerMs / bidderNextTimerMs
 // Differences from the agent, on purpose:
@@ -31,7 +30,7 @@ import type { JobSpec } from '../protocol/job-spec.ts'
 import { type JobEvent, type JobRecord, type NodeCapacity, TERMINAL_STATES } from '../protocol/job.ts'
 import { MAX_GOSSIP_BYTES, type Message, MessageType } from '../protocol/messages.ts'
 import { type OwnerConfig, type OwnerEvent, type OwnerState, createOwner, ownerNextTimerMs, ownerStep } from '../scheduler/auction.ts'
-import { type AdvertisedRoom, type BidderConfig, type BidderEvent, type BidderState, advertUrgency, bidderNextTimerMs, bidderStep, capacityOf, createBidder, key, usedResources } from '../scheduler/bidder.ts'
+import { type BidderConfig, type BidderEvent, type BidderState, bidderNextTimerMs, bidderStep, capacityOf, createBidder, key, usedResources } from '../scheduler/bidder.ts'
 import { pruneView } from '../scheduler/view.ts'
 import { capacityMilliMs } from './central.ts'
 import { Engine } from './engine.ts'
@@ -145,7 +144,9 @@ interface SimAgent {
   lastAdvertMs: number
   /** what the last advert carried */
   lastAdvertSeq: number
-  lastAdvertRoom: AdvertisedRoom | undefined
+  lastAdvertFreeCpuMilli: number
+  lastAdvertFreeMemoryBytes: number
+  lastAdvertDraining: boolean
   advertAtMs: number
   advertToken: number
   containers: Map<string, Container>
@@ -215,7 +216,9 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
       advertScheduled: false,
       lastAdvertMs: -Infinity,
       lastAdvertSeq: -1,
-      lastAdvertRoom: undefined,
+      lastAdvertFreeCpuMilli: -Infinity,
+      lastAdvertFreeMemoryBytes: -Infinity,
+      lastAdvertDraining: false,
       advertAtMs: Infinity,
       advertToken: 0,
       containers: new Map(),
@@ -590,15 +593,11 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
 
   // ---- capacity gossip -----------------------------------------------------------------------
   function scheduleAdvert (a: SimAgent): void {
-    // The agent: news of more room (advertUrgency 'now') goes out 10 ms after the change
-    // (coalesced), since pending jobs wait for it; any other change waits for the periodic
-    // advert. Partial views (heartbeat mode): the other changes wait until minGapMs after the
-    // last advert (owners that probe the node learn them from the bid).
+    // The agent: one advert 10 ms after a change (coalesced). Partial views (heartbeat mode):
+    // news of more room goes out as promptly, since pending jobs wait for it; less room waits
+    // until minGapMs after the last advert (owners that probe the node learn it from the bid).
     let atMs = engine.nowMs + ADVERT_COALESCE_MS
-    if (advertUrgency(a.lastAdvertRoom, a.bidder) !== 'now') {
-      if (!heartbeat) return
-      atMs = Math.max(atMs, a.lastAdvertMs + c.views.minGapMs)
-    }
+    if (heartbeat && !grewSinceAdvert(a)) atMs = Math.max(atMs, a.lastAdvertMs + c.views.minGapMs)
     if (a.advertScheduled && a.advertAtMs <= atMs) return
     a.advertScheduled = true
     a.advertAtMs = atMs
@@ -612,13 +611,22 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
     })
   }
 
+  function grewSinceAdvert (a: SimAgent): boolean {
+    const used = usedResources(a.bidder)
+    return a.bidder.totalCpuMilli - used.cpuMilli > a.lastAdvertFreeCpuMilli ||
+      a.bidder.totalMemoryBytes - used.memoryBytes > a.lastAdvertFreeMemoryBytes ||
+      a.bidder.draining !== a.lastAdvertDraining
+  }
+
   function publishAdvert (a: SimAgent): void {
     if (!a.up) return
     a.lastAdvertMs = engine.nowMs
     a.lastAdvertSeq = a.bidder.seq
     const capacity: NodeCapacity = capacityOf(a.bidder, engine.nowMs)
     capacity.addrs = a.addrs
-    a.lastAdvertRoom = { freeCpuMilli: capacity.freeCpuMilli, freeMemoryBytes: capacity.freeMemoryBytes, draining: capacity.draining }
+    a.lastAdvertFreeCpuMilli = capacity.freeCpuMilli
+    a.lastAdvertFreeMemoryBytes = capacity.freeMemoryBytes
+    a.lastAdvertDraining = capacity.draining
     // one event object for every receiver: the machine neither keeps nor changes it
     const event: OwnerEvent = { type: 'advert:received', capacity }
     ownerDo(a, event)

@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest'
 import type { JobSpec } from '../../src/protocol/job-spec.ts'
 import { MessageType } from '../../src/protocol/messages.ts'
-import { type AdvertisedRoom, type BidderEffect, type BidderState, advertUrgency, bidderNextTimerMs, bidderStep, capacityOf, createBidder, usedResources } from '../../src/scheduler/bidder.ts'
+import { type BidderEffect, type BidderState, bidderNextTimerMs, bidderStep, capacityOf, createBidder, usedResources } from '../../src/scheduler/bidder.ts'
 import { GiB, bidderConfig, spec } from './harness.ts'
 
 const OWNER = 'owner-1'
@@ -400,25 +400,5 @@ describe('the final report', () => {
     running(s, 'j1', 1, 0)
     exited(s, 2000)
     expect(exited(s, 2100)).toEqual([])
-  })
-})
-
-describe('how soon a capacity change is advertised', () => {
-  /** what the node advertised: all free (2 cores, 4 GiB), not draining */
-  const ALL_FREE: AdvertisedRoom = { freeCpuMilli: 2000, freeMemoryBytes: 4 * GiB, draining: false }
-  const cases: Array<{ name: string, last: AdvertisedRoom | undefined, change: (s: BidderState) => void, urgency: ReturnType<typeof advertUrgency> }> = [
-    { name: 'never advertised', last: undefined, change: () => {}, urgency: 'now' },
-    { name: 'nothing owners place by changed', last: ALL_FREE, change: () => {}, urgency: undefined },
-    { name: 'a bid reserved room: less room waits', last: ALL_FREE, change: s => { bid(s, 'j1', 1, 0) }, urgency: 'later' },
-    { name: 'the reservation was released: back to what was advertised', last: ALL_FREE, change: s => { bid(s, 'j1', 1, 0); bidderStep(s, { type: 'reservation:released', jobId: 'j1', epoch: 1 }, 10) }, urgency: undefined },
-    { name: 'more CPU free than advertised', last: { ...ALL_FREE, freeCpuMilli: 1000 }, change: () => {}, urgency: 'now' },
-    { name: 'more memory free than advertised, less CPU', last: { ...ALL_FREE, freeMemoryBytes: 0 }, change: s => { bid(s, 'j1', 1, 0, spec({ cpuMilli: 1000, memoryBytes: 1 * GiB })) }, urgency: 'now' },
-    { name: 'draining started', last: ALL_FREE, change: s => { bidderStep(s, { type: 'drain:set', draining: true }, 0) }, urgency: 'now' },
-    { name: 'draining ended', last: { ...ALL_FREE, draining: true }, change: () => {}, urgency: 'now' }
-  ]
-  it.each(cases)('$name → $urgency', ({ last, change, urgency }) => {
-    const s = bidder()
-    change(s)
-    expect(advertUrgency(last, s)).toBe(urgency)
   })
 })
