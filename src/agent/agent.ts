@@ -521,7 +521,7 @@ class BidmeshAgent implements Agent {
    *  answers still arrive and are handled after that: a caller waits for the quorum's disk
    *  flushes, not for the slowest of the group's. */
   private async replicate (jobIds: string[]): Promise<Set<string>> {
-    const byPeer = new Map<string, Array<{ job: JobRecord, events: JobEvent[], eventsFrom: number, settle: (kept: boolean) => void }>>()
+    const byPeer = new Map<string, Array<{ job: JobRecord, events: JobEvent[], eventsFrom: number, sent: NonNullable<ReplicaCopy['last']>, settle: (kept: boolean) => void }>>()
     /** jobs still waiting for their quorum: acknowledgements so far, replicas yet to answer */
     const waiting = new Map<string, { acks: number, unanswered: number }>()
     const done = new Set<string>()
@@ -551,9 +551,10 @@ class BidmeshAgent implements Agent {
         let events = read.get(from)
         if (events === undefined) { events = this.c.store.events(id, { from, limit: 1000 }); read.set(from, events) }
         let settle!: (kept: boolean) => void
-        copy.last = { version: job.version, eventsThrough: from + events.length, kept: new Promise<boolean>(resolve => { settle = resolve }) }
+        const sent = { version: job.version, eventsThrough: from + events.length, kept: new Promise<boolean>(resolve => { settle = resolve }) }
+        copy.last = sent
         const list = byPeer.get(r) ?? []
-        list.push({ job, events, eventsFrom: from, settle })
+        list.push({ job, events, eventsFrom: from, sent, settle })
         byPeer.set(r, list)
       }
     }
@@ -602,8 +603,9 @@ class BidmeshAgent implements Agent {
           // The replica kept the record; its events run to ours, or (a gap: it lost some, or
           // never had them) are resent from the first next time.
           if (kept) copy.eventsHeld = gap ? 0 : Math.max(copy.eventsHeld, j.eventsFrom + j.events.length)
-          // Not kept (or kept with a gap): the next replication sends it again, in full.
-          if ((!kept || gap) && copy.last?.version === j.job.version) copy.last = undefined
+          // Not kept (or kept with a gap): the next replication sends it again, in full
+          // (unless a newer copy went out meanwhile).
+          if ((!kept || gap) && copy.last === j.sent) copy.last = undefined
           if (gap) this.queueReplication(j.job.id)
           j.settle(kept)
           answered(j.job, kept)
