@@ -506,13 +506,19 @@ class BidmeshAgent implements Agent {
   /** jobId → replica → what the owner knows of that replica's copy (ReplicaCopy) */
   private readonly replicaCopies = new Map<string, Map<string, ReplicaCopy>>()
 
-  private replicaCopiesOf (jobId: string): Map<string, ReplicaCopy> {
+  /** What we know of a replica's copy of a job; a fresh entry when nothing yet. */
+  private replicaCopy (jobId: string, replica: string): ReplicaCopy {
     let copies = this.replicaCopies.get(jobId)
     if (copies === undefined) {
       copies = new Map()
       this.replicaCopies.set(jobId, copies)
     }
-    return copies
+    let copy = copies.get(replica)
+    if (copy === undefined) {
+      copy = { eventsHeld: 0 }
+      copies.set(replica, copy)
+    }
+    return copy
   }
 
   /** Sends the current record of each job to its replicas; resolves with the ids that a
@@ -532,13 +538,11 @@ class BidmeshAgent implements Agent {
       if (job === undefined) continue
       if (job.replicas.length === 0) { done.add(id); continue }
       waiting.set(id, { acks: 0, unanswered: job.replicas.length })
-      const copies = this.replicaCopiesOf(id)
       const total = this.c.store.eventCount(id)
       // Replicas usually hold the same events: read each starting point once.
       const read = new Map<number, JobEvent[]>()
       for (const r of job.replicas) {
-        const copy = copies.get(r) ?? { eventsHeld: 0 }
-        copies.set(r, copy)
+        const copy = this.replicaCopy(id, r)
         // This very copy went to the replica already, or is on its way: its answer is this
         // one's. A submit's and a result's own replication cross the batched one that the same
         // change queued; sending the copy again would only be a second write of it.
@@ -597,8 +601,7 @@ class BidmeshAgent implements Agent {
         }
         for (const j of batch) {
           const kept = ok && !stale.includes(j.job.id)
-          const copy = this.replicaCopiesOf(j.job.id).get(peer) ?? { eventsHeld: 0 }
-          this.replicaCopiesOf(j.job.id).set(peer, copy)
+          const copy = this.replicaCopy(j.job.id, peer)
           const gap = kept && gaps.includes(j.job.id)
           // The replica kept the record; its events run to ours, or (a gap: it lost some, or
           // never had them) are resent from the first next time.
