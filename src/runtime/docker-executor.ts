@@ -11,6 +11,7 @@ import type { JobSpec } from '../protocol/job-spec.ts'
 import type { AttemptRef, AttemptResult, Executor, ManagedContainer, RunOptions } from './executor.ts'
 import { ContainerStartError, DockerUnavailableError, ImageNotFoundError } from './errors.ts'
 import { envSecrets, redactSecrets, specSecrets } from '../protocol/redact.ts'
+import { kernelOomLog, type KernelOomLog } from './kernel-oom-log.ts'
 
 export const DOCKER_EXECUTOR_DEFAULTS = {
   /** SIGTERM→SIGKILL grace on cancel/timeout: long enough for a job to flush and exit,
@@ -188,15 +189,21 @@ export interface DockerExecutorComponents {
   docker?: Docker
   nodeId: string
   logger?: ExecutorLogger
+  /** the kernel's OOM-kill records (see kernel-oom-log.ts); tests pass a fake */
+  kernelOomLog?: KernelOomLog
 }
 
 /** How long to wait, once the container exited, for its attach stream to deliver the rest
  * of the output. The engine closes it right after exit; this only guards against a stuck socket. */
 const OUTPUT_DRAIN_MS = 2000
-/** Docker hears of an OOM kill and of the container's exit on two separate paths and may
- *  record the exit first, so a job killed for its memory (exit 137) can read OOMKilled false
- *  for a moment. One more look this much later settles it; only an exit of 137 waits. */
-const OOM_FLAG_SETTLE_MS = 250
+/** Docker hears of an OOM kill and of the container's exit as two events, queued one after
+ *  the other per container; when the exit comes first, the OOM event waits behind the exit
+ *  handling, so a job killed for its memory (exit 137) can read OOMKilled false for a while.
+ *  Unless the kernel's log already says it was an OOM kill, the flag is looked at again after
+ *  each of these waits (5 s in all). Only an exit of 137 with neither witness pays: a plain
+ *  SIGKILL is reported 5 s late, a rare case, whereas a memory blow-up reported as a plain
+ *  exit would hide the job's real failure. */
+const OOM_FLAG_RECHECK_MS = [100, 200, 400, 800, 1500, 2000]
 /** setTimeout fires at once for delays above 2^31-1 ms (~24.8 days); clamp instead. */
 const MAX_TIMER_MS = 2 ** 31 - 1
 /** Docker rejects NanoCpus below 0.01 CPU. */
@@ -214,12 +221,14 @@ class DockerExecutor implements Executor {
   private readonly nodeId: string
   private readonly log: ExecutorLogger
   private readonly settings: Settings
+  private readonly kernelOomLog: KernelOomLog
 
   constructor (init: DockerExecutorInit, components: DockerExecutorComponents) {
     this.settings = { ...DOCKER_EXECUTOR_DEFAULTS, ...stripUndefined(init) }
     this.docker = components.docker ?? new Docker()
     this.nodeId = components.nodeId
     this.log = components.logger ?? silentLogger
+    this.kernelOomLog = components.kernelOomLog ?? kernelOomLog()
     if (isRootUser(this.settings.user) && !this.settings.allowRootUser) {
       throw new InsecureExecutorConfigError(`jobs would run as root (user ${JSON.stringify(this.settings.user)}); set allowRootUser to mean it`)
     }
@@ -469,19 +478,24 @@ class DockerExecutor implements Executor {
     }
   }
 
-  /** Whether the container disappears within a second (a removal by someone else in flight). */
-  /** The kernel's OOM verdict on an exited container (see OOM_FLAG_SETTLE_MS). */
+  /** The kernel's OOM verdict on an exited container (see OOM_FLAG_RECHECK_MS). */
   private async oomKilled (container: Docker.Container, info: Docker.ContainerInspectInfo): Promise<boolean> {
     if (info.State?.OOMKilled === true) return true
     if (info.State?.ExitCode !== 137) return false
-    await sleep(OOM_FLAG_SETTLE_MS)
-    try {
-      return (await container.inspect()).State?.OOMKilled === true
-    } catch {
-      return false // gone meanwhile: removedByAnother tells why
+    // Docker misses an OOM kill in a container's first milliseconds for good; the kernel does not
+    if (this.kernelOomLog.sawKillIn(container.id)) return true
+    for (const waitMs of OOM_FLAG_RECHECK_MS) {
+      await sleep(waitMs)
+      try {
+        if ((await container.inspect()).State?.OOMKilled === true) return true
+      } catch {
+        return false // gone meanwhile: removedByAnother tells why
+      }
     }
+    return false
   }
 
+  /** Whether the container disappears within a second (a removal by someone else in flight). */
   private async removedByAnother (container: Docker.Container): Promise<boolean> {
     for (let i = 0; i < 10; i++) {
       try {
