@@ -66,6 +66,13 @@ export const AGENT_DEFAULTS = {
   stallMs: 100,
   /** How often pending jobs are offered again even without a capacity change (sweep). */
   sweepIntervalMs: 2000,
+  /** A finished job stays in its owner's memory this long after its last change, then only in
+   *  the store (and its replicas'); a late report about it brings it back from the store.
+   *  Memory held ≈ job rate × this × ~3.6 KB (measured: a finished job's record and the
+   *  owner's bookkeeping for it; 1 job/s keeps ~2 MB). Shorter: less
+   *  memory; longer: fewer store reads for the late reports (a final whose ack was lost is
+   *  resent within seconds, so minutes cover nearly all). */
+  finishedJobRetentionMs: 10 * 60_000,
   /** Max request body for the HTTP API. */
   apiBodyLimitBytes: 1024 * 1024
 } as const

@@ -9,7 +9,7 @@ import { redactSecrets, specSecrets } from '../protocol/redact.ts'
 import { type Explanation, type JobEvent, type JobRecord, type JobSummary, type LogChunk, type NodeCapacity, summarize, TERMINAL_STATES } from '../protocol/job.ts'
 import { type Message, MessageType } from '../protocol/messages.ts'
 import { type BidderEffect, type BidderEvent, type BidderState, bidderStep, capacityOf, createBidder } from '../scheduler/bidder.ts'
-import { type OwnerEffect, type OwnerEvent, type OwnerState, createOwner, ownerStep, viewLiveness } from '../scheduler/auction.ts'
+import { type OwnerEffect, type OwnerEvent, type OwnerJob, type OwnerState, createOwner, ownerStep, viewLiveness } from '../scheduler/auction.ts'
 import { selectFromView } from '../scheduler/placement.ts'
 import { type CopyAnswer, decideTakeover, groupMajority, newerRecord, newerSummary, rankReplicas, replicaQuorum, takeoverDueAtMs } from '../scheduler/takeover.ts'
 import { type ViewEntry, liveness, pruneView } from '../scheduler/view.ts'
@@ -35,7 +35,7 @@ export interface AgentInit {
   labels?: Record<string, string>
   /** scheduler timings; defaults in src/constants.ts */
   scheduler?: Partial<typeof SCHEDULER_DEFAULTS>
-  timings?: Partial<Pick<typeof AGENT_DEFAULTS, 'advertIntervalMs' | 'suspectAfterMs' | 'goneAfterMs' | 'sweepIntervalMs'>>
+  timings?: Partial<Pick<typeof AGENT_DEFAULTS, 'advertIntervalMs' | 'suspectAfterMs' | 'goneAfterMs' | 'sweepIntervalMs' | 'finishedJobRetentionMs'>>
   leaseMs?: number
   /** whose jobs this agent runs; default: any member (an explicit choice for a trusted LAN) */
   publishers?: PublisherAllowlist
@@ -68,6 +68,7 @@ export function agentTimings (init: AgentInit) {
     suspectAfterMs: init.timings?.suspectAfterMs ?? AGENT_DEFAULTS.suspectAfterMs,
     goneAfterMs: init.timings?.goneAfterMs ?? AGENT_DEFAULTS.goneAfterMs,
     sweepIntervalMs: init.timings?.sweepIntervalMs ?? AGENT_DEFAULTS.sweepIntervalMs,
+    finishedJobRetentionMs: init.timings?.finishedJobRetentionMs ?? AGENT_DEFAULTS.finishedJobRetentionMs,
     leaseMs,
     /** four renewals per lease: three may be lost before the lease lapses */
     leaseRenewMs,
@@ -152,6 +153,9 @@ class BidmeshAgent implements Agent {
   private readonly replicateQueue = new Set<string>()
   private replicationTimer: ReturnType<typeof setTimeout> | undefined
   private readonly acceptedResults = new Set<string>()
+  /** finished jobs brought back from the store by a late report (ownedJob): their result was
+   *  accepted before they left memory, so a resent final is not logged as accepted again */
+  private readonly restoredJobs = new Set<string>()
   private tickTimer: TickTimer | undefined
   private nextTickAtMs = Infinity
   private lastHousekeepingAtMs = 0
@@ -230,6 +234,40 @@ class BidmeshAgent implements Agent {
     this.publishAdvert()
     this.scheduleTick(this.t.tickMs)
     this.timers.push(setInterval(() => this.publishAdvert(), this.t.advertIntervalMs))
+    // A tenth of the retention: a finished job leaves memory at most 10% after its time.
+    this.timers.push(setInterval(() => this.evictFinishedJobs(Date.now()), Math.max(1000, this.t.finishedJobRetentionMs / 10)))
+  }
+
+  /** Finished jobs whose last change is older than finishedJobRetentionMs leave the owner's
+   *  memory; the store keeps them (see ownedJob for how a late report finds one). */
+  private evictFinishedJobs (nowMs: number): number {
+    let evicted = 0
+    for (const [id, oj] of this.owner.jobs) {
+      const job = oj.record
+      if (!TERMINAL_STATES.has(job.state) || nowMs - job.updatedAtMs < this.t.finishedJobRetentionMs) continue
+      // Still on its way to the store or the replicas: it goes on a later sweep.
+      if (this.replicateQueue.has(id) || this.summaryQueue.has(id)) continue
+      this.ownerDo({ type: 'job:evicted', jobId: id })
+      if (this.owner.jobs.has(id)) continue
+      this.replicaCopies.delete(id)
+      this.restoredJobs.delete(id)
+      for (let epoch = 0; epoch <= job.epoch; epoch++) this.acceptedResults.delete(`${id}#${epoch}`)
+      evicted++
+    }
+    return evicted
+  }
+
+  /** The job if this agent owns it: from memory, or, for a finished job evicted from memory,
+   *  brought back from the store (as the machine's job:adopted: a finished job is only held,
+   *  never offered or leased), so that a late report is answered as it was before. */
+  private ownedJob (id: string): OwnerJob | undefined {
+    const held = this.owner.jobs.get(id)
+    if (held !== undefined) return held
+    const stored = this.c.store.getJob(id)
+    if (stored === undefined || stored.owner !== this.peerId || !TERMINAL_STATES.has(stored.state)) return undefined
+    this.ownerDo({ type: 'job:adopted', job: stored })
+    this.restoredJobs.add(id)
+    return this.owner.jobs.get(id)
   }
 
   listenAddrs (): string[] { return this.c.mesh.listenAddrs() }
@@ -270,6 +308,7 @@ class BidmeshAgent implements Agent {
     const jobs = this.c.store.listJobs({ limit: 100_000 })
     this.metrics_.jobs.reset()
     for (const j of jobs) if (j.owner === this.peerId) this.metrics_.jobs.inc({ state: j.state })
+    this.metrics_.jobsInMemory.set(this.owner.jobs.size)
     this.metrics_.peers.set(this.c.mesh.connectedPeers().length)
     for (const [topic, st] of Object.entries(this.c.mesh.gossipStats())) {
       this.metrics_.gossipBytes.set({ topic, direction: 'sent' }, st.sentBytes)
@@ -775,7 +814,7 @@ class BidmeshAgent implements Agent {
   }
 
   private async onAttemptUpdate (u: AttemptUpdate): Promise<Message> {
-    if (!this.owner.jobs.has(u.jobId)) return this.standbyUpdate(u)
+    if (this.ownedJob(u.jobId) === undefined) return this.standbyUpdate(u)
     // Checked before the owner machine sees the result, so a cut-off owner does not even
     // record it: the executor keeps the result and retries until a majority is back.
     // Also while a healed owner is still asking whether the majority took its jobs over.
@@ -799,7 +838,7 @@ class BidmeshAgent implements Agent {
       // Released meanwhile (a replica knew a newer owner): not ours to accept.
       if (!this.owner.jobs.has(u.jobId)) return ack(false, 'ERR_NOT_OWNER')
       const k = `${u.jobId}#${u.epoch}`
-      if (!this.acceptedResults.has(k)) {
+      if (!this.acceptedResults.has(k) && !this.restoredJobs.has(u.jobId)) {
         this.acceptedResults.add(k)
         const job = this.owner.jobs.get(u.jobId)?.record
         this.c.logger.info({ jobId: u.jobId, epoch: u.epoch, node: u.node, state: job?.state, reason: u.reason, exitCode: u.exitCode }, 'result:accepted')
@@ -1035,7 +1074,7 @@ class BidmeshAgent implements Agent {
           : ack()
       }
       case MessageType.LogAppend: {
-        const oj = this.owner.jobs.get(m.body.jobId)
+        const oj = this.ownedJob(m.body.jobId)
         if (oj === undefined) return ack(false, 'ERR_UNKNOWN_JOB')
         this.c.store.transaction(() => { for (const ch of m.body.chunks) this.c.store.appendLog(m.body.jobId, { ...ch, epoch: m.body.epoch }) })
         return ack()
@@ -1049,7 +1088,7 @@ class BidmeshAgent implements Agent {
         return { type: MessageType.LogReply, body: { chunks } }
       }
       case MessageType.CancelRequest: {
-        const oj = this.owner.jobs.get(m.body.jobId)
+        const oj = this.ownedJob(m.body.jobId)
         if (oj === undefined) return ack(false, 'ERR_UNKNOWN_JOB')
         this.ownerDo({ type: 'job:cancel', jobId: m.body.jobId })
         return ack()

@@ -14,6 +14,7 @@ export class AgentMetrics {
   readonly requestsServed = new Counter({ name: 'bidmesh_requests_served_total', help: 'Direct-protocol requests this agent answered, by message type', labelNames: ['type'], registers: [this.registry] })
   readonly invalidMessages = new Counter({ name: 'bidmesh_invalid_messages_total', help: 'Messages dropped because they failed to decode or validate', labelNames: ['channel', 'rejection'], registers: [this.registry] })
   readonly jobs = new Gauge({ name: 'bidmesh_jobs', help: 'Jobs this agent owns, by state', labelNames: ['state'], registers: [this.registry] })
+  readonly jobsInMemory = new Gauge({ name: 'bidmesh_owned_jobs_in_memory', help: 'Jobs this agent owns that it holds in memory: the live ones, and finished ones for finishedJobRetentionMs', registers: [this.registry] })
   readonly gossipBytes = new Gauge({ name: 'bidmesh_gossip_bytes', help: 'Gossip payload bytes since start, by topic and direction', labelNames: ['topic', 'direction'], registers: [this.registry] })
   readonly peers = new Gauge({ name: 'bidmesh_peers', help: 'Connected mesh peers', registers: [this.registry] })
   readonly schedulingLatency = new Histogram({ name: 'bidmesh_scheduling_latency_seconds', help: 'From submit to the container running', buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [this.registry] })

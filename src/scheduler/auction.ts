@@ -74,6 +74,9 @@ export type OwnerEvent =
   | { type: 'job:cancel', jobId: string }
   /** another agent owns the job now (a higher term): stop acting for it */
   | { type: 'job:released', jobId: string }
+  /** a finished job leaves memory (the store keeps it): only a terminal job is forgotten, and
+   *  one the shell hears of again comes back with its stored record as job:adopted */
+  | { type: 'job:evicted', jobId: string }
   | { type: 'advert:received', capacity: NodeCapacity }
   | { type: 'bid:received', from: string, jobId: string, epoch: number, score: number, components: Record<string, number>, capacity: NodeCapacity }
   | { type: 'bid:refused', from: string, jobId: string, epoch: number, reason: string, capacity?: NodeCapacity }
@@ -128,6 +131,16 @@ export function ownerStep (s: OwnerState, e: OwnerEvent, nowMs: number): OwnerEf
     case 'job:released': {
       const oj = s.jobs.get(e.jobId)
       if (oj === undefined) break
+      if (oj.round !== undefined && oj.round.claimedOn !== undefined) unclaim(s.view, oj.round.claimedOn, oj.record.spec.cpuMilli, oj.record.spec.memoryBytes)
+      s.jobs.delete(e.jobId)
+      s.pending.delete(e.jobId)
+      s.active.delete(e.jobId)
+      break
+    }
+    case 'job:evicted': {
+      const oj = s.jobs.get(e.jobId)
+      // A job still live keeps its place, whatever the shell thought: only an outcome is final.
+      if (oj === undefined || !TERMINAL_STATES.has(oj.record.state)) break
       if (oj.round !== undefined && oj.round.claimedOn !== undefined) unclaim(s.view, oj.round.claimedOn, oj.record.spec.cpuMilli, oj.record.spec.memoryBytes)
       s.jobs.delete(e.jobId)
       s.pending.delete(e.jobId)

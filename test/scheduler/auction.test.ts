@@ -685,3 +685,39 @@ describe('messages per job', () => {
     expect(large).toBe(small)
   })
 })
+
+describe('a finished job leaving memory (job:evicted)', () => {
+  it('forgets a finished job, and the same record adopted again answers as before', () => {
+    const s = owner()
+    submit(s, 'j1', 0)
+    step(s, { type: 'job:cancel', jobId: 'j1' }, 10)
+    const finished = structuredClone(job(s, 'j1'))
+    expect(finished.state).toBe('cancelled')
+    const before = update(s, { jobId: 'j1', epoch: finished.epoch, state: 'running' }, 20).ack
+    expect(step(s, { type: 'job:evicted', jobId: 'j1' }, 30)).toEqual([])
+    expect(s.jobs.has('j1')).toBe(false)
+    expect(s.pending.has('j1') || s.active.has('j1')).toBe(false)
+    // Back from the store: held only, nothing offered, no lease, and the same answer.
+    expect(step(s, { type: 'job:adopted', job: finished }, 40)).toEqual([])
+    expect(s.pending.has('j1') || s.active.has('j1')).toBe(false)
+    expect(update(s, { jobId: 'j1', epoch: finished.epoch, state: 'running' }, 50).ack).toEqual(before)
+  })
+
+  it.each([
+    ['pending', 'pending', (s: OwnerState) => { submit(s, 'j1', 0) }],
+    ['in a bid round', 'pending', (s: OwnerState) => { submit(s, 'j1', 0); tick(s, 1) }],
+    ['running', 'running', (s: OwnerState) => {
+      submit(s, 'j1', 0)
+      for (const n of NODES) bidFrom(s, n, 'j1', 1, n === 'n1' ? 0.9 : 0.1, 10)
+      tick(s, 600)
+      update(s, { jobId: 'j1', epoch: 1, state: 'running', startedAtMs: 700 }, 700)
+    }]
+  ])('keeps a live job (%s) and everything the machine tracks for it', (_name, state, setUp) => {
+    const s = owner()
+    setUp(s)
+    expect(job(s, 'j1').state).toBe(state)
+    const snapshot = structuredClone({ jobs: [...s.jobs.keys()], pending: [...s.pending], active: [...s.active], record: job(s, 'j1') })
+    expect(step(s, { type: 'job:evicted', jobId: 'j1' }, 1000)).toEqual([])
+    expect({ jobs: [...s.jobs.keys()], pending: [...s.pending], active: [...s.active], record: job(s, 'j1') }).toEqual(snapshot)
+  })
+})

@@ -9,7 +9,7 @@ import type { PrivateKey } from '@libp2p/interface'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import pino from 'pino'
 import { vi } from 'vitest'
-import { type Agent, startAgent } from '../../src/agent/agent.ts'
+import { type Agent, type AgentInit, startAgent } from '../../src/agent/agent.ts'
 import { signJob } from '../../src/agent/signing.ts'
 import { type MemoryNetwork, createMemoryNetwork } from '../../src/mesh/memory-mesh.ts'
 import type { AttemptRef, AttemptResult, Executor, RunOptions } from '../../src/runtime/executor.ts'
@@ -23,7 +23,7 @@ export interface VirtualAgents {
   readonly nodes: VirtualNode[]
   /** Starts `count` agents and waits (in virtual time) until each sees all the others alive.
    *  `wrapStore` may replace a store's methods before its agent starts. */
-  start: (count: number, options: { executorFor: (id: string) => Executor, cpuMilliFor?: (i: number) => number, wrapStore?: (store: Store, i: number) => void }) => Promise<void>
+  start: (count: number, options: { executorFor: (id: string) => Executor, cpuMilliFor?: (i: number) => number, wrapStore?: (store: Store, i: number) => void, timings?: AgentInit['timings'] }) => Promise<void>
   /** Advances virtual time in 50 ms steps until `done`, failing after `maxMs`. */
   advanceUntil: (what: string, done: () => boolean, maxMs: number) => Promise<void>
   /** Stops every agent (advancing virtual time while requests in flight time out), restores
@@ -51,7 +51,7 @@ export function createVirtualAgents (): VirtualAgents {
     net,
     nodes,
     advanceUntil,
-    async start (count, { executorFor, cpuMilliFor = () => 1000, wrapStore }) {
+    async start (count, { executorFor, cpuMilliFor = () => 1000, wrapStore, timings }) {
       for (let i = 0; i < count; i++) {
         // The same cast loadOrCreateKey makes: @libp2p/crypto and libp2p pin different copies
         // of @libp2p/interface, whose PrivateKey types TypeScript sees as unrelated.
@@ -62,7 +62,7 @@ export function createVirtualAgents (): VirtualAgents {
         const store = openSqliteStore({ path: join(dir, `${i}.db`), flushFile: async fd => { fdatasyncSync(fd) } })
         wrapStore?.(store, i)
         const agent = await startAgent({ mesh: net.createMesh(id), store, executor: executorFor(id), logger, signJob: f => signJob(key, f) },
-          { cpuMilli: cpuMilliFor(i), memoryBytes: 1024 ** 3 })
+          { cpuMilli: cpuMilliFor(i), memoryBytes: 1024 ** 3, ...(timings !== undefined ? { timings } : {}) })
         nodes.push({ id, agent, store })
       }
       await advanceUntil('every agent to see all the others alive', () => nodes.every(n => n.agent.nodes().filter(v => v.liveness === 'alive').length === count), 20_000)

@@ -1,0 +1,112 @@
+// A finished job leaves its owner's memory after finishedJobRetentionMs (the store keeps it),
+// so an agent's memory follows its job rate, not its whole history; and a late report about
+// such a job is answered exactly as it was while the job was held. Real agents on the
+// in-memory mesh under fake timers.
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import type { PrivateKey } from '@libp2p/interface'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+import type { Mesh } from '../../src/mesh/mesh.ts'
+import type { JobRecord } from '../../src/protocol/job.ts'
+import { type Message, MessageType } from '../../src/protocol/messages.ts'
+import { noopExecutor } from '../../src/runtime/noop-executor.ts'
+import { type VirtualAgents, createVirtualAgents } from '../support/virtual-agents.ts'
+
+const RETENTION_MS = 60_000
+const JOB = { image: 'bidmesh/busybox:latest', command: 'true', resources: { cpus: 0.1, memory: '16m' } }
+
+describe('finished jobs in the owner\'s memory', () => {
+  let v: VirtualAgents
+  /** a peer that only sends reports, as an executor whose acknowledgement was lost would */
+  let reporter: Mesh
+
+  beforeEach(async () => {
+    v = createVirtualAgents()
+    await v.start(3, { executorFor: () => noopExecutor({ runMs: 200 }), timings: { finishedJobRetentionMs: RETENTION_MS } })
+    const key = await generateKeyPair('Ed25519') as unknown as PrivateKey
+    reporter = v.net.createMesh(peerIdFromPrivateKey(key).toString())
+
+  })
+  afterEach(async () => {
+    await reporter.stop()
+    await v.stop()
+  })
+
+  async function advance (ms: number): Promise<void> {
+    for (let t = 0; t < ms; t += 50) await vi.advanceTimersByTimeAsync(50)
+  }
+
+  async function inMemory (i: number): Promise<number> {
+    const m = /^bidmesh_owned_jobs_in_memory (\d+)$/m.exec((await v.nodes[i].agent.metrics()).body)
+    expect(m).not.toBeNull()
+    return Number(m![1])
+  }
+
+  async function finishedJob (): Promise<JobRecord> {
+    const owner = v.nodes[0].agent
+    const submitted = await owner.submit(JOB)
+    let job: JobRecord | undefined
+    await v.advanceUntil('the job to succeed', () => {
+      void owner.getJob(submitted.id).then(d => { job = d.job })
+      return job?.state === 'succeeded'
+    }, 20_000)
+    return job!
+  }
+
+  /** The reports a late executor might send about the job's only attempt, and the answers. */
+  async function lateReports (job: JobRecord): Promise<Array<Message['body']>> {
+    const a = job.attempts[0]
+    const base = { jobId: job.id, epoch: a.epoch, node: a.node }
+    const reports = [
+      { ...base, state: 'exited' as const, exitCode: 0, reason: 'exit' as const, startedAtMs: a.startedAtMs, finishedAtMs: a.finishedAtMs },
+      { ...base, state: 'running' as const, startedAtMs: a.startedAtMs },
+      { ...base, epoch: a.epoch + 1, state: 'exited' as const, exitCode: 1, reason: 'exit' as const }
+    ]
+    const answers: Array<Message['body']> = []
+    for (const body of reports) {
+      let answer: Message | undefined
+      void reporter.request(v.nodes[0].id, { type: MessageType.AttemptUpdate, body }).then(r => { answer = r })
+      await v.advanceUntil('the owner to answer', () => answer !== undefined, 10_000)
+      expect(answer!.type).toBe(MessageType.AttemptUpdateAck)
+      answers.push(answer!.body)
+    }
+    return answers
+  }
+
+  it('leaves memory after the retention, is still read from the store, and late reports get the same answers', async () => {
+    const job = await finishedJob()
+    expect(await inMemory(0)).toBe(1)
+    const whileHeld = await lateReports(job)
+    // A resent final of the accepted attempt is acknowledged (so its executor stops resending),
+    // a renewal is told to stop, a report from an epoch that never was is refused.
+    expect(whileHeld.map(b => [(b as { accepted: boolean }).accepted, (b as { stop: boolean }).stop])).toEqual([[true, true], [true, true], [false, true]])
+
+    await advance(RETENTION_MS - 10_000)
+    expect(await inMemory(0)).toBe(1) // not before its time
+    await advance(20_000) // the retention, and a sweep (every tenth of it)
+    expect(await inMemory(0)).toBe(0)
+
+    const read = await v.nodes[0].agent.getJob(job.id)
+    expect(read.job.state).toBe('succeeded')
+    expect(read.job.attempts).toHaveLength(1)
+
+    const afterEviction = await lateReports(job)
+    expect(afterEviction).toEqual(whileHeld)
+    // Answered from the stored record, with nothing re-run or re-decided.
+    const after = await v.nodes[0].agent.getJob(job.id)
+    expect(after.job.state).toBe('succeeded')
+    expect(after.job.attempts).toHaveLength(1)
+    expect(after.job.epoch).toBe(job.epoch)
+  })
+
+  it('keeps a live job in memory however old it is', async () => {
+    const owner = v.nodes[0].agent
+    await finishedJob()
+    // No node has this label: the job stays pending (live) for good.
+    const stuck = await owner.submit({ ...JOB, constraints: { zone: 'nowhere' } })
+    await advance(2 * RETENTION_MS)
+    expect((await owner.getJob(stuck.id)).job.state).toBe('pending')
+    // the pending one is held; the finished one left
+    expect(await inMemory(0)).toBe(1)
+  })
+})
