@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { AGENT_DEFAULTS, SCHEDULER_DEFAULTS } from '../constants.ts'
 import { type JobSpec, parseJobSpec } from '../protocol/job-spec.ts'
 import { redactSecrets, specSecrets } from '../protocol/redact.ts'
-import { type Explanation, type JobEvent, type JobRecord, type JobSummary, type LogChunk, type NodeCapacity, summarize, TERMINAL_STATES } from '../protocol/job.ts'
+import { type Explanation, type JobEvent, type JobRecord, type JobSummary, JobStates, type LogChunk, type NodeCapacity, summarize, TERMINAL_STATES } from '../protocol/job.ts'
 import { type Message, MessageType } from '../protocol/messages.ts'
 import { type BidderEffect, type BidderEvent, type BidderState, bidderStep, capacityOf, createBidder } from '../scheduler/bidder.ts'
 import { type OwnerEffect, type OwnerEvent, type OwnerJob, type OwnerState, createOwner, ownerStep, viewLiveness } from '../scheduler/auction.ts'
@@ -56,6 +56,14 @@ export interface Agent extends AgentApi {
   listenAddrs (): string[]
   drain (): Promise<void>
   stop (): Promise<void>
+}
+
+/** Every job in the store that has not finished, whatever the store's history: listed by
+ *  state (an index), not as the newest N of all jobs, which a long history of finished ones
+ *  would crowd live ones out of. */
+export function unfinishedJobs (store: Store): JobRecord[] {
+  return JobStates.filter(state => !TERMINAL_STATES.has(state))
+    .flatMap(state => store.listJobs({ state, limit: Number.MAX_SAFE_INTEGER }))
 }
 
 /** The agent's timing constants, derived in one place (see docs/operations.md). */
@@ -221,8 +229,7 @@ class BidmeshAgent implements Agent {
     // we were down (a higher term); until then they wait on standby too, so an executor's
     // renewals are still acknowledged.
     const owned: JobRecord[] = []
-    for (const job of this.c.store.listJobs({ limit: 100_000 })) {
-      if (TERMINAL_STATES.has(job.state)) continue
+    for (const job of unfinishedJobs(this.c.store)) {
       if (job.owner === this.peerId) owned.push(job)
       if (job.owner === this.peerId || job.replicas.includes(this.peerId)) this.standby.set(job.id, job)
     }
