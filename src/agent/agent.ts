@@ -161,9 +161,11 @@ class BidmeshAgent implements Agent {
   private readonly replicateQueue = new Set<string>()
   private replicationTimer: ReturnType<typeof setTimeout> | undefined
   private readonly acceptedResults = new Set<string>()
-  /** finished jobs brought back from the store by a late report (ownedJob): their result was
-   *  accepted before they left memory, so a resent final is not logged as accepted again */
-  private readonly restoredJobs = new Set<string>()
+  /** finished jobs brought back from the store by a late report (ownedJob), and when: their
+   *  result was accepted before they left memory, so a resent final is not logged as accepted
+   *  again; and each stays a full retention from then, so that no sweep takes it away while
+   *  the report it came back for is being answered */
+  private readonly restoredJobs = new Map<string, number>()
   private tickTimer: TickTimer | undefined
   private nextTickAtMs = Infinity
   private lastHousekeepingAtMs = 0
@@ -247,11 +249,11 @@ class BidmeshAgent implements Agent {
 
   /** Finished jobs whose last change is older than finishedJobRetentionMs leave the owner's
    *  memory; the store keeps them (see ownedJob for how a late report finds one). */
-  private evictFinishedJobs (nowMs: number): number {
-    let evicted = 0
+  private evictFinishedJobs (nowMs: number): void {
     for (const [id, oj] of this.owner.jobs) {
       const job = oj.record
-      if (!TERMINAL_STATES.has(job.state) || nowMs - job.updatedAtMs < this.t.finishedJobRetentionMs) continue
+      const sinceMs = Math.max(job.updatedAtMs, this.restoredJobs.get(id) ?? -Infinity)
+      if (!TERMINAL_STATES.has(job.state) || nowMs - sinceMs < this.t.finishedJobRetentionMs) continue
       // Still on its way to the store or the replicas: it goes on a later sweep.
       if (this.replicateQueue.has(id) || this.summaryQueue.has(id)) continue
       this.ownerDo({ type: 'job:evicted', jobId: id })
@@ -259,9 +261,7 @@ class BidmeshAgent implements Agent {
       this.replicaCopies.delete(id)
       this.restoredJobs.delete(id)
       for (let epoch = 0; epoch <= job.epoch; epoch++) this.acceptedResults.delete(`${id}#${epoch}`)
-      evicted++
     }
-    return evicted
   }
 
   /** The job if this agent owns it: from memory, or, for a finished job evicted from memory,
@@ -273,7 +273,7 @@ class BidmeshAgent implements Agent {
     const stored = this.c.store.getJob(id)
     if (stored === undefined || stored.owner !== this.peerId || !TERMINAL_STATES.has(stored.state)) return undefined
     this.ownerDo({ type: 'job:adopted', job: stored })
-    this.restoredJobs.add(id)
+    this.restoredJobs.set(id, Date.now())
     return this.owner.jobs.get(id)
   }
 

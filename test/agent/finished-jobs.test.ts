@@ -97,6 +97,12 @@ describe('finished jobs in the owner\'s memory', () => {
     expect(after.job.state).toBe('succeeded')
     expect(after.job.attempts).toHaveLength(1)
     expect(after.job.epoch).toBe(job.epoch)
+    // Held again for a full retention from its return, then gone again.
+    expect(await inMemory(0)).toBe(1)
+    await advance(RETENTION_MS - 10_000)
+    expect(await inMemory(0)).toBe(1)
+    await advance(20_000)
+    expect(await inMemory(0)).toBe(0)
   })
 
   it('keeps a live job in memory however old it is', async () => {
