@@ -312,9 +312,11 @@ class BidmeshAgent implements Agent {
   }
 
   async metrics (): Promise<{ contentType: string, body: string }> {
-    const jobs = this.c.store.listJobs({ limit: 100_000 })
+    // Unfinished jobs only, read by state: finished ones are counted as they finish
+    // (jobsFinished), since reading a long history on every scrape would cost seconds of CPU.
     this.metrics_.jobs.reset()
-    for (const j of jobs) if (j.owner === this.peerId) this.metrics_.jobs.inc({ state: j.state })
+    for (const state of JobStates) if (!TERMINAL_STATES.has(state)) this.metrics_.jobs.set({ state }, 0)
+    for (const j of unfinishedJobs(this.c.store)) if (j.owner === this.peerId) this.metrics_.jobs.inc({ state: j.state })
     this.metrics_.jobsInMemory.set(this.owner.jobs.size)
     this.metrics_.peers.set(this.c.mesh.connectedPeers().length)
     for (const [topic, st] of Object.entries(this.c.mesh.gossipStats())) {
@@ -907,6 +909,9 @@ class BidmeshAgent implements Agent {
     }
     for (const fx of changed) {
       for (const ev of fx.events) this.onJobEvent(fx.job, ev)
+      // The step that finished the job names its outcome (a cancel names it twice: its cause
+      // and its outcome); later changes to a finished job (a late report's history) do not.
+      if (TERMINAL_STATES.has(fx.job.state) && fx.events.some(ev => ev.type === `job:${fx.job.state}`)) this.metrics_.jobsFinished.inc({ state: fx.job.state })
       const sum = summarize(fx.job)
       this.directory.set(sum.id, sum)
       this.queueSummary(sum)

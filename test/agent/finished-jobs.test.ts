@@ -115,4 +115,26 @@ describe('finished jobs in the owner\'s memory', () => {
     // the pending one is held; the finished one left
     expect(await inMemory(0)).toBe(1)
   })
+
+  it('metrics: unfinished jobs by state, finished ones counted once as they finish', async () => {
+    const owner = v.nodes[0].agent
+    const metric = async (line: string): Promise<number> => {
+      const m = new RegExp(`^${line.replace(/[{}]/g, c => `\\${c}`)} (\\d+)$`, 'm').exec((await owner.metrics()).body)
+      return m === null ? NaN : Number(m[1])
+    }
+    const done = await finishedJob()
+    const stuck = await owner.submit({ ...JOB, constraints: { zone: 'nowhere' } })
+    await advance(1000)
+    expect(await metric('bidmesh_jobs{state="pending"}')).toBe(1)
+    expect(await metric('bidmesh_jobs{state="running"}')).toBe(0)
+    expect(await metric('bidmesh_jobs_finished_total{state="succeeded"}')).toBe(1)
+    await owner.cancel(stuck.id)
+    await advance(1000)
+    expect(await metric('bidmesh_jobs{state="pending"}')).toBe(0)
+    // a cancel's step names the outcome twice (cause and outcome): still one job
+    expect(await metric('bidmesh_jobs_finished_total{state="cancelled"}')).toBe(1)
+    // late reports about a finished job change no count
+    await lateReports(done)
+    expect(await metric('bidmesh_jobs_finished_total{state="succeeded"}')).toBe(1)
+  })
 })

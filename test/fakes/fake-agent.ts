@@ -102,11 +102,18 @@ export class FakeAgent implements AgentApi {
   /** The real agent's metric names, with values from the fake's state. */
   async metrics (): Promise<{ contentType: string, body: string }> {
     const byState = new Map<string, number>()
-    for (const job of this.jobs.values()) byState.set(job.state, (byState.get(job.state) ?? 0) + 1)
+    const finished = new Map<string, number>()
+    for (const job of this.jobs.values()) {
+      const counts = TERMINAL_STATES.has(job.state) ? finished : byState
+      counts.set(job.state, (counts.get(job.state) ?? 0) + 1)
+    }
     const lines = [
-      '# HELP bidmesh_jobs Jobs this agent owns, by state',
+      '# HELP bidmesh_jobs Unfinished jobs this agent owns, by state',
       '# TYPE bidmesh_jobs gauge',
       ...[...byState].map(([state, n]) => `bidmesh_jobs{state="${state}"} ${n}`),
+      '# HELP bidmesh_jobs_finished_total Jobs this agent owned that finished since it started, by outcome',
+      '# TYPE bidmesh_jobs_finished_total counter',
+      ...[...finished].map(([state, n]) => `bidmesh_jobs_finished_total{state="${state}"} ${n}`),
       '# HELP bidmesh_peers Connected mesh peers',
       '# TYPE bidmesh_peers gauge',
       `bidmesh_peers ${this.nodeViews.length - 1}`
