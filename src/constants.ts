@@ -73,6 +73,11 @@ export const AGENT_DEFAULTS = {
    *  memory; longer: fewer store reads for the late reports (a final whose ack was lost is
    *  resent within seconds, so minutes cover nearly all). */
   finishedJobRetentionMs: 10 * 60_000,
+  /** Job summaries each agent keeps of the whole mesh's jobs (for listing from any node and
+   *  finding owners); the least recently changed finished ones go first. ≈ 1.5 KB each: 10,000
+   *  is ~15 MB. More: longer mesh-wide history in `bidmesh jobs`; fewer: less memory (older
+   *  jobs are still found by asking the peers, and listed on their owners and replicas). */
+  directoryMaxSummaries: 10_000,
   /** Max request body for the HTTP API. */
   apiBodyLimitBytes: 1024 * 1024
 } as const

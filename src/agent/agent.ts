@@ -4,6 +4,7 @@
 import { cpus as osCpus, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { AGENT_DEFAULTS, SCHEDULER_DEFAULTS } from '../constants.ts'
+import { createDirectory } from './directory.ts'
 import { type JobSpec, parseJobSpec } from '../protocol/job-spec.ts'
 import { redactSecrets, specSecrets } from '../protocol/redact.ts'
 import { type Explanation, type JobEvent, type JobRecord, type JobSummary, JobStates, type LogChunk, type NodeCapacity, summarize, TERMINAL_STATES } from '../protocol/job.ts'
@@ -142,7 +143,7 @@ class BidmeshAgent implements Agent {
   private readonly bidder: BidderState
   private readonly t: ReturnType<typeof agentTimings>
   private readonly startedAtMs = Date.now()
-  private readonly directory = new Map<string, JobSummary>()
+  private readonly directory = createDirectory({ maxSummaries: AGENT_DEFAULTS.directoryMaxSummaries })
   /** The owner's term of each award this executor received (`jobId#epoch`), until the attempt
    *  starts: it labels the container, for fencing by (term, epoch). Bounded: a declined award
    *  never starts, so the oldest entries are dropped past 10,000. */
@@ -722,7 +723,7 @@ class BidmeshAgent implements Agent {
         else for (const ev of events.slice(have - eventsFrom)) this.c.store.appendEvent(job.id, ev)
       })
       const sum = summarize(job)
-      this.directory.set(sum.id, sum)
+      this.directory.set(sum)
       if (TERMINAL_STATES.has(job.state) || job.owner === this.peerId) {
         this.standby.delete(job.id)
         this.standbyRenewals.delete(job.id)
@@ -800,7 +801,7 @@ class BidmeshAgent implements Agent {
     const oj = this.owner.jobs.get(job.id)
     if (oj !== undefined && oj.leaseExpiresAtMs !== undefined && renewed !== undefined && renewed + this.owner.config.leaseMs < now) oj.leaseExpiresAtMs = renewed + this.owner.config.leaseMs
     const sum = summarize(record)
-    this.directory.set(sum.id, sum)
+    this.directory.set(sum)
     this.queueSummary(sum)
     this.queueReplication(record.id)
   }
@@ -913,7 +914,7 @@ class BidmeshAgent implements Agent {
       // and its outcome); later changes to a finished job (a late report's history) do not.
       if (TERMINAL_STATES.has(fx.job.state) && fx.events.some(ev => ev.type === `job:${fx.job.state}`)) this.metrics_.jobsFinished.inc({ state: fx.job.state })
       const sum = summarize(fx.job)
-      this.directory.set(sum.id, sum)
+      this.directory.set(sum)
       this.queueSummary(sum)
       if (fx.job.replicas.length > 0) this.queueReplication(fx.job.id)
     }
@@ -1151,18 +1152,8 @@ class BidmeshAgent implements Agent {
           this.c.store.putJob({ ...mine.record, owner: s.owner })
         }
         const prev = this.directory.get(s.id)
-        if (prev === undefined || newerSummary(s, prev)) this.directory.set(s.id, s)
+        if (prev === undefined || newerSummary(s, prev)) this.directory.set(s)
       }
-      this.trimDirectory()
-    }
-  }
-
-  private trimDirectory (): void {
-    const max = 50_000
-    if (this.directory.size <= max) return
-    for (const id of this.directory.keys()) {
-      if (this.directory.size <= max) break
-      this.directory.delete(id)
     }
   }
 
