@@ -73,6 +73,16 @@ export const AGENT_DEFAULTS = {
    *  memory; longer: fewer store reads for the late reports (a final whose ack was lost is
    *  resent within seconds, so minutes cover nearly all). */
   finishedJobRetentionMs: 10 * 60_000,
+  /** A finished job (its record, events and logs) is deleted from every store that holds it
+   *  (its owner's and its replicas') this long after it was last changed; live jobs never are.
+   *  Checked every hour (or every tenth of this, if shorter), historyDeleteBatch at a time.
+   *  Disk held ≈ job rate × this × (record + events + logs). Shorter: less disk; longer: older
+   *  results and logs stay readable. Never shorter than finishedJobRetentionMs. */
+  historyRetentionMs: 7 * 24 * 3600_000,
+  /** Finished jobs deleted per store transaction (see historyRetentionMs). Measured: 12–43 ms
+   *  per 1,000 jobs with their events and logs, so 200 hold up requests a few ms at a time;
+   *  the event loop runs between batches. */
+  historyDeleteBatch: 200,
   /** Job summaries each agent keeps of the whole mesh's jobs (for listing from any node and
    *  finding owners); the least recently changed finished ones go first. ≈ 1.5 KB each: 10,000
    *  is ~15 MB. More: longer mesh-wide history in `bidmesh jobs`; fewer: less memory (older

@@ -36,7 +36,7 @@ export interface AgentInit {
   labels?: Record<string, string>
   /** scheduler timings; defaults in src/constants.ts */
   scheduler?: Partial<typeof SCHEDULER_DEFAULTS>
-  timings?: Partial<Pick<typeof AGENT_DEFAULTS, 'advertIntervalMs' | 'suspectAfterMs' | 'goneAfterMs' | 'sweepIntervalMs' | 'finishedJobRetentionMs'>>
+  timings?: Partial<Pick<typeof AGENT_DEFAULTS, 'advertIntervalMs' | 'suspectAfterMs' | 'goneAfterMs' | 'sweepIntervalMs' | 'finishedJobRetentionMs' | 'historyRetentionMs'>>
   leaseMs?: number
   /** whose jobs this agent runs; default: any member (an explicit choice for a trusted LAN) */
   publishers?: PublisherAllowlist
@@ -78,6 +78,7 @@ export function agentTimings (init: AgentInit) {
     goneAfterMs: init.timings?.goneAfterMs ?? AGENT_DEFAULTS.goneAfterMs,
     sweepIntervalMs: init.timings?.sweepIntervalMs ?? AGENT_DEFAULTS.sweepIntervalMs,
     finishedJobRetentionMs: init.timings?.finishedJobRetentionMs ?? AGENT_DEFAULTS.finishedJobRetentionMs,
+    historyRetentionMs: Math.max(init.timings?.historyRetentionMs ?? AGENT_DEFAULTS.historyRetentionMs, init.timings?.finishedJobRetentionMs ?? AGENT_DEFAULTS.finishedJobRetentionMs),
     leaseMs,
     /** four renewals per lease: three may be lost before the lease lapses */
     leaseRenewMs,
@@ -167,6 +168,8 @@ class BidmeshAgent implements Agent {
    *  again; and each stays a full retention from then, so that no sweep takes it away while
    *  the report it came back for is being answered */
   private readonly restoredJobs = new Map<string, number>()
+  /** a history deletion is under way (see deleteOldHistory) */
+  private deletingHistory = false
   private tickTimer: TickTimer | undefined
   private nextTickAtMs = Infinity
   private lastHousekeepingAtMs = 0
@@ -246,6 +249,30 @@ class BidmeshAgent implements Agent {
     this.timers.push(setInterval(() => this.publishAdvert(), this.t.advertIntervalMs))
     // A tenth of the retention: a finished job leaves memory at most 10% after its time.
     this.timers.push(setInterval(() => this.evictFinishedJobs(Date.now()), Math.max(1000, this.t.finishedJobRetentionMs / 10)))
+    this.timers.push(setInterval(() => { void this.deleteOldHistory() }, Math.max(1000, Math.min(3_600_000, this.t.historyRetentionMs / 10))))
+  }
+
+  /** Deletes finished jobs older than historyRetentionMs from the store, a batch at a time
+   *  with the event loop free in between, so a long backlog does not hold up the agent. */
+  private async deleteOldHistory (): Promise<void> {
+    if (this.deletingHistory) return
+    this.deletingHistory = true
+    try {
+      const beforeMs = Date.now() - this.t.historyRetentionMs
+      let deleted = 0
+      for (;;) {
+        if (this.stopped) return
+        const n = this.c.store.deleteFinishedJobs({ beforeMs, limit: AGENT_DEFAULTS.historyDeleteBatch })
+        deleted += n
+        if (n < AGENT_DEFAULTS.historyDeleteBatch) break
+        await new Promise(resolve => setImmediate(resolve))
+      }
+      if (deleted > 0) this.c.logger.info({ deleted, beforeMs }, 'history:deleted')
+    } catch (err) {
+      this.c.logger.warn({ err }, 'deleting old finished jobs failed; tried again at the next check')
+    } finally {
+      this.deletingHistory = false
+    }
   }
 
   /** Finished jobs whose last change is older than finishedJobRetentionMs leave the owner's

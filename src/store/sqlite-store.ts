@@ -5,7 +5,7 @@ import { closeSync, existsSync, fdatasync, mkdirSync, openSync, realpathSync } f
 import { dirname, resolve } from 'node:path'
 import Database from 'better-sqlite3'
 import { pack, unpack } from 'msgpackr'
-import type { JobEvent, JobRecord, LogChunk } from '../protocol/job.ts'
+import { type JobEvent, type JobRecord, type LogChunk, TERMINAL_STATES } from '../protocol/job.ts'
 import type { RunningAttempt, Store } from './store.ts'
 import { StoreClosedError, StoreCorruptError, StoreFlushError, StoreInvalidRecordError, StoreVersionError } from './errors.ts'
 
@@ -150,6 +150,10 @@ function prepareStatements (db: Db) {
         updated_at_ms = excluded.updated_at_ms, record = excluded.record`),
     getJob: db.prepare<[string], JobRow>('SELECT id, record FROM jobs WHERE id = ?'),
     deleteJob: db.prepare<[string]>('DELETE FROM jobs WHERE id = ?'),
+    // jobs_state (state, created_at_ms, id) narrows to old jobs of one state; a job is last
+    // changed after it was created, so updated_at_ms only filters what the index found.
+    oldFinished: db.prepare<[string, number, number, number], string>(
+      'SELECT id FROM jobs WHERE state = ? AND created_at_ms < ? AND updated_at_ms < ? LIMIT ?').pluck(),
     deleteEvents: db.prepare<[string]>('DELETE FROM events WHERE job_id = ?'),
     deleteLogs: db.prepare<[string]>('DELETE FROM logs WHERE job_id = ?'),
     appendEvent: db.prepare<[string, Buffer]>('INSERT INTO events (job_id, record) VALUES (?, ?)'),
@@ -181,6 +185,7 @@ class SqliteStore implements Store {
   private readonly listStmts: Map<ListKey, Database.Statement<[Record<string, unknown>], JobRow>>
   private readonly appendLogTx: Database.Transaction<(jobId: string, chunk: Omit<LogChunk, 'seq'>) => number>
   private readonly deleteJobTx: Database.Transaction<(id: string) => void>
+  private readonly deleteFinishedTx: Database.Transaction<(beforeMs: number, limit: number) => number>
   private readonly runInTx: Database.Transaction<(fn: () => unknown) => unknown>
 
   /** the write-ahead log sync() flushes; undefined when there is none to flush (in memory, or
@@ -259,6 +264,19 @@ class SqliteStore implements Store {
       // which it must be able to find and stop even after the job record is gone.
     })
     this.runInTx = db.transaction((fn: () => unknown) => fn())
+    this.deleteFinishedTx = db.transaction((beforeMs: number, limit: number) => {
+      let deleted = 0
+      for (const state of TERMINAL_STATES) {
+        for (const id of this.stmt.oldFinished.all(state, beforeMs, beforeMs, limit - deleted)) {
+          this.stmt.deleteJob.run(id)
+          this.stmt.deleteEvents.run(id)
+          this.stmt.deleteLogs.run(id)
+          deleted++
+        }
+        if (deleted >= limit) break
+      }
+      return deleted
+    })
   }
 
   putJob (job: JobRecord): void {
@@ -306,6 +324,13 @@ class SqliteStore implements Store {
   deleteJob (id: string): void {
     this.live()
     this.deleteJobTx.immediate(id)
+  }
+
+  deleteFinishedJobs (options: { beforeMs: number, limit: number }): number {
+    this.live()
+    if (!Number.isFinite(options.beforeMs)) throw new RangeError(`beforeMs must be a finite number, got ${String(options.beforeMs)}`)
+    const limit = nonNegativeInt('limit', options.limit, 0)
+    return limit === 0 ? 0 : this.deleteFinishedTx.immediate(options.beforeMs, limit)
   }
 
   appendEvent (jobId: string, event: JobEvent): void {

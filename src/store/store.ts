@@ -22,6 +22,10 @@ export interface Store {
   /** Newest first. `prefix` matches the start of the id. */
   listJobs (options?: { limit?: number, state?: string, prefix?: string }): JobRecord[]
   deleteJob (id: string): void
+  /** Deletes up to `limit` finished jobs (succeeded, failed, cancelled) created and last
+   *  changed before `beforeMs`, with their events and logs, in one transaction; returns how
+   *  many. Live jobs are never touched. */
+  deleteFinishedJobs (options: { beforeMs: number, limit: number }): number
 
   appendEvent (jobId: string, event: JobEvent): void
   /** In append order; `from` skips the first events (0-based), `limit` caps the count. */

@@ -1,7 +1,7 @@
 // A finished job leaves its owner's memory after finishedJobRetentionMs (the store keeps it),
-// so an agent's memory follows its job rate, not its whole history; and a late report about
-// such a job is answered exactly as it was while the job was held. Real agents on the
-// in-memory mesh under fake timers.
+// so an agent's memory follows its job rate, not its whole history; a late report about such
+// a job is answered exactly as it was while the job was held; and after historyRetentionMs it
+// leaves every store too. Real agents on the in-memory mesh under fake timers.
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import type { PrivateKey } from '@libp2p/interface'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
@@ -13,16 +13,17 @@ import { noopExecutor } from '../../src/runtime/noop-executor.ts'
 import { type VirtualAgents, createVirtualAgents } from '../support/virtual-agents.ts'
 
 const RETENTION_MS = 60_000
+const HISTORY_MS = 300_000
 const JOB = { image: 'bidmesh/busybox:latest', command: 'true', resources: { cpus: 0.1, memory: '16m' } }
 
-describe('finished jobs in the owner\'s memory', () => {
+describe('finished jobs: memory, metrics, history', () => {
   let v: VirtualAgents
   /** a peer that only sends reports, as an executor whose acknowledgement was lost would */
   let reporter: Mesh
 
   beforeEach(async () => {
     v = createVirtualAgents()
-    await v.start(3, { executorFor: () => noopExecutor({ runMs: 200 }), timings: { finishedJobRetentionMs: RETENTION_MS } })
+    await v.start(3, { executorFor: () => noopExecutor({ runMs: 200 }), timings: { finishedJobRetentionMs: RETENTION_MS, historyRetentionMs: HISTORY_MS } })
     const key = await generateKeyPair('Ed25519') as unknown as PrivateKey
     reporter = v.net.createMesh(peerIdFromPrivateKey(key).toString())
 
@@ -136,5 +137,22 @@ describe('finished jobs in the owner\'s memory', () => {
     // late reports about a finished job change no count
     await lateReports(done)
     expect(await metric('bidmesh_jobs_finished_total{state="succeeded"}')).toBe(1)
+  })
+
+  it('history: a finished job is deleted from every store after historyRetentionMs; live jobs stay', async () => {
+    const owner = v.nodes[0].agent
+    const done = await finishedJob()
+    const stuck = await owner.submit({ ...JOB, constraints: { zone: 'nowhere' } })
+    const holders = (id: string): number => v.nodes.filter(n => n.store.getJob(id) !== undefined).length
+    expect(holders(done.id)).toBeGreaterThanOrEqual(2) // the owner and its replicas
+    const held = holders(done.id)
+    expect(v.nodes[0].store.events(done.id).length).toBeGreaterThan(0)
+    await advance(HISTORY_MS - 60_000)
+    expect(holders(done.id)).toBe(held) // not before its time
+    await advance(60_000 + HISTORY_MS / 10 + 1000) // its time, and one check (every tenth of it)
+    expect(holders(done.id)).toBe(0)
+    for (const n of v.nodes) expect(n.store.events(done.id)).toEqual([])
+    expect(holders(stuck.id)).toBeGreaterThanOrEqual(2)
+    expect((await owner.getJob(stuck.id)).job.state).toBe('pending')
   })
 })

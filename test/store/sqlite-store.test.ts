@@ -233,6 +233,60 @@ describe('jobs', () => {
   })
 })
 
+describe('deleteFinishedJobs (history retention)', () => {
+  function history (store: Store): void {
+    const rows: Array<[string, JobRecord['state'], number, number]> = [
+      ['old-succeeded', 'succeeded', 10, 20],
+      ['old-failed', 'failed', 11, 21],
+      ['old-cancelled', 'cancelled', 12, 22],
+      ['old-but-changed-late', 'succeeded', 13, 500], // created long ago, finished recently
+      ['old-pending', 'pending', 14, 24],
+      ['old-running', 'running', 15, 25],
+      ['old-scheduled', 'scheduled', 16, 26],
+      ['new-succeeded', 'succeeded', 600, 610]
+    ]
+    for (const [id, state, createdAtMs, updatedAtMs] of rows) {
+      store.putJob(job(id, createdAtMs, { state, updatedAtMs }))
+      store.appendEvent(id, { atMs: createdAtMs, type: 'created' })
+      store.appendLog(id, chunk(1, `${id} output`))
+    }
+  }
+
+  it('deletes finished jobs last changed before the cutoff, with their events and logs; never a live one', () => {
+    const store = open()
+    history(store)
+    expect(store.deleteFinishedJobs({ beforeMs: 100, limit: 1000 })).toBe(3)
+    for (const id of ['old-succeeded', 'old-failed', 'old-cancelled']) {
+      expect(store.getJob(id)).toBeUndefined()
+      expect(store.events(id)).toEqual([])
+      expect(store.readLogs(id)).toEqual([])
+    }
+    const left = store.listJobs({ limit: 100 }).map(j => j.id).sort()
+    expect(left).toEqual(['new-succeeded', 'old-but-changed-late', 'old-pending', 'old-running', 'old-scheduled'])
+    for (const id of left) expect(store.readLogs(id)).toHaveLength(1)
+    expect(store.deleteFinishedJobs({ beforeMs: 100, limit: 1000 })).toBe(0)
+  })
+
+  it('deletes at most limit per call, so a long history goes in short transactions', () => {
+    const store = open()
+    history(store)
+    expect(store.deleteFinishedJobs({ beforeMs: 100, limit: 2 })).toBe(2)
+    expect(store.deleteFinishedJobs({ beforeMs: 100, limit: 2 })).toBe(1)
+    expect(store.deleteFinishedJobs({ beforeMs: 100, limit: 0 })).toBe(0)
+  })
+
+  it.each([
+    [{ beforeMs: Number.NaN, limit: 1 }],
+    [{ beforeMs: 100, limit: -1 }],
+    [{ beforeMs: 100, limit: 1.5 }]
+  ])('refuses %j and deletes nothing', (options) => {
+    const store = open()
+    history(store)
+    expect(() => store.deleteFinishedJobs(options)).toThrow(RangeError)
+    expect(store.listJobs({ limit: 100 })).toHaveLength(8)
+  })
+})
+
 describe('events', () => {
   it('returns a job\'s events in append order, separate per job', () => {
     const store = open()
