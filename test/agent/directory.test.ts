@@ -19,29 +19,20 @@ describe('directory', () => {
     expect(ids(d).sort()).toEqual(['live-old', 'new', 'newer'])
   })
 
-  it('a changed job counts as the most recent', () => {
+  // Each row: the summaries set, in order, into a directory of 2; what it holds after.
+  it.each<[string, Array<[string, JobState, number?]>, string[]]>([
+    ['a changed job counts as the most recent',
+      [['a', 'succeeded'], ['b', 'succeeded'], ['a', 'succeeded', 1], ['c', 'succeeded']], ['a', 'c']],
+    ['a job that finishes moves to the finished ones, and goes before any live job',
+      [['a', 'running'], ['b', 'running'], ['b', 'succeeded', 1], ['c', 'pending']], ['a', 'c']],
+    ['with only live jobs past the bound, the least recently changed go',
+      [['a', 'running'], ['b', 'running'], ['c', 'running']], ['b', 'c']]
+  ])('%s', (_name, sets, held) => {
     const d = createDirectory({ maxSummaries: 2 })
-    d.set(summary('a', 'succeeded'))
-    d.set(summary('b', 'succeeded'))
-    d.set(summary('a', 'succeeded', 1))
-    d.set(summary('c', 'succeeded'))
-    expect(ids(d).sort()).toEqual(['a', 'c'])
-    expect(d.get('a')?.updatedAtMs).toBe(1)
-  })
-
-  it('a job that finishes moves to the finished ones, and goes before any live job', () => {
-    const d = createDirectory({ maxSummaries: 2 })
-    d.set(summary('a', 'running'))
-    d.set(summary('b', 'running'))
-    d.set(summary('b', 'succeeded', 1))
-    d.set(summary('c', 'pending'))
-    expect(ids(d).sort()).toEqual(['a', 'c'])
-  })
-
-  it('with only live jobs past the bound, the least recently changed go', () => {
-    const d = createDirectory({ maxSummaries: 2 })
-    for (const id of ['a', 'b', 'c']) d.set(summary(id, 'running'))
-    expect(ids(d).sort()).toEqual(['b', 'c'])
+    for (const [id, state, version] of sets) d.set(summary(id, state, version))
+    expect(ids(d).sort()).toEqual(held)
+    // the newest summary of each job held
+    for (const id of held) expect(d.get(id)?.updatedAtMs).toBe(Math.max(...sets.filter(x => x[0] === id).map(x => x[2] ?? 0)))
   })
 
   it('keeps every live job while finished ones fill the default bound', async () => {
