@@ -84,10 +84,12 @@ export const AGENT_DEFAULTS = {
    *  the event loop runs between batches. */
   historyDeleteBatch: 200,
   /** Job summaries each agent keeps of the whole mesh's jobs (for listing from any node and
-   *  finding owners); the least recently changed finished ones go first. ≈ 1.5 KB each: 10,000
-   *  is ~15 MB. More: longer mesh-wide history in `bidmesh jobs`; fewer: less memory (older
-   *  jobs are still found by asking the peers, and listed on their owners and replicas). */
-  directoryMaxSummaries: 10_000,
+   *  finding owners); the least recently changed finished ones go first. ≈ 1.5 KB each: 50,000
+   *  is ~73 MB. Not lower: an executor that is neither owner nor replica knows a job finished
+   *  only from here, and that is what refuses a replayed award of it (jobFinished), so the
+   *  directory must outlast the replay window. More: longer mesh-wide history; fewer: less
+   *  memory, and a weaker replay refusal. */
+  directoryMaxSummaries: 50_000,
   /** Max request body for the HTTP API. */
   apiBodyLimitBytes: 1024 * 1024
 } as const
