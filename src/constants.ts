@@ -73,6 +73,10 @@ export const AGENT_DEFAULTS = {
    *  memory; longer: fewer store reads for the late reports (a final whose ack was lost is
    *  resent within seconds, so minutes cover nearly all). */
   finishedJobRetentionMs: 10 * 60_000,
+  /** The least finishedJobRetentionMs an agent accepts: several leases and report retries, so
+   *  that what is still in flight about a job when it finishes (its final's replication, the
+   *  executor's retries of a report whose ack was lost) is answered from memory. */
+  minFinishedJobRetentionMs: 30_000,
   /** A finished job (its record, events and logs) is deleted from every store that holds it
    *  (its owner's and its replicas') this long after it was last changed; live jobs never are.
    *  Checked every hour (or every tenth of this, if shorter), historyDeleteBatch at a time.

@@ -77,8 +77,8 @@ export function agentTimings (init: AgentInit) {
     suspectAfterMs: init.timings?.suspectAfterMs ?? AGENT_DEFAULTS.suspectAfterMs,
     goneAfterMs: init.timings?.goneAfterMs ?? AGENT_DEFAULTS.goneAfterMs,
     sweepIntervalMs: init.timings?.sweepIntervalMs ?? AGENT_DEFAULTS.sweepIntervalMs,
-    finishedJobRetentionMs: init.timings?.finishedJobRetentionMs ?? AGENT_DEFAULTS.finishedJobRetentionMs,
-    historyRetentionMs: Math.max(init.timings?.historyRetentionMs ?? AGENT_DEFAULTS.historyRetentionMs, init.timings?.finishedJobRetentionMs ?? AGENT_DEFAULTS.finishedJobRetentionMs),
+    finishedJobRetentionMs: Math.max(AGENT_DEFAULTS.minFinishedJobRetentionMs, init.timings?.finishedJobRetentionMs ?? AGENT_DEFAULTS.finishedJobRetentionMs),
+    historyRetentionMs: Math.max(init.timings?.historyRetentionMs ?? AGENT_DEFAULTS.historyRetentionMs, init.timings?.finishedJobRetentionMs ?? AGENT_DEFAULTS.finishedJobRetentionMs, AGENT_DEFAULTS.minFinishedJobRetentionMs),
     leaseMs,
     /** four renewals per lease: three may be lost before the lease lapses */
     leaseRenewMs,
@@ -303,6 +303,16 @@ class BidmeshAgent implements Agent {
     this.ownerDo({ type: 'job:adopted', job: stored })
     this.restoredJobs.set(id, Date.now())
     return this.owner.jobs.get(id)
+  }
+
+  /** A newer owner's summary of a job we no longer hold in memory: our stored copy keeps its
+   *  own term and content (see the JobSummaries handler) and names the new owner. */
+  private releaseStoredJob (s: JobSummary): void {
+    const stored = this.c.store.getJob(s.id)
+    if (stored === undefined || stored.owner !== this.peerId || !newerSummary(s, stored)) return
+    this.c.logger.info({ jobId: s.id, term: s.term, owner: s.owner }, 'job:released')
+    this.c.store.putJob({ ...stored, owner: s.owner })
+    this.restoredJobs.delete(s.id)
   }
 
   listenAddrs (): string[] { return this.c.mesh.listenAddrs() }
@@ -677,15 +687,19 @@ class BidmeshAgent implements Agent {
         }
         for (const j of batch) {
           const kept = ok && !stale.includes(j.job.id)
-          const copy = this.replicaCopy(j.job.id, peer)
           const gap = kept && gaps.includes(j.job.id)
-          // The replica kept the record; its events run to ours, or (a gap: it lost some, or
-          // never had them) are resent from the first next time.
-          if (kept) copy.eventsHeld = gap ? 0 : Math.max(copy.eventsHeld, j.eventsFrom + j.events.length)
-          // Not kept (or kept with a gap): the next replication sends it again, in full
-          // (unless a newer copy went out meanwhile).
-          if ((!kept || gap) && copy.last === j.sent) copy.last = undefined
-          if (gap) this.queueReplication(j.job.id)
+          // Only for a job still held: one evicted or released meanwhile keeps no bookkeeping
+          // (a late answer must not bring its entry back for good).
+          const copy = this.owner.jobs.has(j.job.id) ? this.replicaCopy(j.job.id, peer) : undefined
+          if (copy !== undefined) {
+            // The replica kept the record; its events run to ours, or (a gap: it lost some, or
+            // never had them) are resent from the first next time.
+            if (kept) copy.eventsHeld = gap ? 0 : Math.max(copy.eventsHeld, j.eventsFrom + j.events.length)
+            // Not kept (or kept with a gap): the next replication sends it again, in full
+            // (unless a newer copy went out meanwhile).
+            if ((!kept || gap) && copy.last === j.sent) copy.last = undefined
+            if (gap) this.queueReplication(j.job.id)
+          }
           j.settle(kept)
           answered(j.job, kept)
         }
@@ -872,8 +886,10 @@ class BidmeshAgent implements Agent {
       if (!this.meshMajority()) return ack(false, 'ERR_NO_QUORUM')
       const replicated = await this.replicate([u.jobId])
       if (!replicated.has(u.jobId)) return ack(false, 'ERR_NOT_REPLICATED')
-      // Released meanwhile (a replica knew a newer owner): not ours to accept.
-      if (!this.owner.jobs.has(u.jobId)) return ack(false, 'ERR_NOT_OWNER')
+      // Released meanwhile (a replica knew a newer owner): not ours to accept. Evicted
+      // meanwhile (finished, and its retention ran out while this answer waited on the
+      // replicas): still ours, and brought back from the store to answer.
+      if (this.ownedJob(u.jobId) === undefined) return ack(false, 'ERR_NOT_OWNER')
       const k = `${u.jobId}#${u.epoch}`
       if (!this.acceptedResults.has(k) && !this.restoredJobs.has(u.jobId)) {
         this.acceptedResults.add(k)
@@ -899,7 +915,10 @@ class BidmeshAgent implements Agent {
   // ---- the two machines ------------------------------------------------------------------
 
   private ownerDo (event: OwnerEvent): void {
-    if (event.type === 'job:released') this.replicaCopies.delete(event.jobId)
+    if (event.type === 'job:released') {
+      this.replicaCopies.delete(event.jobId)
+      this.restoredJobs.delete(event.jobId)
+    }
     const effects = ownerStep(this.owner, event, Date.now())
     // An advert alone starts no work (pending jobs already keep the clock fast); anything
     // else may open a timeout the machine must see on time.
@@ -1179,6 +1198,10 @@ class BidmeshAgent implements Agent {
           this.c.store.putJob({ ...mine.record, owner: s.owner })
         }
         const prev = this.directory.get(s.id)
+        // The same for a finished job of ours that has left memory (evictFinishedJobs): its
+        // stored record would otherwise keep naming us, and a late report would find it and be
+        // answered by us. Our directory entry tells us it was ours without a read per summary.
+        if (mine === undefined && prev?.owner === this.peerId && newerSummary(s, prev)) this.releaseStoredJob(s)
         if (prev === undefined || newerSummary(s, prev)) this.directory.set(s)
       }
     }

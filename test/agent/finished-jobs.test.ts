@@ -6,7 +6,7 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import type { PrivateKey } from '@libp2p/interface'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import type { Mesh } from '../../src/mesh/mesh.ts'
+import { type Mesh, Topic } from '../../src/mesh/mesh.ts'
 import type { JobRecord } from '../../src/protocol/job.ts'
 import { type Message, MessageType } from '../../src/protocol/messages.ts'
 import { noopExecutor } from '../../src/runtime/noop-executor.ts'
@@ -103,6 +103,28 @@ describe('finished jobs: memory, metrics, history', () => {
     await advance(RETENTION_MS - 10_000)
     expect(await inMemory(0)).toBe(1)
     await advance(20_000)
+    expect(await inMemory(0)).toBe(0)
+  })
+
+  it('a newer owner\'s summary of an evicted job rewrites its stored owner, so late reports go there', async () => {
+    const job = await finishedJob()
+    await advance(RETENTION_MS + 10_000)
+    expect(await inMemory(0)).toBe(0)
+    // Another agent owns the job under a higher term (it took it over while we were cut off).
+    const newOwner = reporter.peerId
+    const summary = { id: job.id, image: job.spec.image, owner: newOwner, state: job.state, epoch: job.epoch, term: job.term + 1, createdAtMs: job.createdAtMs, updatedAtMs: Date.now() }
+    await reporter.publish(Topic.Jobs, { type: MessageType.JobSummaries, body: { from: newOwner, summaries: [summary] } })
+    await advance(1000)
+    const stored = v.nodes[0].store.getJob(job.id)!
+    expect(stored.owner).toBe(newOwner)
+    expect(stored.term).toBe(job.term) // our copy keeps its own (lower) term: it is stale
+    // A late final is no longer answered as ours, nor does it come back into memory.
+    const a = job.attempts[0]
+    let answer: Message | undefined
+    void reporter.request(v.nodes[0].id, { type: MessageType.AttemptUpdate, body: { jobId: job.id, epoch: a.epoch, node: a.node, state: 'exited', exitCode: 0, reason: 'exit', startedAtMs: a.startedAtMs, finishedAtMs: a.finishedAtMs } }).then(r => { answer = r })
+    await v.advanceUntil('the old owner to answer', () => answer !== undefined, 10_000)
+    expect(answer!.type).toBe(MessageType.Ack)
+    expect((answer!.body as { code?: string }).code).toBe('ERR_NOT_OWNER')
     expect(await inMemory(0)).toBe(0)
   })
 
