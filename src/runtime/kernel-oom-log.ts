@@ -11,7 +11,7 @@
 // The witness is positive only: the kernel rate-limits that report (10 per 5 s), so a
 // missing record proves nothing. Reading /dev/kmsg needs CAP_SYSLOG: a root agent has it;
 // the hardened systemd unit does not, and there only Docker's flag is used.
-import { constants, openSync, readSync } from 'node:fs'
+import { closeSync, constants, openSync, readSync } from 'node:fs'
 
 export const KERNEL_OOM_LOG_DEFAULTS = {
   /** ids are 64 bytes: 4096 of them is ~0.5 MB at most, and far more kills than can be
@@ -109,6 +109,9 @@ function devKmsgReader (): () => KernelRecords {
         const code = (err as NodeJS.ErrnoException).code
         if (code === 'EPIPE') continue
         if (code === 'EAGAIN') break
+        // Given up on for good (see sawKillIn): the descriptor goes with it.
+        try { closeSync(fd) } catch {}
+        fd = undefined
         return { readable: false }
       }
     }
