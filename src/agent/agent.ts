@@ -249,7 +249,11 @@ class BidmeshAgent implements Agent {
     this.timers.push(setInterval(() => this.publishAdvert(), this.t.advertIntervalMs))
     // A tenth of the retention: a finished job leaves memory at most 10% after its time.
     this.timers.push(setInterval(() => this.evictFinishedJobs(Date.now()), Math.max(1000, this.t.finishedJobRetentionMs / 10)))
-    this.timers.push(setInterval(() => { void this.deleteOldHistory() }, Math.max(1000, Math.min(3_600_000, this.t.historyRetentionMs / 10))))
+    const historyCheckMs = Math.max(1000, Math.min(3_600_000, this.t.historyRetentionMs / 10))
+    // Also once soon after start: an agent restarted more often than every check would
+    // otherwise never delete anything.
+    this.timers.push(setTimeout(() => { void this.deleteOldHistory() }, Math.min(60_000, historyCheckMs)) as unknown as ReturnType<typeof setInterval>)
+    this.timers.push(setInterval(() => { void this.deleteOldHistory() }, historyCheckMs))
   }
 
   /** Deletes finished jobs older than historyRetentionMs from the store, a batch at a time

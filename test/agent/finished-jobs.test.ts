@@ -178,3 +178,36 @@ describe('finished jobs: memory, metrics, history', () => {
     expect((await owner.getJob(stuck.id)).job.state).toBe('pending')
   })
 })
+
+describe('history: the first check', () => {
+  let v: VirtualAgents
+  afterEach(async () => { await v.stop() })
+
+  it('runs within a minute of start, not an hour later, so an agent restarted often still deletes', async () => {
+    v = createVirtualAgents()
+    const dayMs = 24 * 3600_000
+    const finished = (id: string, agoMs: number): JobRecord => ({
+      id,
+      spec: { image: JOB.image, command: ['true'], cpuMilli: 100, memoryBytes: 16 * 1024 * 1024, pidsLimit: 128, timeoutMs: 60_000, retries: 0, constraints: {}, network: 'none' },
+      owner: '12D3KooWOwner',
+      publisher: '12D3KooWPublisher',
+      state: 'succeeded',
+      epoch: 0,
+      term: 0,
+      version: 3,
+      replicas: [],
+      attempts: [],
+      createdAtMs: Date.now() - agoMs,
+      updatedAtMs: Date.now() - agoMs
+    })
+    // the default historyRetentionMs (7 days), checked hourly
+    await v.start(1, { executorFor: () => noopExecutor({ runMs: 200 }), wrapStore: store => {
+      store.putJob(finished('old', 8 * dayMs))
+      store.putJob(finished('recent', dayMs))
+    } })
+    const store = v.nodes[0].store
+    expect(store.getJob('old')).toBeDefined()
+    await v.advanceUntil('the first history check', () => store.getJob('old') === undefined, 61_000)
+    expect(store.getJob('recent')).toBeDefined()
+  })
+})
