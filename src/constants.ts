@@ -81,7 +81,9 @@ export const AGENT_DEFAULTS = {
    *  (its owner's and its replicas') this long after it was last changed; live jobs never are.
    *  Checked every hour (or every tenth of this, if shorter), historyDeleteBatch at a time.
    *  Disk held ≈ job rate × this × (record + events + logs). Shorter: less disk; longer: older
-   *  results and logs stay readable. Never shorter than finishedJobRetentionMs. */
+   *  results and logs stay readable. Never shorter than finishedJobRetentionMs, nor than the
+   *  executors' replay window (EXECUTOR_REPLAY_DEFAULTS.windowMs, also 7 days): a deleted job
+   *  must be too old to run, or a replayed award of it could run it again. */
   historyRetentionMs: 7 * 24 * 3600_000,
   /** Finished jobs deleted per store transaction (see historyRetentionMs). Measured: 12–43 ms
    *  per 1,000 jobs with their events and logs, so 200 hold up requests a few ms at a time;

@@ -36,7 +36,7 @@ export interface AgentInit {
   labels?: Record<string, string>
   /** scheduler timings; defaults in src/constants.ts */
   scheduler?: Partial<typeof SCHEDULER_DEFAULTS>
-  timings?: Partial<Pick<typeof AGENT_DEFAULTS, 'advertIntervalMs' | 'suspectAfterMs' | 'goneAfterMs' | 'sweepIntervalMs' | 'finishedJobRetentionMs' | 'historyRetentionMs'>>
+  timings?: Partial<Pick<typeof AGENT_DEFAULTS, 'advertIntervalMs' | 'suspectAfterMs' | 'goneAfterMs' | 'sweepIntervalMs' | 'finishedJobRetentionMs' | 'historyRetentionMs'>> & { replayWindowMs?: number }
   leaseMs?: number
   /** whose jobs this agent runs; default: any member (an explicit choice for a trusted LAN) */
   publishers?: PublisherAllowlist
@@ -72,13 +72,20 @@ export function agentTimings (init: AgentInit) {
   const advertIntervalMs = init.timings?.advertIntervalMs ?? AGENT_DEFAULTS.advertIntervalMs
   const leaseMs = init.leaseMs ?? 3000
   const leaseRenewMs = Math.max(50, Math.floor(leaseMs / 4))
+  const replayWindowMs = init.timings?.replayWindowMs ?? EXECUTOR_REPLAY_DEFAULTS.windowMs
   return {
     advertIntervalMs,
     suspectAfterMs: init.timings?.suspectAfterMs ?? AGENT_DEFAULTS.suspectAfterMs,
     goneAfterMs: init.timings?.goneAfterMs ?? AGENT_DEFAULTS.goneAfterMs,
     sweepIntervalMs: init.timings?.sweepIntervalMs ?? AGENT_DEFAULTS.sweepIntervalMs,
     finishedJobRetentionMs: Math.max(AGENT_DEFAULTS.minFinishedJobRetentionMs, init.timings?.finishedJobRetentionMs ?? AGENT_DEFAULTS.finishedJobRetentionMs),
-    historyRetentionMs: Math.max(init.timings?.historyRetentionMs ?? AGENT_DEFAULTS.historyRetentionMs, init.timings?.finishedJobRetentionMs ?? AGENT_DEFAULTS.finishedJobRetentionMs, AGENT_DEFAULTS.minFinishedJobRetentionMs),
+    /** how long after its publication an executor still runs a signed job (the default replay
+     *  guard's window, EXECUTOR_REPLAY_DEFAULTS.windowMs) */
+    replayWindowMs,
+    // Never shorter than the replay window either: a job deleted from the stores is then too
+    // old to run anywhere, so a replayed award of it is refused as expired even by an executor
+    // that no longer knows it finished (jobFinished reads the directory and the store).
+    historyRetentionMs: Math.max(init.timings?.historyRetentionMs ?? AGENT_DEFAULTS.historyRetentionMs, init.timings?.finishedJobRetentionMs ?? AGENT_DEFAULTS.finishedJobRetentionMs, AGENT_DEFAULTS.minFinishedJobRetentionMs, replayWindowMs),
     leaseMs,
     /** four renewals per lease: three may be lost before the lease lapses */
     leaseRenewMs,
@@ -191,7 +198,7 @@ class BidmeshAgent implements Agent {
     this.peerId = c.mesh.peerId
     this.t = agentTimings(init)
     this.publishers = init.publishers ?? { any: true }
-    this.replayGuard = init.replayGuard ?? createReplayGuard(EXECUTOR_REPLAY_DEFAULTS)
+    this.replayGuard = init.replayGuard ?? createReplayGuard({ ...EXECUTOR_REPLAY_DEFAULTS, windowMs: this.t.replayWindowMs })
     const s = { ...SCHEDULER_DEFAULTS, ...init.scheduler }
     const def = defaultCapacity()
     this.owner = createOwner({

@@ -23,7 +23,7 @@ describe('finished jobs: memory, metrics, history', () => {
 
   beforeEach(async () => {
     v = createVirtualAgents()
-    await v.start(3, { executorFor: () => noopExecutor({ runMs: 200 }), timings: { finishedJobRetentionMs: RETENTION_MS, historyRetentionMs: HISTORY_MS } })
+    await v.start(3, { executorFor: () => noopExecutor({ runMs: 200 }), timings: { finishedJobRetentionMs: RETENTION_MS, historyRetentionMs: HISTORY_MS, replayWindowMs: HISTORY_MS } })
     const key = await generateKeyPair('Ed25519') as unknown as PrivateKey
     reporter = v.net.createMesh(peerIdFromPrivateKey(key).toString())
 
@@ -188,7 +188,7 @@ describe('history: the first check', () => {
     const dayMs = 24 * 3600_000
     const finished = (id: string, agoMs: number): JobRecord => ({
       id,
-      spec: { image: JOB.image, command: ['true'], cpuMilli: 100, memoryBytes: 16 * 1024 * 1024, pidsLimit: 128, timeoutMs: 60_000, retries: 0, constraints: {}, network: 'none' },
+      spec: { image: JOB.image, command: ['true'], env: {}, cpuMilli: 100, memoryBytes: 16 * 1024 * 1024, pidsLimit: 128, timeoutMs: 60_000, retries: 0, constraints: {}, network: 'none' },
       owner: '12D3KooWOwner',
       publisher: '12D3KooWPublisher',
       state: 'succeeded',
