@@ -888,6 +888,7 @@ class BidmeshAgent implements Agent {
       if (oj?.leaseExpiresAtMs !== undefined && oj.record.epoch === u.epoch && oj.record.node === u.node) oj.leaseExpiresAtMs = Date.now() + this.owner.config.leaseMs
       return ack(false, 'ERR_NO_QUORUM')
     }
+    const versionBefore = this.owner.jobs.get(u.jobId)?.record.version
     const reply = await this.ask(replyId => this.ownerDo({ type: 'attempt:update', replyId, update: u }))
     if (reply.type !== MessageType.AttemptUpdateAck) return reply
     if (u.state === 'exited' && reply.body.accepted) {
@@ -895,7 +896,12 @@ class BidmeshAgent implements Agent {
       // holds it is on a replica: an owner cut off from the mesh cannot accept one, and an
       // owner that dies right after accepting does not take the result with it.
       if (!this.meshMajority()) return ack(false, 'ERR_NO_QUORUM')
-      const replicated = await this.replicate([u.jobId])
+      // Except a resent final of a finished job brought back from the store, when the owner
+      // machine changed nothing for it: the record is the one that left memory, and the
+      // report adds nothing the replicas could need. Asking them again would only keep the
+      // executor waiting, and resending for good, if they have died since.
+      const unchanged = this.restoredJobs.has(u.jobId) && this.owner.jobs.get(u.jobId)?.record.version === versionBefore
+      const replicated = unchanged ? new Set([u.jobId]) : await this.replicate([u.jobId])
       if (!replicated.has(u.jobId)) return ack(false, 'ERR_NOT_REPLICATED')
       // Released meanwhile (a replica knew a newer owner): not ours to accept. Evicted
       // meanwhile (finished, and its retention ran out while this answer waited on the

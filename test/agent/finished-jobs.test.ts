@@ -211,3 +211,44 @@ describe('history: the first check', () => {
     expect(store.getJob('recent')).toBeDefined()
   })
 })
+
+describe('finished jobs: a resent final after the replicas died', () => {
+  let v: VirtualAgents
+  let reporter: Mesh
+  afterEach(async () => {
+    await reporter.stop()
+    await v.stop()
+  })
+
+  it('is acknowledged from the store without asking the dead replicas again', async () => {
+    v = createVirtualAgents()
+    // 9 agents: a job's group is its owner and 4 replicas, so 3 replicas can die while the
+    // mesh keeps its majority (6 of 9)
+    await v.start(9, { executorFor: () => noopExecutor({ runMs: 200 }), timings: { finishedJobRetentionMs: RETENTION_MS } })
+    const key = await generateKeyPair('Ed25519') as unknown as PrivateKey
+    reporter = v.net.createMesh(peerIdFromPrivateKey(key).toString())
+    const owner = v.nodes[0].agent
+    const submitted = await owner.submit(JOB)
+    let job: JobRecord | undefined
+    await v.advanceUntil('the job to succeed', () => {
+      void owner.getJob(submitted.id).then(d => { job = d.job })
+      return job?.state === 'succeeded'
+    }, 20_000)
+    for (let t = 0; t < RETENTION_MS + 10_000; t += 50) await vi.advanceTimersByTimeAsync(50)
+    expect(/^bidmesh_owned_jobs_in_memory 0$/m.test((await owner.metrics()).body)).toBe(true)
+
+    const dead = v.nodes.filter(n => job!.replicas.includes(n.id)).slice(0, 3)
+    expect(dead).toHaveLength(3)
+    let stopped = false
+    void Promise.all(dead.map(async n => await n.agent.stop())).then(() => { stopped = true })
+    await v.advanceUntil('three replicas to stop', () => stopped, 10_000)
+
+    const a = job!.attempts[0]
+    let answer: Message | undefined
+    void reporter.request(v.nodes[0].id, { type: MessageType.AttemptUpdate, body: { jobId: job!.id, epoch: a.epoch, node: a.node, state: 'exited', exitCode: 0, reason: 'exit', startedAtMs: a.startedAtMs, finishedAtMs: a.finishedAtMs } }).then(r => { answer = r })
+    await v.advanceUntil('the owner to answer', () => answer !== undefined, 10_000)
+    expect(answer!.type).toBe(MessageType.AttemptUpdateAck)
+    expect((answer!.body as { accepted: boolean, stop: boolean })).toMatchObject({ accepted: true, stop: true })
+    expect((await owner.getJob(job!.id)).job.state).toBe('succeeded')
+  })
+})
