@@ -16,6 +16,22 @@ const RETENTION_MS = 60_000
 const HISTORY_MS = 300_000
 const JOB = { image: 'bidmesh/busybox:latest', command: 'true', resources: { cpus: 0.1, memory: '16m' } }
 
+async function advance (ms: number): Promise<void> {
+  for (let t = 0; t < ms; t += 50) await vi.advanceTimersByTimeAsync(50)
+}
+
+/** A job submitted to agent 0, once it has succeeded. */
+async function succeededJob (v: VirtualAgents): Promise<JobRecord> {
+  const owner = v.nodes[0].agent
+  const submitted = await owner.submit(JOB)
+  let job: JobRecord | undefined
+  await v.advanceUntil('the job to succeed', () => {
+    void owner.getJob(submitted.id).then(d => { job = d.job })
+    return job?.state === 'succeeded'
+  }, 20_000)
+  return job!
+}
+
 describe('finished jobs: memory, metrics, history', () => {
   let v: VirtualAgents
   /** a peer that only sends reports, as an executor whose acknowledgement was lost would */
@@ -33,26 +49,13 @@ describe('finished jobs: memory, metrics, history', () => {
     await v.stop()
   })
 
-  async function advance (ms: number): Promise<void> {
-    for (let t = 0; t < ms; t += 50) await vi.advanceTimersByTimeAsync(50)
-  }
-
   async function inMemory (i: number): Promise<number> {
     const m = /^bidmesh_owned_jobs_in_memory (\d+)$/m.exec((await v.nodes[i].agent.metrics()).body)
     expect(m).not.toBeNull()
     return Number(m![1])
   }
 
-  async function finishedJob (): Promise<JobRecord> {
-    const owner = v.nodes[0].agent
-    const submitted = await owner.submit(JOB)
-    let job: JobRecord | undefined
-    await v.advanceUntil('the job to succeed', () => {
-      void owner.getJob(submitted.id).then(d => { job = d.job })
-      return job?.state === 'succeeded'
-    }, 20_000)
-    return job!
-  }
+  const finishedJob = async (): Promise<JobRecord> => await succeededJob(v)
 
   /** The reports a late executor might send about the job's only attempt, and the answers. */
   async function lateReports (job: JobRecord): Promise<Array<Message['body']>> {
@@ -228,27 +231,22 @@ describe('finished jobs: a resent final after the replicas died', () => {
     const key = await generateKeyPair('Ed25519') as unknown as PrivateKey
     reporter = v.net.createMesh(peerIdFromPrivateKey(key).toString())
     const owner = v.nodes[0].agent
-    const submitted = await owner.submit(JOB)
-    let job: JobRecord | undefined
-    await v.advanceUntil('the job to succeed', () => {
-      void owner.getJob(submitted.id).then(d => { job = d.job })
-      return job?.state === 'succeeded'
-    }, 20_000)
-    for (let t = 0; t < RETENTION_MS + 10_000; t += 50) await vi.advanceTimersByTimeAsync(50)
+    const job = await succeededJob(v)
+    await advance(RETENTION_MS + 10_000)
     expect(/^bidmesh_owned_jobs_in_memory 0$/m.test((await owner.metrics()).body)).toBe(true)
 
-    const dead = v.nodes.filter(n => job!.replicas.includes(n.id)).slice(0, 3)
+    const dead = v.nodes.filter(n => job.replicas.includes(n.id)).slice(0, 3)
     expect(dead).toHaveLength(3)
     let stopped = false
     void Promise.all(dead.map(async n => await n.agent.stop())).then(() => { stopped = true })
     await v.advanceUntil('three replicas to stop', () => stopped, 10_000)
 
-    const a = job!.attempts[0]
+    const a = job.attempts[0]
     let answer: Message | undefined
-    void reporter.request(v.nodes[0].id, { type: MessageType.AttemptUpdate, body: { jobId: job!.id, epoch: a.epoch, node: a.node, state: 'exited', exitCode: 0, reason: 'exit', startedAtMs: a.startedAtMs, finishedAtMs: a.finishedAtMs } }).then(r => { answer = r })
+    void reporter.request(v.nodes[0].id, { type: MessageType.AttemptUpdate, body: { jobId: job.id, epoch: a.epoch, node: a.node, state: 'exited', exitCode: 0, reason: 'exit', startedAtMs: a.startedAtMs, finishedAtMs: a.finishedAtMs } }).then(r => { answer = r })
     await v.advanceUntil('the owner to answer', () => answer !== undefined, 10_000)
     expect(answer!.type).toBe(MessageType.AttemptUpdateAck)
     expect((answer!.body as { accepted: boolean, stop: boolean })).toMatchObject({ accepted: true, stop: true })
-    expect((await owner.getJob(job!.id)).job.state).toBe('succeeded')
+    expect((await owner.getJob(job.id)).job.state).toBe('succeeded')
   })
 })
