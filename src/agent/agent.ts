@@ -73,19 +73,21 @@ export function agentTimings (init: AgentInit) {
   const leaseMs = init.leaseMs ?? 3000
   const leaseRenewMs = Math.max(50, Math.floor(leaseMs / 4))
   const replayWindowMs = init.timings?.replayWindowMs ?? EXECUTOR_REPLAY_DEFAULTS.windowMs
+  const finishedJobRetentionMs = Math.max(AGENT_DEFAULTS.minFinishedJobRetentionMs, init.timings?.finishedJobRetentionMs ?? AGENT_DEFAULTS.finishedJobRetentionMs)
   return {
     advertIntervalMs,
     suspectAfterMs: init.timings?.suspectAfterMs ?? AGENT_DEFAULTS.suspectAfterMs,
     goneAfterMs: init.timings?.goneAfterMs ?? AGENT_DEFAULTS.goneAfterMs,
     sweepIntervalMs: init.timings?.sweepIntervalMs ?? AGENT_DEFAULTS.sweepIntervalMs,
-    finishedJobRetentionMs: Math.max(AGENT_DEFAULTS.minFinishedJobRetentionMs, init.timings?.finishedJobRetentionMs ?? AGENT_DEFAULTS.finishedJobRetentionMs),
+    finishedJobRetentionMs,
     /** how long after its publication an executor still runs a signed job (the default replay
      *  guard's window, EXECUTOR_REPLAY_DEFAULTS.windowMs) */
     replayWindowMs,
-    // Never shorter than the replay window either: a job deleted from the stores is then too
-    // old to run anywhere, so a replayed award of it is refused as expired even by an executor
-    // that no longer knows it finished (jobFinished reads the directory and the store).
-    historyRetentionMs: Math.max(init.timings?.historyRetentionMs ?? AGENT_DEFAULTS.historyRetentionMs, init.timings?.finishedJobRetentionMs ?? AGENT_DEFAULTS.finishedJobRetentionMs, AGENT_DEFAULTS.minFinishedJobRetentionMs, replayWindowMs),
+    // Never shorter than the in-memory retention, nor than the replay window: a job deleted
+    // from the stores is then too old to run anywhere, so a replayed award of it is refused as
+    // expired even by an executor that no longer knows it finished (jobFinished reads the
+    // directory and the store).
+    historyRetentionMs: Math.max(init.timings?.historyRetentionMs ?? AGENT_DEFAULTS.historyRetentionMs, finishedJobRetentionMs, replayWindowMs),
     leaseMs,
     /** four renewals per lease: three may be lost before the lease lapses */
     leaseRenewMs,
@@ -316,14 +318,14 @@ class BidmeshAgent implements Agent {
     return this.owner.jobs.get(id)
   }
 
-  /** A newer owner's summary of a job we no longer hold in memory: our stored copy keeps its
-   *  own term and content (see the JobSummaries handler) and names the new owner. */
-  private releaseStoredJob (s: JobSummary): void {
-    const stored = this.c.store.getJob(s.id)
-    if (stored === undefined || stored.owner !== this.peerId || !newerSummary(s, stored)) return
-    this.c.logger.info({ jobId: s.id, term: s.term, owner: s.owner }, 'job:released')
-    this.c.store.putJob({ ...stored, owner: s.owner })
-    this.restoredJobs.delete(s.id)
+  /** Another agent owns this job now. Our copy keeps its own (lower) term: it is stale, and
+   *  readers that compare copies by (term, version) must prefer the new owner's. Stamping the
+   *  new term on our old content would let it win over the real record (a pending job that
+   *  succeeded). Stored with the new owner's name, so that a late report is not answered here. */
+  private releaseJob (ours: JobRecord, newOwner: string): void {
+    this.c.logger.info({ jobId: ours.id, term: ours.term, owner: newOwner }, 'job:released')
+    if (this.owner.jobs.has(ours.id)) this.ownerDo({ type: 'job:released', jobId: ours.id })
+    this.c.store.putJob({ ...ours, owner: newOwner })
   }
 
   listenAddrs (): string[] { return this.c.mesh.listenAddrs() }
@@ -686,10 +688,7 @@ class BidmeshAgent implements Agent {
           stale = r.type === MessageType.Ack ? r.body.staleJobs ?? [] : []
           for (const id of stale) {
             const mine = this.owner.jobs.get(id)
-            if (mine === undefined) continue
-            this.c.logger.info({ jobId: id, replica: peer }, 'job:released')
-            this.ownerDo({ type: 'job:released', jobId: id })
-            this.c.store.putJob({ ...mine.record, owner: peer })
+            if (mine !== undefined) this.releaseJob(mine.record, peer)
           }
           ok = r.type === MessageType.Ack && r.body.ok
           gaps = r.type === MessageType.Ack ? r.body.eventGaps ?? [] : []
@@ -901,8 +900,7 @@ class BidmeshAgent implements Agent {
       // report adds nothing the replicas could need. Asking them again would only keep the
       // executor waiting, and resending for good, if they have died since.
       const unchanged = this.restoredJobs.has(u.jobId) && this.owner.jobs.get(u.jobId)?.record.version === versionBefore
-      const replicated = unchanged ? new Set([u.jobId]) : await this.replicate([u.jobId])
-      if (!replicated.has(u.jobId)) return ack(false, 'ERR_NOT_REPLICATED')
+      if (!unchanged && !(await this.replicate([u.jobId])).has(u.jobId)) return ack(false, 'ERR_NOT_REPLICATED')
       // Released meanwhile (a replica knew a newer owner): not ours to accept. Evicted
       // meanwhile (finished, and its retention ran out while this answer waited on the
       // replicas): still ours, and brought back from the store to answer.
@@ -1203,22 +1201,15 @@ class BidmeshAgent implements Agent {
       if (m.body.from !== from) return
       for (const s of m.body.summaries) {
         if (s.owner !== from) continue
-        const mine = this.owner.jobs.get(s.id)
-        if (mine !== undefined && newerSummary(s, mine.record)) {
-          // Another agent took this job over while we were cut off (or under our term, and it
-          // ranks better for the job): it owns it now.
-          this.c.logger.info({ jobId: s.id, term: s.term, owner: s.owner }, 'job:released')
-          this.ownerDo({ type: 'job:released', jobId: s.id })
-          // Our copy keeps its own (lower) term: it is stale, and readers that compare copies
-          // by (term, version) must prefer the new owner's. Stamping the new term on our old
-          // content would let it win over the real record (a pending job that succeeded).
-          this.c.store.putJob({ ...mine.record, owner: s.owner })
-        }
         const prev = this.directory.get(s.id)
-        // The same for a finished job of ours that has left memory (evictFinishedJobs): its
-        // stored record would otherwise keep naming us, and a late report would find it and be
-        // answered by us. Our directory entry tells us it was ours without a read per summary.
-        if (mine === undefined && prev?.owner === this.peerId && newerSummary(s, prev)) this.releaseStoredJob(s)
+        // Our record of it: held in memory, or, for a finished job of ours that has left memory
+        // (evictFinishedJobs), stored; our directory entry tells us it was ours without a
+        // store read per summary.
+        const ours = this.owner.jobs.get(s.id)?.record ??
+          (prev?.owner === this.peerId && newerSummary(s, prev) ? this.c.store.getJob(s.id) : undefined)
+        // Another agent took this job over while we were cut off (or under our term, and it
+        // ranks better for the job): it owns it now.
+        if (ours?.owner === this.peerId && newerSummary(s, ours)) this.releaseJob(ours, s.owner)
         if (prev === undefined || newerSummary(s, prev)) this.directory.set(s)
       }
     }

@@ -256,21 +256,20 @@ class SqliteStore implements Store {
       this.stmt.appendLog.run(jobId, seq, chunk.epoch, chunk.stream, chunk.atMs, chunk.data)
       return seq
     })
-    this.deleteJobTx = db.transaction((id: string) => {
+    const deleteJobRows = (id: string): void => {
       this.stmt.deleteJob.run(id)
       this.stmt.deleteEvents.run(id)
       this.stmt.deleteLogs.run(id)
       // Rows in `running` stay: they track containers this agent may still be running,
       // which it must be able to find and stop even after the job record is gone.
-    })
+    }
+    this.deleteJobTx = db.transaction(deleteJobRows)
     this.runInTx = db.transaction((fn: () => unknown) => fn())
     this.deleteFinishedTx = db.transaction((beforeMs: number, limit: number) => {
       let deleted = 0
       for (const state of TERMINAL_STATES) {
         for (const id of this.stmt.oldFinished.all(state, beforeMs, beforeMs, limit - deleted)) {
-          this.stmt.deleteJob.run(id)
-          this.stmt.deleteEvents.run(id)
-          this.stmt.deleteLogs.run(id)
+          deleteJobRows(id)
           deleted++
         }
         if (deleted >= limit) break
