@@ -21,7 +21,7 @@ import type { Executor } from '../runtime/executor.ts'
 import type { Store } from '../store/store.ts'
 import { type AgentApi, AmbiguousJobIdError, type JobDetail, type NodeView, UnknownJobError } from './agent-api.ts'
 import { newJobId } from './ids.ts'
-import { EXECUTOR_REPLAY_DEFAULTS, type PublisherAllowlist, type ReplayGuard, type SignedJobFields, createReplayGuard, newJobNonce, screenJobMessage, signatureToString } from './signing.ts'
+import { EXECUTOR_REPLAY_DEFAULTS, type PublisherAllowlist, type ReplayGuard, type SignedJobFields, createReplayGuard, newJobNonce, screenJobMessage, signatureToString, storeReplayBook } from './signing.ts'
 import type { Logger } from './logger.ts'
 import { durableMesh } from './durable-mesh.ts'
 import { type TickTimer, setTickTimer } from './tick-timer.ts'
@@ -40,7 +40,7 @@ export interface AgentInit {
   leaseMs?: number
   /** whose jobs this agent runs; default: any member (an explicit choice for a trusted LAN) */
   publishers?: PublisherAllowlist
-  /** refuses replayed awards and expired jobs; default: EXECUTOR_REPLAY_DEFAULTS */
+  /** refuses replayed awards and expired jobs; default: EXECUTOR_REPLAY_DEFAULTS, its book in the store */
   replayGuard?: ReplayGuard
 }
 
@@ -200,7 +200,8 @@ class BidmeshAgent implements Agent {
     this.peerId = c.mesh.peerId
     this.t = agentTimings(init)
     this.publishers = init.publishers ?? { any: true }
-    this.replayGuard = init.replayGuard ?? createReplayGuard({ ...EXECUTOR_REPLAY_DEFAULTS, windowMs: this.t.replayWindowMs })
+    // In the store, so that a restarted executor still refuses the awards it ran before.
+    this.replayGuard = init.replayGuard ?? createReplayGuard({ ...EXECUTOR_REPLAY_DEFAULTS, windowMs: this.t.replayWindowMs, book: storeReplayBook(this.c.store) })
     const s = { ...SCHEDULER_DEFAULTS, ...init.scheduler }
     const def = defaultCapacity()
     this.owner = createOwner({

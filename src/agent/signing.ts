@@ -12,6 +12,7 @@ import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import type { PrivateKey } from '@libp2p/interface'
 import { Packr } from 'msgpackr'
 import type { JobSpec } from '../protocol/job-spec.ts'
+import type { Store } from '../store/store.ts'
 
 /** Domain separation: a signature over a job can never be taken for one over anything else,
  *  and a later format (…/2) can never be confused with this one. */
@@ -235,30 +236,42 @@ export interface ReplayGuard {
   size (): number
 }
 
+/** Where a replay guard keeps what it admitted: per key, the creation time of the job it is
+ *  about (the entry is useless once that is outside the window) and the highest epoch
+ *  admitted (-1 for admit()). memoryReplayBook for tests and tools; an agent keeps its book
+ *  in its store (storeReplayBook), so that a restart forgets nothing it admitted. */
+export interface ReplayBook {
+  /** the highest epoch admitted for key, if any */
+  epochOf (key: string): number | undefined
+  /** a key not in the book */
+  add (key: string, createdAtMs: number, epoch: number): void
+  /** a higher epoch for a key already in the book */
+  raise (key: string, createdAtMs: number, epoch: number): void
+  size (): number
+  /** Forgets entries created before cutoffMs. It may leave some for a later call (a stored
+   *  book deletes a bounded batch per call); the guard never reads them (it refuses a job
+   *  created before the cutoff first), so they only count towards size() meanwhile. */
+  expire (cutoffMs: number): void
+}
+
 export interface ReplayGuardInit {
   /** A job created more than windowMs before now is refused; so only this long needs remembering. */
   windowMs: number
-  /** Hard bound on memory. When full of unexpired entries, new ones are refused ('full'):
+  /** Hard bound on the book. When full of unexpired entries, new ones are refused ('full'):
    *  forgetting one early would let it be replayed. */
   maxEntries: number
   /** Tolerated clock skew into the future. Default min(windowMs, 60 s). A job dated further
    *  ahead would stay admissible past its window. */
   maxFutureSkewMs?: number
+  /** Default: a memoryReplayBook, lost with the process. */
+  book?: ReplayBook
 }
 
-/** Refuses a (jobId, nonce) seen before and any job created outside [now − window, now + skew].
- *  Clock-free (the caller passes nowMs), O(log n) per call, memory ≤ maxEntries. */
-export function createReplayGuard (init: ReplayGuardInit): ReplayGuard {
-  if (!(init.windowMs > 0) || !Number.isInteger(init.maxEntries) || init.maxEntries <= 0) {
-    throw new RangeError('createReplayGuard: windowMs must be > 0 and maxEntries a positive integer')
-  }
-  const skew = init.maxFutureSkewMs ?? Math.min(init.windowMs, 60_000)
-  const seen = new Map<string, number>()
-  /** highest epoch admitted per admitEpoch key (its expiry is tracked in `seen`) */
+/** A book in memory: a map, and a min-heap of [createdAtMs, key] so that the oldest entry is
+ *  the next to expire. O(log n) per entry, ~150 B each. */
+export function memoryReplayBook (): ReplayBook {
   const epochs = new Map<string, number>()
-  // min-heap of [createdAtMs, key]: the oldest entry is the next to expire
   const heap: Array<[number, string]> = []
-
   const push = (item: [number, string]): void => {
     heap.push(item)
     let i = heap.length - 1
@@ -285,16 +298,61 @@ export function createReplayGuard (init: ReplayGuardInit): ReplayGuard {
       i = m
     }
   }
-  const expire = (cutoff: number): void => {
-    while (heap.length > 0 && heap[0][0] < cutoff) {
-      seen.delete(heap[0][1])
-      epochs.delete(heap[0][1])
-      pop()
+  return {
+    epochOf: key => epochs.get(key),
+    add (key, createdAtMs, epoch) {
+      epochs.set(key, epoch)
+      push([createdAtMs, key])
+    },
+    raise (key, _createdAtMs, epoch) { epochs.set(key, epoch) },
+    size: () => epochs.size,
+    expire (cutoffMs) {
+      while (heap.length > 0 && heap[0][0] < cutoffMs) {
+        epochs.delete(heap[0][1])
+        pop()
+      }
     }
   }
+}
+
+/** Entries a stored book deletes per expire() call, at most: each admission adds one, so any
+ *  backlog of expired entries shrinks quickly, while no single award waits on a long delete. */
+const STORED_BOOK_EXPIRE_BATCH = 256
+
+/** A book in the agent's store (its `admissions` table). Its count and oldest entry are kept
+ *  in memory, so an expire() with nothing to expire costs no query. Writes are the store's
+ *  ordinary commits: an award's acknowledgement waits for the flush that covers them
+ *  (src/agent/durable-mesh.ts), so an award acknowledged is an award remembered. */
+export function storeReplayBook (store: Pick<Store, 'getAdmission' | 'putAdmission' | 'deleteAdmissionsBefore' | 'admissionStats'>): ReplayBook {
+  let { count, oldestCreatedAtMs } = store.admissionStats()
+  return {
+    epochOf: key => store.getAdmission(key)?.epoch,
+    add (key, createdAtMs, epoch) {
+      store.putAdmission(key, { createdAtMs, epoch })
+      count++
+      if (oldestCreatedAtMs === undefined || createdAtMs < oldestCreatedAtMs) oldestCreatedAtMs = createdAtMs
+    },
+    raise (key, createdAtMs, epoch) { store.putAdmission(key, { createdAtMs, epoch }) },
+    size: () => count,
+    expire (cutoffMs) {
+      if (oldestCreatedAtMs === undefined || oldestCreatedAtMs >= cutoffMs) return
+      store.deleteAdmissionsBefore({ beforeMs: cutoffMs, limit: STORED_BOOK_EXPIRE_BATCH })
+      ;({ count, oldestCreatedAtMs } = store.admissionStats())
+    }
+  }
+}
+
+/** Refuses a (jobId, nonce) seen before and any job created outside [now − window, now + skew].
+ *  Clock-free (the caller passes nowMs); its book bounded by maxEntries. */
+export function createReplayGuard (init: ReplayGuardInit): ReplayGuard {
+  if (!(init.windowMs > 0) || !Number.isInteger(init.maxEntries) || init.maxEntries <= 0) {
+    throw new RangeError('createReplayGuard: windowMs must be > 0 and maxEntries a positive integer')
+  }
+  const skew = init.maxFutureSkewMs ?? Math.min(init.windowMs, 60_000)
+  const book = init.book ?? memoryReplayBook()
 
   /** Common checks; returns the key, or a refusal. The length prefix keeps ("ab", "c") and
-   *  ("a", "bc") apart. */
+   *  ("a", "bc") apart; the space letter keeps admit()'s entries apart from admitEpoch()'s. */
   const prepare = (space: 'n' | 'e', jobId: string, nonce: string, createdAtMs: number, nowMs: number): string | ReplayVerdict => {
     if (typeof jobId !== 'string' || typeof nonce !== 'string' || jobId.length === 0 || nonce.length === 0 ||
       jobId.length > MAX_FIELD_CHARS || nonce.length > MAX_FIELD_CHARS || !Number.isFinite(createdAtMs) || !Number.isFinite(nowMs)) {
@@ -303,7 +361,7 @@ export function createReplayGuard (init: ReplayGuardInit): ReplayGuard {
     const cutoff = nowMs - init.windowMs
     if (createdAtMs < cutoff) return { ok: false, reason: 'expired' }
     if (createdAtMs > nowMs + skew) return { ok: false, reason: 'future' }
-    expire(cutoff)
+    book.expire(cutoff)
     return `${space}${jobId.length}:${jobId}/${nonce}`
   }
 
@@ -311,28 +369,27 @@ export function createReplayGuard (init: ReplayGuardInit): ReplayGuard {
     admit ({ jobId, nonce, createdAtMs }, nowMs) {
       const key = prepare('n', jobId, nonce, createdAtMs, nowMs)
       if (typeof key !== 'string') return key
-      if (seen.has(key)) return { ok: false, reason: 'replayed' }
-      if (seen.size >= init.maxEntries) return { ok: false, reason: 'full' }
-      seen.set(key, createdAtMs)
-      push([createdAtMs, key])
+      if (book.epochOf(key) !== undefined) return { ok: false, reason: 'replayed' }
+      if (book.size() >= init.maxEntries) return { ok: false, reason: 'full' }
+      book.add(key, createdAtMs, -1)
       return { ok: true }
     },
     admitEpoch ({ jobId, nonce, createdAtMs, epoch }, nowMs) {
-      if (!Number.isInteger(epoch) || epoch < 0) return { ok: false, reason: 'malformed' }
+      if (!Number.isSafeInteger(epoch) || epoch < 0) return { ok: false, reason: 'malformed' }
       const key = prepare('e', jobId, nonce, createdAtMs, nowMs)
       if (typeof key !== 'string') return key
-      const last = epochs.get(key)
+      const last = book.epochOf(key)
       if (last !== undefined && epoch <= last) return { ok: false, reason: 'replayed' }
       if (last === undefined) {
-        if (seen.size >= init.maxEntries) return { ok: false, reason: 'full' }
-        seen.set(key, createdAtMs)
-        push([createdAtMs, key])
+        if (book.size() >= init.maxEntries) return { ok: false, reason: 'full' }
+        book.add(key, createdAtMs, epoch)
+      } else {
+        book.raise(key, createdAtMs, epoch)
       }
-      epochs.set(key, epoch)
       return { ok: true }
     },
     isFresh: (createdAtMs, nowMs) => Number.isFinite(createdAtMs) && createdAtMs >= nowMs - init.windowMs && createdAtMs <= nowMs + skew,
-    size: () => seen.size
+    size: () => book.size()
   }
 }
 
@@ -340,8 +397,13 @@ export function createReplayGuard (init: ReplayGuardInit): ReplayGuard {
 
 /** Recommended executor replay window: a signed job can be run (first attempt, retries,
  *  takeovers) for a week after it was published; the owner should fail a job still pending
- *  by then, since no executor will take it. maxEntries bounds memory (~150 B each). */
-export const EXECUTOR_REPLAY_DEFAULTS = { windowMs: 7 * 24 * 3600 * 1000, maxEntries: 100_000 } as const
+ *  by then, since no executor will take it. maxEntries bounds the agent's book, which is on
+ *  disk (storeReplayBook; measured ~130 B per award, so ~250 MB when full, and a week of
+ *  awards × 130 B before that): an executor refuses awards once it accepted this many within
+ *  one window, so 2,000,000 caps it at ~285,000 awards a day (3.3 a second, every second of
+ *  a week). More: a higher cap, more disk when reached; fewer: a busy executor of short jobs
+ *  stops taking work (100,000, the cap while the book was in memory, was ~14,000 a day). */
+export const EXECUTOR_REPLAY_DEFAULTS = { windowMs: 7 * 24 * 3600 * 1000, maxEntries: 2_000_000 } as const
 
 export type ScreenVerdict =
   | { ok: true }

@@ -6,7 +6,7 @@ import { dirname, resolve } from 'node:path'
 import Database from 'better-sqlite3'
 import { pack, unpack } from 'msgpackr'
 import { type JobEvent, type JobRecord, type LogChunk, TERMINAL_STATES } from '../protocol/job.ts'
-import type { RunningAttempt, Store } from './store.ts'
+import type { Admission, RunningAttempt, Store } from './store.ts'
 import { StoreClosedError, StoreCorruptError, StoreFlushError, StoreInvalidRecordError, StoreVersionError } from './errors.ts'
 
 export interface SqliteStoreInit {
@@ -94,6 +94,25 @@ export const MIGRATIONS: readonly Migration[] = [
         );
       `)
     }
+  },
+  {
+    version: 2,
+    description: 'admissions: the executor replay guard\'s book',
+    up (db) {
+      // One row per (job, nonce) an executor admitted an award of: the highest epoch
+      // admitted and the job's creation time, by which the row expires (src/agent/signing.ts).
+      // On disk rather than in memory so that a restarted executor still refuses an award it
+      // ran before, and so that the book can hold a week of awards without holding the RAM.
+      // WITHOUT ROWID: the key is the table's only lookup, so the rows live in its b-tree.
+      db.exec(`
+        CREATE TABLE admissions (
+          key TEXT PRIMARY KEY NOT NULL,
+          created_at_ms INTEGER NOT NULL,
+          epoch INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        CREATE INDEX admissions_created ON admissions (created_at_ms);
+      `)
+    }
   }
 ]
 
@@ -169,6 +188,15 @@ function prepareStatements (db: Db) {
       ON CONFLICT (job_id, epoch) DO UPDATE SET record = excluded.record`),
     deleteRunning: db.prepare<[string, number]>('DELETE FROM running WHERE job_id = ? AND epoch = ?'),
     listRunning: db.prepare<[], RunningRow>('SELECT job_id, epoch, record FROM running ORDER BY job_id, epoch'),
+    getAdmission: db.prepare<[string], { created_at_ms: number, epoch: number }>('SELECT created_at_ms, epoch FROM admissions WHERE key = ?'),
+    putAdmission: db.prepare<[string, number, number]>(`
+      INSERT INTO admissions (key, created_at_ms, epoch) VALUES (?, ?, ?)
+      ON CONFLICT (key) DO UPDATE SET created_at_ms = excluded.created_at_ms, epoch = excluded.epoch`),
+    // Oldest first, through admissions_created, so a bounded delete removes what expired first.
+    deleteAdmissionsBefore: db.prepare<[number, number]>(
+      'DELETE FROM admissions WHERE key IN (SELECT key FROM admissions WHERE created_at_ms < ? ORDER BY created_at_ms LIMIT ?)'),
+    countAdmissions: db.prepare<[], number>('SELECT count(*) FROM admissions').pluck(),
+    oldestAdmission: db.prepare<[], number | null>('SELECT min(created_at_ms) FROM admissions').pluck(),
     getMeta: db.prepare<[string], string>('SELECT value FROM meta WHERE key = ?').pluck(),
     /** rows changed by this connection since it opened: a cheap "anything new?" for sync() */
     totalChanges: db.prepare<[], number>('SELECT total_changes()').pluck(),
@@ -413,6 +441,33 @@ class SqliteStore implements Store {
       }
       return v as unknown as RunningAttempt
     })
+  }
+
+  getAdmission (key: string): Admission | undefined {
+    this.live()
+    const row = this.stmt.getAdmission.get(key)
+    return row === undefined ? undefined : { createdAtMs: row.created_at_ms, epoch: row.epoch }
+  }
+
+  putAdmission (key: string, admission: Admission): void {
+    this.live()
+    requireId('admission', 'key', key)
+    if (!isObject(admission)) throw new StoreInvalidRecordError('admission', 'not an object')
+    requireSafeInt('admission', 'createdAtMs', admission.createdAtMs)
+    requireSafeInt('admission', 'epoch', admission.epoch)
+    this.stmt.putAdmission.run(key, admission.createdAtMs, admission.epoch)
+  }
+
+  deleteAdmissionsBefore (options: { beforeMs: number, limit: number }): number {
+    this.live()
+    if (!Number.isFinite(options.beforeMs)) throw new RangeError(`beforeMs must be a finite number, got ${String(options.beforeMs)}`)
+    const limit = nonNegativeInt('limit', options.limit, 0)
+    return limit === 0 ? 0 : this.stmt.deleteAdmissionsBefore.run(options.beforeMs, limit).changes
+  }
+
+  admissionStats (): { count: number, oldestCreatedAtMs: number | undefined } {
+    this.live()
+    return { count: this.stmt.countAdmissions.get() as number, oldestCreatedAtMs: this.stmt.oldestAdmission.get() ?? undefined }
   }
 
   getMeta (key: string): string | undefined {

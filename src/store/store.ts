@@ -15,6 +15,15 @@ export interface RunningAttempt {
   startedAtMs?: number
 }
 
+/** What an executor's replay guard remembers of one admitted award (src/agent/signing.ts). */
+export interface Admission {
+  /** when the job was created: the entry is useless, and deleted, once that is outside the
+   *  replay window */
+  createdAtMs: number
+  /** the highest epoch admitted (-1 for a plain once-only admission) */
+  epoch: number
+}
+
 export interface Store {
   /** Insert or replace a job record (the whole record, atomically). */
   putJob (job: JobRecord): void
@@ -42,6 +51,15 @@ export interface Store {
   putRunning (attempt: RunningAttempt): void
   deleteRunning (jobId: string, epoch: number): void
   listRunning (): RunningAttempt[]
+
+  /** The executor's replay guard's book, kept here so that it survives a restart. */
+  getAdmission (key: string): Admission | undefined
+  /** Insert, or replace the key's entry. */
+  putAdmission (key: string, admission: Admission): void
+  /** Deletes up to `limit` entries created before `beforeMs`, oldest first; returns how many. */
+  deleteAdmissionsBefore (options: { beforeMs: number, limit: number }): number
+  /** How many entries, and the oldest one's createdAtMs (undefined when none). */
+  admissionStats (): { count: number, oldestCreatedAtMs: number | undefined }
 
   /** Small key/value settings (e.g. the advert sequence number). */
   getMeta (key: string): string | undefined

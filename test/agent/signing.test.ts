@@ -1,13 +1,18 @@
 // Signed jobs, publisher allowlists and the replay guard: pure functions, table and property tests.
-import { describe, expect, it } from 'vitest'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, describe, expect, it } from 'vitest'
 import { test as propTest, fc } from '@fast-check/vitest'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { PrivateKey } from '@libp2p/interface'
 import {
-  authorizeJob, authorizeJobMessage, canonicalJobBytes, jobEnvelope, createReplayGuard, isAuthorizedPublisher, newJobNonce, parsePublisherAllowlist,
-  screenJobMessage, signatureFromString, signatureToString, signJob, type SignedJobFields, UNAUTHORIZED_PUBLISHER, verifyJob
+  authorizeJob, authorizeJobMessage, canonicalJobBytes, jobEnvelope, createReplayGuard, isAuthorizedPublisher, memoryReplayBook, newJobNonce, parsePublisherAllowlist, type ReplayBook,
+  screenJobMessage, signatureFromString, signatureToString, signJob, type SignedJobFields, storeReplayBook, UNAUTHORIZED_PUBLISHER, verifyJob
 } from '../../src/agent/signing.ts'
+import { openSqliteStore } from '../../src/store/sqlite-store.ts'
+import type { Store } from '../../src/store/store.ts'
 import type { JobSpec } from '../../src/protocol/job-spec.ts'
 
 const key = await generateKeyPair('Ed25519') as unknown as PrivateKey
@@ -137,7 +142,13 @@ describe('publisher allowlist', () => {
   })
 })
 
-describe('createReplayGuard', () => {
+// Every guard test runs against both books: the verdicts must not depend on where they are kept.
+const BOOKS: Array<[string, () => ReplayBook]> = [
+  ['book in memory', () => memoryReplayBook()],
+  ['book in a store', () => storeReplayBook(openSqliteStore({ path: ':memory:' }))]
+]
+
+for (const [bookName, newBook] of BOOKS) describe(`createReplayGuard, ${bookName}`, () => {
   const t0 = 1_700_000_000_000
   it.each([
     ['fresh', { jobId: 'a', nonce: 'x', createdAtMs: t0 }, t0, { ok: true }],
@@ -147,12 +158,12 @@ describe('createReplayGuard', () => {
     ['empty nonce', { jobId: 'a', nonce: '', createdAtMs: t0 }, t0, { ok: false, reason: 'malformed' }],
     ['NaN time', { jobId: 'a', nonce: 'x', createdAtMs: Number.NaN }, t0, { ok: false, reason: 'malformed' }]
   ])('%s', (_name, entry, now, expected) => {
-    const g = createReplayGuard({ windowMs: 60_000, maxEntries: 10, maxFutureSkewMs: 10_000 })
+    const g = createReplayGuard({ windowMs: 60_000, maxEntries: 10, maxFutureSkewMs: 10_000, book: newBook() })
     expect(g.admit(entry, now)).toEqual(expected)
   })
 
   it('refuses a seen (jobId, nonce), accepts a new nonce for the same job', () => {
-    const g = createReplayGuard({ windowMs: 60_000, maxEntries: 10 })
+    const g = createReplayGuard({ windowMs: 60_000, maxEntries: 10, book: newBook() })
     expect(g.admit({ jobId: 'a', nonce: 'x', createdAtMs: t0 }, t0)).toEqual({ ok: true })
     expect(g.admit({ jobId: 'a', nonce: 'x', createdAtMs: t0 }, t0 + 1000)).toEqual({ ok: false, reason: 'replayed' })
     expect(g.admit({ jobId: 'a', nonce: 'y', createdAtMs: t0 }, t0 + 1000)).toEqual({ ok: true })
@@ -162,7 +173,7 @@ describe('createReplayGuard', () => {
   })
 
   it('forgets only what the window already refuses, and fails closed when full', () => {
-    const g = createReplayGuard({ windowMs: 1000, maxEntries: 3 })
+    const g = createReplayGuard({ windowMs: 1000, maxEntries: 3, book: newBook() })
     for (let i = 0; i < 3; i++) expect(g.admit({ jobId: `j${i}`, nonce: 'n', createdAtMs: t0 + i }, t0 + i)).toEqual({ ok: true })
     expect(g.admit({ jobId: 'j3', nonce: 'n', createdAtMs: t0 + 3 }, t0 + 3)).toEqual({ ok: false, reason: 'full' })
     expect(g.size()).toBe(3)
@@ -173,7 +184,7 @@ describe('createReplayGuard', () => {
   })
 
   it('admitEpoch: retries and takeovers (higher epochs) pass, a replayed or stale award does not', () => {
-    const g = createReplayGuard({ windowMs: 60_000, maxEntries: 10 })
+    const g = createReplayGuard({ windowMs: 60_000, maxEntries: 10, book: newBook() })
     const e = (epoch: number, now = t0) => g.admitEpoch({ jobId: 'a', nonce: 'x', createdAtMs: t0, epoch }, now)
     expect(e(1)).toEqual({ ok: true })
     expect(e(1)).toEqual({ ok: false, reason: 'replayed' })
@@ -188,7 +199,7 @@ describe('createReplayGuard', () => {
 
   propTest.prop([fc.array(fc.record({ jobId: fc.constantFrom('a', 'b', 'c'), nonce: fc.constantFrom('1', '2'), age: fc.integer({ min: 0, max: 2000 }), step: fc.integer({ min: 0, max: 300 }) }), { maxLength: 200 })], { numRuns: 300 })(
     'never admits the same (jobId, nonce) twice within the window, never holds more than maxEntries', (ops) => {
-      const g = createReplayGuard({ windowMs: 1000, maxEntries: 4 })
+      const g = createReplayGuard({ windowMs: 1000, maxEntries: 4, book: newBook() })
       let now = t0
       const admitted = new Map<string, number>()
       for (const op of ops) {
@@ -204,6 +215,88 @@ describe('createReplayGuard', () => {
           admitted.set(k, createdAtMs)
         }
         expect(g.size()).toBeLessThanOrEqual(4)
+      }
+    })
+})
+
+describe('storeReplayBook: the agent\'s book, across restarts', () => {
+  const t0 = 1_700_000_000_000
+  const dir = mkdtempSync(join(tmpdir(), 'bidmesh-replay-'))
+  afterAll(() => rmSync(dir, { recursive: true, force: true }))
+  let n = 0
+  const freshPath = (): string => join(dir, `agent-${n++}.db`)
+  const guardOn = (store: Store, maxEntries = 100) => createReplayGuard({ windowMs: 60_000, maxEntries, book: storeReplayBook(store) })
+
+  it('a guard on the reopened store refuses the awards the first one admitted, and admits higher epochs', () => {
+    const path = freshPath()
+    const first = openSqliteStore({ path })
+    const g1 = guardOn(first)
+    expect(g1.admitEpoch({ jobId: 'a', nonce: 'x', createdAtMs: t0, epoch: 2 }, t0)).toEqual({ ok: true })
+    expect(g1.admit({ jobId: 'b', nonce: 'y', createdAtMs: t0 }, t0)).toEqual({ ok: true })
+    first.close()
+
+    const second = openSqliteStore({ path })
+    try {
+      const g2 = guardOn(second)
+      expect(g2.size()).toBe(2)
+      expect(g2.admitEpoch({ jobId: 'a', nonce: 'x', createdAtMs: t0, epoch: 2 }, t0 + 1000)).toEqual({ ok: false, reason: 'replayed' })
+      expect(g2.admitEpoch({ jobId: 'a', nonce: 'x', createdAtMs: t0, epoch: 1 }, t0 + 1000)).toEqual({ ok: false, reason: 'replayed' })
+      expect(g2.admit({ jobId: 'b', nonce: 'y', createdAtMs: t0 }, t0 + 1000)).toEqual({ ok: false, reason: 'replayed' })
+      expect(g2.admitEpoch({ jobId: 'a', nonce: 'x', createdAtMs: t0, epoch: 3 }, t0 + 1000)).toEqual({ ok: true })
+    } finally {
+      second.close()
+    }
+  })
+
+  it('a full book stays full across a restart, and its expired entries are deleted from disk as awards come', () => {
+    const path = freshPath()
+    const first = openSqliteStore({ path })
+    const g1 = guardOn(first, 300)
+    for (let i = 0; i < 300; i++) expect(g1.admitEpoch({ jobId: `j${i}`, nonce: 'n', createdAtMs: t0 + i, epoch: 0 }, t0 + i)).toEqual({ ok: true })
+    expect(g1.admitEpoch({ jobId: 'late', nonce: 'n', createdAtMs: t0 + 300, epoch: 0 }, t0 + 300)).toEqual({ ok: false, reason: 'full' })
+    first.close()
+
+    const second = openSqliteStore({ path })
+    try {
+      const g2 = guardOn(second, 300)
+      expect(g2.admitEpoch({ jobId: 'late', nonce: 'n', createdAtMs: t0 + 300, epoch: 0 }, t0 + 300)).toEqual({ ok: false, reason: 'full' })
+      // A minute later every entry has expired: one award deletes a batch of them (256), the
+      // next the rest, and both are admitted.
+      const later = t0 + 60_000 + 300
+      expect(g2.admitEpoch({ jobId: 'late', nonce: 'n', createdAtMs: later, epoch: 0 }, later)).toEqual({ ok: true })
+      expect(second.admissionStats().count).toBe(300 - 256 + 1)
+      expect(g2.admitEpoch({ jobId: 'later', nonce: 'n', createdAtMs: later, epoch: 0 }, later)).toEqual({ ok: true })
+      expect(second.admissionStats()).toEqual({ count: 2, oldestCreatedAtMs: later })
+      expect(g2.size()).toBe(2)
+    } finally {
+      second.close()
+    }
+  })
+
+  propTest.prop([fc.array(fc.record({ jobId: fc.constantFrom('a', 'b', 'c'), age: fc.integer({ min: 0, max: 500 }), epoch: fc.integer({ min: 0, max: 4 }), step: fc.integer({ min: 0, max: 400 }), restart: fc.boolean() }), { maxLength: 60 })], { numRuns: 40 })(
+    'restarts change no verdict: the same awards get the same answers as from one guard that never stopped', (ops) => {
+      const path = freshPath()
+      const continuous = createReplayGuard({ windowMs: 1000, maxEntries: 4, book: memoryReplayBook() })
+      let store = openSqliteStore({ path })
+      let restarted = createReplayGuard({ windowMs: 1000, maxEntries: 4, book: storeReplayBook(store) })
+      try {
+        let now = t0
+        // A job's creation time is signed with it, so one (jobId, nonce) always comes with the
+        // same one; once that is out of the window the id stands for a new job.
+        const createdAt = new Map<string, number>()
+        for (const op of ops) {
+          now += op.step
+          if ((createdAt.get(op.jobId) ?? -Infinity) < now - 1000) createdAt.set(op.jobId, now - op.age)
+          if (op.restart) {
+            store.close()
+            store = openSqliteStore({ path })
+            restarted = createReplayGuard({ windowMs: 1000, maxEntries: 4, book: storeReplayBook(store) })
+          }
+          const award = { jobId: op.jobId, nonce: 'n', createdAtMs: createdAt.get(op.jobId)!, epoch: op.epoch }
+          expect(restarted.admitEpoch(award, now)).toEqual(continuous.admitEpoch(award, now))
+        }
+      } finally {
+        store.close()
       }
     })
 })

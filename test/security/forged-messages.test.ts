@@ -12,8 +12,6 @@
 // AwardDeclined / BidRefused reply, and the agent's refusal log with the detail), and an
 // honest job published during the attack runs and succeeds.
 import { randomBytes } from 'node:crypto'
-import { peerIdFromString } from '@libp2p/peer-id'
-import { lpStream } from 'it-length-prefixed-stream'
 import { pino } from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Agent } from '../../src/agent/agent.ts'
@@ -22,17 +20,15 @@ import {
   EXECUTOR_REPLAY_DEFAULTS, type JobAuthorization, type PublisherAllowlist, type ScreenVerdict, type SignedJobFields,
   UNAUTHORIZED_PUBLISHER, newJobNonce, signJob, signatureToString
 } from '../../src/agent/signing.ts'
-import { MESH_DEFAULTS } from '../../src/mesh/constants.ts'
 import { generateSwarmKeyFile } from '../../src/mesh/security.ts'
-import { decodeMessage, encodeMessage } from '../../src/protocol/codec.ts'
 import type { JobSpec } from '../../src/protocol/job-spec.ts'
 import type { JobRecord } from '../../src/protocol/job.ts'
-import { MAX_DIRECT_BYTES, type Message, MessageType } from '../../src/protocol/messages.ts'
+import { type Message, MessageType } from '../../src/protocol/messages.ts'
 import type { Executor } from '../../src/runtime/executor.ts'
 import { noopExecutor } from '../../src/runtime/noop-executor.ts'
 import { waitFor } from '../support/cluster.ts'
 import { type PrivateAgent, startPrivateAgent, stopPrivateAgents, waitPrivateAgentsAlive } from '../support/private-agent.ts'
-import { type RawGossipNode, startRawGossipNode } from '../support/raw-gossip-node.ts'
+import { type RawGossipNode, directRequest, startRawGossipNode } from '../support/raw-gossip-node.ts'
 
 /** The executor's refusal reasons and details, as signing.ts names them (typed, so a renamed
  *  reason breaks this test at compile time rather than silently never matching). */
@@ -59,19 +55,6 @@ function countingExecutor (node: () => string, runs: Run[]): Executor {
 
 interface Refusal { msg: 'bid:refused' | 'award:refused', jobId: string, from: string, reason: string, detail?: string }
 interface Honest extends PrivateAgent { refusals: Refusal[] }
-
-/** Sends one direct request as any owner would: one stream, one length-prefixed frame each way. */
-async function directRequest (h: RawGossipNode, to: string, message: Message): Promise<Message> {
-  const signal = AbortSignal.timeout(5000)
-  const stream = await h.node.dialProtocol(peerIdFromString(to), MESH_DEFAULTS.rpcProtocol, { signal })
-  const lp = lpStream(stream, { maxDataLength: MAX_DIRECT_BYTES })
-  await lp.write(encodeMessage(message), { signal })
-  const frame = await lp.read({ signal })
-  await stream.close({ signal }).catch(() => {})
-  const r = decodeMessage(frame.subarray(), MAX_DIRECT_BYTES)
-  if (!r.ok) throw new Error(`undecodable reply: ${r.rejection}`)
-  return r.message
-}
 
 const signedFields = (job: JobRecord): Required<Pick<JobRecord, 'publisher' | 'createdAtMs' | 'nonce' | 'signature'>> =>
   ({ publisher: job.publisher, createdAtMs: job.createdAtMs, nonce: job.nonce!, signature: job.signature! })

@@ -568,6 +568,46 @@ describe('corrupt rows', () => {
   })
 })
 
+describe('admissions (the replay guard\'s book)', () => {
+  it('keeps one entry per key, replaced in place, and reports the count and the oldest', () => {
+    const store = open()
+    expect(store.admissionStats()).toEqual({ count: 0, oldestCreatedAtMs: undefined })
+    expect(store.getAdmission('a')).toBeUndefined()
+    store.putAdmission('a', { createdAtMs: 10, epoch: 0 })
+    store.putAdmission('b', { createdAtMs: 5, epoch: -1 })
+    store.putAdmission('a', { createdAtMs: 10, epoch: 3 })
+    expect(store.getAdmission('a')).toEqual({ createdAtMs: 10, epoch: 3 })
+    expect(store.getAdmission('b')).toEqual({ createdAtMs: 5, epoch: -1 })
+    expect(store.admissionStats()).toEqual({ count: 2, oldestCreatedAtMs: 5 })
+  })
+
+  it('deletes entries created before a time, oldest first, at most limit at a time', () => {
+    const store = open()
+    for (const [k, t] of [['c', 30], ['a', 10], ['d', 40], ['b', 20]] as const) store.putAdmission(k, { createdAtMs: t, epoch: 0 })
+    expect(store.deleteAdmissionsBefore({ beforeMs: 35, limit: 2 })).toBe(2)
+    expect([store.getAdmission('a'), store.getAdmission('b')]).toEqual([undefined, undefined])
+    expect(store.deleteAdmissionsBefore({ beforeMs: 35, limit: 0 })).toBe(0)
+    expect(store.deleteAdmissionsBefore({ beforeMs: 35, limit: 10 })).toBe(1)
+    expect(store.admissionStats()).toEqual({ count: 1, oldestCreatedAtMs: 40 })
+    expect(() => store.deleteAdmissionsBefore({ beforeMs: NaN, limit: 1 })).toThrow(RangeError)
+    expect(() => store.deleteAdmissionsBefore({ beforeMs: 1, limit: -1 })).toThrow(RangeError)
+  })
+
+  it.each([
+    ['an empty key', '', { createdAtMs: 1, epoch: 0 }],
+    ['a key with a lone surrogate', 'a\uD800', { createdAtMs: 1, epoch: 0 }],
+    ['a fractional epoch', 'k', { createdAtMs: 1, epoch: 0.5 }],
+    ['a non-finite creation time', 'k', { createdAtMs: Infinity, epoch: 0 }],
+    ['no entry', 'k', undefined]
+  ])('refuses %s and writes nothing', (_name, key, admission) => {
+    const store = open()
+    let thrown: unknown
+    try { store.putAdmission(key, admission as any) } catch (err) { thrown = err }
+    expect(thrown).toBeInstanceOf(StoreInvalidRecordError)
+    expect(store.admissionStats().count).toBe(0)
+  })
+})
+
 describe('schema and lifecycle', () => {
   it('creates parent directories, leaves the file in WAL mode, and records the schema version', () => {
     const path = join(tempDir(), 'nested', 'deeper', 'agent.db')
@@ -593,17 +633,17 @@ describe('schema and lifecycle', () => {
     const applied: number[] = []
     const next = [
       ...MIGRATIONS,
-      { version: 2, description: 'test: add a table', up: (db: Database.Database) => { applied.push(2); db.exec('CREATE TABLE t2 (x)') } },
-      { version: 3, description: 'test: use it', up: (db: Database.Database) => { applied.push(3); db.exec('INSERT INTO t2 VALUES (1)') } }
+      { version: SCHEMA_VERSION + 1, description: 'test: add a table', up: (db: Database.Database) => { applied.push(SCHEMA_VERSION + 1); db.exec('CREATE TABLE t2 (x)') } },
+      { version: SCHEMA_VERSION + 2, description: 'test: use it', up: (db: Database.Database) => { applied.push(SCHEMA_VERSION + 2); db.exec('INSERT INTO t2 VALUES (1)') } }
     ]
     const db = new Database(path)
     try {
-      expect(migrate(db, next)).toBe(3)
-      expect(migrate(db, next)).toBe(3)
-      expect(applied).toEqual([2, 3])
+      expect(migrate(db, next)).toBe(SCHEMA_VERSION + 2)
+      expect(migrate(db, next)).toBe(SCHEMA_VERSION + 2)
+      expect(applied).toEqual([SCHEMA_VERSION + 1, SCHEMA_VERSION + 2])
       expect(db.prepare('SELECT x FROM t2').pluck().all()).toEqual([1])
       expect(() => migrate(db, [next[0], next[2]])).toThrow(/versions must be/)
-      // this build only knows version 1; the file is now at 3
+      // this build only knows up to SCHEMA_VERSION; the file is now two past it
       expect(() => migrate(db)).toThrow(StoreVersionError)
     } finally {
       db.close()
@@ -615,12 +655,37 @@ describe('schema and lifecycle', () => {
     const db = new Database(':memory:')
     try {
       migrate(db)
-      const failing = [...MIGRATIONS, { version: 2, description: 'fails', up: (d: Database.Database) => { d.exec('CREATE TABLE half (x)'); throw new Error('nope') } }]
+      const failing = [...MIGRATIONS, { version: SCHEMA_VERSION + 1, description: 'fails', up: (d: Database.Database) => { d.exec('CREATE TABLE half (x)'); throw new Error('nope') } }]
       expect(() => migrate(db, failing)).toThrow('nope')
-      expect(db.pragma('user_version', { simple: true })).toBe(1)
+      expect(db.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION)
       expect(db.prepare("SELECT name FROM sqlite_master WHERE name = 'half'").get()).toBeUndefined()
     } finally {
       db.close()
+    }
+  })
+
+  it('a file written by the first schema is brought up to date with its jobs kept, and gains the admissions book', () => {
+    const path = join(tempDir(), 'agent.db')
+    const db = new Database(path)
+    try {
+      expect(migrate(db, MIGRATIONS.slice(0, 1))).toBe(1)
+    } finally {
+      db.close()
+    }
+    // a job row as a version-1 build wrote it
+    const raw = new Database(path)
+    try {
+      raw.prepare('INSERT INTO jobs (id, state, created_at_ms, updated_at_ms, record) VALUES (?, ?, ?, ?, ?)').run('old', 'succeeded', 1, 2, pack(job('old', 1)))
+    } finally {
+      raw.close()
+    }
+    const store = open(path)
+    try {
+      expect(store.getJob('old')?.id).toBe('old')
+      store.putAdmission('k', { createdAtMs: 5, epoch: 0 })
+      expect(store.getAdmission('k')).toEqual({ createdAtMs: 5, epoch: 0 })
+    } finally {
+      store.close()
     }
   })
 

@@ -24,10 +24,12 @@ export interface PrivateAgentOptions {
   /** whose jobs it runs; default: any member */
   publishers?: (self: string) => PublisherAllowlist
   dirPrefix?: string
+  /** start on this data directory (a restart: same key, same store) instead of a new one */
+  dir?: string
 }
 
 export async function startPrivateAgent (o: PrivateAgentOptions): Promise<PrivateAgent> {
-  const dir = mkdtempSync(join(tmpdir(), o.dirPrefix ?? 'bidmesh-private-'))
+  const dir = o.dir ?? mkdtempSync(join(tmpdir(), o.dirPrefix ?? 'bidmesh-private-'))
   const key = await loadOrCreateKey(dir)
   const mesh = await createLibp2pMesh({ dataDir: dir, listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap: o.bootstrap, swarmKey: o.swarmKey, requirePrivate: true, logger: o.logger })
   const store = openSqliteStore({ path: join(dir, 'bidmesh.db') })

@@ -8,9 +8,14 @@ import { yamux } from '@chainsafe/libp2p-yamux'
 import { identify } from '@libp2p/identify'
 import { preSharedKey } from '@libp2p/pnet'
 import { tcp } from '@libp2p/tcp'
+import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
+import { lpStream } from 'it-length-prefixed-stream'
 import { createLibp2p, type Libp2p } from 'libp2p'
+import { MESH_DEFAULTS } from '../../src/mesh/constants.ts'
 import { Topic } from '../../src/mesh/mesh.ts'
+import { decodeMessage, encodeMessage } from '../../src/protocol/codec.ts'
+import { MAX_DIRECT_BYTES, type Message } from '../../src/protocol/messages.ts'
 
 export interface RawGossip { topic: string, from: string, data: Uint8Array }
 
@@ -78,4 +83,17 @@ export async function startRawGossipNode (o: { swarmKey?: Uint8Array } = {}): Pr
     },
     async stop () { await node.stop() }
   }
+}
+
+/** Sends one direct request as any owner would: one stream, one length-prefixed frame each way. */
+export async function directRequest (h: RawGossipNode, to: string, message: Message): Promise<Message> {
+  const signal = AbortSignal.timeout(5000)
+  const stream = await h.node.dialProtocol(peerIdFromString(to), MESH_DEFAULTS.rpcProtocol, { signal })
+  const lp = lpStream(stream, { maxDataLength: MAX_DIRECT_BYTES })
+  await lp.write(encodeMessage(message), { signal })
+  const frame = await lp.read({ signal })
+  await stream.close({ signal }).catch(() => {})
+  const r = decodeMessage(frame.subarray(), MAX_DIRECT_BYTES)
+  if (!r.ok) throw new Error(`undecodable reply: ${r.rejection}`)
+  return r.message
 }
