@@ -73,6 +73,10 @@ export const AGENT_DEFAULTS = {
    *  memory; longer: fewer store reads for the late reports (a final whose ack was lost is
    *  resent within seconds, so minutes cover nearly all). */
   finishedJobRetentionMs: 10 * 60_000,
+  /** Standby copies checked against their owners' per sweep, at most (see auditStandby in
+   *  src/agent/agent.ts; a sweep runs every tenth of finishedJobRetentionMs). More: a backlog
+   *  after a restart clears sooner; fewer: fewer queries to owners at once. */
+  standbyAuditBatch: 100,
   /** The least finishedJobRetentionMs an agent accepts: several leases and report retries, so
    *  that what is still in flight about a job when it finishes (its final's replication, the
    *  executor's retries of a report whose ack was lost) is answered from memory. */

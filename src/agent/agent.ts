@@ -258,7 +258,11 @@ class BidmeshAgent implements Agent {
     this.scheduleTick(this.t.tickMs)
     this.timers.push(setInterval(() => this.publishAdvert(), this.t.advertIntervalMs))
     // A tenth of the retention: a finished job leaves memory at most 10% after its time.
-    this.timers.push(setInterval(() => this.evictFinishedJobs(Date.now()), Math.max(1000, this.t.finishedJobRetentionMs / 10)))
+    this.timers.push(setInterval(() => {
+      const now = Date.now()
+      this.evictFinishedJobs(now)
+      void this.auditStandby(now)
+    }, Math.max(1000, this.t.finishedJobRetentionMs / 10)))
     const historyCheckMs = Math.max(1000, Math.min(3_600_000, this.t.historyRetentionMs / 10))
     // Also once soon after start: an agent restarted more often than every check would
     // otherwise never delete anything.
@@ -303,6 +307,64 @@ class BidmeshAgent implements Agent {
       this.replicaCopies.delete(id)
       this.restoredJobs.delete(id)
       for (let epoch = 0; epoch <= job.epoch; epoch++) this.acceptedResults.delete(`${id}#${epoch}`)
+    }
+  }
+
+  /** When each standby copy was last checked against its owner's (auditStandby). */
+  private readonly standbyAuditedAtMs = new Map<string, number>()
+  private auditingStandby = false
+
+  /**
+   * A replica that was down or cut off when its job's owner replicated a change holds an old
+   * copy. The owner resends while it holds the job, but a finished job leaves its memory after
+   * finishedJobRetentionMs; a copy that missed the final then stayed "running" on standby for
+   * good, in memory, and on disk past the history retention (which deletes finished jobs only).
+   * So a standby copy unchanged for finishedJobRetentionMs is checked against its owner's, and
+   * again after max(finishedJobRetentionMs, half its age): a missed final is caught within the
+   * retention and a sweep, while a long-running job costs each replica one query per doubling
+   * of its age. A newer copy is taken in as a replication would be (events included). An owner
+   * that is gone is left to the takeover, which asks a majority of the group instead.
+   */
+  private async auditStandby (nowMs: number): Promise<void> {
+    if (this.auditingStandby || this.stopped) return
+    this.auditingStandby = true
+    try {
+      for (const id of this.standbyAuditedAtMs.keys()) if (!this.standby.has(id)) this.standbyAuditedAtMs.delete(id)
+      const due: JobRecord[] = []
+      for (const job of this.standby.values()) {
+        if (job.owner === this.peerId || !this.isAlive(job.owner, nowMs)) continue
+        const ageMs = nowMs - job.updatedAtMs
+        if (ageMs < this.t.finishedJobRetentionMs) continue
+        const last = this.standbyAuditedAtMs.get(job.id)
+        if (last !== undefined && nowMs - last < Math.max(this.t.finishedJobRetentionMs, ageMs / 2)) continue
+        due.push(job)
+        if (due.length >= AGENT_DEFAULTS.standbyAuditBatch) break
+      }
+      for (const job of due) {
+        if (this.stopped) return
+        this.standbyAuditedAtMs.set(job.id, nowMs)
+        let reply: Message
+        try {
+          reply = await this.c.mesh.request(job.owner, { type: MessageType.JobQuery, body: { id: job.id } }, { timeoutMs: 2000 })
+        } catch {
+          continue // asked again after the interval
+        }
+        const own = this.standby.get(job.id)
+        if (this.stopped || own === undefined || reply.type !== MessageType.JobQueryReply || reply.body.job?.id !== job.id) continue
+        const copy = reply.body.job
+        if (!newerRecord(copy, own)) continue
+        this.c.logger.info({ jobId: job.id, owner: copy.owner, state: copy.state, had: own.state }, 'standby:caught-up')
+        this.onReplicate([{ job: copy, events: reply.body.events, eventsFrom: 0 }])
+        // onReplicate keeps a live copy on standby; not one that no longer lists us
+        if (this.standby.has(job.id) && !copy.replicas.includes(this.peerId)) {
+          this.standby.delete(job.id)
+          this.standbyRenewals.delete(job.id)
+        }
+      }
+    } catch (err) {
+      this.c.logger.warn({ err }, 'checking standby copies failed; tried again at the next sweep')
+    } finally {
+      this.auditingStandby = false
     }
   }
 
