@@ -320,10 +320,12 @@ class BidmeshAgent implements Agent {
    * finishedJobRetentionMs; a copy that missed the final then stayed "running" on standby for
    * good, in memory, and on disk past the history retention (which deletes finished jobs only).
    * So a standby copy unchanged for finishedJobRetentionMs is checked against its owner's, and
-   * again after max(finishedJobRetentionMs, half its age): a missed final is caught within the
-   * retention and a sweep, while a long-running job costs each replica one query per doubling
-   * of its age. A newer copy is taken in as a replication would be (events included). An owner
-   * that is gone is left to the takeover, which asks a majority of the group instead.
+   * again after max(finishedJobRetentionMs, min(half its age, historyRetentionMs / 4)): a
+   * missed final is caught within the retention and a sweep at first, and always well before
+   * the owner deletes the finished job (historyRetentionMs after it ended), while a
+   * long-running job costs each replica one query per doubling of its age, then four per
+   * history retention. A newer copy is taken in as a replication would be (events included).
+   * An owner that is gone is left to the takeover, which asks a majority of the group instead.
    */
   private async auditStandby (nowMs: number): Promise<void> {
     if (this.auditingStandby || this.stopped) return
@@ -336,36 +338,68 @@ class BidmeshAgent implements Agent {
         const ageMs = nowMs - job.updatedAtMs
         if (ageMs < this.t.finishedJobRetentionMs) continue
         const last = this.standbyAuditedAtMs.get(job.id)
-        if (last !== undefined && nowMs - last < Math.max(this.t.finishedJobRetentionMs, ageMs / 2)) continue
+        const recheckMs = Math.max(this.t.finishedJobRetentionMs, Math.min(ageMs / 2, this.t.historyRetentionMs / 4))
+        if (last !== undefined && nowMs - last < recheckMs) continue
         due.push(job)
         if (due.length >= AGENT_DEFAULTS.standbyAuditBatch) break
       }
       for (const job of due) {
         if (this.stopped) return
         this.standbyAuditedAtMs.set(job.id, nowMs)
-        let reply: Message
-        try {
-          reply = await this.c.mesh.request(job.owner, { type: MessageType.JobQuery, body: { id: job.id } }, { timeoutMs: 2000 })
-        } catch {
-          continue // asked again after the interval
-        }
-        const own = this.standby.get(job.id)
-        if (this.stopped || own === undefined || reply.type !== MessageType.JobQueryReply || reply.body.job?.id !== job.id) continue
-        const copy = reply.body.job
-        if (!newerRecord(copy, own)) continue
-        this.c.logger.info({ jobId: job.id, owner: copy.owner, state: copy.state, had: own.state }, 'standby:caught-up')
-        this.onReplicate([{ job: copy, events: reply.body.events, eventsFrom: 0 }])
-        // onReplicate keeps a live copy on standby; not one that no longer lists us
-        if (this.standby.has(job.id) && !copy.replicas.includes(this.peerId)) {
-          this.standby.delete(job.id)
-          this.standbyRenewals.delete(job.id)
-        }
+        await this.auditStandbyCopy(job, nowMs)
       }
     } catch (err) {
       this.c.logger.warn({ err }, 'checking standby copies failed; tried again at the next sweep')
     } finally {
       this.auditingStandby = false
     }
+  }
+
+  /** One standby copy against its owner's (see auditStandby). An owner that handed the job on
+   *  names the next one in its copy, which is asked in turn (a few hops at most). */
+  private async auditStandbyCopy (job: JobRecord, nowMs: number): Promise<void> {
+    let ask = job.owner
+    for (let hop = 0; hop < 3; hop++) {
+      let reply: Message
+      try {
+        reply = await this.c.mesh.request(ask, { type: MessageType.JobQuery, body: { id: job.id } }, { timeoutMs: 2000 })
+      } catch {
+        return // asked again after the interval
+      }
+      const own = this.standby.get(job.id)
+      if (this.stopped || own === undefined || reply.type !== MessageType.JobQueryReply) return
+      const copy = reply.body.job
+      if (copy?.id !== job.id) {
+        // The owner does not know the job. Once the job is older than the replay window no
+        // executor will run it any more, and the owner has deleted it with its history: our
+        // copy is all that is left of it, and nothing will ever finish it. Younger, the
+        // owner lost its store, and the copy stays (see docs/operations.md).
+        if (hop === 0 && ask === own.owner && nowMs - own.createdAtMs > this.t.replayWindowMs) {
+          this.c.logger.info({ jobId: job.id, owner: own.owner, state: own.state }, 'standby:forgotten')
+          this.forgetStandbyCopy(job.id)
+        } else {
+          this.c.logger.warn({ jobId: job.id, asked: ask, state: own.state }, 'standby: the owner does not know this job')
+        }
+        return
+      }
+      if (newerRecord(copy, own)) {
+        this.c.logger.info({ jobId: job.id, owner: copy.owner, state: copy.state, had: own.state }, 'standby:caught-up')
+        this.onReplicate([{ job: copy, events: reply.body.events, eventsFrom: 0 }])
+        // A live copy that no longer lists us: we have no part in the job any more, and a
+        // live record on disk that no restart loads and no history deletes would stay for good.
+        if (!TERMINAL_STATES.has(copy.state) && copy.owner !== this.peerId && !copy.replicas.includes(this.peerId)) this.forgetStandbyCopy(job.id)
+        return
+      }
+      // The one asked handed the job on: its copy names the owner after it.
+      if (copy.owner === ask || copy.owner === this.peerId || !this.isAlive(copy.owner, nowMs)) return
+      ask = copy.owner
+    }
+  }
+
+  private forgetStandbyCopy (id: string): void {
+    this.standby.delete(id)
+    this.standbyRenewals.delete(id)
+    this.c.store.deleteJob(id)
   }
 
   /** The job if this agent owns it: from memory, or, for a finished job evicted from memory,

@@ -191,7 +191,7 @@ function prepareStatements (db: Db) {
     getAdmission: db.prepare<[string], { created_at_ms: number, epoch: number }>('SELECT created_at_ms, epoch FROM admissions WHERE key = ?'),
     putAdmission: db.prepare<[string, number, number]>(`
       INSERT INTO admissions (key, created_at_ms, epoch) VALUES (?, ?, ?)
-      ON CONFLICT (key) DO UPDATE SET created_at_ms = excluded.created_at_ms, epoch = excluded.epoch`),
+      ON CONFLICT (key) DO UPDATE SET epoch = excluded.epoch`),
     // Oldest first, through admissions_created, so a bounded delete removes what expired first.
     deleteAdmissionsBefore: db.prepare<[number, number]>(
       'DELETE FROM admissions WHERE key IN (SELECT key FROM admissions WHERE created_at_ms < ? ORDER BY created_at_ms LIMIT ?)'),
@@ -467,7 +467,12 @@ class SqliteStore implements Store {
 
   admissionStats (): { count: number, oldestCreatedAtMs: number | undefined } {
     this.live()
-    return { count: this.stmt.countAdmissions.get() as number, oldestCreatedAtMs: this.stmt.oldestAdmission.get() ?? undefined }
+    return { count: this.stmt.countAdmissions.get() as number, oldestCreatedAtMs: this.oldestAdmission() }
+  }
+
+  oldestAdmission (): number | undefined {
+    this.live()
+    return this.stmt.oldestAdmission.get() ?? undefined
   }
 
   getMeta (key: string): string | undefined {

@@ -54,12 +54,14 @@ export interface Store {
 
   /** The executor's replay guard's book, kept here so that it survives a restart. */
   getAdmission (key: string): Admission | undefined
-  /** Insert, or replace the key's entry. */
+  /** Insert; for a key already there, set its epoch (its createdAtMs stays the first one's). */
   putAdmission (key: string, admission: Admission): void
   /** Deletes up to `limit` entries created before `beforeMs`, oldest first; returns how many. */
   deleteAdmissionsBefore (options: { beforeMs: number, limit: number }): number
-  /** How many entries, and the oldest one's createdAtMs (undefined when none). */
+  /** How many entries (a scan: for start-up), and the oldest one's createdAtMs (undefined when none). */
   admissionStats (): { count: number, oldestCreatedAtMs: number | undefined }
+  /** The oldest entry's createdAtMs (an index seek). */
+  oldestAdmission (): number | undefined
 
   /** Small key/value settings (e.g. the advert sequence number). */
   getMeta (key: string): string | undefined

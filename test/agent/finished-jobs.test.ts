@@ -255,11 +255,13 @@ describe('finished jobs: a replica cut off when the final was replicated', () =>
   let v: VirtualAgents
   afterEach(async () => { await v.stop() })
 
-  it('catches up with its owner once back, instead of keeping the job "running" on standby for good', async () => {
+  /** 6 agents (a job's group is its owner and 4 replicas, so with one replica cut off the
+   *  final still reaches a majority of the group); a job runs; one of its replicas (not its
+   *  executor) is cut off while it runs, and stays cut off until after the owner has evicted
+   *  the finished job from memory (and with it any resend to that replica). */
+  async function cutOffThroughTheFinal (timings: NonNullable<Parameters<VirtualAgents['start']>[1]['timings']>): Promise<{ id: string, owner: VirtualAgents['nodes'][number], cutOff: VirtualAgents['nodes'][number] }> {
     v = createVirtualAgents()
-    // 6 agents: the job's group is its owner and 4 replicas, so with one replica cut off the
-    // final still reaches a majority of the group and the owner accepts it
-    await v.start(6, { executorFor: () => noopExecutor({ runMs: 5000 }), timings: { finishedJobRetentionMs: RETENTION_MS } })
+    await v.start(6, { executorFor: () => noopExecutor({ runMs: 5000 }), timings })
     const owner = v.nodes[0]
     const { id } = await owner.agent.submit(JOB)
     let job: JobRecord | undefined
@@ -270,22 +272,32 @@ describe('finished jobs: a replica cut off when the final was replicated', () =>
     const cutOff = v.nodes.find(n => job!.replicas.includes(n.id) && n.id !== job!.node)!
     await v.advanceUntil('the cut-off replica to hold the running copy', () => cutOff.store.getJob(id)?.state === 'running', 5000)
     v.net.partition([cutOff.id], v.nodes.filter(n => n !== cutOff).map(n => n.id))
-
     await v.advanceUntil('the job to succeed', () => {
       void owner.agent.getJob(id).then(d => { job = d.job })
       return job?.state === 'succeeded'
     }, 20_000)
-    // The owner forgets the finished job from memory, and with it any resend to this replica.
     let evicted = false
     await v.advanceUntil('the owner to evict the job', () => {
       void owner.agent.metrics().then(m => { evicted = /^bidmesh_owned_jobs_in_memory 0$/m.test(m.body) })
       return evicted
     }, 3 * RETENTION_MS)
     expect(cutOff.store.getJob(id)?.state).toBe('running')
+    return { id, owner, cutOff }
+  }
 
+  it('catches up with its owner once back, instead of keeping the job "running" on standby for good', async () => {
+    const { id, owner, cutOff } = await cutOffThroughTheFinal({ finishedJobRetentionMs: RETENTION_MS })
     v.net.heal()
     await v.advanceUntil('the replica\'s copy to show the job succeeded', () => cutOff.store.getJob(id)?.state === 'succeeded', 3 * RETENTION_MS)
     // with the owner's events (the final's among them), not only its record
     expect(cutOff.store.events(id).map(e => e.type)).toEqual(owner.store.events(id).map(e => e.type))
+  })
+
+  it('back only after the owner deleted the job with its history, and past the replay window, forgets its copy', async () => {
+    const { id, owner, cutOff } = await cutOffThroughTheFinal({ finishedJobRetentionMs: RETENTION_MS, historyRetentionMs: HISTORY_MS, replayWindowMs: HISTORY_MS })
+    await v.advanceUntil('the owner to delete the job with its history', () => owner.store.getJob(id) === undefined, 2 * HISTORY_MS)
+    v.net.heal()
+    await v.advanceUntil('the replica to forget its copy', () => cutOff.store.getJob(id) === undefined, 3 * RETENTION_MS)
+    expect(cutOff.store.events(id)).toEqual([])
   })
 })

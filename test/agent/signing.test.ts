@@ -156,7 +156,9 @@ for (const [bookName, newBook] of BOOKS) describe(`createReplayGuard, ${bookName
     ['older than the window', { jobId: 'a', nonce: 'x', createdAtMs: t0 - 60_001 }, t0, { ok: false, reason: 'expired' }],
     ['too far in the future', { jobId: 'a', nonce: 'x', createdAtMs: t0 + 10_001 }, t0, { ok: false, reason: 'future' }],
     ['empty nonce', { jobId: 'a', nonce: '', createdAtMs: t0 }, t0, { ok: false, reason: 'malformed' }],
-    ['NaN time', { jobId: 'a', nonce: 'x', createdAtMs: Number.NaN }, t0, { ok: false, reason: 'malformed' }]
+    ['NaN time', { jobId: 'a', nonce: 'x', createdAtMs: Number.NaN }, t0, { ok: false, reason: 'malformed' }],
+    ['fractional time', { jobId: 'a', nonce: 'x', createdAtMs: t0 + 0.5 }, t0, { ok: false, reason: 'malformed' }],
+    ['a surrogate in the job id', { jobId: 'a\uD800', nonce: 'x', createdAtMs: t0 }, t0, { ok: false, reason: 'malformed' }]
   ])('%s', (_name, entry, now, expected) => {
     const g = createReplayGuard({ windowMs: 60_000, maxEntries: 10, maxFutureSkewMs: 10_000, book: newBook() })
     expect(g.admit(entry, now)).toEqual(expected)

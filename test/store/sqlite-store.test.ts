@@ -569,14 +569,16 @@ describe('corrupt rows', () => {
 })
 
 describe('admissions (the replay guard\'s book)', () => {
-  it('keeps one entry per key, replaced in place, and reports the count and the oldest', () => {
+  it('keeps one entry per key, whose epoch a later put sets (its creation time stays), and reports the count and the oldest', () => {
     const store = open()
     expect(store.admissionStats()).toEqual({ count: 0, oldestCreatedAtMs: undefined })
+    expect(store.oldestAdmission()).toBeUndefined()
     expect(store.getAdmission('a')).toBeUndefined()
     store.putAdmission('a', { createdAtMs: 10, epoch: 0 })
     store.putAdmission('b', { createdAtMs: 5, epoch: -1 })
-    store.putAdmission('a', { createdAtMs: 10, epoch: 3 })
+    store.putAdmission('a', { createdAtMs: 99, epoch: 3 })
     expect(store.getAdmission('a')).toEqual({ createdAtMs: 10, epoch: 3 })
+    expect(store.oldestAdmission()).toBe(5)
     expect(store.getAdmission('b')).toEqual({ createdAtMs: 5, epoch: -1 })
     expect(store.admissionStats()).toEqual({ count: 2, oldestCreatedAtMs: 5 })
   })
