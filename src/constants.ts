@@ -100,6 +100,10 @@ export const AGENT_DEFAULTS = {
    *  directory must outlast the replay window. More: longer mesh-wide history; fewer: less
    *  memory, and a weaker replay refusal. */
   directoryMaxSummaries: 50_000,
+  /** getJob calls waiting for their jobs to finish at once (the API's `waitMs`), at most; past
+   *  it a call answers at once, and its client asks again. Each is a held request and a
+   *  timer: more costs memory and sockets, fewer turns waiting clients into polling ones. */
+  maxFinishWaits: 10_000,
   /** Max request body for the HTTP API. */
   apiBodyLimitBytes: 1024 * 1024
 } as const

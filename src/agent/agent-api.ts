@@ -19,8 +19,10 @@ export interface AgentApi {
   submit (input: unknown, options?: { signal?: AbortSignal }): Promise<JobRecord>
   /** Dry run: what the auction would do now, without reserving anything. */
   plan (input: unknown): Promise<Explanation>
-  /** Full id or unique prefix; from any agent (asks peers when not local). Throws UnknownJobError / AmbiguousJobIdError. */
-  getJob (idOrPrefix: string, options?: { signal?: AbortSignal }): Promise<JobDetail>
+  /** Full id or unique prefix; from any agent (asks peers when not local). Throws UnknownJobError / AmbiguousJobIdError.
+   *  With waitMs, a job not yet finished is waited for (up to waitMs, or until the signal) and
+   *  returned as it then is: a client waits for a job without polling it. */
+  getJob (idOrPrefix: string, options?: { signal?: AbortSignal, waitMs?: number }): Promise<JobDetail>
   listJobs (options?: { state?: string, limit?: number, signal?: AbortSignal }): Promise<JobSummary[]>
   /** Output chunks with seq > afterSeq. */
   readLogs (id: string, options?: { afterSeq?: number, signal?: AbortSignal }): Promise<LogChunk[]>

@@ -153,7 +153,12 @@ class BidmeshAgent implements Agent {
   private readonly bidder: BidderState
   private readonly t: ReturnType<typeof agentTimings>
   private readonly startedAtMs = Date.now()
-  private readonly directory = createDirectory({ maxSummaries: AGENT_DEFAULTS.directoryMaxSummaries })
+  // Every job this agent hears of passes through here (its own at once, others' with their
+  // owners' summaries), so this is where a wait for a job to finish ends (getJob's waitMs).
+  private readonly directory = createDirectory({ maxSummaries: AGENT_DEFAULTS.directoryMaxSummaries, onSet: s => { if (TERMINAL_STATES.has(s.state)) this.endFinishWaits(s.id) } })
+  /** getJob calls waiting for a job to finish, by job id */
+  private readonly finishWaits = new Map<string, Set<() => void>>()
+  private finishWaitCount = 0
   /** The owner's term of each award this executor received (`jobId#epoch`), until the attempt
    *  starts: it labels the container, for fencing by (term, epoch). Bounded: a declined award
    *  never starts, so the oldest entries are dropped past 10,000. */
@@ -482,6 +487,7 @@ class BidmeshAgent implements Agent {
     clearTimeout(this.summaryTimer)
     if (this.replicationTimer !== undefined) clearTimeout(this.replicationTimer)
     for (const r of this.running.values()) r.abort.abort()
+    for (const id of [...this.finishWaits.keys()]) this.endFinishWaits(id)
     await this.c.mesh.stop().catch(() => {})
     this.c.store.close()
   }
@@ -1522,7 +1528,48 @@ class BidmeshAgent implements Agent {
     return { job: structuredClone(live), events: this.c.store.events(found[0].id) }
   }
 
-  async getJob (idOrPrefix: string, options: { signal?: AbortSignal } = {}): Promise<JobDetail> {
+  async getJob (idOrPrefix: string, options: { signal?: AbortSignal, waitMs?: number } = {}): Promise<JobDetail> {
+    const found = await this.findJob(idOrPrefix, options)
+    const waitMs = options.waitMs ?? 0
+    if (waitMs <= 0 || TERMINAL_STATES.has(found.job.state) || this.stopped) return found
+    if (this.finishWaitCount >= AGENT_DEFAULTS.maxFinishWaits) return found // the client asks again
+    await this.untilFinished(found.job.id, waitMs, options.signal)
+    return this.stopped || options.signal?.aborted === true ? found : await this.findJob(found.job.id, options)
+  }
+
+  /** Resolves when this agent hears that the job finished, after waitMs, on the signal, or
+   *  when the agent stops, whichever is first. */
+  private async untilFinished (id: string, waitMs: number, signal?: AbortSignal): Promise<void> {
+    let end!: () => void
+    const ended = new Promise<void>(resolve => { end = resolve })
+    let waits = this.finishWaits.get(id)
+    if (waits === undefined) this.finishWaits.set(id, waits = new Set())
+    waits.add(end)
+    this.finishWaitCount++
+    const timer = setTimeout(end, waitMs)
+    signal?.addEventListener('abort', end, { once: true })
+    try {
+      // It may have finished while findJob asked around.
+      if (TERMINAL_STATES.has(this.directory.get(id)?.state ?? 'pending')) return
+      await ended
+    } finally {
+      clearTimeout(timer)
+      signal?.removeEventListener('abort', end)
+      this.finishWaitCount--
+      const left = this.finishWaits.get(id)
+      left?.delete(end)
+      if (left?.size === 0) this.finishWaits.delete(id)
+    }
+  }
+
+  private endFinishWaits (id: string): void {
+    const waits = this.finishWaits.get(id)
+    if (waits === undefined) return
+    this.finishWaits.delete(id)
+    for (const end of waits) end()
+  }
+
+  private async findJob (idOrPrefix: string, options: { signal?: AbortSignal }): Promise<JobDetail> {
     const local = this.localJob(idOrPrefix)
     if (local.matches !== undefined) throw new AmbiguousJobIdError(idOrPrefix, local.matches)
     if (local.job !== undefined && local.job.owner === this.peerId) return { job: local.job, events: local.events }

@@ -15,6 +15,8 @@ export interface Directory {
 export interface DirectoryInit {
   /** summaries kept; see AGENT_DEFAULTS.directoryMaxSummaries */
   maxSummaries: number
+  /** called with every summary set, after it is recorded */
+  onSet?: (summary: JobSummary) => void
 }
 
 export function createDirectory (init: DirectoryInit): Directory {
@@ -29,6 +31,7 @@ export function createDirectory (init: DirectoryInit): Directory {
       finished.delete(summary.id)
       ;(TERMINAL_STATES.has(summary.state) ? finished : live).set(summary.id, summary)
       trim(live, finished, init.maxSummaries)
+      init.onSet?.(summary)
     },
     * values () {
       yield * live.values()

@@ -7,7 +7,7 @@
 import { createRequire } from 'node:module'
 import { JobStates } from '../protocol/job.ts'
 import { jobSpecJsonSchema } from '../protocol/job-spec.ts'
-import { MAX_LIST_LIMIT, YAML_CONTENT_TYPES } from './constants.ts'
+import { MAX_JOB_WAIT_MS, MAX_LIST_LIMIT, YAML_CONTENT_TYPES } from './constants.ts'
 
 type Json = Record<string, unknown>
 
@@ -400,6 +400,15 @@ export function openApiDocument (options: OpenApiOptions = {}): Json {
           tags: ['jobs'],
           operationId: 'getJob',
           summary: 'A job\'s state, attempts, placement explanation and events',
+          parameters: [
+            {
+              name: 'waitMs',
+              in: 'query',
+              required: false,
+              description: 'Long poll: if the job has not finished, wait up to this many ms for it to finish, then answer with the job as it is. Waiting clients need not poll.',
+              schema: { type: 'integer', minimum: 0, maximum: MAX_JOB_WAIT_MS }
+            }
+          ],
           responses: { 200: { description: 'The job.', content: json(ref('JobStatus')) }, ...jobRead, ...c }
         },
         delete: {

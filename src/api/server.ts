@@ -12,7 +12,7 @@ import type { AgentApi } from '../agent/agent-api.ts'
 import { AGENT_DEFAULTS } from '../constants.ts'
 import { JobStates, TERMINAL_STATES, type JobRecord, type LogChunk } from '../protocol/job.ts'
 import { jobSpecJsonSchema } from '../protocol/job-spec.ts'
-import { MAX_LIST_LIMIT, YAML_CONTENT_TYPES } from './constants.ts'
+import { MAX_JOB_WAIT_MS, MAX_LIST_LIMIT, YAML_CONTENT_TYPES } from './constants.ts'
 import { openApiDocument } from './openapi.ts'
 import { toJobStatus } from './status.ts'
 
@@ -339,7 +339,8 @@ export function createApiServer (init: ApiServerInit): FastifyInstance {
   })
 
   app.get('/v1/jobs/:id', async (request, reply) => {
-    return toJobStatus(await agent.getJob(jobIdParam(request), { signal: clientGone(reply) }))
+    const waitMs = intParam(request.query, 'waitMs', 0, MAX_JOB_WAIT_MS)
+    return toJobStatus(await agent.getJob(jobIdParam(request), { signal: clientGone(reply), ...(waitMs !== undefined ? { waitMs } : {}) }))
   })
 
   app.delete('/v1/jobs/:id', async (request, reply) => {

@@ -163,8 +163,12 @@ export class ApiClient {
     return this.request('POST', '/v1/plan', { body: spec, contentType })
   }
 
-  getJob (id: string, options: { signal?: AbortSignal } = {}): Promise<JobStatus> {
-    return this.request('GET', `/v1/jobs/${encodeURIComponent(id)}`, { ...options, jobId: id })
+  /** With waitMs, the agent holds the request until the job finishes (up to waitMs). */
+  getJob (id: string, options: { signal?: AbortSignal, waitMs?: number } = {}): Promise<JobStatus> {
+    const { waitMs, ...rest } = options
+    const qs = waitMs !== undefined ? `?waitMs=${waitMs}` : ''
+    // The usual timeout counts from the end of the wait.
+    return this.request('GET', `/v1/jobs/${encodeURIComponent(id)}${qs}`, { ...rest, jobId: id, ...(waitMs !== undefined ? { timeoutMs: waitMs + REQUEST_TIMEOUT_MS } : {}) })
   }
 
   async listJobs (options: { state?: string, limit?: number } = {}): Promise<JobSummary[]> {

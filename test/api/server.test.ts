@@ -130,6 +130,23 @@ describe('API server', () => {
       expect((await app.inject({ method: 'DELETE', url: '/v1/jobs/abc' })).statusCode).toBe(409)
     })
 
+    it('passes waitMs (a long poll) to the agent, and refuses a bad one', async () => {
+      agent.addJob('abc123')
+      const seen: Array<number | undefined> = []
+      const getJob = agent.getJob.bind(agent)
+      vi.spyOn(agent, 'getJob').mockImplementation(async (id, options) => {
+        seen.push(options?.waitMs)
+        return await getJob(id, options)
+      })
+      expect((await app.inject({ url: '/v1/jobs/abc123?waitMs=30000' })).statusCode).toBe(200)
+      expect((await app.inject({ url: '/v1/jobs/abc123' })).statusCode).toBe(200)
+      expect(seen).toEqual([30_000, undefined])
+      for (const bad of ['-1', '300001', 'soon', '1.5']) {
+        const res = await app.inject({ url: `/v1/jobs/abc123?waitMs=${bad}` })
+        expect({ bad, status: res.statusCode, code: errorOf(res).code }).toEqual({ bad, status: 400, code: 'ERR_BAD_QUERY' })
+      }
+    })
+
     it('answers 400 for an over-long or undecodable id instead of an error page', async () => {
       const long = await app.inject({ url: '/v1/jobs/' + 'a'.repeat(5000) })
       expect(long.statusCode).toBeGreaterThanOrEqual(400)

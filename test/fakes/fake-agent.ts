@@ -62,7 +62,7 @@ export class FakeAgent implements AgentApi {
     }
   }
 
-  async getJob (idOrPrefix: string, _options?: { signal?: AbortSignal }): Promise<JobDetail> {
+  async getJob (idOrPrefix: string, _options?: { signal?: AbortSignal, waitMs?: number }): Promise<JobDetail> {
     this.getJobCalls.push(idOrPrefix)
     const id = this.resolve(idOrPrefix)
     this.notify()
