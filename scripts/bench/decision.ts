@@ -107,6 +107,10 @@ export interface ThroughputResult {
   ackFromStartedShare: number
   /** publish→award-acked under this (saturating) load, ms */
   latencyUnderLoadMs: Summary
+  /** What one award cost in messages, over the window, summed over the agents: direct requests
+   *  served by type (bidmesh_requests_served_total) and gossip bytes received by topic
+   *  (bidmesh_gossip_bytes); null when /metrics could not be read */
+  perAward: { requests: Record<string, number>, requestsTotal: number, gossipReceivedBytes: Record<string, number> } | null
   submitRoundTripMs: Summary
   loadAvg: number[]
 }
@@ -131,6 +135,38 @@ function cpuOverWindow (agents: BenchAgent[], windowStart: number, windowEnd: nu
   })
 }
 
+interface MessageCounts { requests: Record<string, number>, gossipReceivedBytes: Record<string, number> }
+
+/** The agents' message counters, summed; undefined if any /metrics read fails. */
+async function messageCounts (agents: BenchAgent[]): Promise<MessageCounts | undefined> {
+  const sum: MessageCounts = { requests: {}, gossipReceivedBytes: {} }
+  try {
+    for (const a of agents) {
+      const r = await request(a.api, '/metrics')
+      if (r.status !== 200) return undefined
+      for (const m of r.text.matchAll(/^bidmesh_requests_served_total\{type="(\w+)"\} (\d+)/gm)) sum.requests[m[1]] = (sum.requests[m[1]] ?? 0) + Number(m[2])
+      for (const m of r.text.matchAll(/^bidmesh_gossip_bytes\{topic="([^"]+)",direction="received"\} (\d+)/gm)) sum.gossipReceivedBytes[m[1]] = (sum.gossipReceivedBytes[m[1]] ?? 0) + Number(m[2])
+    }
+    return sum
+  } catch {
+    return undefined
+  }
+}
+
+/** Reads the counters at the window's start and end (five small requests each time). */
+function messagesOverWindow (agents: BenchAgent[], windowStart: number, windowEnd: number): Promise<[MessageCounts | undefined, MessageCounts | undefined]> {
+  const at = async (t: number): Promise<MessageCounts | undefined> => { await sleep(Math.max(0, t - Date.now())); return await messageCounts(agents) }
+  return Promise.all([at(windowStart), at(windowEnd)])
+}
+
+function perAward (before: MessageCounts | undefined, after: MessageCounts | undefined, awards: number): ThroughputResult['perAward'] {
+  if (before === undefined || after === undefined || awards === 0) return null
+  const diff = (a: Record<string, number>, b: Record<string, number>): Record<string, number> =>
+    Object.fromEntries(Object.keys(a).map(k => [k, round((a[k] - (b[k] ?? 0)) / awards, 2)]).filter(([, v]) => (v as number) > 0))
+  const requests = diff(after.requests, before.requests)
+  return { requests, requestsTotal: round(Object.values(requests).reduce((x, y) => x + y, 0), 1), gossipReceivedBytes: diff(after.gossipReceivedBytes, before.gossipReceivedBytes) }
+}
+
 async function throughputPhase (agents: BenchAgent[], targets: BenchAgent[], from: ThroughputResult['from'], warmupMs: number, windowMs: number): Promise<ThroughputResult> {
   const submitted: Submitted[] = []
   let errors = 0
@@ -139,6 +175,7 @@ async function throughputPhase (agents: BenchAgent[], targets: BenchAgent[], fro
   const windowStart = start + warmupMs
   const windowEnd = windowStart + windowMs
   const cpu = cpuOverWindow(agents, windowStart, windowEnd)
+  const messages = messagesOverWindow(agents, windowStart, windowEnd)
   await Promise.all(Array.from({ length: SUBMITTERS }, async (_, i) => {
     const via = targets[i % targets.length]
     while (Date.now() < windowEnd) {
@@ -156,6 +193,7 @@ async function throughputPhase (agents: BenchAgent[], targets: BenchAgent[], fro
   }))
   const loadAvg = loadAverage()
   const { agentCpuSec, benchCpuSec } = await cpu
+  const [countsBefore, countsAfter] = await messages
   if (errorSamples.length > 0) console.log(`   submit errors (${errors}), e.g.: ${errorSamples.join(' | ')}`)
   const times = await collectSettled(submitted)
   const scheduled = times.map(t => t.scheduledAtMs).filter((x): x is number => x !== undefined)
@@ -182,8 +220,15 @@ async function throughputPhase (agents: BenchAgent[], targets: BenchAgent[], fro
     ackFromStartedShare: round(windowJobs.filter(t => t.ackFromStarted === true).length / Math.max(1, windowJobs.length), 2),
     latencyUnderLoadMs: summarize(windowJobs.map(t => t.scheduledAtMs! - t.createdAtMs)),
     submitRoundTripMs: summarize(submitted.filter(s => s.sentAtMs >= windowStart).map(s => s.answeredAtMs - s.sentAtMs)),
+    perAward: perAward(countsBefore, countsAfter, inWindow.length),
     loadAvg
   }
+}
+
+function perAwardText (t: ThroughputResult): string {
+  if (t.perAward === null) return '; messages per award: /metrics unreadable'
+  const gossip = Object.entries(t.perAward.gossipReceivedBytes).map(([k, v]) => `${k} ${Math.round(v)} B`).join(', ')
+  return `; per award ${t.perAward.requestsTotal} direct requests ${JSON.stringify(t.perAward.requests)}, gossip received ${gossip}`
 }
 
 export interface LatencyResult {
@@ -284,9 +329,9 @@ export async function runDecision (o: DecisionOptions): Promise<DecisionResult> 
 
   const throughput: ThroughputResult[] = []
   throughput.push(await withCluster('throughput, published from one agent', async agents => await throughputPhase(agents, [agents[0]], 'one agent', warmupMs, windowMs)))
-  console.log(`   one agent:  ${throughput[0].awardsPerSec} acks/s (accepted ${throughput[0].acceptedPerSec}/s)`)
+  console.log(`   one agent:  ${throughput[0].awardsPerSec} acks/s (accepted ${throughput[0].acceptedPerSec}/s)${perAwardText(throughput[0])}`)
   throughput.push(await withCluster('throughput, published from all agents', async agents => await throughputPhase(agents, agents, 'all agents', warmupMs, windowMs)))
-  console.log(`   all agents: ${throughput[1].awardsPerSec} acks/s (accepted ${throughput[1].acceptedPerSec}/s)`)
+  console.log(`   all agents: ${throughput[1].awardsPerSec} acks/s (accepted ${throughput[1].acceptedPerSec}/s)${perAwardText(throughput[1])}`)
   const latency = await withCluster(`latency at ${STEADY_RATE} jobs/s`, async agents => await latencyPhase(agents, o.quick ? 1000 : 3000, windowMs))
 
   const [one, all] = throughput
