@@ -8,7 +8,7 @@ import { createDirectory } from './directory.ts'
 import { type JobSpec, parseJobSpec } from '../protocol/job-spec.ts'
 import { redactSecrets, specSecrets } from '../protocol/redact.ts'
 import { type Explanation, type JobEvent, type JobRecord, type JobSummary, JobStates, type LogChunk, type NodeCapacity, summarize, TERMINAL_STATES } from '../protocol/job.ts'
-import { type Message, MessageType } from '../protocol/messages.ts'
+import { type AttemptRenewal, type Bodies, type Message, MessageType } from '../protocol/messages.ts'
 import { type BidderEffect, type BidderEvent, type BidderState, bidderStep, capacityOf, createBidder } from '../scheduler/bidder.ts'
 import { type OwnerEffect, type OwnerEvent, type OwnerJob, type OwnerState, createOwner, ownerStep, viewLiveness } from '../scheduler/auction.ts'
 import { selectFromView } from '../scheduler/placement.ts'
@@ -62,6 +62,13 @@ export interface Agent extends AgentApi {
 /** Every job in the store that has not finished, whatever the store's history: listed by
  *  state (an index), not as the newest N of all jobs, which a long history of finished ones
  *  would crowd live ones out of. */
+/** A request the peer answered with a refusal (RequestRefusedError, somewhere in the causes:
+ *  the mesh wraps it), rather than not answering at all. */
+function refusedOutright (err: unknown): boolean {
+  for (let e: any = err, depth = 0; e != null && depth < 5; e = e.cause, depth++) if (e.name === 'RequestRefusedError') return true
+  return false
+}
+
 export function unfinishedJobs (store: Store): JobRecord[] {
   return JobStates.filter(state => !TERMINAL_STATES.has(state))
     .flatMap(state => store.listJobs({ state, limit: Number.MAX_SAFE_INTEGER }))
@@ -1145,7 +1152,11 @@ class BidmeshAgent implements Agent {
     }
   }
 
-  private async bidderSend (to: string, message: Message): Promise<void> {
+  /** ownerAsked: the owner was just asked (renewals sent together) and did not answer in time:
+   *  the replicas come first, or the renewal would reach them only after two waits on the owner,
+   *  past the lease (1.1 s + 1.1 s from a renewal sent up to 0.75 s after the last ack). */
+  private async bidderSend (to: string, message: Message, options: { ownerAsked?: boolean } = {}): Promise<void> {
+    if (message.type === MessageType.AttemptRenewals) return await this.sendRenewals(to, message.body)
     if (message.type !== MessageType.AttemptUpdate) return
     const u = message.body
     // Output first: when the owner hears "exited", it already has every line.
@@ -1172,7 +1183,7 @@ class BidmeshAgent implements Agent {
     const ownerAlive = this.isAlive(to, now)
     // (A final result has no lease to keep, and the owner replicates it to a quorum before it
     // answers: it gets the owner's full request timeout.)
-    if (ownerAlive && await ask(to, u.state === 'exited' ? 5000 : Math.ceil(this.t.leaseRenewMs * 1.5))) return
+    if (ownerAlive && options.ownerAsked !== true && await ask(to, u.state === 'exited' ? 5000 : Math.ceil(this.t.leaseRenewMs * 1.5))) return
     if (this.stopped) return
     const aliveReplicas = replicas.filter(r => this.isAlive(r, now))
     if (aliveReplicas.length > 0) {
@@ -1187,6 +1198,41 @@ class BidmeshAgent implements Agent {
       if (await ask(target, 2000)) return
     }
     if (!this.stopped) this.bidderDo({ type: 'update:failed', jobId: u.jobId, epoch: u.epoch })
+  }
+
+  /** Several lease renewals for one owner, in one request. Whatever it does not settle (the
+   *  owner is not seen alive, the request fails, or the owner could not answer some) goes one
+   *  by one through bidderSend, which also tries the jobs' replicas. */
+  private async sendRenewals (to: string, body: Bodies[typeof MessageType.AttemptRenewals]): Promise<void> {
+    const single = (r: AttemptRenewal): Message => ({ type: MessageType.AttemptUpdate, body: { ...r, node: body.node } })
+    let left: AttemptRenewal[] = body.renewals
+    let ownerAsked = false
+    if (this.isAlive(to)) {
+      ownerAsked = true
+      try {
+        const response = await this.c.mesh.request(to, { type: MessageType.AttemptRenewals, body }, { timeoutMs: Math.ceil(this.t.leaseRenewMs * 1.5) })
+        if (this.stopped) return
+        if (response.type === MessageType.AttemptRenewalsAck) {
+          const state = new Map(body.renewals.map(r => [`${r.jobId}#${r.epoch}`, r.state]))
+          const answered = new Set<string>()
+          for (const ack of response.body.acks) {
+            const k = `${ack.jobId}#${ack.epoch}`
+            const st = state.get(k)
+            if (st === undefined || answered.has(k)) continue // not one we asked about
+            answered.add(k)
+            this.bidderDo({ type: 'update:acked', ...ack, state: st })
+          }
+          left = body.renewals.filter(r => !answered.has(`${r.jobId}#${r.epoch}`))
+        }
+        // It answered (if not all, or not in kind): asking it again alone costs no wait.
+        ownerAsked = false
+      } catch (err) {
+        // Refused outright, as an older agent that does not know this message does: it is
+        // there, and takes the renewals one by one.
+        if (refusedOutright(err)) ownerAsked = false
+      }
+    }
+    await Promise.all(left.map(async r => await this.bidderSend(to, single(r), { ownerAsked })))
   }
 
   private reply (replyId: number, message: Message): void {
@@ -1217,6 +1263,22 @@ class BidmeshAgent implements Agent {
 
   private async onRequest (from: string, m: Message): Promise<Message> {
     switch (m.type) {
+      case MessageType.AttemptRenewals: {
+        // Each renewal answered as its own AttemptUpdate would be. They are independent: one
+        // that fails leaves the others answered, and its executor sends it again on its own.
+        const acks: Array<Bodies[typeof MessageType.AttemptUpdateAck]> = []
+        const unanswered: Array<{ jobId: string, epoch: number }> = []
+        for (const r of m.body.renewals) {
+          try {
+            const answer = await this.onAttemptUpdate({ ...r, node: m.body.node })
+            if (answer.type === MessageType.AttemptUpdateAck) acks.push(answer.body)
+            else unanswered.push({ jobId: r.jobId, epoch: r.epoch })
+          } catch {
+            unanswered.push({ jobId: r.jobId, epoch: r.epoch })
+          }
+        }
+        return { type: MessageType.AttemptRenewalsAck, body: { acks, unanswered } }
+      }
       case MessageType.BidRequest: {
         this.metrics_.bidsReceived.inc()
         // Who asked for this job, not who forwards it: the publisher's signature and our allowlist.

@@ -40,11 +40,16 @@ const SOFT_EXCHANGES: ReadonlySet<number> = new Set([MessageType.BidRequest, Mes
  * acknowledgement that refuses or stops an attempt (it may rest on a cancel just written).
  */
 function isRenewal (message: Message): boolean {
-  return message.type === MessageType.AttemptUpdate && message.body.state !== 'exited'
+  return (message.type === MessageType.AttemptUpdate && message.body.state !== 'exited') || message.type === MessageType.AttemptRenewals
 }
 
+/** The same holds for renewals sent together (AttemptRenewals): their answer waits only if one
+ *  of its acknowledgements refuses or stops an attempt. */
 function isPlainRenewalAck (request: Message, response: Message): boolean {
-  return isRenewal(request) && response.type === MessageType.AttemptUpdateAck && response.body.accepted && !response.body.stop
+  if (!isRenewal(request)) return false
+  if (response.type === MessageType.AttemptUpdateAck) return response.body.accepted && !response.body.stop
+  if (response.type === MessageType.AttemptRenewalsAck) return response.body.acks.every(a => a.accepted && !a.stop)
+  return false
 }
 
 export function durableMesh (mesh: Mesh, store: Pick<Store, 'sync'>): Mesh {

@@ -29,11 +29,17 @@ export const MessageType = {
   JobListReply: 20,
   LogAppend: 21,
   JobReplicate: 22,
-  MemberLeave: 23
-  // next: 24
+  MemberLeave: 23,
+  AttemptRenewals: 24,
+  AttemptRenewalsAck: 25
+  // next: 26
 } as const
 export type MessageTypeName = keyof typeof MessageType
 export type MessageTypeNumber = typeof MessageType[MessageTypeName]
+
+/** Lease renewals one AttemptRenewals carries at most: an executor with more attempts of one
+ *  owner sends several. 256 × ~120 B stays far below MAX_DIRECT_BYTES. */
+export const MAX_RENEWALS_PER_MESSAGE = 256
 
 /** Size caps, checked before anything is decoded. Gossip is soft state and stays small. */
 export const MAX_GOSSIP_BYTES = 64 * 1024
@@ -156,6 +162,14 @@ export const BodySchemas = {
     exitCode: z.number().int().nullable().optional(), reason: reason.optional(), error: z.string().max(4096).optional()
   }),
   [MessageType.AttemptUpdateAck]: z.object({ jobId, epoch, accepted: z.boolean(), stop: z.boolean(), owner: peerId.optional() }),
+  [MessageType.AttemptRenewals]: z.object({
+    node: peerId,
+    renewals: z.array(z.object({ jobId, epoch, state: z.enum(['starting', 'running']), startedAtMs: ms.optional() })).min(1).max(MAX_RENEWALS_PER_MESSAGE)
+  }),
+  [MessageType.AttemptRenewalsAck]: z.object({
+    acks: z.array(z.object({ jobId, epoch, accepted: z.boolean(), stop: z.boolean(), owner: peerId.optional() })).max(MAX_RENEWALS_PER_MESSAGE),
+    unanswered: z.array(z.object({ jobId, epoch })).max(MAX_RENEWALS_PER_MESSAGE)
+  }),
   [MessageType.JobQuery]: z.object({ id: z.string().min(1).max(64) }),
   [MessageType.JobQueryReply]: z.object({ job: jobRecord.optional(), events: z.array(jobEvent).max(10_000), matches: z.array(jobId).max(64).optional() }),
   [MessageType.LogQuery]: z.object({ jobId, afterSeq: z.number().int().nonnegative(), limit: z.number().int().positive().max(10_000) }),
@@ -187,6 +201,13 @@ export interface Bodies {
   [MessageType.AttemptUpdate]: AttemptUpdate
   /** owner: who answered as the job's owner, so an executor follows a takeover */
   [MessageType.AttemptUpdateAck]: { jobId: string, epoch: number, accepted: boolean, stop: boolean, owner?: string }
+  /** Lease renewals of several attempts, from their executor (`node`) to their owner, in one
+   *  request: each is the AttemptUpdate { jobId, epoch, node, state, startedAtMs } it stands
+   *  for, and is answered as that would be. */
+  [MessageType.AttemptRenewals]: { node: string, renewals: AttemptRenewal[] }
+  /** one ack per renewal answered; unanswered: renewals the receiver could not answer (the
+   *  executor sends those one by one, which also tries the job's replicas) */
+  [MessageType.AttemptRenewalsAck]: { acks: Array<Bodies[typeof MessageType.AttemptUpdateAck]>, unanswered: Array<{ jobId: string, epoch: number }> }
   [MessageType.JobQuery]: { id: string }
   [MessageType.JobQueryReply]: { job?: JobRecord, events: JobEvent[], matches?: string[] }
   [MessageType.LogQuery]: { jobId: string, afterSeq: number, limit: number }
@@ -207,6 +228,8 @@ export interface Bodies {
   [MessageType.JobReplicate]: { from: string, jobs: Array<{ job: JobRecord, events: JobEvent[], eventsFrom?: number }> }
   [MessageType.LogAppend]: { jobId: string, epoch: number, chunks: Array<Omit<LogChunk, 'seq' | 'epoch'>> }
 }
+
+export interface AttemptRenewal { jobId: string, epoch: number, state: 'starting' | 'running', startedAtMs?: number }
 
 export interface SignedEnvelope { publisher?: string, createdAtMs?: number, nonce?: string, signature?: string }
 

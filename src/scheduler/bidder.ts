@@ -4,7 +4,7 @@
 // The state object is owned by the machine and updated in place; callers must not share it.
 import type { JobSpec } from '../protocol/job-spec.ts'
 import type { NodeCapacity } from '../protocol/job.ts'
-import { type AttemptUpdate, MessageType, type Message } from '../protocol/messages.ts'
+import { type AttemptUpdate, MAX_RENEWALS_PER_MESSAGE, MessageType, type Message } from '../protocol/messages.ts'
 import type { NodeSnapshot } from './feasibility.ts'
 import { CHECKS } from './placement.ts'
 import { scorersFor } from './scoring.ts'
@@ -313,6 +313,14 @@ export function bidderStep (s: BidderState, e: BidderEvent, nowMs: number): Bidd
         if (r.expiresAtMs <= nowMs) { s.reservations.delete(k); freed = true }
       }
       if (freed) changed(s, effects)
+      /** renewals due now, by owner: each owner gets them in one message (see renewAll) */
+      let due: Map<string, Allocation[]> | undefined
+      const renew = (a: Allocation): void => {
+        due ??= new Map()
+        const list = due.get(a.owner)
+        if (list === undefined) due.set(a.owner, [a])
+        else list.push(a)
+      }
       for (const a of s.allocations.values()) {
         if (a.phase === 'exited') {
           if (nowMs - a.lastUpdateSentMs >= s.config.reportRetryMs && a.final !== undefined) {
@@ -326,7 +334,7 @@ export function bidderStep (s: BidderState, e: BidderEvent, nowMs: number): Bidd
             // for nothing, keep the lease until the result is in. Their answers are not the
             // result's: 'update:acked' keeps the final until the final itself is acknowledged.
             a.nextRenewalAtMs = nowMs + s.config.leaseRenewMs
-            effects.push({ type: 'send', to: a.owner, message: runningUpdate(s, a) })
+            renew(a)
           }
           continue
         }
@@ -338,13 +346,46 @@ export function bidderStep (s: BidderState, e: BidderEvent, nowMs: number): Bidd
         }
         if (nowMs - a.lastUpdateSentMs >= s.config.leaseRenewMs) {
           a.lastUpdateSentMs = nowMs
-          effects.push({ type: 'send', to: a.owner, message: runningUpdate(s, a) })
+          renew(a)
         }
       }
+      if (due !== undefined) renewAll(s, due, nowMs, effects)
       break
     }
   }
   return effects
+}
+
+/**
+ * Sends the renewals due now, one message per owner: an executor running many jobs of one
+ * owner (a batch submitted from one agent) would otherwise send that owner one request per
+ * job every leaseRenewMs, and the owner of 1,000 running jobs would answer ~1,300 requests a
+ * second. Renewals of the same owner's other attempts that are at least half due go along
+ * (renewing early is harmless: it only restarts their interval), so after one interval an
+ * executor's renewals to an owner fall due together and travel as one message. One renewal
+ * alone stays an AttemptUpdate.
+ */
+function renewAll (s: BidderState, due: Map<string, Allocation[]>, nowMs: number, effects: BidderEffect[]): void {
+  for (const a of s.allocations.values()) {
+    if (a.phase === 'exited' || a.lastUpdateSentMs === nowMs || nowMs - a.lastUpdateSentMs < s.config.leaseRenewMs / 2) continue
+    const list = due.get(a.owner)
+    if (list === undefined) continue
+    a.lastUpdateSentMs = nowMs
+    list.push(a)
+  }
+  for (const [owner, list] of due) {
+    if (list.length === 1) {
+      effects.push({ type: 'send', to: owner, message: runningUpdate(s, list[0]) })
+      continue
+    }
+    for (let i = 0; i < list.length; i += MAX_RENEWALS_PER_MESSAGE) {
+      const renewals = list.slice(i, i + MAX_RENEWALS_PER_MESSAGE).map(a => {
+        const body = runningUpdate(s, a).body as AttemptUpdate
+        return { jobId: body.jobId, epoch: body.epoch, state: body.state as 'starting' | 'running', ...(body.startedAtMs !== undefined ? { startedAtMs: body.startedAtMs } : {}) }
+      })
+      effects.push({ type: 'send', to: owner, message: { type: MessageType.AttemptRenewals, body: { node: s.peerId, renewals } } })
+    }
+  }
 }
 
 /** Earliest time a tick has work to do, or undefined when nothing is pending. */

@@ -28,7 +28,7 @@ import { SCHEDULER_DEFAULTS } from '../constants.ts'
 import { encodeMessage } from '../protocol/codec.ts'
 import type { JobSpec } from '../protocol/job-spec.ts'
 import { type JobEvent, type JobRecord, type NodeCapacity, TERMINAL_STATES } from '../protocol/job.ts'
-import { MAX_GOSSIP_BYTES, type Message, MessageType } from '../protocol/messages.ts'
+import { type Bodies, MAX_GOSSIP_BYTES, type Message, MessageType } from '../protocol/messages.ts'
 import { type OwnerConfig, type OwnerEvent, type OwnerState, createOwner, ownerNextTimerMs, ownerStep } from '../scheduler/auction.ts'
 import { type BidderConfig, type BidderEvent, type BidderState, bidderNextTimerMs, bidderStep, capacityOf, createBidder, key, usedResources } from '../scheduler/bidder.ts'
 import { pruneView } from '../scheduler/view.ts'
@@ -502,6 +502,16 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
           }
           return r
         }
+        case MessageType.AttemptRenewals: {
+          const acks: Array<Bodies[typeof MessageType.AttemptUpdateAck]> = []
+          const unanswered: Array<{ jobId: string, epoch: number }> = []
+          for (const u of m.body.renewals) {
+            const r = ask(replyId => ownerDo(b, { type: 'attempt:update', replyId, update: { ...u, node: m.body.node } }))
+            if (r.type === MessageType.AttemptUpdateAck) acks.push(r.body)
+            else unanswered.push({ jobId: u.jobId, epoch: u.epoch })
+          }
+          return { type: MessageType.AttemptRenewalsAck, body: { acks, unanswered } }
+        }
         default:
           return { type: MessageType.Ack, body: { ok: false, code: 'ERR_UNEXPECTED_MESSAGE' } }
       }
@@ -536,6 +546,23 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
   }
 
   function bidderSend (a: SimAgent, to: string, m: Message): void {
+    if (m.type === MessageType.AttemptRenewals) {
+      const b = byId.get(to)
+      if (b === undefined) return
+      const renewals = m.body.renewals
+      net.request(a.idx, b.idx, m, serve(b, a.id), r => {
+        if (r?.type !== MessageType.AttemptRenewalsAck) {
+          for (const u of renewals) bidderDo(a, { type: 'update:failed', jobId: u.jobId, epoch: u.epoch })
+          return
+        }
+        for (const ack of r.body.acks) {
+          const u = renewals.find(x => x.jobId === ack.jobId && x.epoch === ack.epoch)
+          if (u !== undefined) bidderDo(a, { type: 'update:acked', ...ack, state: u.state })
+        }
+        for (const u of r.body.unanswered) bidderDo(a, { type: 'update:failed', jobId: u.jobId, epoch: u.epoch })
+      })
+      return
+    }
     if (m.type !== MessageType.AttemptUpdate) return
     const b = byId.get(to)
     if (b === undefined) return

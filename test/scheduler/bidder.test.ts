@@ -1,6 +1,7 @@
 // The bidder: reservations from bids, allocations from awards, fencing on the executor side,
 // and its half of the lease. Driven event by event with explicit times; no clock, no timers.
 import { describe, expect, it } from 'vitest'
+import { test as propTest, fc } from '@fast-check/vitest'
 import type { JobSpec } from '../../src/protocol/job-spec.ts'
 import { MessageType } from '../../src/protocol/messages.ts'
 import { type BidderEffect, type BidderState, bidderNextTimerMs, bidderStep, capacityOf, createBidder, usedResources } from '../../src/scheduler/bidder.ts'
@@ -400,5 +401,82 @@ describe('the final report', () => {
     running(s, 'j1', 1, 0)
     exited(s, 2000)
     expect(exited(s, 2100)).toEqual([])
+  })
+})
+
+describe('renewals to one owner travel together', () => {
+  /** A node big enough for many small attempts; each awarded by `owner` at `atMs` and running. */
+  function big (): BidderState {
+    return createBidder({ peerId: 'node-1', totalCpuMilli: 64_000, totalMemoryBytes: 64 * GiB, labels: {}, seq: 0, config: CONFIG })
+  }
+  const small = spec({ cpuMilli: 10, memoryBytes: 1024 ** 2 })
+  function runningFor (s: BidderState, owner: string, jobId: string, atMs: number): void {
+    bidderStep(s, { type: 'award:received', from: owner, replyId: ++replyIds, jobId, epoch: 1, spec: small }, atMs)
+    bidderStep(s, { type: 'attempt:started', jobId, epoch: 1, startedAtMs: atMs }, atMs)
+  }
+  /** per send: the owner and the jobs it renews */
+  const renewed = (fx: BidderEffect[]): Array<[string, string[]]> => sends(fx).map(f => [f.to,
+    f.message.type === MessageType.AttemptRenewals ? f.message.body.renewals.map(r => r.jobId) : f.message.type === MessageType.AttemptUpdate ? [f.message.body.jobId] : []])
+
+  it.each([
+    { name: 'due together: one message', awards: [['a', 'j1', 0], ['a', 'j2', 0]], at: 750, want: [['a', ['j1', 'j2']]] },
+    { name: 'one due, one half due: both go', awards: [['a', 'j1', 0], ['a', 'j2', 300]], at: 750, want: [['a', ['j1', 'j2']]] },
+    { name: 'one due, one less than half due: it waits', awards: [['a', 'j1', 0], ['a', 'j2', 400]], at: 750, want: [['a', ['j1']]] },
+    { name: 'two owners: one message each, a single renewal stays an AttemptUpdate', awards: [['a', 'j1', 0], ['b', 'j2', 0], ['a', 'j3', 100]], at: 750, want: [['a', ['j1', 'j3']], ['b', ['j2']]] },
+    { name: 'nothing due: nothing goes, however many are half due', awards: [['a', 'j1', 300], ['a', 'j2', 300]], at: 750, want: [] }
+  ] as const)('$name', ({ awards, at, want }) => {
+    const s = big()
+    for (const [owner, jobId, atMs] of awards) runningFor(s, owner, jobId, atMs)
+    const fx = tick(s, at)
+    expect(renewed(fx)).toEqual(want)
+    for (const f of sends(fx)) {
+      if (f.message.type === MessageType.AttemptRenewals) {
+        expect(f.message.body.node).toBe('node-1')
+        for (const r of f.message.body.renewals) expect(r).toEqual({ jobId: r.jobId, epoch: 1, state: 'running', startedAtMs: awards.find(x => x[1] === r.jobId)![2] })
+      } else {
+        expect(f.message.type).toBe(MessageType.AttemptUpdate)
+      }
+    }
+  })
+
+  it('a batch holds at most MAX_RENEWALS_PER_MESSAGE; more go in further messages', () => {
+    const s = big()
+    for (let i = 0; i < 300; i++) runningFor(s, 'a', `j${i}`, 0)
+    const sizes = sends(tick(s, 750)).map(f => f.message.type === MessageType.AttemptRenewals ? f.message.body.renewals.length : 1)
+    expect(sizes).toEqual([256, 44])
+  })
+
+  propTest.prop([
+    fc.array(fc.record({ owner: fc.constantFrom('a', 'b', 'c'), atMs: fc.integer({ min: 0, max: 6000 }) }), { minLength: 1, maxLength: 30 })
+  ], { numRuns: 100 })('every attempt is renewed within leaseRenewMs (and a tick), none lapses, and each owner gets at most 2 messages per interval once under way', (awards) => {
+    const s = big()
+    const pending = [...awards].map((a, i) => ({ ...a, jobId: `j${i}` })).sort((x, y) => x.atMs - y.atMs)
+    const lastRenewal = new Map<string, number>()
+    const perOwnerWindow = new Map<string, number[]>()
+    for (let t = 0; t <= 12_000; t += 50) {
+      while (pending.length > 0 && pending[0].atMs <= t) {
+        const a = pending.shift()!
+        runningFor(s, a.owner, a.jobId, t)
+        lastRenewal.set(a.jobId, t)
+      }
+      const fx = tick(s, t)
+      expect(stops(fx)).toEqual([])
+      for (const [owner, jobs] of renewed(fx)) {
+        ;(perOwnerWindow.get(owner) ?? perOwnerWindow.set(owner, []).get(owner)!).push(t)
+        for (const jobId of jobs) {
+          expect(t - lastRenewal.get(jobId)!).toBeLessThanOrEqual(750 + 50)
+          lastRenewal.set(jobId, t)
+          // the owner answers every renewal at once
+          bidderStep(s, { type: 'update:acked', jobId, epoch: 1, accepted: true, stop: false, state: 'running' }, t)
+        }
+      }
+      for (const [jobId, last] of lastRenewal) expect({ jobId, late: t - last > 750 + 50 }).toEqual({ jobId, late: false })
+    }
+    // After the last award, each owner's renewals settle into ≤ 2 messages per interval.
+    const settledFrom = Math.max(...awards.map(a => a.atMs)) + 2 * 750
+    for (const [owner, times] of perOwnerWindow) {
+      const late = times.filter(t => t >= settledFrom)
+      for (const t of late) expect({ owner, t, inInterval: late.filter(x => x >= t && x < t + 750).length <= 2 }).toEqual({ owner, t, inInterval: true })
+    }
   })
 })

@@ -65,7 +65,9 @@ const samples: Record<MessageTypeName, unknown> = {
   JobListReply: { summaries: [summary, { ...summary, id: 'j-0002' }] },
   LogAppend: { jobId: 'j-0001', epoch: 1, chunks: [{ stream: 'stderr', atMs: 3, data: 'oops\n' }] },
   JobReplicate: { from: P1, jobs: [{ job: record, events: [event] }] },
-  MemberLeave: { peerId: P1 }
+  MemberLeave: { peerId: P1 },
+  AttemptRenewals: { node: P2, renewals: [{ jobId: 'j-0001', epoch: 1, state: 'running', startedAtMs: 2 }, { jobId: 'j-0002', epoch: 3, state: 'starting' }] },
+  AttemptRenewalsAck: { acks: [{ jobId: 'j-0001', epoch: 1, accepted: true, stop: false, owner: P1 }], unanswered: [{ jobId: 'j-0002', epoch: 3 }] }
 }
 
 const wire = new Packr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number', moreTypes: false })

@@ -13,6 +13,7 @@ import { type Agent, type AgentInit, startAgent } from '../../src/agent/agent.ts
 import { signJob } from '../../src/agent/signing.ts'
 import { type MemoryNetwork, createMemoryNetwork } from '../../src/mesh/memory-mesh.ts'
 import type { AttemptRef, AttemptResult, Executor, RunOptions } from '../../src/runtime/executor.ts'
+import type { Mesh } from '../../src/mesh/mesh.ts'
 import { openSqliteStore } from '../../src/store/sqlite-store.ts'
 import type { Store } from '../../src/store/store.ts'
 
@@ -22,8 +23,9 @@ export interface VirtualAgents {
   readonly net: MemoryNetwork
   readonly nodes: VirtualNode[]
   /** Starts `count` agents and waits (in virtual time) until each sees all the others alive.
-   *  `wrapStore` may replace a store's methods before its agent starts. */
-  start: (count: number, options: { executorFor: (id: string) => Executor, cpuMilliFor?: (i: number) => number, wrapStore?: (store: Store, i: number) => void, timings?: AgentInit['timings'] }) => Promise<void>
+   *  `wrapStore` may replace a store's methods before its agent starts; `wrapMesh` may stand
+   *  in for an agent's mesh (say, to make it answer some requests as another version would). */
+  start: (count: number, options: { executorFor: (id: string) => Executor, cpuMilliFor?: (i: number) => number, wrapStore?: (store: Store, i: number) => void, wrapMesh?: (mesh: Mesh, i: number) => Mesh, timings?: AgentInit['timings'] }) => Promise<void>
   /** Advances virtual time in 50 ms steps until `done`, failing after `maxMs`. */
   advanceUntil: (what: string, done: () => boolean, maxMs: number) => Promise<void>
   /** Stops every agent (advancing virtual time while requests in flight time out), restores
@@ -51,7 +53,7 @@ export function createVirtualAgents (): VirtualAgents {
     net,
     nodes,
     advanceUntil,
-    async start (count, { executorFor, cpuMilliFor = () => 1000, wrapStore, timings }) {
+    async start (count, { executorFor, cpuMilliFor = () => 1000, wrapStore, wrapMesh, timings }) {
       for (let i = 0; i < count; i++) {
         // The same cast loadOrCreateKey makes: @libp2p/crypto and libp2p pin different copies
         // of @libp2p/interface, whose PrivateKey types TypeScript sees as unrelated.
@@ -61,7 +63,8 @@ export function createVirtualAgents (): VirtualAgents {
         // within real time, instead of on libuv's pool while virtual time jumps ahead.
         const store = openSqliteStore({ path: join(dir, `${i}.db`), flushFile: async fd => { fdatasyncSync(fd) } })
         wrapStore?.(store, i)
-        const agent = await startAgent({ mesh: net.createMesh(id), store, executor: executorFor(id), logger, signJob: f => signJob(key, f) },
+        const mesh = net.createMesh(id)
+        const agent = await startAgent({ mesh: wrapMesh?.(mesh, i) ?? mesh, store, executor: executorFor(id), logger, signJob: f => signJob(key, f) },
           { cpuMilli: cpuMilliFor(i), memoryBytes: 1024 ** 3, ...(timings !== undefined ? { timings } : {}) })
         nodes.push({ id, agent, store })
       }
