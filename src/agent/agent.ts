@@ -62,13 +62,6 @@ export interface Agent extends AgentApi {
 /** Every job in the store that has not finished, whatever the store's history: listed by
  *  state (an index), not as the newest N of all jobs, which a long history of finished ones
  *  would crowd live ones out of. */
-/** A request the peer answered with a refusal (RequestRefusedError, somewhere in the causes:
- *  the mesh wraps it), rather than not answering at all. */
-function refusedOutright (err: unknown): boolean {
-  for (let e: any = err, depth = 0; e != null && depth < 5; e = e.cause, depth++) if (e.name === 'RequestRefusedError') return true
-  return false
-}
-
 export function unfinishedJobs (store: Store): JobRecord[] {
   return JobStates.filter(state => !TERMINAL_STATES.has(state))
     .flatMap(state => store.listJobs({ state, limit: Number.MAX_SAFE_INTEGER }))
@@ -1201,14 +1194,17 @@ class BidmeshAgent implements Agent {
   }
 
   /** Several lease renewals for one owner, in one request. Whatever it does not settle (the
-   *  owner is not seen alive, the request fails, or the owner could not answer some) goes one
-   *  by one through bidderSend, which also tries the jobs' replicas. */
+   *  owner is not seen alive, the request fails, or the owner left some unanswered) goes one
+   *  by one through bidderSend, which also tries the jobs' replicas: the owner first if it
+   *  answered or failed within half a renewal interval (an older agent refuses the message at
+   *  once, and must hear the renewals), the replicas first if it took longer (asking it again
+   *  would put a second wait before the replicas, past the lease). */
   private async sendRenewals (to: string, body: Bodies[typeof MessageType.AttemptRenewals]): Promise<void> {
     const single = (r: AttemptRenewal): Message => ({ type: MessageType.AttemptUpdate, body: { ...r, node: body.node } })
     let left: AttemptRenewal[] = body.renewals
     let ownerAsked = false
     if (this.isAlive(to)) {
-      ownerAsked = true
+      const askedAtMs = Date.now()
       try {
         const response = await this.c.mesh.request(to, { type: MessageType.AttemptRenewals, body }, { timeoutMs: Math.ceil(this.t.leaseRenewMs * 1.5) })
         if (this.stopped) return
@@ -1224,13 +1220,8 @@ class BidmeshAgent implements Agent {
           }
           left = body.renewals.filter(r => !answered.has(`${r.jobId}#${r.epoch}`))
         }
-        // It answered (if not all, or not in kind): asking it again alone costs no wait.
-        ownerAsked = false
-      } catch (err) {
-        // Refused outright, as an older agent that does not know this message does: it is
-        // there, and takes the renewals one by one.
-        if (refusedOutright(err)) ownerAsked = false
-      }
+      } catch {}
+      ownerAsked = Date.now() - askedAtMs > this.t.leaseRenewMs / 2
     }
     await Promise.all(left.map(async r => await this.bidderSend(to, single(r), { ownerAsked })))
   }
@@ -1264,14 +1255,22 @@ class BidmeshAgent implements Agent {
   private async onRequest (from: string, m: Message): Promise<Message> {
     switch (m.type) {
       case MessageType.AttemptRenewals: {
+        // Only the executor renews its own attempts (it sends these to owners alone; replicas
+        // get its renewals one by one): a member cannot keep others' leases alive.
+        if (from !== m.body.node) return ack(false, 'ERR_NOT_EXECUTOR')
         // Each renewal answered as its own AttemptUpdate would be. They are independent: one
         // that fails leaves the others answered, and its executor sends it again on its own.
+        // Only plain acknowledgements (accepted, not stop) are answered here, so that the reply
+        // never waits for a flush (durable-mesh.ts): a refusal or a stop rests on what was
+        // written, and sent in this reply it would hold up every healthy renewal beside it
+        // past the executor's wait (a flush took up to 3 s on a busy disk). The executor sends
+        // those again alone, and that answer waits.
         const acks: Array<Bodies[typeof MessageType.AttemptUpdateAck]> = []
         const unanswered: Array<{ jobId: string, epoch: number }> = []
         for (const r of m.body.renewals) {
           try {
             const answer = await this.onAttemptUpdate({ ...r, node: m.body.node })
-            if (answer.type === MessageType.AttemptUpdateAck) acks.push(answer.body)
+            if (answer.type === MessageType.AttemptUpdateAck && answer.body.accepted && !answer.body.stop) acks.push(answer.body)
             else unanswered.push({ jobId: r.jobId, epoch: r.epoch })
           } catch {
             unanswered.push({ jobId: r.jobId, epoch: r.epoch })

@@ -44,7 +44,7 @@ function isRenewal (message: Message): boolean {
 }
 
 /** The same holds for renewals sent together (AttemptRenewals): their answer waits only if one
- *  of its acknowledgements refuses or stops an attempt. */
+ *  of its acknowledgements refuses or stops an attempt (the agent answers those alone instead). */
 function isPlainRenewalAck (request: Message, response: Message): boolean {
   if (!isRenewal(request)) return false
   if (response.type === MessageType.AttemptUpdateAck) return response.body.accepted && !response.body.stop

@@ -333,8 +333,10 @@ export function bidderStep (s: BidderState, e: BidderEvent, nowMs: number): Bidd
             // up, and ran the job again, while its result was on the way. Renewals, which wait
             // for nothing, keep the lease until the result is in. Their answers are not the
             // result's: 'update:acked' keeps the final until the final itself is acknowledged.
+            // Alone, not with the owner's other renewals: once the owner holds the result it
+            // answers this one with stop, an answer that waits for a flush.
             a.nextRenewalAtMs = nowMs + s.config.leaseRenewMs
-            renew(a)
+            effects.push({ type: 'send', to: a.owner, message: runningUpdate(s, a) })
           }
           continue
         }
@@ -367,7 +369,7 @@ export function bidderStep (s: BidderState, e: BidderEvent, nowMs: number): Bidd
  */
 function renewAll (s: BidderState, due: Map<string, Allocation[]>, nowMs: number, effects: BidderEffect[]): void {
   for (const a of s.allocations.values()) {
-    if (a.phase === 'exited' || a.lastUpdateSentMs === nowMs || nowMs - a.lastUpdateSentMs < s.config.leaseRenewMs / 2) continue
+    if (a.phase === 'exited' || nowMs - a.lastUpdateSentMs < s.config.leaseRenewMs / 2) continue
     const list = due.get(a.owner)
     if (list === undefined) continue
     a.lastUpdateSentMs = nowMs

@@ -505,9 +505,10 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
         case MessageType.AttemptRenewals: {
           const acks: Array<Bodies[typeof MessageType.AttemptUpdateAck]> = []
           const unanswered: Array<{ jobId: string, epoch: number }> = []
+          // as agent.ts: only plain acknowledgements here; the rest go again alone
           for (const u of m.body.renewals) {
             const r = ask(replyId => ownerDo(b, { type: 'attempt:update', replyId, update: { ...u, node: m.body.node } }))
-            if (r.type === MessageType.AttemptUpdateAck) acks.push(r.body)
+            if (r.type === MessageType.AttemptUpdateAck && r.body.accepted && !r.body.stop) acks.push(r.body)
             else unanswered.push({ jobId: u.jobId, epoch: u.epoch })
           }
           return { type: MessageType.AttemptRenewalsAck, body: { acks, unanswered } }
@@ -549,17 +550,22 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
     if (m.type === MessageType.AttemptRenewals) {
       const b = byId.get(to)
       if (b === undefined) return
-      const renewals = m.body.renewals
+      const { node, renewals } = m.body
       net.request(a.idx, b.idx, m, serve(b, a.id), r => {
         if (r?.type !== MessageType.AttemptRenewalsAck) {
           for (const u of renewals) bidderDo(a, { type: 'update:failed', jobId: u.jobId, epoch: u.epoch })
           return
         }
+        const byKey = new Map(renewals.map(u => [key(u.jobId, u.epoch), u]))
         for (const ack of r.body.acks) {
-          const u = renewals.find(x => x.jobId === ack.jobId && x.epoch === ack.epoch)
+          const u = byKey.get(key(ack.jobId, ack.epoch))
           if (u !== undefined) bidderDo(a, { type: 'update:acked', ...ack, state: u.state })
         }
-        for (const u of r.body.unanswered) bidderDo(a, { type: 'update:failed', jobId: u.jobId, epoch: u.epoch })
+        // as agent.ts: what the owner left unanswered goes again alone
+        for (const u of r.body.unanswered) {
+          const sent = byKey.get(key(u.jobId, u.epoch))
+          if (sent !== undefined) bidderSend(a, to, { type: MessageType.AttemptUpdate, body: { ...sent, node } })
+        }
       })
       return
     }

@@ -115,4 +115,22 @@ describe('durable mesh', () => {
     ownerStore.release()
     expect((await reply).type).toBe(MessageType.AttemptUpdateAck)
   })
+
+  it.each([
+    ['renewals sent together, all acknowledged plainly, wait on neither side', [{ accepted: true, stop: false }, { accepted: true, stop: false }], 0],
+    ['their answer waits if one acknowledgement stops an attempt', [{ accepted: true, stop: false }, { accepted: true, stop: true }], 1],
+    ['and if one refuses', [{ accepted: false, stop: true }, { accepted: true, stop: false }], 1]
+  ] as const)('%s', async (_what, answers, ownerFlushes) => {
+    const { a: executor, aStore: executorStore, b: owner, bStore: ownerStore } = pair()
+    owner.handle(async () => ({ type: MessageType.AttemptRenewalsAck, body: { acks: answers.map((x, i) => ({ jobId: `job-${i}`, epoch: 1, ...x })), unanswered: [] } }))
+    const renewals: Message = { type: MessageType.AttemptRenewals, body: { node: 'a', renewals: answers.map((_, i) => ({ jobId: `job-${i}`, epoch: 1, state: 'running' as const })) } }
+    let answered = false
+    const reply = executor.request('b', renewals).then(r => { answered = true; return r })
+    await settle()
+    expect(executorStore.flushes).toBe(0)
+    expect(ownerStore.flushes).toBe(ownerFlushes)
+    expect(answered).toBe(ownerFlushes === 0)
+    ownerStore.release()
+    expect((await reply).type).toBe(MessageType.AttemptRenewalsAck)
+  })
 })

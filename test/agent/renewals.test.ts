@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import type { Mesh } from '../../src/mesh/mesh.ts'
 import { RequestRefusedError } from '../../src/mesh/rpc-mux.ts'
 import type { JobRecord } from '../../src/protocol/job.ts'
-import { MessageType } from '../../src/protocol/messages.ts'
+import { type Bodies, type Message, MessageType } from '../../src/protocol/messages.ts'
 import { noopExecutor } from '../../src/runtime/noop-executor.ts'
 import { type VirtualAgents, createVirtualAgents } from '../support/virtual-agents.ts'
 
@@ -27,10 +27,14 @@ describe('lease renewals', () => {
   afterEach(async () => { await v.stop() })
 
   /** Submits JOBS jobs to agent 0 and waits until all succeeded; the requests the agents served meanwhile, by type. */
-  async function runBatch (): Promise<{ jobs: JobRecord[], delta: (type: string) => number }> {
+  async function runBatch (count = JOBS): Promise<{ jobs: JobRecord[], delta: (type: string) => number }> {
     const owner = v.nodes[0].agent
     const before = await served(v)
-    const ids = await Promise.all(Array.from({ length: JOBS }, async () => (await owner.submit(JOB)).id))
+    // (virtual time goes on meanwhile: a submit waits for a flush, which may take time)
+    let submitted: string[] | undefined
+    void Promise.all(Array.from({ length: count }, async () => (await owner.submit(JOB)).id)).then(x => { submitted = x })
+    await v.advanceUntil('the submits to be answered', () => submitted !== undefined, 30_000)
+    const ids = submitted!
     const jobs = new Map<string, JobRecord>()
     await v.advanceUntil('every job to succeed', () => {
       for (const id of ids) void owner.getJob(id).then(d => { jobs.set(id, d.job) })
@@ -82,5 +86,36 @@ describe('lease renewals', () => {
     // gave their attempts up and ran the jobs again.)
     for (const job of jobs) expect(job.attempts).toHaveLength(1)
     expect(delta('AttemptUpdate')).toBeGreaterThan(2 * JOBS + JOBS * (RUN_MS / 750) / 2)
+  })
+
+  it('the owner answers only plain acknowledgements together, so that its reply never waits for a flush; a stop or a refusal is left to be asked again alone', async () => {
+    v = createVirtualAgents()
+    await v.start(3, { executorFor: () => noopExecutor({ runMs: RUN_MS }), cpuMilliFor: () => 4000 })
+    const owner = v.nodes[0]
+    const { id } = await owner.agent.submit(JOB)
+    let job: JobRecord | undefined
+    await v.advanceUntil('the job to run', () => {
+      void owner.agent.getJob(id).then(d => { job = d.job })
+      return job?.state === 'running'
+    }, 20_000)
+    const executor = v.nodes.find(n => n.id === job!.node)!
+    const ask = async (from: Mesh, body: Bodies[typeof MessageType.AttemptRenewals]): Promise<Message> => {
+      let answer: Message | undefined
+      void from.request(owner.id, { type: MessageType.AttemptRenewals, body }).then(r => { answer = r })
+      await v.advanceUntil('the owner to answer', () => answer !== undefined, 5000)
+      return answer!
+    }
+    // A member that is not the executor: the attempt is not its to renew (a renewal it sent
+    // alone would be refused with stop). Together with a renewal of an unknown attempt.
+    const other = v.net.createMesh('12D3KooWNotTheExecutor000000000000000000000000000')
+    try {
+      const wrong = await ask(other, { node: other.peerId, renewals: [{ jobId: id, epoch: job!.epoch, state: 'running' }, { jobId: 'no-such-job', epoch: 1, state: 'running' }] })
+      expect(wrong).toEqual({ type: MessageType.AttemptRenewalsAck, body: { acks: [], unanswered: [{ jobId: id, epoch: job!.epoch }, { jobId: 'no-such-job', epoch: 1 }] } })
+      // Naming another node than the sender is refused as a whole.
+      const forged = await ask(other, { node: executor.id, renewals: [{ jobId: id, epoch: job!.epoch, state: 'running' }] })
+      expect(forged.type === MessageType.Ack && forged.body.code).toBe('ERR_NOT_EXECUTOR')
+    } finally {
+      await other.stop()
+    }
   })
 })
