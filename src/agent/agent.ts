@@ -1304,6 +1304,10 @@ class BidmeshAgent implements Agent {
       case MessageType.CancelAttempt:
         return await this.ask(replyId => this.bidderDo({ type: 'attempt:cancel', from, replyId, ...m.body }))
       case MessageType.AttemptUpdate:
+        // Only an attempt's executor reports on it (to its owner, or to a replica): another
+        // member naming the executor could otherwise renew a dead executor's lease, or hand in
+        // a result the job never produced.
+        if (from !== m.body.node) return ack(false, 'ERR_NOT_EXECUTOR')
         return await this.onAttemptUpdate(m.body)
       case MessageType.JobReplicate: {
         const { stale, gaps } = this.onReplicate(m.body.jobs)

@@ -16,6 +16,11 @@ const RETENTION_MS = 60_000
 const HISTORY_MS = 300_000
 const JOB = { image: 'bidmesh/busybox:latest', command: 'true', resources: { cpus: 0.1, memory: '16m' } }
 
+/** The executor's own mesh: only an attempt's executor may report on it. */
+function executorMesh (v: VirtualAgents, node: string): Mesh {
+  return v.nodes.find(n => n.id === node)!.mesh
+}
+
 async function advance (ms: number): Promise<void> {
   for (let t = 0; t < ms; t += 50) await vi.advanceTimersByTimeAsync(50)
 }
@@ -34,18 +39,12 @@ async function succeededJob (v: VirtualAgents): Promise<JobRecord> {
 
 describe('finished jobs: memory, metrics, history', () => {
   let v: VirtualAgents
-  /** a peer that only sends reports, as an executor whose acknowledgement was lost would */
-  let reporter: Mesh
 
   beforeEach(async () => {
     v = createVirtualAgents()
     await v.start(3, { executorFor: () => noopExecutor({ runMs: 200 }), timings: { finishedJobRetentionMs: RETENTION_MS, historyRetentionMs: HISTORY_MS, replayWindowMs: HISTORY_MS } })
-    const key = await generateKeyPair('Ed25519') as unknown as PrivateKey
-    reporter = v.net.createMesh(peerIdFromPrivateKey(key).toString())
-
   })
   afterEach(async () => {
-    await reporter.stop()
     await v.stop()
   })
 
@@ -69,7 +68,8 @@ describe('finished jobs: memory, metrics, history', () => {
     const answers: Array<Message['body']> = []
     for (const body of reports) {
       let answer: Message | undefined
-      void reporter.request(v.nodes[0].id, { type: MessageType.AttemptUpdate, body }).then(r => { answer = r })
+      // sent from the executor's own mesh, as an executor whose acknowledgement was lost would
+      void executorMesh(v, a.node!).request(v.nodes[0].id, { type: MessageType.AttemptUpdate, body }).then(r => { answer = r })
       await v.advanceUntil('the owner to answer', () => answer !== undefined, 10_000)
       expect(answer!.type).toBe(MessageType.AttemptUpdateAck)
       answers.push(answer!.body)
@@ -114,17 +114,20 @@ describe('finished jobs: memory, metrics, history', () => {
     await advance(RETENTION_MS + 10_000)
     expect(await inMemory(0)).toBe(0)
     // Another agent owns the job under a higher term (it took it over while we were cut off).
-    const newOwner = reporter.peerId
+    const key = await generateKeyPair('Ed25519') as unknown as PrivateKey
+    const other = v.net.createMesh(peerIdFromPrivateKey(key).toString())
+    const newOwner = other.peerId
     const summary = { id: job.id, image: job.spec.image, owner: newOwner, state: job.state, epoch: job.epoch, term: job.term + 1, createdAtMs: job.createdAtMs, updatedAtMs: Date.now() }
-    await reporter.publish(Topic.Jobs, { type: MessageType.JobSummaries, body: { from: newOwner, summaries: [summary] } })
+    await other.publish(Topic.Jobs, { type: MessageType.JobSummaries, body: { from: newOwner, summaries: [summary] } })
     await advance(1000)
+    await other.stop()
     const stored = v.nodes[0].store.getJob(job.id)!
     expect(stored.owner).toBe(newOwner)
     expect(stored.term).toBe(job.term) // our copy keeps its own (lower) term: it is stale
     // A late final is no longer answered as ours, nor does it come back into memory.
     const a = job.attempts[0]
     let answer: Message | undefined
-    void reporter.request(v.nodes[0].id, { type: MessageType.AttemptUpdate, body: { jobId: job.id, epoch: a.epoch, node: a.node, state: 'exited', exitCode: 0, reason: 'exit', startedAtMs: a.startedAtMs, finishedAtMs: a.finishedAtMs } }).then(r => { answer = r })
+    void executorMesh(v, a.node!).request(v.nodes[0].id, { type: MessageType.AttemptUpdate, body: { jobId: job.id, epoch: a.epoch, node: a.node, state: 'exited', exitCode: 0, reason: 'exit', startedAtMs: a.startedAtMs, finishedAtMs: a.finishedAtMs } }).then(r => { answer = r })
     await v.advanceUntil('the old owner to answer', () => answer !== undefined, 10_000)
     expect(answer!.type).toBe(MessageType.Ack)
     expect((answer!.body as { code?: string }).code).toBe('ERR_NOT_OWNER')
@@ -217,9 +220,7 @@ describe('history: the first check', () => {
 
 describe('finished jobs: a resent final after the replicas died', () => {
   let v: VirtualAgents
-  let reporter: Mesh
   afterEach(async () => {
-    await reporter.stop()
     await v.stop()
   })
 
@@ -228,14 +229,13 @@ describe('finished jobs: a resent final after the replicas died', () => {
     // 9 agents: a job's group is its owner and 4 replicas, so 3 replicas can die while the
     // mesh keeps its majority (6 of 9)
     await v.start(9, { executorFor: () => noopExecutor({ runMs: 200 }), timings: { finishedJobRetentionMs: RETENTION_MS } })
-    const key = await generateKeyPair('Ed25519') as unknown as PrivateKey
-    reporter = v.net.createMesh(peerIdFromPrivateKey(key).toString())
     const owner = v.nodes[0].agent
     const job = await succeededJob(v)
     await advance(RETENTION_MS + 10_000)
     expect(/^bidmesh_owned_jobs_in_memory 0$/m.test((await owner.metrics()).body)).toBe(true)
 
-    const dead = v.nodes.filter(n => job.replicas.includes(n.id)).slice(0, 3)
+    // not the executor: it is the one that resends the final below
+    const dead = v.nodes.filter(n => job.replicas.includes(n.id) && n.id !== job.attempts[0].node).slice(0, 3)
     expect(dead).toHaveLength(3)
     let stopped = false
     void Promise.all(dead.map(async n => await n.agent.stop())).then(() => { stopped = true })
@@ -243,7 +243,7 @@ describe('finished jobs: a resent final after the replicas died', () => {
 
     const a = job.attempts[0]
     let answer: Message | undefined
-    void reporter.request(v.nodes[0].id, { type: MessageType.AttemptUpdate, body: { jobId: job.id, epoch: a.epoch, node: a.node, state: 'exited', exitCode: 0, reason: 'exit', startedAtMs: a.startedAtMs, finishedAtMs: a.finishedAtMs } }).then(r => { answer = r })
+    void executorMesh(v, a.node!).request(v.nodes[0].id, { type: MessageType.AttemptUpdate, body: { jobId: job.id, epoch: a.epoch, node: a.node, state: 'exited', exitCode: 0, reason: 'exit', startedAtMs: a.startedAtMs, finishedAtMs: a.finishedAtMs } }).then(r => { answer = r })
     await v.advanceUntil('the owner to answer', () => answer !== undefined, 10_000)
     expect(answer!.type).toBe(MessageType.AttemptUpdateAck)
     expect((answer!.body as { accepted: boolean, stop: boolean })).toMatchObject({ accepted: true, stop: true })

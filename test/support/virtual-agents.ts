@@ -17,7 +17,8 @@ import type { Mesh } from '../../src/mesh/mesh.ts'
 import { openSqliteStore } from '../../src/store/sqlite-store.ts'
 import type { Store } from '../../src/store/store.ts'
 
-export interface VirtualNode { id: string, agent: Agent, store: Store }
+/** mesh: the agent's own mesh, for tests that send as that agent would (say, an executor resending a report) */
+export interface VirtualNode { id: string, agent: Agent, store: Store, mesh: Mesh }
 
 export interface VirtualAgents {
   readonly net: MemoryNetwork
@@ -66,7 +67,7 @@ export function createVirtualAgents (): VirtualAgents {
         const mesh = net.createMesh(id)
         const agent = await startAgent({ mesh: wrapMesh?.(mesh, i) ?? mesh, store, executor: executorFor(id), logger, signJob: f => signJob(key, f) },
           { cpuMilli: cpuMilliFor(i), memoryBytes: 1024 ** 3, ...(timings !== undefined ? { timings } : {}) })
-        nodes.push({ id, agent, store })
+        nodes.push({ id, agent, store, mesh })
       }
       await advanceUntil('every agent to see all the others alive', () => nodes.every(n => n.agent.nodes().filter(v => v.liveness === 'alive').length === count), 20_000)
     },
