@@ -6,10 +6,9 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import type { PrivateKey } from '@libp2p/interface'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { afterEach, describe, expect, it } from 'vitest'
-import type { JobRecord } from '../../src/protocol/job.ts'
 import { type Message, MessageType } from '../../src/protocol/messages.ts'
 import { noopExecutor } from '../../src/runtime/noop-executor.ts'
-import { type VirtualAgents, createVirtualAgents } from '../support/virtual-agents.ts'
+import { type VirtualAgents, createVirtualAgents, untilJobState } from '../support/virtual-agents.ts'
 
 const JOB = { image: 'bidmesh/busybox:latest', command: 'true', resources: { cpus: 0.1, memory: '16m' } }
 
@@ -22,11 +21,7 @@ describe('attempt reports', () => {
     await v.start(3, { executorFor: () => noopExecutor({ runMs: 3000 }) })
     const owner = v.nodes[0]
     const { id } = await owner.agent.submit(JOB)
-    let job: JobRecord | undefined
-    await v.advanceUntil('the job to run', () => {
-      void owner.agent.getJob(id).then(d => { job = d.job })
-      return job?.state === 'running'
-    }, 20_000)
+    let job = await untilJobState(v, 0, id, 'running', 20_000)
     const key = await generateKeyPair('Ed25519') as unknown as PrivateKey
     const other = v.net.createMesh(peerIdFromPrivateKey(key).toString())
     try {
@@ -43,10 +38,7 @@ describe('attempt reports', () => {
     } finally {
       await other.stop()
     }
-    await v.advanceUntil('the job to succeed', () => {
-      void owner.agent.getJob(id).then(d => { job = d.job })
-      return job?.state === 'succeeded'
-    }, 20_000)
+    job = await untilJobState(v, 0, id, 'succeeded', 20_000)
     expect(job!.attempts).toHaveLength(1)
     expect(job!.attempts[0].exitCode).toBe(0)
   })

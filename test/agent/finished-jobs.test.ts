@@ -10,7 +10,7 @@ import { type Mesh, Topic } from '../../src/mesh/mesh.ts'
 import type { JobRecord } from '../../src/protocol/job.ts'
 import { type Message, MessageType } from '../../src/protocol/messages.ts'
 import { noopExecutor } from '../../src/runtime/noop-executor.ts'
-import { type VirtualAgents, createVirtualAgents } from '../support/virtual-agents.ts'
+import { type VirtualAgents, createVirtualAgents, untilJobState } from '../support/virtual-agents.ts'
 
 const RETENTION_MS = 60_000
 const HISTORY_MS = 300_000
@@ -264,18 +264,11 @@ describe('finished jobs: a replica cut off when the final was replicated', () =>
     await v.start(6, { executorFor: () => noopExecutor({ runMs: 5000 }), timings })
     const owner = v.nodes[0]
     const { id } = await owner.agent.submit(JOB)
-    let job: JobRecord | undefined
-    await v.advanceUntil('the job to run', () => {
-      void owner.agent.getJob(id).then(d => { job = d.job })
-      return job?.state === 'running'
-    }, 20_000)
-    const cutOff = v.nodes.find(n => job!.replicas.includes(n.id) && n.id !== job!.node)!
+    const job = await untilJobState(v, 0, id, 'running', 20_000)
+    const cutOff = v.nodes.find(n => job.replicas.includes(n.id) && n.id !== job.node)!
     await v.advanceUntil('the cut-off replica to hold the running copy', () => cutOff.store.getJob(id)?.state === 'running', 5000)
     v.net.partition([cutOff.id], v.nodes.filter(n => n !== cutOff).map(n => n.id))
-    await v.advanceUntil('the job to succeed', () => {
-      void owner.agent.getJob(id).then(d => { job = d.job })
-      return job?.state === 'succeeded'
-    }, 20_000)
+    await untilJobState(v, 0, id, 'succeeded', 20_000)
     let evicted = false
     await v.advanceUntil('the owner to evict the job', () => {
       void owner.agent.metrics().then(m => { evicted = /^bidmesh_owned_jobs_in_memory 0$/m.test(m.body) })

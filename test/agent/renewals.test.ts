@@ -7,7 +7,7 @@ import { RequestRefusedError } from '../../src/mesh/rpc-mux.ts'
 import type { JobRecord } from '../../src/protocol/job.ts'
 import { type Bodies, type Message, MessageType } from '../../src/protocol/messages.ts'
 import { noopExecutor } from '../../src/runtime/noop-executor.ts'
-import { type VirtualAgents, createVirtualAgents } from '../support/virtual-agents.ts'
+import { type VirtualAgents, createVirtualAgents, untilJobState } from '../support/virtual-agents.ts'
 
 const RUN_MS = 6000
 const JOBS = 12
@@ -93,11 +93,7 @@ describe('lease renewals', () => {
     await v.start(3, { executorFor: () => noopExecutor({ runMs: RUN_MS }), cpuMilliFor: () => 4000 })
     const owner = v.nodes[0]
     const { id } = await owner.agent.submit(JOB)
-    let job: JobRecord | undefined
-    await v.advanceUntil('the job to run', () => {
-      void owner.agent.getJob(id).then(d => { job = d.job })
-      return job?.state === 'running'
-    }, 20_000)
+    const job = await untilJobState(v, 0, id, 'running', 20_000)
     const executor = v.nodes.find(n => n.id === job!.node)!
     const ask = async (from: Mesh, body: Bodies[typeof MessageType.AttemptRenewals]): Promise<Message> => {
       let answer: Message | undefined

@@ -14,6 +14,7 @@ import { signJob } from '../../src/agent/signing.ts'
 import { type MemoryNetwork, createMemoryNetwork } from '../../src/mesh/memory-mesh.ts'
 import type { AttemptRef, AttemptResult, Executor, RunOptions } from '../../src/runtime/executor.ts'
 import type { Mesh } from '../../src/mesh/mesh.ts'
+import type { JobRecord } from '../../src/protocol/job.ts'
 import { openSqliteStore } from '../../src/store/sqlite-store.ts'
 import type { Store } from '../../src/store/store.ts'
 
@@ -108,4 +109,14 @@ export function recordingExecutor (node: string, runs: RecordedRun[], runMs: num
     async remove () {},
     async ping () {}
   }
+}
+
+/** Advances virtual time until agent number `via` reports job `id` in `state`; the job then. */
+export async function untilJobState (v: VirtualAgents, via: number, id: string, state: JobRecord['state'], maxMs: number): Promise<JobRecord> {
+  let job: JobRecord | undefined
+  await v.advanceUntil(`job ${id} to be ${state}`, () => {
+    void v.nodes[via].agent.getJob(id).then(d => { job = d.job })
+    return job?.state === state
+  }, maxMs)
+  return job!
 }
