@@ -1289,14 +1289,27 @@ class BidmeshAgent implements Agent {
         return await this.ask(replyId => this.bidderDo({ type: 'bid:requested', from, replyId, jobId: m.body.jobId, epoch: m.body.epoch, spec: m.body.spec }))
       }
       case MessageType.Award: {
-        const v = screenJobMessage('award', m.body, { allowlist: this.publishers, guard: this.replayGuard, finished: this.jobFinished }, Date.now())
+        // The guard is only asked here; the award enters it once the bidder has taken it, so
+        // awards declined (no room, a lapsed reservation, a finished job) fill no entries.
+        const v = screenJobMessage('award', m.body, { allowlist: this.publishers, guard: this.replayGuard, finished: this.jobFinished, checkOnly: true }, Date.now())
         if (!v.ok) {
           this.c.logger.warn({ jobId: m.body.jobId, from, reason: v.reason, detail: v.detail }, 'award:refused')
           return { type: MessageType.AwardDeclined, body: { jobId: m.body.jobId, epoch: m.body.epoch, reason: v.reason } }
         }
         this.awardTerms.set(`${m.body.jobId}#${m.body.epoch}`, m.body.term ?? 0)
         if (this.awardTerms.size > 10_000) this.awardTerms.delete(this.awardTerms.keys().next().value!)
-        return await this.ask(replyId => this.bidderDo({ type: 'award:received', from, replyId, jobId: m.body.jobId, epoch: m.body.epoch, spec: m.body.spec, replicas: m.body.replicas }))
+        return await this.ask(replyId => {
+          this.bidderDo({ type: 'award:received', from, replyId, jobId: m.body.jobId, epoch: m.body.epoch, spec: m.body.spec, replicas: m.body.replicas })
+          // Taken (or taken before): admitted in the same step, so no other award of the job
+          // is screened in between, and written before the acknowledgement leaves (it waits for
+          // the flush that covers it). A repeat of an award already taken is admitted once.
+          if (!this.bidder.allocations.has(`${m.body.jobId}#${m.body.epoch}`)) return
+          try {
+            this.replayGuard.admitEpoch({ jobId: m.body.jobId, nonce: m.body.nonce!, createdAtMs: m.body.createdAtMs!, epoch: m.body.epoch }, Date.now())
+          } catch (err) {
+            this.c.logger.warn({ jobId: m.body.jobId, err }, 'could not record the award in the replay guard')
+          }
+        })
       }
       case MessageType.ReservationRelease:
         this.bidderDo({ type: 'reservation:released', ...m.body })

@@ -228,8 +228,9 @@ export interface ReplayGuard {
   /** For executors, where one job legitimately arrives again (a retry, a takeover) with a
    *  higher epoch: admits (jobId, nonce, epoch) only when epoch is above every epoch admitted
    *  for that (jobId, nonce) before, within the same window. A replayed or stale award is
-   *  'replayed'. Epochs are kept apart from admit()'s entries. */
-  admitEpoch (entry: { jobId: string, nonce: string, createdAtMs: number, epoch: number }, nowMs: number): ReplayVerdict
+   *  'replayed'. Epochs are kept apart from admit()'s entries. With check, only the verdict:
+   *  nothing is remembered (the caller admits once it has taken the award). */
+  admitEpoch (entry: { jobId: string, nonce: string, createdAtMs: number, epoch: number }, nowMs: number, options?: { check?: boolean }): ReplayVerdict
   /** True when a job created at createdAtMs is inside the window now (no state kept). */
   isFresh (createdAtMs: number, nowMs: number): boolean
   /** Entries remembered now. */
@@ -382,12 +383,13 @@ export function createReplayGuard (init: ReplayGuardInit): ReplayGuard {
       book.add(key, createdAtMs, -1)
       return { ok: true }
     },
-    admitEpoch ({ jobId, nonce, createdAtMs, epoch }, nowMs) {
+    admitEpoch ({ jobId, nonce, createdAtMs, epoch }, nowMs, options = {}) {
       if (!Number.isSafeInteger(epoch) || epoch < 0) return { ok: false, reason: 'malformed' }
       const key = prepare('e', jobId, nonce, createdAtMs, nowMs)
       if (typeof key !== 'string') return key
       const last = book.epochOf(key)
       if (last !== undefined && epoch <= last) return { ok: false, reason: 'replayed' }
+      if (options.check === true) return last === undefined && book.size() >= init.maxEntries ? { ok: false, reason: 'full' } : { ok: true }
       if (last === undefined) {
         if (book.size() >= init.maxEntries) return { ok: false, reason: 'full' }
         book.add(key, createdAtMs, epoch)
@@ -432,6 +434,9 @@ export function screenJobMessage (
     guard?: ReplayGuard
     /** True when the executor knows the job has ended (succeeded, failed or cancelled). */
     finished?: (jobId: string) => boolean
+    /** Award only: check the guard without admitting, for a caller that admits once it has
+     *  taken the award (an award declined then takes no room in the guard). Default false. */
+    checkOnly?: boolean
   },
   nowMs: number
 ): ScreenVerdict {
@@ -442,7 +447,7 @@ export function screenJobMessage (
   const createdAtMs = body.createdAtMs!
   if (guard !== undefined && kind === 'bid' && !guard.isFresh(createdAtMs, nowMs)) return { ok: false, reason: 'expired job' }
   if (guard !== undefined && kind === 'award') {
-    const v = guard.admitEpoch({ jobId: body.jobId, nonce: body.nonce!, createdAtMs, epoch: body.epoch }, nowMs)
+    const v = guard.admitEpoch({ jobId: body.jobId, nonce: body.nonce!, createdAtMs, epoch: body.epoch }, nowMs, { check: policy.checkOnly === true })
     if (!v.ok) return refusedByGuard(v.reason)
   }
   // The signature covers what to run, not the epoch, the owner or the executor: those change

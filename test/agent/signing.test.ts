@@ -194,6 +194,12 @@ for (const [bookName, newBook] of BOOKS) describe(`createReplayGuard, ${bookName
     expect(e(2)).toEqual({ ok: false, reason: 'replayed' })
     expect(e(4, t0 + 60_001)).toEqual({ ok: false, reason: 'expired' })
     expect(g.admitEpoch({ jobId: 'a', nonce: 'x', createdAtMs: t0, epoch: -1 }, t0)).toEqual({ ok: false, reason: 'malformed' })
+    // a check gives the verdict and remembers nothing
+    expect(g.admitEpoch({ jobId: 'a', nonce: 'x', createdAtMs: t0, epoch: 5 }, t0, { check: true })).toEqual({ ok: true })
+    expect(g.admitEpoch({ jobId: 'a', nonce: 'x', createdAtMs: t0, epoch: 2 }, t0, { check: true })).toEqual({ ok: false, reason: 'replayed' })
+    expect(g.admitEpoch({ jobId: 'c', nonce: 'x', createdAtMs: t0, epoch: 0 }, t0, { check: true })).toEqual({ ok: true })
+    expect(g.size()).toBe(1)
+    expect(e(5)).toEqual({ ok: true })
     // admit() and admitEpoch() keep separate books
     expect(g.admit({ jobId: 'a', nonce: 'x', createdAtMs: t0 }, t0)).toEqual({ ok: true })
     expect(g.size()).toBe(2)
