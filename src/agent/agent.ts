@@ -9,7 +9,7 @@ import { type JobSpec, parseJobSpec } from '../protocol/job-spec.ts'
 import { redactSecrets, specSecrets } from '../protocol/redact.ts'
 import { type Explanation, type JobEvent, type JobRecord, type JobSummary, JobStates, type LogChunk, type NodeCapacity, summarize, TERMINAL_STATES } from '../protocol/job.ts'
 import { type AttemptRenewal, type Bodies, type Message, MessageType } from '../protocol/messages.ts'
-import { type BidderEffect, type BidderEvent, type BidderState, bidderStep, capacityOf, createBidder } from '../scheduler/bidder.ts'
+import { type BidderEffect, type BidderEvent, type BidderState, bidderStep, capacityOf, createBidder, renewalsAnswer, renewalsOutcome } from '../scheduler/bidder.ts'
 import { type OwnerEffect, type OwnerEvent, type OwnerJob, type OwnerState, createOwner, ownerStep, viewLiveness } from '../scheduler/auction.ts'
 import { selectFromView } from '../scheduler/placement.ts'
 import { type CopyAnswer, decideTakeover, groupMajority, newerRecord, newerSummary, rankReplicas, replicaQuorum, takeoverDueAtMs } from '../scheduler/takeover.ts'
@@ -1209,16 +1209,9 @@ class BidmeshAgent implements Agent {
         const response = await this.c.mesh.request(to, { type: MessageType.AttemptRenewals, body }, { timeoutMs: Math.ceil(this.t.leaseRenewMs * 1.5) })
         if (this.stopped) return
         if (response.type === MessageType.AttemptRenewalsAck) {
-          const state = new Map(body.renewals.map(r => [`${r.jobId}#${r.epoch}`, r.state]))
-          const answered = new Set<string>()
-          for (const ack of response.body.acks) {
-            const k = `${ack.jobId}#${ack.epoch}`
-            const st = state.get(k)
-            if (st === undefined || answered.has(k)) continue // not one we asked about
-            answered.add(k)
-            this.bidderDo({ type: 'update:acked', ...ack, state: st })
-          }
-          left = body.renewals.filter(r => !answered.has(`${r.jobId}#${r.epoch}`))
+          const { acked, again } = renewalsOutcome(body.renewals, response.body)
+          for (const event of acked) this.bidderDo(event)
+          left = again
         }
       } catch {}
       ownerAsked = Date.now() - askedAtMs > this.t.leaseRenewMs / 2
@@ -1258,25 +1251,13 @@ class BidmeshAgent implements Agent {
         // Only the executor renews its own attempts (it sends these to owners alone; replicas
         // get its renewals one by one): a member cannot keep others' leases alive.
         if (from !== m.body.node) return ack(false, 'ERR_NOT_EXECUTOR')
-        // Each renewal answered as its own AttemptUpdate would be. They are independent: one
-        // that fails leaves the others answered, and its executor sends it again on its own.
-        // Only plain acknowledgements (accepted, not stop) are answered here, so that the reply
-        // never waits for a flush (durable-mesh.ts): a refusal or a stop rests on what was
-        // written, and sent in this reply it would hold up every healthy renewal beside it
-        // past the executor's wait (a flush took up to 3 s on a busy disk). The executor sends
-        // those again alone, and that answer waits.
-        const acks: Array<Bodies[typeof MessageType.AttemptUpdateAck]> = []
-        const unanswered: Array<{ jobId: string, epoch: number }> = []
+        // Each renewal answered as its own AttemptUpdate would be (see renewalsAnswer for what
+        // the reply holds). They are independent: one that fails is left unanswered.
+        const answers: Message[] = []
         for (const r of m.body.renewals) {
-          try {
-            const answer = await this.onAttemptUpdate({ ...r, node: m.body.node })
-            if (answer.type === MessageType.AttemptUpdateAck && answer.body.accepted && !answer.body.stop) acks.push(answer.body)
-            else unanswered.push({ jobId: r.jobId, epoch: r.epoch })
-          } catch {
-            unanswered.push({ jobId: r.jobId, epoch: r.epoch })
-          }
+          answers.push(await this.onAttemptUpdate({ ...r, node: m.body.node }).catch(() => ack(false, 'ERR_INTERNAL')))
         }
-        return { type: MessageType.AttemptRenewalsAck, body: { acks, unanswered } }
+        return { type: MessageType.AttemptRenewalsAck, body: renewalsAnswer(m.body.renewals, answers) }
       }
       case MessageType.BidRequest: {
         this.metrics_.bidsReceived.inc()
@@ -1291,7 +1272,7 @@ class BidmeshAgent implements Agent {
       case MessageType.Award: {
         // The guard is only asked here; the award enters it once the bidder has taken it, so
         // awards declined (no room, a lapsed reservation, a finished job) fill no entries.
-        const v = screenJobMessage('award', m.body, { allowlist: this.publishers, guard: this.replayGuard, finished: this.jobFinished, checkOnly: true }, Date.now())
+        const v = screenJobMessage('award', m.body, { allowlist: this.publishers, guard: this.replayGuard, finished: this.jobFinished }, Date.now())
         if (!v.ok) {
           this.c.logger.warn({ jobId: m.body.jobId, from, reason: v.reason, detail: v.detail }, 'award:refused')
           return { type: MessageType.AwardDeclined, body: { jobId: m.body.jobId, epoch: m.body.epoch, reason: v.reason } }

@@ -6,6 +6,7 @@
 // out at once, and so do the few direct messages below that promise nothing.
 import type { Mesh } from '../mesh/mesh.ts'
 import { type Message, MessageType } from '../protocol/messages.ts'
+import { isPlainAck } from '../scheduler/bidder.ts'
 import type { Store } from '../store/store.ts'
 
 /**
@@ -47,8 +48,8 @@ function isRenewal (message: Message): boolean {
  *  of its acknowledgements refuses or stops an attempt (the agent answers those alone instead). */
 function isPlainRenewalAck (request: Message, response: Message): boolean {
   if (!isRenewal(request)) return false
-  if (response.type === MessageType.AttemptUpdateAck) return response.body.accepted && !response.body.stop
-  if (response.type === MessageType.AttemptRenewalsAck) return response.body.acks.every(a => a.accepted && !a.stop)
+  if (response.type === MessageType.AttemptUpdateAck) return isPlainAck(response.body)
+  if (response.type === MessageType.AttemptRenewalsAck) return response.body.acks.every(isPlainAck)
   return false
 }
 

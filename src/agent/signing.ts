@@ -434,9 +434,6 @@ export function screenJobMessage (
     guard?: ReplayGuard
     /** True when the executor knows the job has ended (succeeded, failed or cancelled). */
     finished?: (jobId: string) => boolean
-    /** Award only: check the guard without admitting, for a caller that admits once it has
-     *  taken the award (an award declined then takes no room in the guard). Default false. */
-    checkOnly?: boolean
   },
   nowMs: number
 ): ScreenVerdict {
@@ -447,7 +444,9 @@ export function screenJobMessage (
   const createdAtMs = body.createdAtMs!
   if (guard !== undefined && kind === 'bid' && !guard.isFresh(createdAtMs, nowMs)) return { ok: false, reason: 'expired job' }
   if (guard !== undefined && kind === 'award') {
-    const v = guard.admitEpoch({ jobId: body.jobId, nonce: body.nonce!, createdAtMs, epoch: body.epoch }, nowMs, { check: policy.checkOnly === true })
+    // Only checked: the caller admits the award once it has taken it, so an award it declines
+    // takes no room in the guard.
+    const v = guard.admitEpoch({ jobId: body.jobId, nonce: body.nonce!, createdAtMs, epoch: body.epoch }, nowMs, { check: true })
     if (!v.ok) return refusedByGuard(v.reason)
   }
   // The signature covers what to run, not the epoch, the owner or the executor: those change

@@ -4,7 +4,7 @@
 // The state object is owned by the machine and updated in place; callers must not share it.
 import type { JobSpec } from '../protocol/job-spec.ts'
 import type { NodeCapacity } from '../protocol/job.ts'
-import { type AttemptUpdate, MAX_RENEWALS_PER_MESSAGE, MessageType, type Message } from '../protocol/messages.ts'
+import { type AttemptRenewal, type AttemptUpdate, type Bodies, MAX_RENEWALS_PER_MESSAGE, MessageType, type Message } from '../protocol/messages.ts'
 import type { NodeSnapshot } from './feasibility.ts'
 import { CHECKS } from './placement.ts'
 import { scorersFor } from './scoring.ts'
@@ -154,12 +154,49 @@ function changed (s: BidderState, effects: BidderEffect[]): void {
 /** A lease renewal: 'starting' while the container is being prepared (pulling an image or
  *  creating a container can take longer than a lease), 'running' once it runs, and after the
  *  exit while the final result is on its way ('starting' if it never ran). */
-function runningUpdate (s: BidderState, a: Allocation): Message {
+function renewalOf (a: Allocation): AttemptRenewal {
   const ran = a.phase === 'running' || (a.phase === 'exited' && a.startedAtMs !== undefined)
-  return {
-    type: MessageType.AttemptUpdate,
-    body: { jobId: a.jobId, epoch: a.epoch, node: s.peerId, state: ran ? 'running' : 'starting', ...(a.startedAtMs !== undefined ? { startedAtMs: a.startedAtMs } : {}) }
+  return { jobId: a.jobId, epoch: a.epoch, state: ran ? 'running' : 'starting', ...(a.startedAtMs !== undefined ? { startedAtMs: a.startedAtMs } : {}) }
+}
+
+function runningUpdate (s: BidderState, a: Allocation): Message {
+  return { type: MessageType.AttemptUpdate, body: { ...renewalOf(a), node: s.peerId } }
+}
+
+/** An acknowledgement that neither refuses nor stops the attempt: it rests on nothing just
+ *  written, so it need not wait for a flush (src/agent/durable-mesh.ts). */
+export const isPlainAck = (ack: Bodies[typeof MessageType.AttemptUpdateAck]): boolean => ack.accepted && !ack.stop
+
+/**
+ * The owner's answer to renewals sent together (AttemptRenewals), from what it answered to
+ * each as if sent alone (`answers`, in the same order). Only plain acknowledgements (accepted,
+ * not stop) go in it: a refusal or a stop may rest on what the owner just wrote, so its answer
+ * waits for a flush (up to 3 s on a busy disk), which would hold up every healthy renewal
+ * beside it past the executor's wait. The rest are listed unanswered, and come again alone.
+ */
+export function renewalsAnswer (renewals: AttemptRenewal[], answers: Message[]): Bodies[typeof MessageType.AttemptRenewalsAck] {
+  const acks: Array<Bodies[typeof MessageType.AttemptUpdateAck]> = []
+  const unanswered: Array<{ jobId: string, epoch: number }> = []
+  renewals.forEach((r, i) => {
+    const answer = answers[i]
+    if (answer?.type === MessageType.AttemptUpdateAck && isPlainAck(answer.body)) acks.push(answer.body)
+    else unanswered.push({ jobId: r.jobId, epoch: r.epoch })
+  })
+  return { acks, unanswered }
+}
+
+/** What the executor makes of that answer: an 'update:acked' per renewal acknowledged (each
+ *  with the state it renewed, once), and the renewals to send again alone (all others). */
+export function renewalsOutcome (renewals: AttemptRenewal[], answer: Bodies[typeof MessageType.AttemptRenewalsAck]): { acked: BidderEvent[], again: AttemptRenewal[] } {
+  const sent = new Map(renewals.map(r => [key(r.jobId, r.epoch), r]))
+  const acked: BidderEvent[] = []
+  for (const ack of answer.acks) {
+    const r = sent.get(key(ack.jobId, ack.epoch))
+    if (r === undefined) continue // not one we sent, or answered twice
+    sent.delete(key(ack.jobId, ack.epoch))
+    acked.push({ type: 'update:acked', ...ack, state: r.state })
   }
+  return { acked, again: [...sent.values()] }
 }
 
 export function bidderStep (s: BidderState, e: BidderEvent, nowMs: number): BidderEffect[] {
@@ -381,10 +418,7 @@ function renewAll (s: BidderState, due: Map<string, Allocation[]>, nowMs: number
       continue
     }
     for (let i = 0; i < list.length; i += MAX_RENEWALS_PER_MESSAGE) {
-      const renewals = list.slice(i, i + MAX_RENEWALS_PER_MESSAGE).map(a => {
-        const body = runningUpdate(s, a).body as AttemptUpdate
-        return { jobId: body.jobId, epoch: body.epoch, state: body.state as 'starting' | 'running', ...(body.startedAtMs !== undefined ? { startedAtMs: body.startedAtMs } : {}) }
-      })
+      const renewals = list.slice(i, i + MAX_RENEWALS_PER_MESSAGE).map(renewalOf)
       effects.push({ type: 'send', to: owner, message: { type: MessageType.AttemptRenewals, body: { node: s.peerId, renewals } } })
     }
   }

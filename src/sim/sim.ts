@@ -28,9 +28,9 @@ import { SCHEDULER_DEFAULTS } from '../constants.ts'
 import { encodeMessage } from '../protocol/codec.ts'
 import type { JobSpec } from '../protocol/job-spec.ts'
 import { type JobEvent, type JobRecord, type NodeCapacity, TERMINAL_STATES } from '../protocol/job.ts'
-import { type Bodies, MAX_GOSSIP_BYTES, type Message, MessageType } from '../protocol/messages.ts'
+import { MAX_GOSSIP_BYTES, type Message, MessageType } from '../protocol/messages.ts'
 import { type OwnerConfig, type OwnerEvent, type OwnerState, createOwner, ownerNextTimerMs, ownerStep } from '../scheduler/auction.ts'
-import { type BidderConfig, type BidderEvent, type BidderState, bidderNextTimerMs, bidderStep, capacityOf, createBidder, key, usedResources } from '../scheduler/bidder.ts'
+import { type BidderConfig, type BidderEvent, type BidderState, bidderNextTimerMs, bidderStep, capacityOf, createBidder, key, renewalsAnswer, renewalsOutcome, usedResources } from '../scheduler/bidder.ts'
 import { pruneView } from '../scheduler/view.ts'
 import { capacityMilliMs } from './central.ts'
 import { Engine } from './engine.ts'
@@ -503,15 +503,8 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
           return r
         }
         case MessageType.AttemptRenewals: {
-          const acks: Array<Bodies[typeof MessageType.AttemptUpdateAck]> = []
-          const unanswered: Array<{ jobId: string, epoch: number }> = []
-          // as agent.ts: only plain acknowledgements here; the rest go again alone
-          for (const u of m.body.renewals) {
-            const r = ask(replyId => ownerDo(b, { type: 'attempt:update', replyId, update: { ...u, node: m.body.node } }))
-            if (r.type === MessageType.AttemptUpdateAck && r.body.accepted && !r.body.stop) acks.push(r.body)
-            else unanswered.push({ jobId: u.jobId, epoch: u.epoch })
-          }
-          return { type: MessageType.AttemptRenewalsAck, body: { acks, unanswered } }
+          const answers = m.body.renewals.map(u => ask(replyId => ownerDo(b, { type: 'attempt:update', replyId, update: { ...u, node: m.body.node } })))
+          return { type: MessageType.AttemptRenewalsAck, body: renewalsAnswer(m.body.renewals, answers) }
         }
         default:
           return { type: MessageType.Ack, body: { ok: false, code: 'ERR_UNEXPECTED_MESSAGE' } }
@@ -556,16 +549,10 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
           for (const u of renewals) bidderDo(a, { type: 'update:failed', jobId: u.jobId, epoch: u.epoch })
           return
         }
-        const byKey = new Map(renewals.map(u => [key(u.jobId, u.epoch), u]))
-        for (const ack of r.body.acks) {
-          const u = byKey.get(key(ack.jobId, ack.epoch))
-          if (u !== undefined) bidderDo(a, { type: 'update:acked', ...ack, state: u.state })
-        }
-        // as agent.ts: what the owner left unanswered goes again alone
-        for (const u of r.body.unanswered) {
-          const sent = byKey.get(key(u.jobId, u.epoch))
-          if (sent !== undefined) bidderSend(a, to, { type: MessageType.AttemptUpdate, body: { ...sent, node } })
-        }
+        // as agent.ts: what the owner did not acknowledge goes again alone
+        const { acked, again } = renewalsOutcome(renewals, r.body)
+        for (const event of acked) bidderDo(a, event)
+        for (const u of again) bidderSend(a, to, { type: MessageType.AttemptUpdate, body: { ...u, node } })
       })
       return
     }

@@ -325,11 +325,19 @@ describe('screenJobMessage (the executor-side hook)', () => {
     expect(screenJobMessage(kind, body as any, policy(), now)).toEqual(expected)
   })
 
-  it('an award is accepted once per epoch; an old job is refused as expired', () => {
+  it('an award is accepted once per epoch (once its executor admitted it); an old job is refused as expired', () => {
     const p = policy()
+    /** screens an award and, when it passes, admits it as the executor does once it took it */
+    const take = (epoch: number): ReturnType<typeof screenJobMessage> => {
+      const v = screenJobMessage('award', { ...signed, epoch }, p, now)
+      if (v.ok) p.guard.admitEpoch({ jobId: signed.jobId, nonce: signed.nonce, createdAtMs: signed.createdAtMs, epoch }, now)
+      return v
+    }
+    // the screen itself only checks: an award not taken may come again
     expect(screenJobMessage('award', { ...signed, epoch: 1 }, p, now)).toEqual({ ok: true })
-    expect(screenJobMessage('award', { ...signed, epoch: 1 }, p, now)).toEqual({ ok: false, reason: 'replayed award' })
-    expect(screenJobMessage('award', { ...signed, epoch: 2 }, p, now)).toEqual({ ok: true })
+    expect(take(1)).toEqual({ ok: true })
+    expect(take(1)).toEqual({ ok: false, reason: 'replayed award' })
+    expect(take(2)).toEqual({ ok: true })
     expect(screenJobMessage('bid', { ...signed, epoch: 3 }, p, now + 120_000)).toEqual({ ok: false, reason: 'expired job' })
     expect(screenJobMessage('award', { ...signed, epoch: 3 }, p, now + 120_000)).toMatchObject({ ok: false, reason: 'expired job' })
   })
