@@ -176,6 +176,10 @@ class BidmeshAgent implements Agent {
   private readonly standbyRenewals = new Map<string, number>()
   private readonly replicateQueue = new Set<string>()
   private replicationTimer: ReturnType<typeof setTimeout> | undefined
+  /** jobs whose copy must reach a quorum before someone is answered (replicateNow), with
+   *  those waiting on each, for the next replication round */
+  private readonly urgentReplication = new Map<string, Array<(kept: boolean) => void>>()
+  private replicationRoundRunning = false
   private readonly acceptedResults = new Set<string>()
   /** finished jobs brought back from the store by a late report (ownedJob), and when: their
    *  result was accepted before they left memory, so a resent final is not logged as accepted
@@ -822,6 +826,52 @@ class BidmeshAgent implements Agent {
     return done
   }
 
+  /** Replicates a job's record now, for a caller that answers someone once a quorum holds it
+   *  (a submit's client, a final result's executor); resolves true when a quorum did.
+   *
+   *  Group commit: one round of replication is out at a time, and everything asked for while
+   *  it is out goes together in the next, one request per replica. Alone, a job goes out at
+   *  once (after the current synchronous step); under load, N jobs arriving during a round
+   *  trip share one request per replica instead of N each, at the price of waiting for the
+   *  round before theirs (one round trip and a replica's disk flush, at most). Changes queued
+   *  for the batched flush ride along in the same requests. */
+  private async replicateNow (jobId: string): Promise<boolean> {
+    this.replicateQueue.delete(jobId)
+    const kept = new Promise<boolean>(resolve => {
+      const waiting = this.urgentReplication.get(jobId)
+      if (waiting !== undefined) waiting.push(resolve)
+      else this.urgentReplication.set(jobId, [resolve])
+    })
+    if (!this.replicationRoundRunning) {
+      this.replicationRoundRunning = true
+      queueMicrotask(() => { void this.runReplicationRounds() })
+    }
+    return await kept
+  }
+
+  private async runReplicationRounds (): Promise<void> {
+    try {
+      while (this.urgentReplication.size > 0 && !this.stopped) {
+        const round = new Map(this.urgentReplication)
+        this.urgentReplication.clear()
+        const ids = [...round.keys(), ...this.replicateQueue]
+        this.replicateQueue.clear()
+        let done = new Set<string>()
+        try {
+          done = await this.replicate(ids)
+        } catch (err) {
+          this.c.logger.warn({ err: String(err), jobs: round.size }, 'replication round failed')
+        }
+        for (const [id, waiting] of round) for (const settle of waiting) settle(done.has(id))
+      }
+    } finally {
+      this.replicationRoundRunning = false
+      // Stopped with jobs still waiting: no quorum was reached for them.
+      for (const waiting of this.urgentReplication.values()) for (const settle of waiting) settle(false)
+      this.urgentReplication.clear()
+    }
+  }
+
   /** Replicates a job's record within AGENT_DEFAULTS.replicationBatchMs: changes made meanwhile (a whole
    *  auction's worth, or many jobs') go out in one request per replica. A timer runs only
    *  while something waits, so an idle agent does not wake up for it. */
@@ -1003,7 +1053,7 @@ class BidmeshAgent implements Agent {
       // report adds nothing the replicas could need. Asking them again would only keep the
       // executor waiting, and resending for good, if they have died since.
       const unchanged = this.restoredJobs.has(u.jobId) && this.owner.jobs.get(u.jobId)?.record.version === versionBefore
-      if (!unchanged && !(await this.replicate([u.jobId])).has(u.jobId)) return ack(false, 'ERR_NOT_REPLICATED')
+      if (!unchanged && !(await this.replicateNow(u.jobId))) return ack(false, 'ERR_NOT_REPLICATED')
       // Released meanwhile (a replica knew a newer owner): not ours to accept. Evicted
       // meanwhile (finished, and its retention ran out while this answer waited on the
       // replicas): still ours, and brought back from the store to answer.
@@ -1563,9 +1613,7 @@ class BidmeshAgent implements Agent {
     // The reply promises the job exists: on stable storage here, not only in the WAL (the
     // replication request waits for that flush), and held by a quorum of replicas, so that
     // it outlives this agent.
-    this.replicateQueue.delete(id)
-    const replicated = await this.replicate([id])
-    if (!replicated.has(id)) this.c.logger.warn({ jobId: id, replicas: job.replicas }, 'job accepted without a replica: no replica answered')
+    if (!(await this.replicateNow(id))) this.c.logger.warn({ jobId: id, replicas: job.replicas }, 'job accepted without a replica: no replica answered')
     await this.c.store.sync()
     const record = this.owner.jobs.get(id)?.record ?? this.c.store.getJob(id)!
     return structuredClone(record)

@@ -70,6 +70,60 @@ describe('replication to a job\'s replicas', () => {
     expect(answered).toBe(true)
   })
 
+  it('submits that arrive while a replication round is out go together in the next, one request per replica', async () => {
+    // Group commit: with one round out at a time, 10 submits cost 2 rounds of 4 requests, not
+    // 10 of 4; and each submit is still answered only once a quorum holds its job.
+    const requests: Array<{ to: string, jobs: string[] }> = []
+    /** holds the answers of the first round until the other submits are in */
+    let openGate = (): void => {}
+    const gate = new Promise<void>(resolve => { openGate = resolve })
+    let counting = false
+    await v.start(5, {
+      executorFor: () => noopExecutor({ runMs: 60_000 }),
+      wrapMesh: (mesh, i) => {
+        if (i !== 0) return mesh
+        const request = mesh.request.bind(mesh)
+        mesh.request = async (to, message, options) => {
+          if (!counting || message.type !== MessageType.JobReplicate) return await request(to, message, options)
+          requests.push({ to, jobs: message.body.jobs.map(j => j.job.id) })
+          const firstRound = requests.length <= 4
+          const answer = await request(to, message, options)
+          if (firstRound) await gate
+          return answer
+        }
+        return mesh
+      }
+    })
+    const [owner, ...replicas] = v.nodes
+    counting = true
+    const answered: Array<Awaited<ReturnType<Agent['submit']>>> = []
+    // The first submit starts a round; the other nine arrive while it is out.
+    const first = owner.agent.submit(JOB).then(j => { answered.push(j) })
+    await turns(() => requests.length === 4)
+    const rest = Array.from({ length: 9 }, async () => { answered.push(await owner.agent.submit(JOB)) })
+    await turns(() => false)
+    // Nothing more went out while the first round was out.
+    expect(requests).toHaveLength(4)
+    expect(answered).toHaveLength(0)
+    openGate()
+    await Promise.all([first, ...rest])
+    expect(answered).toHaveLength(10)
+    // Two rounds, each one request per replica.
+    expect(requests).toHaveLength(2 * replicas.length)
+    expect(new Set(requests.slice(0, 4).map(r => r.to))).toEqual(new Set(replicas.map(r => r.id)))
+    const firstId = answered.find(j => requests[0].jobs.includes(j.id))!.id
+    const nine = answered.map(j => j.id).filter(id => id !== firstId)
+    for (const r of requests.slice(4)) {
+      // The nine, and the first job's auction changes, queued for the batched flush meanwhile,
+      // riding along instead of a request of their own.
+      expect(r.jobs.slice().sort()).toEqual([...nine, firstId].sort())
+    }
+    // Each answered job is on at least a quorum (2 of its 4 replicas) by the time it was answered.
+    for (const job of answered) {
+      expect(replicas.filter(r => r.store.getJob(job.id) !== undefined).length).toBeGreaterThanOrEqual(2)
+    }
+  })
+
   it('each replica is sent only the events it lacks, and ends with the owner\'s events', async () => {
     const reads: Array<{ from?: number }> = []
     await v.start(5, {
