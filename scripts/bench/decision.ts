@@ -26,6 +26,9 @@ const AGENT_CAPACITY = { cpus: 64, memory: '64g' }
 /** The smallest job Docker would accept; the no-op executor "runs" it in 0 ms. */
 const JOB = { image: IMAGE, command: ['true'], resources: { cpus: 0.01, memory: '8m' } }
 const STEADY_RATE = 50
+/** Lower rates measured the same way, on one more cluster, to show how the latency grows
+ *  with load: at 50 jobs/s the five agents and the load generator keep both cores busy. */
+const LOWER_RATES = [10, 25]
 
 export interface DecisionOptions { quick: boolean }
 
@@ -250,8 +253,8 @@ export interface LatencyResult {
   loadAvg: number[]
 }
 
-async function latencyPhase (agents: BenchAgent[], warmupMs: number, windowMs: number): Promise<LatencyResult> {
-  const intervalMs = 1000 / STEADY_RATE
+async function latencyPhase (agents: BenchAgent[], warmupMs: number, windowMs: number, rate = STEADY_RATE): Promise<LatencyResult> {
+  const intervalMs = 1000 / rate
   const submitted: Submitted[] = []
   const inflight = new Set<Promise<void>>()
   let errors = 0
@@ -284,7 +287,7 @@ async function latencyPhase (agents: BenchAgent[], warmupMs: number, windowMs: n
   const ok = win.filter(t => t.scheduledAtMs !== undefined)
   const sentInWindow = new Set(submitted.filter(s => s.sentAtMs >= windowStart).map(s => s.id))
   return {
-    targetRate: STEADY_RATE,
+    targetRate: rate,
     achievedRate: round(win.length / (windowMs / 1000), 1),
     windowSec: windowMs / 1000,
     publishToAwardAckedMs: summarize(ok.map(t => t.scheduledAtMs! - t.createdAtMs)),
@@ -316,6 +319,8 @@ export interface DecisionResult {
   executor: 'noop'
   throughput: ThroughputResult[]
   latency: LatencyResult
+  /** the same measure at LOWER_RATES (one cluster, the lower rate first) */
+  latencyAtLowerRates: LatencyResult[]
   targets: typeof DECISION_TARGETS
   anchors: typeof ANCHORS
   met: { throughputOneAgent: boolean, throughputAllAgents: boolean, p50: boolean, p99: boolean }
@@ -333,6 +338,11 @@ export async function runDecision (o: DecisionOptions): Promise<DecisionResult> 
   throughput.push(await withCluster('throughput, published from all agents', async agents => await throughputPhase(agents, agents, 'all agents', warmupMs, windowMs)))
   console.log(`   all agents: ${throughput[1].awardsPerSec} acks/s (accepted ${throughput[1].acceptedPerSec}/s)${perAwardText(throughput[1])}`)
   const latency = await withCluster(`latency at ${STEADY_RATE} jobs/s`, async agents => await latencyPhase(agents, o.quick ? 1000 : 3000, windowMs))
+  const latencyAtLowerRates = await withCluster(`latency at ${LOWER_RATES.join(' and ')} jobs/s`, async agents => {
+    const results: LatencyResult[] = []
+    for (const rate of LOWER_RATES) results.push(await latencyPhase(agents, o.quick ? 1000 : 3000, windowMs, rate))
+    return results
+  })
 
   const [one, all] = throughput
   const met = {
@@ -357,12 +367,18 @@ export async function runDecision (o: DecisionOptions): Promise<DecisionResult> 
     ['   client POST round trip ms', latency.submitRoundTripMs.p50, latency.submitRoundTripMs.p90, latency.submitRoundTripMs.p99, latency.submitRoundTripMs.max, '']
   ]))
   console.log(`   anchor: Docker Swarm's published p99 scheduling delay ${ANCHORS.swarmP99SchedulingDelayMs} ms`)
+  console.log('\n   (c) the same at lower rates (one more cluster): createdAt → job:scheduled, and the agents\' CPU')
+  console.log(table([
+    ['   rate', 'achieved/s', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'never', 'cores busy', 'agent CPU ms/job'],
+    ...[...latencyAtLowerRates, latency].map(r => [`   ${r.targetRate} jobs/s`, r.achievedRate, r.publishToAwardAckedMs.p50, r.publishToAwardAckedMs.p90, r.publishToAwardAckedMs.p99, r.publishToAwardAckedMs.max,
+      r.neverAwarded, r.agentCpuCoresBusy, round(1000 * r.agentCpuCoresBusy / Math.max(r.achievedRate, 1e-9), 1)])
+  ]))
   const shares = [...throughput.map(t => t.ackFromStartedShare), latency.ackFromStartedShare]
   if (shares.some(x => x > 0)) {
     console.log(`   note: ${shares.map(x => `${round(x * 100, 0)}%`).join(' / ')} (one agent / all agents / 50 jobs/s) of awards have no job:scheduled event: the winner's ` +
       'running report overtook its award ack and the owner recorded attempt:started instead; that event is used as the ack time for those jobs')
   }
-  const result: DecisionResult = { agents: AGENTS, executor: 'noop', throughput, latency, targets: DECISION_TARGETS, anchors: ANCHORS, met }
+  const result: DecisionResult = { agents: AGENTS, executor: 'noop', throughput, latency, latencyAtLowerRates, targets: DECISION_TARGETS, anchors: ANCHORS, met }
   console.log(jsonLine({ benchmark: 'decision', quick: o.quick, ...result }))
   return result
 }
