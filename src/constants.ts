@@ -51,6 +51,14 @@ export const AGENT_DEFAULTS = {
    *  auction (or of many jobs) go out in one request per replica. Longer: fewer requests under
    *  load; shorter: replicas lag less (a takeover reads the newest copy anyway). */
   replicationBatchMs: 25,
+  /** A submit's and a final result's copies go in rounds, one out at a time, so that those
+   *  asked for during a round share its successor's requests (group commit). The next round
+   *  starts when the one before is decided (a quorum for each of its jobs, or every replica
+   *  answered), or after this long: a round is a round trip and a replica's disk flush, a few
+   *  ms; a job whose replicas stopped answering takes the request timeout (2 s). Longer: fewer,
+   *  larger rounds while a replica is slow, and every submit waits that much more; shorter:
+   *  rounds overlap sooner, and batch less. */
+  replicationRoundMaxWaitMs: 100,
   /** When a job's owner is gone, its alive replicas ask, by rank, whether to take it over:
    *  the best-ranked at once, the k-th k × takeoverStaggerMs later. Only a replica holding a
    *  copy may adopt, and one that was down when the job was sent holds none, so a takeover

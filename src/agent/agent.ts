@@ -732,7 +732,7 @@ class BidmeshAgent implements Agent {
    *  as every job has its quorum or has heard from all its replicas. The slower replicas'
    *  answers still arrive and are handled after that: a caller waits for the quorum's disk
    *  flushes, not for the slowest of the group's. */
-  private async replicate (jobIds: string[]): Promise<Set<string>> {
+  private async replicate (jobIds: string[], onDecided?: (jobId: string, kept: boolean) => void): Promise<Set<string>> {
     const byPeer = new Map<string, Array<{ job: JobRecord, events: JobEvent[], eventsFrom: number, sent: NonNullable<ReplicaCopy['last']>, settle: (kept: boolean) => void }>>()
     /** jobs still waiting for their quorum: acknowledgements so far, replicas yet to answer */
     const waiting = new Map<string, { acks: number, unanswered: number }>()
@@ -777,6 +777,7 @@ class BidmeshAgent implements Agent {
       if (w.acks >= replicaQuorum(job.replicas.length)) done.add(job.id)
       if (done.has(job.id) || w.unanswered === 0) {
         waiting.delete(job.id)
+        onDecided?.(job.id, done.has(job.id))
         if (waiting.size === 0) allDecided()
       }
     }
@@ -833,8 +834,11 @@ class BidmeshAgent implements Agent {
    *  it is out goes together in the next, one request per replica. Alone, a job goes out at
    *  once (after the current synchronous step); under load, N jobs arriving during a round
    *  trip share one request per replica instead of N each, at the price of waiting for the
-   *  round before theirs (one round trip and a replica's disk flush, at most). Changes queued
-   *  for the batched flush ride along in the same requests. */
+   *  round before theirs (one round trip and a replica's disk flush, usually). Changes queued
+   *  for the batched flush ride along in the same requests. Each caller is answered as soon as
+   *  its own job is decided, and the next round waits at most replicationRoundMaxWaitMs for
+   *  the one before: a job whose replicas are slow (down, and not yet known to be gone) holds
+   *  up no one else's answer. */
   private async replicateNow (jobId: string): Promise<boolean> {
     this.replicateQueue.delete(jobId)
     const kept = new Promise<boolean>(resolve => {
@@ -856,13 +860,23 @@ class BidmeshAgent implements Agent {
         this.urgentReplication.clear()
         const ids = [...round.keys(), ...this.replicateQueue]
         this.replicateQueue.clear()
-        let done = new Set<string>()
-        try {
-          done = await this.replicate(ids)
-        } catch (err) {
-          this.c.logger.warn({ err: String(err), jobs: round.size }, 'replication round failed')
+        const settle = (id: string, kept: boolean): void => {
+          for (const resolve of round.get(id) ?? []) resolve(kept)
+          round.delete(id)
         }
-        for (const [id, waiting] of round) for (const settle of waiting) settle(done.has(id))
+        const decided = this.replicate(ids, settle)
+          .catch(err => {
+            this.c.logger.warn({ err: String(err), jobs: round.size }, 'replication round failed')
+            return new Set<string>()
+          })
+          // Jobs never sent (released or evicted meanwhile) are decided here: not kept.
+          .then(done => { for (const id of [...round.keys()]) settle(id, done.has(id)) })
+        let timer: ReturnType<typeof setTimeout> | undefined
+        try {
+          await Promise.race([decided, new Promise<void>(resolve => { timer = setTimeout(resolve, AGENT_DEFAULTS.replicationRoundMaxWaitMs) })])
+        } finally {
+          clearTimeout(timer)
+        }
       }
     } finally {
       this.replicationRoundRunning = false

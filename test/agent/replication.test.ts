@@ -3,6 +3,7 @@
 // disk flushes held back so they cannot answer.
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import type { Agent } from '../../src/agent/agent.ts'
+import { AGENT_DEFAULTS } from '../../src/constants.ts'
 import { MessageType } from '../../src/protocol/messages.ts'
 import { noopExecutor } from '../../src/runtime/noop-executor.ts'
 import { type VirtualAgents, createVirtualAgents } from '../support/virtual-agents.ts'
@@ -122,6 +123,43 @@ describe('replication to a job\'s replicas', () => {
     for (const job of answered) {
       expect(replicas.filter(r => r.store.getJob(job.id) !== undefined).length).toBeGreaterThanOrEqual(2)
     }
+  })
+
+  it('a job whose replicas do not answer holds up no other submit for more than the round wait', async () => {
+    // The first job's round is held on its way to every replica (as if they had all stopped
+    // answering); a submit made meanwhile must not wait for that round's 2 s timeout.
+    let held = ''
+    let holding = true
+    await v.start(5, {
+      executorFor: () => noopExecutor({ runMs: 60_000 }),
+      wrapMesh: (mesh, i) => {
+        if (i !== 0) return mesh
+        const request = mesh.request.bind(mesh)
+        mesh.request = async (to, message, options) => {
+          if (holding && message.type === MessageType.JobReplicate && message.body.jobs.some(j => j.job.id === held)) {
+            await new Promise(resolve => setTimeout(resolve, 60_000))
+          }
+          return await request(to, message, options)
+        }
+        return mesh
+      }
+    })
+    const [owner, ...replicas] = v.nodes
+    const answered = new Map<string, boolean>()
+    const first = owner.agent.submit(JOB)
+    // The job is on the owner's disk before its round goes out (at the end of this step).
+    held = owner.store.listJobs({})[0].id
+    void first.then(j => { answered.set(j.id, true) })
+    await turns(() => false)
+    expect(answered.has(held)).toBe(false)
+    let second: string | undefined
+    holding = false
+    void owner.agent.submit(JOB).then(j => { second = j.id })
+    await vi.advanceTimersByTimeAsync(AGENT_DEFAULTS.replicationRoundMaxWaitMs + 50)
+    await turns(() => second !== undefined)
+    expect(second).toBeDefined()
+    expect(answered.has(held)).toBe(false)
+    expect(replicas.filter(r => r.store.getJob(second!) !== undefined).length).toBeGreaterThanOrEqual(2)
   })
 
   it('each replica is sent only the events it lacks, and ends with the owner\'s events', async () => {
