@@ -4,7 +4,9 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import type { Agent } from '../../src/agent/agent.ts'
 import { AGENT_DEFAULTS } from '../../src/constants.ts'
-import { MessageType } from '../../src/protocol/messages.ts'
+import { type Message, MessageType } from '../../src/protocol/messages.ts'
+
+type MessageOf<T extends Message['type']> = Extract<Message, { type: T }>
 import { noopExecutor } from '../../src/runtime/noop-executor.ts'
 import { type VirtualAgents, createVirtualAgents } from '../support/virtual-agents.ts'
 
@@ -39,6 +41,22 @@ describe('replication to a job\'s replicas', () => {
       await new Promise(resolve => setImmediate(resolve))
       await vi.advanceTimersByTimeAsync(0)
     }
+  }
+
+  /** Starts 5 agents; the first (the owner in these tests) hands each JobReplicate it sends to
+   *  `through`, which may record it or hold it back before `send` passes it on. */
+  async function startWithOwnerReplication (through: (to: string, message: MessageOf<typeof MessageType.JobReplicate>, send: () => Promise<Message>) => Promise<Message>): Promise<void> {
+    await v.start(5, {
+      executorFor: () => noopExecutor({ runMs: 60_000 }),
+      wrapMesh: (mesh, i) => {
+        if (i !== 0) return mesh
+        const request = mesh.request.bind(mesh)
+        mesh.request = async (to, message, options) => message.type === MessageType.JobReplicate
+          ? await through(to, message, async () => await request(to, message, options))
+          : await request(to, message, options)
+        return mesh
+      }
+    })
   }
 
   const JOB = { image: 'bidmesh/busybox:latest', command: 'true', resources: { cpus: 0.1, memory: '16m' } }
@@ -79,21 +97,13 @@ describe('replication to a job\'s replicas', () => {
     let openGate = (): void => {}
     const gate = new Promise<void>(resolve => { openGate = resolve })
     let counting = false
-    await v.start(5, {
-      executorFor: () => noopExecutor({ runMs: 60_000 }),
-      wrapMesh: (mesh, i) => {
-        if (i !== 0) return mesh
-        const request = mesh.request.bind(mesh)
-        mesh.request = async (to, message, options) => {
-          if (!counting || message.type !== MessageType.JobReplicate) return await request(to, message, options)
-          requests.push({ to, jobs: message.body.jobs.map(j => j.job.id) })
-          const firstRound = requests.length <= 4
-          const answer = await request(to, message, options)
-          if (firstRound) await gate
-          return answer
-        }
-        return mesh
-      }
+    await startWithOwnerReplication(async (to, message, send) => {
+      if (!counting) return await send()
+      requests.push({ to, jobs: message.body.jobs.map(j => j.job.id) })
+      const firstRound = requests.length <= 4
+      const answer = await send()
+      if (firstRound) await gate
+      return answer
     })
     const [owner, ...replicas] = v.nodes
     counting = true
@@ -130,19 +140,9 @@ describe('replication to a job\'s replicas', () => {
     // answering); a submit made meanwhile must not wait for that round's 2 s timeout.
     let held = ''
     let holding = true
-    await v.start(5, {
-      executorFor: () => noopExecutor({ runMs: 60_000 }),
-      wrapMesh: (mesh, i) => {
-        if (i !== 0) return mesh
-        const request = mesh.request.bind(mesh)
-        mesh.request = async (to, message, options) => {
-          if (holding && message.type === MessageType.JobReplicate && message.body.jobs.some(j => j.job.id === held)) {
-            await new Promise(resolve => setTimeout(resolve, 60_000))
-          }
-          return await request(to, message, options)
-        }
-        return mesh
-      }
+    await startWithOwnerReplication(async (_to, message, send) => {
+      if (holding && message.body.jobs.some(j => j.job.id === held)) await new Promise(resolve => setTimeout(resolve, 60_000))
+      return await send()
     })
     const [owner, ...replicas] = v.nodes
     const answered = new Map<string, boolean>()
