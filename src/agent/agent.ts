@@ -310,7 +310,7 @@ class BidmeshAgent implements Agent {
       const sinceMs = Math.max(job.updatedAtMs, this.restoredJobs.get(id) ?? -Infinity)
       if (!TERMINAL_STATES.has(job.state) || nowMs - sinceMs < this.t.finishedJobRetentionMs) continue
       // Still on its way to the store or the replicas: it goes on a later sweep.
-      if (this.replicateQueue.has(id) || this.summaryQueue.has(id)) continue
+      if (this.replicateQueue.has(id) || this.urgentReplication.has(id) || this.summaryQueue.has(id)) continue
       this.ownerDo({ type: 'job:evicted', jobId: id })
       if (this.owner.jobs.has(id)) continue
       this.replicaCopies.delete(id)
