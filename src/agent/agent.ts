@@ -731,7 +731,8 @@ class BidmeshAgent implements Agent {
    *  quorum of replicas acknowledged (with the owner, a majority of the job's group), as soon
    *  as every job has its quorum or has heard from all its replicas. The slower replicas'
    *  answers still arrive and are handled after that: a caller waits for the quorum's disk
-   *  flushes, not for the slowest of the group's. */
+   *  flushes, not for the slowest of the group's. onDecided hears of each job as soon as it is
+   *  decided (kept: it has its quorum), for a caller that answers per job (replicateNow). */
   private async replicate (jobIds: string[], onDecided?: (jobId: string, kept: boolean) => void): Promise<Set<string>> {
     const byPeer = new Map<string, Array<{ job: JobRecord, events: JobEvent[], eventsFrom: number, sent: NonNullable<ReplicaCopy['last']>, settle: (kept: boolean) => void }>>()
     /** jobs still waiting for their quorum: acknowledgements so far, replicas yet to answer */
