@@ -1,19 +1,27 @@
 // Footprint of idle agents: 5 agents (the default Docker executor, nothing submitted) form a
-// mesh and settle; then over one window (60 s) each agent's RSS is sampled every second from
-// /proc/<pid>/status (VmRSS), its CPU is the growth of utime+stime in /proc/<pid>/stat (both
-// summed over the agent's node process and the processes it spawned), and
+// mesh and settle; then over two windows (60 s each) each agent's RSS is sampled every second
+// from /proc/<pid>/status (VmRSS), its CPU is the growth of utime+stime in /proc/<pid>/stat
+// (both summed over the agent's node process and the processes it spawned), and
+// The first window starts 10 s after start: it includes V8's warm-up (TurboFan compiling
+// functions that only slowly get hot on an idle agent, on V8's worker thread). The second
+// starts once the agents are STEADY_AFTER_MS old, when that has died down: it is what an
+// agent left idle on a host costs, and what the CPU target is judged on. Both are printed.
+// Capacity gossip and bytes read are over the first window, and
 // its capacity-gossip traffic is the growth of
 // bidmesh_gossip_bytes{topic="bidmesh/capacity/1",direction="received"} on GET /metrics.
 import { readFileSync } from 'node:fs'
 import { AGENT_DEFAULTS } from '../../src/constants.ts'
 import { type BenchAgent, startCluster, stopCluster } from './agents.ts'
-import { cpuSeconds, descendants, heading, jsonLine, loadAverage, mean, request, round, rssAnonBytes, rssBytes, sleep, table, verdict } from './util.ts'
+import { CLK_TCK, cpuSeconds, descendants, heading, jsonLine, loadAverage, mean, request, round, rssAnonBytes, rssBytes, sleep, table, verdict } from './util.ts'
 
 export const FOOTPRINT_TARGETS = { idleRssMB: 100, idleCpuPercentOfCore: 2 }
 
 const AGENTS = 5
 const CAPACITY_TOPIC = 'bidmesh/capacity/1'
 const MB = 1024 * 1024
+/** Age of the agents when the steady-state window starts (measured: idle CPU falls over the
+ *  first ~2 min, 2.3 → 1.5 % of a core, as V8 stops compiling; it is flat after). */
+const STEADY_AFTER_MS = 120_000
 
 export interface FootprintOptions { quick: boolean }
 
@@ -75,9 +83,17 @@ export interface FootprintResult {
   nodeProcessRssMB: { mean: number, max: number }
   /** anonymous memory of the node process (excludes the shared node binary and libraries) */
   nodeProcessRssAnonMB: { mean: number, max: number }
-  /** utime+stime summed over each agent's processes, % of one core */
+  /** utime+stime summed over each agent's processes, % of one core, in the steady window
+   *  (agents STEADY_AFTER_MS old and older): what the target is judged on */
   cpuPercentOfCore: { mean: number, max: number, perAgent: number[] }
   nodeProcessCpuPercentOfCore: { mean: number, max: number }
+  /** the same in the first window (10 s after start), V8's warm-up included */
+  firstMinuteCpuPercentOfCore: { mean: number, max: number, perAgent: number[] }
+  /** the node process's threads other than the main one (V8's compiler and GC worker, libuv's
+   *  pool), % of one core: first window, steady window */
+  nodeWorkerThreadsCpuPercentOfCore: { firstMinute: number, steady: number }
+  /** seconds since the agents started at the steady window's start */
+  steadyWindowStartsAtSec: number
   capacityGossip: {
     source: 'metrics' | 'estimate (no /metrics)'
     receivedBytesPerSecPerAgent: { mean: number, max: number }
@@ -91,46 +107,73 @@ export interface FootprintResult {
   loadAvg: number[]
 }
 
+/** CPU seconds of a process's main thread (its task whose id is the pid). */
+function mainThreadCpuSeconds (pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8')
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return (Number(fields[11]) + Number(fields[12])) / CLK_TCK
+  } catch { return NaN }
+}
+
 export async function runFootprint (o: FootprintOptions): Promise<FootprintResult> {
   const windowMs = o.quick ? 10_000 : 60_000
   const settleMs = o.quick ? 3000 : 10_000
-  heading(`footprint: ${AGENTS} idle agents (docker executor, nothing submitted), ${windowMs / 1000} s window${o.quick ? ' [quick]' : ''}`)
+  const steadyAfterMs = o.quick ? 20_000 : STEADY_AFTER_MS
+  heading(`footprint: ${AGENTS} idle agents (docker executor, nothing submitted), two ${windowMs / 1000} s windows: ${settleMs / 1000} s and ${steadyAfterMs / 1000} s after start${o.quick ? ' [quick]' : ''}`)
+  const startedAt = performance.now()
   const agents = await startCluster(AGENTS, { cpus: 1, memory: '1g', executor: 'docker' }, 'idle', settleMs)
   try {
     console.log(`   5 agents up (pids ${agents.map(a => a.pid).join(' ')}); settled ${settleMs / 1000} s`)
     // Each agent is its node process plus what it spawned: bin/bidmesh.js runs the sources
     // through tsx, which keeps an esbuild service process alive. Both count.
     const trees = agents.map(a => [a.pid, ...descendants(a.pid)])
-    const before = await Promise.all(agents.map(scrape))
     const treeCpu = (i: number): number => trees[i].reduce((sum, pid) => sum + (Number.isFinite(cpuSeconds(pid)) ? cpuSeconds(pid) : 0), 0)
-    const cpu0 = agents.map((_, i) => treeCpu(i))
-    const nodeCpu0 = agents.map(a => cpuSeconds(a.pid))
-    const io0 = agents.map(a => readBytes(a.pid))
-    const t0 = performance.now()
     const rss: number[][] = agents.map(() => [])
     const nodeRss: number[][] = agents.map(() => [])
     const nodeAnon: number[][] = agents.map(() => [])
-    while (performance.now() - t0 < windowMs) {
-      agents.forEach((a, i) => {
-        rss[i].push(trees[i].reduce((sum, pid) => sum + (Number.isFinite(rssBytes(pid)) ? rssBytes(pid) : 0), 0))
-        nodeRss[i].push(rssBytes(a.pid))
-        nodeAnon[i].push(rssAnonBytes(a.pid))
-      })
+    const sampleRss = (): void => agents.forEach((a, i) => {
+      rss[i].push(trees[i].reduce((sum, pid) => sum + (Number.isFinite(rssBytes(pid)) ? rssBytes(pid) : 0), 0))
+      nodeRss[i].push(rssBytes(a.pid))
+      nodeAnon[i].push(rssAnonBytes(a.pid))
+    })
+    /** CPU over one window of windowMs, RSS sampled every second meanwhile. */
+    const cpuWindow = async (): Promise<{ seconds: number, tree: number[], node: number[], main: number[] }> => {
+      const tree0 = agents.map((_, i) => treeCpu(i))
+      const node0 = agents.map(a => cpuSeconds(a.pid))
+      const main0 = agents.map(a => mainThreadCpuSeconds(a.pid))
+      const t0 = performance.now()
+      while (performance.now() - t0 < windowMs) {
+        sampleRss()
+        await sleep(1000)
+      }
+      const seconds = (performance.now() - t0) / 1000
+      const pct = (a: number[], b: number[]): number[] => a.map((x, i) => (b[i] - x) / seconds * 100)
+      return { seconds, tree: pct(tree0, agents.map((_, i) => treeCpu(i))), node: pct(node0, agents.map(a => cpuSeconds(a.pid))), main: pct(main0, agents.map(a => mainThreadCpuSeconds(a.pid))) }
+    }
+
+    const before = await Promise.all(agents.map(scrape))
+    const io0 = agents.map(a => readBytes(a.pid))
+    const first = await cpuWindow()
+    const io1 = agents.map(a => readBytes(a.pid))
+    const after = await Promise.all(agents.map(scrape))
+    const seconds = first.seconds
+    // Idle on, sampling RSS, until the agents are steadyAfterMs old.
+    while (performance.now() - startedAt < steadyAfterMs) {
+      sampleRss()
       await sleep(1000)
     }
-    const cpu1 = agents.map((_, i) => treeCpu(i))
-    const nodeCpu1 = agents.map(a => cpuSeconds(a.pid))
-    const io1 = agents.map(a => readBytes(a.pid))
-    const seconds = (performance.now() - t0) / 1000
-    const after = await Promise.all(agents.map(scrape))
+    const steadyWindowStartsAtSec = round((performance.now() - startedAt) / 1000, 0)
+    const steady = await cpuWindow()
     const loadAvg = loadAverage()
 
     const rssMean = rss.map(x => mean(x) / MB)
     const rssMax = rss.map(x => Math.max(...x) / MB)
     const nodeRssMean = nodeRss.map(x => mean(x) / MB)
     const nodeAnonMean = nodeAnon.map(x => mean(x) / MB)
-    const cpuPct = agents.map((_, i) => (cpu1[i] - cpu0[i]) / seconds * 100)
-    const nodeCpuPct = agents.map((_, i) => (nodeCpu1[i] - nodeCpu0[i]) / seconds * 100)
+    const cpuPct = steady.tree
+    const nodeCpuPct = steady.node
+    const workerPct = (w: typeof steady): number => round(mean(w.node.map((x, i) => x - w.main[i])), 2)
     const ioRate = agents.map((_, i) => (io1[i] - io0[i]) / seconds)
     const mm = (xs: number[], d = 1): { mean: number, max: number } => ({ mean: round(mean(xs), d), max: round(Math.max(...xs), d) })
 
@@ -158,6 +201,9 @@ export async function runFootprint (o: FootprintOptions): Promise<FootprintResul
       nodeProcessRssAnonMB: { mean: round(mean(nodeAnonMean), 1), max: round(Math.max(...nodeAnon.flat()) / MB, 1) },
       cpuPercentOfCore: { mean: round(mean(cpuPct), 2), max: round(Math.max(...cpuPct), 2), perAgent: cpuPct.map(x => round(x, 2)) },
       nodeProcessCpuPercentOfCore: mm(nodeCpuPct, 2),
+      firstMinuteCpuPercentOfCore: { mean: round(mean(first.tree), 2), max: round(Math.max(...first.tree), 2), perAgent: first.tree.map(x => round(x, 2)) },
+      nodeWorkerThreadsCpuPercentOfCore: { firstMinute: workerPct(first), steady: workerPct(steady) },
+      steadyWindowStartsAtSec,
       capacityGossip: {
         source,
         receivedBytesPerSecPerAgent: { mean: round(mean(received), 1), max: round(Math.max(...received), 1) },
@@ -173,8 +219,11 @@ export async function runFootprint (o: FootprintOptions): Promise<FootprintResul
       [`   RSS MB (VmRSS, 1 s samples; ${Math.max(...result.processesPerAgent)} processes)`, result.rssMB.mean, result.rssMB.max, `≤ ${FOOTPRINT_TARGETS.idleRssMB}`, verdict(met.rss)],
       ['     of which the node process', result.nodeProcessRssMB.mean, result.nodeProcessRssMB.max, '', ''],
       ['     node process RssAnon (not shared)', result.nodeProcessRssAnonMB.mean, result.nodeProcessRssAnonMB.max, '', ''],
-      ['   CPU % of one core (utime+stime)', result.cpuPercentOfCore.mean, result.cpuPercentOfCore.max, `≤ ${FOOTPRINT_TARGETS.idleCpuPercentOfCore}`, verdict(met.cpu)],
+      [`   CPU % of one core (utime+stime), from ${steadyWindowStartsAtSec} s after start`, result.cpuPercentOfCore.mean, result.cpuPercentOfCore.max, `≤ ${FOOTPRINT_TARGETS.idleCpuPercentOfCore}`, verdict(met.cpu)],
       ['     of which the node process', result.nodeProcessCpuPercentOfCore.mean, result.nodeProcessCpuPercentOfCore.max, '', ''],
+      ['     of which its threads other than the main one', result.nodeWorkerThreadsCpuPercentOfCore.steady, '', '', ''],
+      [`   CPU % of one core, from ${settleMs / 1000} s after start (V8 warm-up)`, result.firstMinuteCpuPercentOfCore.mean, result.firstMinuteCpuPercentOfCore.max, '', ''],
+      ['     of which the node process\'s other threads', result.nodeWorkerThreadsCpuPercentOfCore.firstMinute, '', '', ''],
       [`   capacity gossip received B/s (${source})`, result.capacityGossip.receivedBytesPerSecPerAgent.mean, result.capacityGossip.receivedBytesPerSecPerAgent.max, '', ''],
       ...(result.capacityGossip.sentBytesPerSecPerAgent !== null ? [['   capacity gossip sent B/s', result.capacityGossip.sentBytesPerSecPerAgent.mean, result.capacityGossip.sentBytesPerSecPerAgent.max, '', '']] : []),
       ['   all bytes read B/s (rchar, upper bound)', result.allReadBytesPerSecPerAgent.mean, result.allReadBytesPerSecPerAgent.max, '', '']
