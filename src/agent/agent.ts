@@ -744,29 +744,44 @@ class BidmeshAgent implements Agent {
       const job = this.owner.jobs.get(id)?.record
       if (job === undefined) continue
       if (job.replicas.length === 0) { done.add(id); continue }
+      // Read everything this job's copies need before any bookkeeping changes: a store that
+      // fails a read (a disk error) leaves no copy marked as on its way that never leaves.
+      let plans: Array<{ replica: string, copy: ReplicaCopy, last: ReplicaCopy['last'] } | { replica: string, copy: ReplicaCopy, from: number, events: JobEvent[] }>
+      try {
+        const total = this.c.store.eventCount(id)
+        // Replicas usually hold the same events: read each starting point once.
+        const read = new Map<number, JobEvent[]>()
+        plans = job.replicas.map(replica => {
+          const copy = this.replicaCopy(id, replica)
+          // This very copy went to the replica already, or is on its way: its answer is this
+          // one's. A submit's and a result's own replication cross the batched one that the
+          // same change queued; sending the copy again would only be a second write of it.
+          const last = copy.last
+          if (last !== undefined && last.version === job.version && last.eventsThrough >= total) return { replica, copy, last }
+          const from = Math.min(copy.eventsHeld, total)
+          let events = read.get(from)
+          if (events === undefined) { events = this.c.store.events(id, { from, limit: 1000 }); read.set(from, events) }
+          return { replica, copy, from, events }
+        })
+      } catch (err) {
+        // Not sent now, so not kept (a waiting submit or result is answered so); the next
+        // batch tries again.
+        this.c.logger.warn({ jobId: id, err: String(err) }, 'replication: could not read the job from the store')
+        this.queueReplication(id)
+        continue
+      }
       waiting.set(id, { acks: 0, unanswered: job.replicas.length })
-      const total = this.c.store.eventCount(id)
-      // Replicas usually hold the same events: read each starting point once.
-      const read = new Map<number, JobEvent[]>()
-      for (const r of job.replicas) {
-        const copy = this.replicaCopy(id, r)
-        // This very copy went to the replica already, or is on its way: its answer is this
-        // one's. A submit's and a result's own replication cross the batched one that the same
-        // change queued; sending the copy again would only be a second write of it.
-        const last = copy.last
-        if (last !== undefined && last.version === job.version && last.eventsThrough >= total) {
-          void last.kept.then(kept => { answered(job, kept) })
+      for (const plan of plans) {
+        if ('last' in plan) {
+          void plan.last!.kept.then(kept => { answered(job, kept) })
           continue
         }
-        const from = Math.min(copy.eventsHeld, total)
-        let events = read.get(from)
-        if (events === undefined) { events = this.c.store.events(id, { from, limit: 1000 }); read.set(from, events) }
         let settle!: (kept: boolean) => void
-        const sent = { version: job.version, eventsThrough: from + events.length, kept: new Promise<boolean>(resolve => { settle = resolve }) }
-        copy.last = sent
-        const list = byPeer.get(r) ?? []
-        list.push({ job, events, eventsFrom: from, sent, settle })
-        byPeer.set(r, list)
+        const sent = { version: job.version, eventsThrough: plan.from + plan.events.length, kept: new Promise<boolean>(resolve => { settle = resolve }) }
+        plan.copy.last = sent
+        const list = byPeer.get(plan.replica) ?? []
+        list.push({ job, events: plan.events, eventsFrom: plan.from, sent, settle })
+        byPeer.set(plan.replica, list)
       }
     }
     if (waiting.size === 0) allDecided()

@@ -188,6 +188,34 @@ describe('replication to a job\'s replicas', () => {
     expect(reads.some(r => (r.from ?? 0) > 0)).toBe(true)
   })
 
+  it('a store read that fails while a change is replicated loses no change: the next batch sends it', async () => {
+    let failReads = 0
+    let failed = 0
+    await v.start(5, {
+      executorFor: () => noopExecutor({ runMs: 60_000 }),
+      wrapStore: (store, i) => {
+        if (i !== 0) return
+        const events = store.events.bind(store)
+        store.events = (jobId, options) => {
+          if (failReads > 0) { failReads--; failed++; throw new Error('disk I/O error') }
+          return events(jobId, options)
+        }
+      }
+    })
+    const [owner, ...replicas] = v.nodes
+    const job = await owner.agent.submit(JOB)
+    // The next read, the award's batched replication, fails.
+    failReads = 1
+    await v.advanceUntil('the job to run', () => owner.store.getJob(job.id)?.state === 'running', 20_000)
+    await vi.advanceTimersByTimeAsync(1_000)
+    expect(failed).toBe(1)
+    const record = owner.store.getJob(job.id)!
+    for (const r of replicas) {
+      expect(r.store.getJob(job.id)?.version).toBe(record.version)
+      expect(r.store.events(job.id)).toEqual(owner.store.events(job.id))
+    }
+  })
+
   it('a copy a replica holds, or is being sent, is not sent to it again', async () => {
     // A result's own replication (awaited before the result is accepted) and the batched one
     // that the same change queued used to send the same copy twice to every replica.
