@@ -764,10 +764,11 @@ class BidmeshAgent implements Agent {
           return { replica, copy, from, events }
         })
       } catch (err) {
-        // Not sent now, so not kept (a waiting submit or result is answered so); the next
-        // batch tries again.
+        // Not sent now, so not kept: a waiting submit or result is answered so at once; the
+        // next batch tries again.
         this.c.logger.warn({ jobId: id, err: String(err) }, 'replication: could not read the job from the store')
         this.queueReplication(id)
+        onDecided?.(id, false)
         continue
       }
       waiting.set(id, { acks: 0, unanswered: job.replicas.length })
