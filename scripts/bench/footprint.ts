@@ -13,7 +13,7 @@
 import { readFileSync } from 'node:fs'
 import { AGENT_DEFAULTS } from '../../src/constants.ts'
 import { type BenchAgent, startCluster, stopCluster } from './agents.ts'
-import { CLK_TCK, cpuSeconds, descendants, heading, jsonLine, loadAverage, mean, request, round, rssAnonBytes, rssBytes, sleep, table, verdict } from './util.ts'
+import { cpuSeconds, descendants, heading, jsonLine, loadAverage, mean, request, round, rssAnonBytes, rssBytes, sleep, table, verdict } from './util.ts'
 
 export const FOOTPRINT_TARGETS = { idleRssMB: 100, idleCpuPercentOfCore: 2 }
 
@@ -93,7 +93,7 @@ export interface FootprintResult {
    *  (agents STEADY_AFTER_MS old and older): what the target is judged on */
   cpuPercentOfCore: { mean: number, max: number, perAgent: number[] }
   nodeProcessCpuPercentOfCore: { mean: number, max: number }
-  /** the same in the first window (10 s after start), V8's warm-up included */
+  /** the same in the first window (from firstWindowStartsAtSec), V8's warm-up included */
   firstMinuteCpuPercentOfCore: { mean: number, max: number, perAgent: number[] }
   /** the node process's threads other than the main one (V8's compiler and GC worker, libuv's
    *  pool), % of one core: first window, steady window */
@@ -113,20 +113,11 @@ export interface FootprintResult {
   loadAvg: number[]
 }
 
-/** CPU seconds of a process's main thread (its task whose id is the pid). */
-function mainThreadCpuSeconds (pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8')
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    return (Number(fields[11]) + Number(fields[12])) / CLK_TCK
-  } catch { return NaN }
-}
-
 export async function runFootprint (o: FootprintOptions): Promise<FootprintResult> {
   const windowMs = o.quick ? 10_000 : 60_000
   const settleMs = o.quick ? 3000 : 10_000
   const steadyAfterMs = o.quick ? 20_000 : STEADY_AFTER_MS
-  heading(`footprint: ${AGENTS} idle agents (docker executor, nothing submitted), two ${windowMs / 1000} s windows: ${settleMs / 1000} s and ${steadyAfterMs / 1000} s after start${o.quick ? ' [quick]' : ''}`)
+  heading(`footprint: ${AGENTS} idle agents (docker executor, nothing submitted), two ${windowMs / 1000} s windows: once settled ${settleMs / 1000} s, and from ${steadyAfterMs / 1000} s after start${o.quick ? ' [quick]' : ''}`)
   const startedAt = performance.now()
   const agents = await startCluster(AGENTS, { cpus: 1, memory: '1g', executor: 'docker' }, 'idle', settleMs)
   try {
@@ -147,7 +138,7 @@ export async function runFootprint (o: FootprintOptions): Promise<FootprintResul
     const cpuWindow = async (): Promise<{ seconds: number, tree: number[], node: number[], main: number[] }> => {
       const tree0 = agents.map((_, i) => treeCpu(i))
       const node0 = agents.map(a => cpuSeconds(a.pid))
-      const main0 = agents.map(a => mainThreadCpuSeconds(a.pid))
+      const main0 = agents.map(a => cpuSeconds(a.pid, a.pid))
       const t0 = performance.now()
       while (performance.now() - t0 < windowMs) {
         sampleRss()
@@ -155,7 +146,7 @@ export async function runFootprint (o: FootprintOptions): Promise<FootprintResul
       }
       const seconds = (performance.now() - t0) / 1000
       const pct = (a: number[], b: number[]): number[] => a.map((x, i) => (b[i] - x) / seconds * 100)
-      return { seconds, tree: pct(tree0, agents.map((_, i) => treeCpu(i))), node: pct(node0, agents.map(a => cpuSeconds(a.pid))), main: pct(main0, agents.map(a => mainThreadCpuSeconds(a.pid))) }
+      return { seconds, tree: pct(tree0, agents.map((_, i) => treeCpu(i))), node: pct(node0, agents.map(a => cpuSeconds(a.pid))), main: pct(main0, agents.map(a => cpuSeconds(a.pid, a.pid))) }
     }
 
     const firstWindowStartsAtSec = round((performance.now() - startedAt) / 1000, 0)

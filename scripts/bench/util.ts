@@ -129,10 +129,11 @@ export function rssBytes (pid: number): number {
   } catch { return NaN }
 }
 
-/** CPU time (user + system) a process has used, in seconds, or NaN when it is gone. */
-export function cpuSeconds (pid: number): number {
+/** CPU time (user + system) a process has used, in seconds, or NaN when it is gone; with
+ *  `thread`, that one thread's (the main thread's id is the pid). */
+export function cpuSeconds (pid: number, thread?: number): number {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const stat = readFileSync(thread === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${thread}/stat`, 'utf8')
     // The command name (field 2) may contain spaces; everything after its ')' is fixed.
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
     // fields[0] is field 3 (state); utime is field 14, stime field 15.

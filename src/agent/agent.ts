@@ -746,7 +746,7 @@ class BidmeshAgent implements Agent {
       if (job.replicas.length === 0) { done.add(id); continue }
       // Read everything this job's copies need before any bookkeeping changes: a store that
       // fails a read (a disk error) leaves no copy marked as on its way that never leaves.
-      let plans: Array<{ replica: string, copy: ReplicaCopy, last: ReplicaCopy['last'] } | { replica: string, copy: ReplicaCopy, from: number, events: JobEvent[] }>
+      let plans: Array<{ last: NonNullable<ReplicaCopy['last']> } | { replica: string, copy: ReplicaCopy, from: number, events: JobEvent[] }>
       try {
         const total = this.c.store.eventCount(id)
         // Replicas usually hold the same events: read each starting point once.
@@ -757,7 +757,7 @@ class BidmeshAgent implements Agent {
           // one's. A submit's and a result's own replication cross the batched one that the
           // same change queued; sending the copy again would only be a second write of it.
           const last = copy.last
-          if (last !== undefined && last.version === job.version && last.eventsThrough >= total) return { replica, copy, last }
+          if (last !== undefined && last.version === job.version && last.eventsThrough >= total) return { last }
           const from = Math.min(copy.eventsHeld, total)
           let events = read.get(from)
           if (events === undefined) { events = this.c.store.events(id, { from, limit: 1000 }); read.set(from, events) }
@@ -774,7 +774,7 @@ class BidmeshAgent implements Agent {
       waiting.set(id, { acks: 0, unanswered: job.replicas.length })
       for (const plan of plans) {
         if ('last' in plan) {
-          void plan.last!.kept.then(kept => { answered(job, kept) })
+          void plan.last.kept.then(kept => { answered(job, kept) })
           continue
         }
         let settle!: (kept: boolean) => void

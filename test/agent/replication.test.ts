@@ -5,10 +5,10 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import type { Agent } from '../../src/agent/agent.ts'
 import { AGENT_DEFAULTS } from '../../src/constants.ts'
 import { type Message, MessageType } from '../../src/protocol/messages.ts'
-
-type MessageOf<T extends Message['type']> = Extract<Message, { type: T }>
 import { noopExecutor } from '../../src/runtime/noop-executor.ts'
 import { type VirtualAgents, createVirtualAgents } from '../support/virtual-agents.ts'
+
+type MessageOf<T extends Message['type']> = Extract<Message, { type: T }>
 
 describe('replication to a job\'s replicas', () => {
   let v: VirtualAgents
