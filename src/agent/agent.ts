@@ -9,7 +9,7 @@ import { type JobSpec, parseJobSpec } from '../protocol/job-spec.ts'
 import { redactSecrets, specSecrets } from '../protocol/redact.ts'
 import { type Explanation, type JobEvent, type JobRecord, type JobSummary, JobStates, type LogChunk, type NodeCapacity, summarize, TERMINAL_STATES } from '../protocol/job.ts'
 import { type AttemptRenewal, type Bodies, type Message, MessageType } from '../protocol/messages.ts'
-import { type BidderEffect, type BidderEvent, type BidderState, bidderStep, capacityOf, createBidder, renewalsAnswer, renewalsOutcome } from '../scheduler/bidder.ts'
+import { type BidderEffect, type BidderEvent, type BidderState, advertIsNews, advertPublished, bidderStep, capacityOf, createBidder, renewalsAnswer, renewalsOutcome } from '../scheduler/bidder.ts'
 import { type OwnerEffect, type OwnerEvent, type OwnerJob, type OwnerState, createOwner, ownerStep, viewLiveness } from '../scheduler/auction.ts'
 import { selectFromView } from '../scheduler/placement.ts'
 import { type CopyAnswer, decideTakeover, groupMajority, newerRecord, newerSummary, rankReplicas, replicaQuorum, takeoverDueAtMs } from '../scheduler/takeover.ts'
@@ -1465,13 +1465,19 @@ class BidmeshAgent implements Agent {
     if (this.advertScheduled) return
     this.advertScheduled = true
     const delayMs = Math.max(10, this.lastAdvertAtMs + AGENT_DEFAULTS.advertMinGapMs - Date.now())
-    setTimeout(() => { this.advertScheduled = false; this.publishAdvert() }, delayMs)
+    setTimeout(() => { this.advertScheduled = false; this.publishAdvert({ onlyIfChanged: true }) }, delayMs)
   }
 
-  private publishAdvert (): void {
+  /** The periodic advert always goes (peers judge liveness by it); one set off by a change is
+   *  skipped when it would be news to no one (advertIsNews in src/scheduler/bidder.ts). */
+  private publishAdvert (options: { onlyIfChanged?: boolean } = {}): void {
     if (this.stopped || this.left) return
-    this.lastAdvertAtMs = Date.now()
-    const capacity: NodeCapacity = { ...capacityOf(this.bidder, Date.now()), addrs: this.c.mesh.listenAddrs().slice(0, 16) }
+    const nowMs = Date.now()
+    if (options.onlyIfChanged === true && !advertIsNews(this.bidder, nowMs)) return
+    this.lastAdvertAtMs = nowMs
+    const base = capacityOf(this.bidder, nowMs)
+    advertPublished(this.bidder, base)
+    const capacity: NodeCapacity = { ...base, addrs: this.c.mesh.listenAddrs().slice(0, 16) }
     this.metrics_.capacity.set({ resource: 'cpu_milli', kind: 'free' }, capacity.freeCpuMilli)
     this.metrics_.capacity.set({ resource: 'memory_bytes', kind: 'free' }, capacity.freeMemoryBytes)
     this.metrics_.capacity.set({ resource: 'cpu_milli', kind: 'total' }, capacity.totalCpuMilli)
@@ -1805,3 +1811,4 @@ function ack (ok = true, code?: string): Message {
 export function joinDataPath (dataDir: string, name: string): string {
   return join(dataDir, name)
 }
+

@@ -14,7 +14,7 @@ import { TERMINAL_STATES } from '../protocol/job.ts'
 import { type AttemptUpdate, MessageType, type Message } from '../protocol/messages.ts'
 import { type BidView, chooseWinner, formatFiltered, selectFromView } from './placement.ts'
 import { backoffMs, isFailure, isRetryable } from './retry.ts'
-import { type CapacityView, type LivenessConfig, applyAdvert, claim, createView, liveness, unclaim } from './view.ts'
+import { type CapacityView, type LivenessConfig, applyAdvert, claim, createView, liveness, releaseInView, unclaim } from './view.ts'
 
 export interface OwnerConfig extends LivenessConfig {
   selfId: string
@@ -179,7 +179,7 @@ export function ownerStep (s: OwnerState, e: OwnerEvent, nowMs: number): OwnerEf
         break
       }
       round.answered.add(e.from)
-      if (e.type === 'bid:received') round.bids.push({ node: e.from, score: e.score, components: e.components })
+      if (e.type === 'bid:received') round.bids.push({ node: e.from, score: e.score, components: e.components, capacitySeq: e.capacity.seq })
       else round.refused[e.reason] = (round.refused[e.reason] ?? 0) + 1
       if (round.answered.size >= round.candidates.length) decide(s, oj, nowMs, fx)
       break
@@ -372,7 +372,9 @@ function closeRound (s: OwnerState, oj: OwnerJob, fx: OwnerEffect[], keep?: stri
   if (round === undefined) return
   if (round.claimedOn !== undefined) unclaim(s.view, round.claimedOn, oj.record.spec.cpuMilli, oj.record.spec.memoryBytes)
   for (const b of round.bids) {
-    if (b.node !== keep) fx.push({ type: 'send', to: b.node, message: { type: MessageType.ReservationRelease, body: { jobId: oj.record.id, epoch: round.epoch } } })
+    if (b.node === keep) continue
+    fx.push({ type: 'send', to: b.node, message: { type: MessageType.ReservationRelease, body: { jobId: oj.record.id, epoch: round.epoch } } })
+    if (b.capacitySeq !== undefined) releaseInView(s.view, b.node, b.capacitySeq, oj.record.spec.cpuMilli, oj.record.spec.memoryBytes)
   }
   oj.round = undefined
 }

@@ -57,6 +57,9 @@ export interface BidderState {
   reservations: Map<string, Reservation>
   allocations: Map<string, Allocation>
   config: BidderConfig
+  /** what the mesh was last told of this node's capacity (see advertIsNews); unset until the
+   *  shell publishes its first advert */
+  advertMemory?: { content: string, shownSince: boolean }
 }
 
 export type BidderEvent =
@@ -146,6 +149,42 @@ function score (s: BidderState, spec: JobSpec, nowMs: number): { score: number, 
   return { score: total, components }
 }
 
+// ---- which adverts are news --------------------------------------------------------------
+//
+// Every change of free capacity sets off an advert (the shell coalesces them within its
+// minimum gap), and every peer verifies and processes each one. Many say nothing new by the
+// time they go: a bid's reservation released because the bid lost, a short job started and
+// ended. Such an advert is skipped, unless a bid's answer showed someone a capacity that
+// differs from the last advert in more than the asker's own reservation (which the asker
+// adds back itself when it releases it: releaseInView in view.ts). The periodic advert always
+// goes: peers judge liveness by it.
+
+/** What an advert says, apart from its sequence number and time. */
+function capacityContent (c: NodeCapacity): string {
+  return JSON.stringify([c.totalCpuMilli, c.freeCpuMilli, c.totalMemoryBytes, c.freeMemoryBytes, c.runningJobs, c.draining, c.labels])
+}
+
+/** The shell calls this for every advert it publishes. */
+export function advertPublished (s: BidderState, capacity: NodeCapacity): void {
+  s.advertMemory = { content: capacityContent(capacity), shownSince: false }
+}
+
+/** Whether an advert set off by a change would tell anyone anything now. */
+export function advertIsNews (s: BidderState, nowMs: number): boolean {
+  const m = s.advertMemory
+  if (m === undefined || m.shownSince) return true
+  return capacityContent(capacityOf(s, nowMs)) !== m.content
+}
+
+/** A bid's answer carries the node's capacity to its asker; `own` is the asker's reservation
+ *  in it, if any. */
+function noteShown (s: BidderState, capacity: NodeCapacity, own?: { cpuMilli: number, memoryBytes: number }): void {
+  const m = s.advertMemory
+  if (m === undefined || m.shownSince) return
+  const asSeen = own === undefined ? capacity : { ...capacity, freeCpuMilli: capacity.freeCpuMilli + own.cpuMilli, freeMemoryBytes: capacity.freeMemoryBytes + own.memoryBytes }
+  if (capacityContent(asSeen) !== m.content) m.shownSince = true
+}
+
 function changed (s: BidderState, effects: BidderEffect[]): void {
   s.seq++
   effects.push({ type: 'capacity:changed' })
@@ -212,19 +251,25 @@ export function bidderStep (s: BidderState, e: BidderEvent, nowMs: number): Bidd
       if (existing !== undefined) { // a repeated request: answer the same way, keep one reservation
         existing.expiresAtMs = nowMs + s.config.reservationTtlMs
         const { score: sc, components } = score(s, e.spec, nowMs)
-        effects.push({ type: 'reply', replyId: e.replyId, message: { type: MessageType.Bid, body: { jobId: e.jobId, epoch: e.epoch, score: sc, components, capacity: capacityOf(s, nowMs) } } })
+        const capacity = capacityOf(s, nowMs)
+        noteShown(s, capacity, existing)
+        effects.push({ type: 'reply', replyId: e.replyId, message: { type: MessageType.Bid, body: { jobId: e.jobId, epoch: e.epoch, score: sc, components, capacity } } })
         break
       }
       const reason = refusal(s, e.spec, nowMs)
       if (reason !== undefined) {
-        effects.push({ type: 'reply', replyId: e.replyId, message: { type: MessageType.BidRefused, body: { jobId: e.jobId, epoch: e.epoch, reason, capacity: capacityOf(s, nowMs) } } })
+        const capacity = capacityOf(s, nowMs)
+        noteShown(s, capacity)
+        effects.push({ type: 'reply', replyId: e.replyId, message: { type: MessageType.BidRefused, body: { jobId: e.jobId, epoch: e.epoch, reason, capacity } } })
         break
       }
       // Score before reserving, so the score describes placing this job on the node as it is.
       const { score: sc, components } = score(s, e.spec, nowMs)
       s.reservations.set(k, { jobId: e.jobId, epoch: e.epoch, owner: e.from, cpuMilli: e.spec.cpuMilli, memoryBytes: e.spec.memoryBytes, expiresAtMs: nowMs + s.config.reservationTtlMs })
       changed(s, effects)
-      effects.push({ type: 'reply', replyId: e.replyId, message: { type: MessageType.Bid, body: { jobId: e.jobId, epoch: e.epoch, score: sc, components, capacity: capacityOf(s, nowMs) } } })
+      const capacity = capacityOf(s, nowMs)
+      noteShown(s, capacity, e.spec)
+      effects.push({ type: 'reply', replyId: e.replyId, message: { type: MessageType.Bid, body: { jobId: e.jobId, epoch: e.epoch, score: sc, components, capacity } } })
       break
     }
     case 'award:received': {

@@ -178,7 +178,13 @@ function ranksBefore<T> (score: number, hash: number, node: string, b: Ranked<T>
   return node < b.node
 }
 
-export interface BidView { node: string, score: number, components: Record<string, number> }
+export interface BidView {
+  node: string
+  score: number
+  components: Record<string, number>
+  /** seq of the capacity the bid carried (it counts the bid's reservation); see releaseInView */
+  capacitySeq?: number
+}
 
 /** The award: the best bid wins; ties are broken as in compareScores. */
 export function chooseWinner (jobId: string, bids: BidView[]): BidView | undefined {

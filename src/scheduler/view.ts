@@ -84,3 +84,28 @@ export function unclaim (view: CapacityView, peer: string, cpuMilli: number, mem
   e.claimedCpuMilli = Math.max(0, e.claimedCpuMilli - cpuMilli)
   e.claimedMemoryBytes = Math.max(0, e.claimedMemoryBytes - memoryBytes)
 }
+
+/**
+ * The owner releases a losing bid's reservation: the capacity that bid carried counted the
+ * reservation, and so does anything newer the owner has heard from the node: the room
+ * comes back in the view at once. The node does not advertise a change it has undone since
+ * its last advert (src/agent/agent.ts publishAdvert), so without this the owner would see
+ * the node short by the job until the node's next periodic advert. Returns true when room
+ * came back.
+ */
+export function releaseInView (view: CapacityView, peer: string, bidSeq: number, cpuMilli: number, memoryBytes: number): boolean {
+  const e = view.entries.get(peer)
+  // Every capacity the node made from the bid on (seq ≥ the bid's) counts the reservation:
+  // the release is only now on its way. (A reservation the node dropped on its own, after
+  // its time to live, would be added back twice: that overstates the node by one job until
+  // its next advert, and costs at most a refused bid, since a bidder checks its exact room.)
+  if (e === undefined || e.capacity.seq < bidSeq) return false
+  const c = e.capacity
+  e.capacity = {
+    ...c,
+    freeCpuMilli: Math.min(c.totalCpuMilli, c.freeCpuMilli + cpuMilli),
+    freeMemoryBytes: Math.min(c.totalMemoryBytes, c.freeMemoryBytes + memoryBytes)
+  }
+  view.freedVersion++
+  return true
+}

@@ -30,7 +30,7 @@ import type { JobSpec } from '../protocol/job-spec.ts'
 import { type JobEvent, type JobRecord, type NodeCapacity, TERMINAL_STATES } from '../protocol/job.ts'
 import { MAX_GOSSIP_BYTES, type Message, MessageType } from '../protocol/messages.ts'
 import { type OwnerConfig, type OwnerEvent, type OwnerState, createOwner, ownerNextTimerMs, ownerStep } from '../scheduler/auction.ts'
-import { type BidderConfig, type BidderEvent, type BidderState, bidderNextTimerMs, bidderStep, capacityOf, createBidder, key, renewalsAnswer, renewalsOutcome, usedResources } from '../scheduler/bidder.ts'
+import { type BidderConfig, type BidderEvent, type BidderState, advertIsNews, advertPublished, bidderNextTimerMs, bidderStep, capacityOf, createBidder, key, renewalsAnswer, renewalsOutcome, usedResources } from '../scheduler/bidder.ts'
 import { pruneView } from '../scheduler/view.ts'
 import { capacityMilliMs } from './central.ts'
 import { Engine } from './engine.ts'
@@ -626,8 +626,9 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
     engine.at(atMs, () => {
       if (a.inc !== inc || a.advertToken !== token) return
       a.advertScheduled = false
-      // a periodic advert may have carried the change already
-      if (a.bidder.seq !== a.lastAdvertSeq) publishAdvert(a)
+      // A periodic advert may have carried the change already; and, as in the agent, one that
+      // would be news to no one is skipped (advertIsNews in src/scheduler/bidder.ts).
+      if (a.bidder.seq !== a.lastAdvertSeq && advertIsNews(a.bidder, engine.nowMs)) publishAdvert(a)
     })
   }
 
@@ -647,6 +648,7 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
     a.lastAdvertFreeCpuMilli = capacity.freeCpuMilli
     a.lastAdvertFreeMemoryBytes = capacity.freeMemoryBytes
     a.lastAdvertDraining = capacity.draining
+    advertPublished(a.bidder, capacity)
     // one event object for every receiver: the machine neither keeps nor changes it
     const event: OwnerEvent = { type: 'advert:received', capacity }
     ownerDo(a, event)

@@ -121,6 +121,20 @@ describe('offers', () => {
 })
 
 describe('a bid round', () => {
+  it('the losers\' room comes back in the view with their releases; the winner\'s stays taken', () => {
+    const s = owner()
+    submit(s, 'j1', 0, spec({ cpuMilli: 1000, memoryBytes: 1 * GiB }))
+    // Each bid carries the node's capacity with the job reserved (3 of 4 cores, 7 of 8 GiB).
+    const reserved = { totalCpuMilli: 4000, totalMemoryBytes: 8 * GiB, freeCpuMilli: 3000, freeMemoryBytes: 7 * GiB }
+    for (const [n, score] of [['n1', 0.2], ['n2', 0.9], ['n3', 0.5]] as const) {
+      step(s, { type: 'bid:received', from: n, jobId: 'j1', epoch: 1, score, components: { binpack: score }, capacity: capacity(n, { ...reserved, seq: ++seq }) }, 10)
+    }
+    const free = (n: string) => [s.view.entries.get(n)!.capacity.freeCpuMilli, s.view.entries.get(n)!.capacity.freeMemoryBytes]
+    expect(free('n1')).toEqual([4000, 8 * GiB])
+    expect(free('n3')).toEqual([4000, 8 * GiB])
+    expect(free('n2')).toEqual([3000, 7 * GiB])
+  })
+
   it('awards the best bid and releases the other reservations', () => {
     const s = owner()
     submit(s, 'j1', 0)

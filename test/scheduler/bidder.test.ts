@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest'
 import { test as propTest, fc } from '@fast-check/vitest'
 import type { JobSpec } from '../../src/protocol/job-spec.ts'
 import { MessageType } from '../../src/protocol/messages.ts'
-import { type BidderEffect, type BidderState, bidderNextTimerMs, bidderStep, capacityOf, createBidder, usedResources } from '../../src/scheduler/bidder.ts'
+import { type BidderEffect, type BidderState, advertIsNews, advertPublished, bidderNextTimerMs, bidderStep, capacityOf, createBidder, usedResources } from '../../src/scheduler/bidder.ts'
 import { GiB, bidderConfig, spec } from './harness.ts'
 
 const OWNER = 'owner-1'
@@ -478,5 +478,70 @@ describe('renewals to one owner travel together', () => {
       const late = times.filter(t => t >= settledFrom)
       for (const t of late) expect({ owner, t, inInterval: late.filter(x => x >= t && x < t + 750).length <= 2 }).toEqual({ owner, t, inInterval: true })
     }
+  })
+})
+
+describe('which adverts are news', () => {
+  const OTHER_OWNER = 'owner-2'
+  const release = (s: BidderState, jobId: string, nowMs: number): void => { bidderStep(s, { type: 'reservation:released', jobId, epoch: 1 }, nowMs) }
+  /** A node whose last advert went out at time 0, before anything below. */
+  function advertised (): BidderState {
+    const s = bidder()
+    advertPublished(s, capacityOf(s, 0))
+    return s
+  }
+
+  it.each([
+    { name: 'no advert yet', run: (_s: BidderState) => {}, fresh: true, news: true },
+    { name: 'nothing changed', run: (_s: BidderState) => {}, news: false },
+    {
+      name: 'a lost bid: reserved, then released (its asker adds the room back itself)',
+      run: (s: BidderState) => { bid(s, 'j1', 1, 1); release(s, 'j1', 2) },
+      news: false
+    },
+    { name: 'a reservation still held', run: (s: BidderState) => { bid(s, 'j1', 1, 1) }, news: true },
+    {
+      name: 'a short job: bid, award, start and end between adverts',
+      run: (s: BidderState) => {
+        running(s, 'j1', 1, 1)
+        bidderStep(s, { type: 'attempt:exited', jobId: 'j1', epoch: 1, update: { startedAtMs: 1, finishedAtMs: 2, exitCode: 0, reason: 'exit' } }, 2)
+      },
+      news: false
+    },
+    { name: 'a job still running', run: (s: BidderState) => { running(s, 'j1', 1, 1) }, news: true },
+    {
+      name: 'a bid showed its asker another reservation (held then, released since)',
+      run: (s: BidderState) => {
+        bid(s, 'j1', 1, 1)
+        bidderStep(s, { type: 'bid:requested', from: OTHER_OWNER, replyId: ++replyIds, jobId: 'j2', epoch: 1, spec: spec({ cpuMilli: 500, memoryBytes: 1 * GiB }) }, 2)
+        release(s, 'j1', 3)
+        release(s, 'j2', 3)
+      },
+      news: true
+    },
+    {
+      name: 'a refusal showed its asker a reservation (released since)',
+      run: (s: BidderState) => {
+        bid(s, 'j1', 1, 1, spec({ cpuMilli: 1500, memoryBytes: 1 * GiB }))
+        bidderStep(s, { type: 'bid:requested', from: OTHER_OWNER, replyId: ++replyIds, jobId: 'j2', epoch: 1, spec: spec({ cpuMilli: 1000, memoryBytes: 1 * GiB }) }, 2)
+        release(s, 'j1', 3)
+      },
+      news: true
+    },
+    { name: 'a drain', run: (s: BidderState) => { bidderStep(s, { type: 'drain:set', draining: true }, 1) }, news: true }
+  ])('$name → news: $news', ({ run, fresh, news }) => {
+    const s = fresh === true ? bidder() : advertised()
+    run(s)
+    expect(advertIsNews(s, 10)).toBe(news)
+  })
+
+  it('an advert published resets what was shown', () => {
+    const s = advertised()
+    bid(s, 'j1', 1, 1)
+    bidderStep(s, { type: 'bid:requested', from: OTHER_OWNER, replyId: ++replyIds, jobId: 'j2', epoch: 1, spec: spec({ cpuMilli: 500, memoryBytes: 1 * GiB }) }, 2)
+    advertPublished(s, capacityOf(s, 3))
+    expect(advertIsNews(s, 4)).toBe(false)
+    release(s, 'j1', 5)
+    expect(advertIsNews(s, 6)).toBe(true)
   })
 })

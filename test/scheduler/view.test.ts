@@ -2,7 +2,7 @@
 // (freedVersion), liveness thresholds, pruning, and claims.
 import { describe, expect, it } from 'vitest'
 import type { NodeCapacity } from '../../src/protocol/job.ts'
-import { type ViewEntry, applyAdvert, claim, createView, liveness, pruneView, unclaim } from '../../src/scheduler/view.ts'
+import { type ViewEntry, applyAdvert, claim, createView, liveness, pruneView, releaseInView, unclaim } from '../../src/scheduler/view.ts'
 import { capacity } from './harness.ts'
 
 const LIVENESS = { suspectAfterMs: 3000, goneAfterMs: 6000 }
@@ -99,5 +99,36 @@ describe('claim and unclaim', () => {
     claim(v, 'nobody', 1, 1)
     unclaim(v, 'nobody', 1, 1)
     expect(v.entries.has('nobody')).toBe(false)
+  })
+})
+
+describe('releaseInView', () => {
+  // The node's bid carried seq 7 with the job's 1000 mcpu / 1000 B reserved.
+  const bidCapacity = capacity('a', { seq: 7, totalCpuMilli: 4000, freeCpuMilli: 3000, totalMemoryBytes: 8000, freeMemoryBytes: 7000 })
+  it.each([
+    { name: 'the bid is the newest news: the room comes back', heard: 7, back: true, free: [4000, 8000] },
+    { name: 'a newer advert (made before the release landed) counts the reservation too', heard: 9, back: true, free: [4000, 8000] },
+    { name: 'an older capacity than the bid: nothing to give back', heard: 6, back: false, free: [3000, 7000] }
+  ])('$name', ({ heard, back, free }) => {
+    const v = createView()
+    applyAdvert(v, { ...bidCapacity, seq: heard }, 0)
+    const version = v.freedVersion
+    expect(releaseInView(v, 'a', 7, 1000, 1000)).toBe(back)
+    expect([v.entries.get('a')!.capacity.freeCpuMilli, v.entries.get('a')!.capacity.freeMemoryBytes]).toEqual(free)
+    expect(v.freedVersion).toBe(back ? version + 1 : version)
+    expect(v.entries.get('a')!.capacity.seq).toBe(heard)
+  })
+
+  it('never shows more room than the node has', () => {
+    const v = createView()
+    applyAdvert(v, { ...bidCapacity, freeCpuMilli: 3500 }, 0)
+    releaseInView(v, 'a', 7, 1000, 1000)
+    expect(v.entries.get('a')!.capacity.freeCpuMilli).toBe(4000)
+  })
+
+  it('an unknown node is left alone', () => {
+    const v = createView()
+    expect(releaseInView(v, 'nobody', 1, 1, 1)).toBe(false)
+    expect(v.entries.size).toBe(0)
   })
 })
