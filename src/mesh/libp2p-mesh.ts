@@ -22,6 +22,7 @@ import { rendezvous } from '../scheduler/hash.ts'
 import { CONNECTION_LIMITS, GOSSIP_LIMITS, GOSSIP_SCORE_PARAMS, GOSSIP_SCORE_THRESHOLDS, MESH_DEFAULTS } from './constants.ts'
 import { InvalidResponseError, type Mesh, MeshEmitter, PeerUnreachableError, type RequestHandler, Topic, type TopicName } from './mesh.ts'
 import { type RpcClient, createRpcClient, serveRpc } from './rpc-mux.ts'
+import { deadline } from './deadline.ts'
 import { resolveSwarmKey } from './security.ts'
 
 export { SwarmKeyRequiredError, InvalidSwarmKeyError } from './security.ts'
@@ -375,7 +376,14 @@ class Libp2pMesh extends MeshEmitter implements Mesh {
       await serveRpc({
         io,
         maxConcurrent: MESH_DEFAULTS.maxConcurrentPerChannel,
-        handle: async frame => await this.answer(from, frame, AbortSignal.timeout(this.timeoutMs))
+        handle: async frame => {
+          const d = deadline(this.timeoutMs)
+          try {
+            return await this.answer(from, frame, d.signal)
+          } finally {
+            d.clear()
+          }
+        }
       })
       await stream.close().catch(() => {})
     } catch (err) {
@@ -385,7 +393,8 @@ class Libp2pMesh extends MeshEmitter implements Mesh {
   }
 
   private async serve (stream: any, from: string): Promise<void> {
-    const signal = AbortSignal.timeout(this.timeoutMs)
+    const d = deadline(this.timeoutMs)
+    const signal = d.signal
     try {
       const lp = lpStream(stream, { maxDataLength: MAX_DIRECT_BYTES })
       const frame = await lp.read({ signal })
@@ -394,6 +403,8 @@ class Libp2pMesh extends MeshEmitter implements Mesh {
     } catch (err) {
       this.init.logger?.debug({ from, err: String(err) }, 'direct request failed')
       stream.abort(err as Error)
+    } finally {
+      d.clear()
     }
   }
 
@@ -425,13 +436,18 @@ class Libp2pMesh extends MeshEmitter implements Mesh {
   async request (to: string, message: Message, options: { signal?: AbortSignal, timeoutMs?: number } = {}): Promise<Message> {
     if (to === this.peerId) {
       if (this.handler === undefined) throw new PeerUnreachableError(to)
-      return await this.handler(to, message, { signal: options.signal ?? AbortSignal.timeout(this.timeoutMs) })
+      const d = deadline(this.timeoutMs, options.signal)
+      try {
+        return await this.handler(to, message, { signal: d.signal })
+      } finally {
+        d.clear()
+      }
     }
-    const timeout = AbortSignal.timeout(options.timeoutMs ?? this.timeoutMs)
-    const signal = options.signal !== undefined ? AbortSignal.any([options.signal, timeout]) : timeout
     const payload = encodeMessage(message)
     // Over the cap the peer would refuse it: fail this request alone, not the channel it shares.
     if (payload.byteLength > MAX_DIRECT_BYTES) throw new PeerUnreachableError(to, { cause: new Error(`request of ${payload.byteLength} bytes is over the ${MAX_DIRECT_BYTES}-byte cap`) })
+    const d = deadline(options.timeoutMs ?? this.timeoutMs, options.signal)
+    const signal = d.signal
     let frame: Uint8Array
     try {
       // The opening is shared (and has its own timeout); this caller waits for it only as
@@ -441,6 +457,8 @@ class Libp2pMesh extends MeshEmitter implements Mesh {
     } catch (err) {
       if (err instanceof PeerUnreachableError) throw err
       throw new PeerUnreachableError(to, { cause: err })
+    } finally {
+      d.clear()
     }
     const r = decodeMessage(frame, MAX_DIRECT_BYTES)
     if (!r.ok) {
