@@ -51,6 +51,10 @@ export const AGENT_DEFAULTS = {
    *  auction (or of many jobs) go out in one request per replica. Longer: fewer requests under
    *  load; shorter: replicas lag less (a takeover reads the newest copy anyway). */
   replicationBatchMs: 25,
+  /** A job whose copy the store failed to read is tried again after replicationBatchMs ×
+   *  2^(failures − 1), at most this long. Shorter: a disk that recovers has its replicas
+   *  caught up sooner; longer: a broken disk costs fewer futile reads (and log lines). */
+  replicationRetryMaxMs: 5000,
   /** A submit's and a final result's copies go in rounds, one out at a time, so that those
    *  asked for during a round share its successor's requests (group commit). The next round
    *  starts when the one before is decided (a quorum for each of its jobs, or every replica

@@ -175,6 +175,8 @@ class BidmeshAgent implements Agent {
   /** last lease renewal an executor sent here while the owner was unreachable */
   private readonly standbyRenewals = new Map<string, number>()
   private readonly replicateQueue = new Set<string>()
+  /** jobs whose copies the store failed to read, by failures in a row (see replicate) */
+  private readonly replicationReadFailures = new Map<string, number>()
   private replicationTimer: ReturnType<typeof setTimeout> | undefined
   /** jobs whose copy must reach a quorum before someone is answered (replicateNow), with
    *  those waiting on each, for the next replication round */
@@ -764,13 +766,20 @@ class BidmeshAgent implements Agent {
           return { replica, copy, from, events }
         })
       } catch (err) {
-        // Not sent now, so not kept: a waiting submit or result is answered so at once; the
-        // next batch tries again.
-        this.c.logger.warn({ jobId: id, err: String(err) }, 'replication: could not read the job from the store')
-        this.queueReplication(id)
+        // Not sent now, so not kept: a waiting submit or result is answered so at once. A
+        // later batch tries again, after a backoff: a disk that failed a read is likely to
+        // fail the next one too, and a retry every batch (25 ms) with a warning each time
+        // would flood the log while changing nothing.
+        const failures = (this.replicationReadFailures.get(id) ?? 0) + 1
+        this.replicationReadFailures.set(id, failures)
+        const retryInMs = Math.min(AGENT_DEFAULTS.replicationRetryMaxMs, AGENT_DEFAULTS.replicationBatchMs * 2 ** (failures - 1))
+        if (failures === 1 || failures % 10 === 0) this.c.logger.warn({ jobId: id, failures, retryInMs, err: String(err) }, 'replication: could not read the job from the store')
+        const retry = setTimeout(() => { this.queueReplication(id) }, retryInMs)
+        retry.unref?.()
         onDecided?.(id, false)
         continue
       }
+      this.replicationReadFailures.delete(id)
       waiting.set(id, { acks: 0, unanswered: job.replicas.length })
       for (const plan of plans) {
         if ('last' in plan) {

@@ -216,6 +216,39 @@ describe('replication to a job\'s replicas', () => {
     }
   })
 
+  it('a store that keeps failing reads is retried with a backoff, and its replicas catch up once it heals', async () => {
+    let failing = false
+    let failed = 0
+    await v.start(5, {
+      executorFor: () => noopExecutor({ runMs: 60_000 }),
+      wrapStore: (store, i) => {
+        if (i !== 0) return
+        const events = store.events.bind(store)
+        store.events = (jobId, options) => {
+          if (failing) { failed++; throw new Error('disk I/O error') }
+          return events(jobId, options)
+        }
+      }
+    })
+    const [owner, ...replicas] = v.nodes
+    const job = await owner.agent.submit(JOB)
+    failing = true
+    await v.advanceUntil('the job to run', () => owner.store.getJob(job.id)?.state === 'running', 20_000)
+    const failedBy = failed
+    // 20 s of a broken disk: without the backoff, a read every batch (25 ms), ~800 of them.
+    // With it, 25 ms doubling up to replicationRetryMaxMs (5 s): about a dozen.
+    await vi.advanceTimersByTimeAsync(20_000)
+    expect(failed - failedBy).toBeGreaterThan(0)
+    expect(failed - failedBy).toBeLessThanOrEqual(15)
+    failing = false
+    await vi.advanceTimersByTimeAsync(AGENT_DEFAULTS.replicationRetryMaxMs + 1_000)
+    const record = owner.store.getJob(job.id)!
+    for (const r of replicas) {
+      expect(r.store.getJob(job.id)?.version).toBe(record.version)
+      expect(r.store.events(job.id)).toEqual(owner.store.events(job.id))
+    }
+  })
+
   it('a copy a replica holds, or is being sent, is not sent to it again', async () => {
     // A result's own replication (awaited before the result is accepted) and the batched one
     // that the same change queued used to send the same copy twice to every replica.
