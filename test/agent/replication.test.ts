@@ -188,8 +188,9 @@ describe('replication to a job\'s replicas', () => {
     expect(reads.some(r => (r.from ?? 0) > 0)).toBe(true)
   })
 
-  it('a store read that fails while a change is replicated loses no change: the next batch sends it', async () => {
-    let failReads = 0
+  /** Starts 5 agents; the first one's store fails each read of a job's events while `fail()`
+   *  says so. Returns how many reads failed so far. */
+  async function startWithFailingReads (fail: () => boolean): Promise<() => number> {
     let failed = 0
     await v.start(5, {
       executorFor: () => noopExecutor({ runMs: 60_000 }),
@@ -197,10 +198,20 @@ describe('replication to a job\'s replicas', () => {
         if (i !== 0) return
         const events = store.events.bind(store)
         store.events = (jobId, options) => {
-          if (failReads > 0) { failReads--; failed++; throw new Error('disk I/O error') }
+          if (fail()) { failed++; throw new Error('disk I/O error') }
           return events(jobId, options)
         }
       }
+    })
+    return () => failed
+  }
+
+  it('a store read that fails while a change is replicated loses no change: the next batch sends it', async () => {
+    let failReads = 0
+    const failed = await startWithFailingReads(() => {
+      if (failReads === 0) return false
+      failReads--
+      return true
     })
     const [owner, ...replicas] = v.nodes
     const job = await owner.agent.submit(JOB)
@@ -208,7 +219,7 @@ describe('replication to a job\'s replicas', () => {
     failReads = 1
     await v.advanceUntil('the job to run', () => owner.store.getJob(job.id)?.state === 'running', 20_000)
     await vi.advanceTimersByTimeAsync(1_000)
-    expect(failed).toBe(1)
+    expect(failed()).toBe(1)
     const record = owner.store.getJob(job.id)!
     for (const r of replicas) {
       expect(r.store.getJob(job.id)?.version).toBe(record.version)
@@ -218,28 +229,17 @@ describe('replication to a job\'s replicas', () => {
 
   it('a store that keeps failing reads is retried with a backoff, and its replicas catch up once it heals', async () => {
     let failing = false
-    let failed = 0
-    await v.start(5, {
-      executorFor: () => noopExecutor({ runMs: 60_000 }),
-      wrapStore: (store, i) => {
-        if (i !== 0) return
-        const events = store.events.bind(store)
-        store.events = (jobId, options) => {
-          if (failing) { failed++; throw new Error('disk I/O error') }
-          return events(jobId, options)
-        }
-      }
-    })
+    const failed = await startWithFailingReads(() => failing)
     const [owner, ...replicas] = v.nodes
     const job = await owner.agent.submit(JOB)
     failing = true
     await v.advanceUntil('the job to run', () => owner.store.getJob(job.id)?.state === 'running', 20_000)
-    const failedBy = failed
+    const failedBy = failed()
     // 20 s of a broken disk: without the backoff, a read every batch (25 ms), ~800 of them.
     // With it, 25 ms doubling up to replicationRetryMaxMs (5 s): about a dozen.
     await vi.advanceTimersByTimeAsync(20_000)
-    expect(failed - failedBy).toBeGreaterThan(0)
-    expect(failed - failedBy).toBeLessThanOrEqual(15)
+    expect(failed() - failedBy).toBeGreaterThan(0)
+    expect(failed() - failedBy).toBeLessThanOrEqual(15)
     failing = false
     await vi.advanceTimersByTimeAsync(AGENT_DEFAULTS.replicationRetryMaxMs + 1_000)
     const record = owner.store.getJob(job.id)!
