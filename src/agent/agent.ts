@@ -316,8 +316,9 @@ class BidmeshAgent implements Agent {
       const job = oj.record
       const sinceMs = Math.max(job.updatedAtMs, this.restoredJobs.get(id) ?? -Infinity)
       if (!TERMINAL_STATES.has(job.state) || nowMs - sinceMs < this.t.finishedJobRetentionMs) continue
-      // Still on its way to the store or the replicas: it goes on a later sweep.
-      if (this.replicateQueue.has(id) || this.urgentReplication.has(id) || this.summaryQueue.has(id)) continue
+      // Still on its way to the store or the replicas (or waiting out a failed read's backoff,
+      // see replicate): it goes on a later sweep.
+      if (this.replicateQueue.has(id) || this.urgentReplication.has(id) || this.summaryQueue.has(id) || this.replicationReadFailures.has(id)) continue
       this.ownerDo({ type: 'job:evicted', jobId: id })
       if (this.owner.jobs.has(id)) continue
       this.replicaCopies.delete(id)
