@@ -182,6 +182,8 @@ class BidmeshAgent implements Agent {
   private readonly replicateQueue = new Set<string>()
   /** jobs whose copies the store failed to read, by failures in a row (see replicate) */
   private readonly replicationReadFailures = new Map<string, number>()
+  /** jobs with a retry of a failed read scheduled */
+  private readonly replicationRetryPending = new Set<string>()
   private replicationTimer: ReturnType<typeof setTimeout> | undefined
   /** jobs whose copy must reach a quorum before someone is answered (replicateNow), with
    *  those waiting on each, for the next replication round */
@@ -780,8 +782,13 @@ class BidmeshAgent implements Agent {
         this.replicationReadFailures.set(id, failures)
         const retryInMs = Math.min(AGENT_DEFAULTS.replicationRetryMaxMs, AGENT_DEFAULTS.replicationBatchMs * 2 ** (failures - 1))
         if (failures === 1 || failures % 10 === 0) this.c.logger.warn({ jobId: id, failures, retryInMs, err: String(err) }, 'replication: could not read the job from the store')
-        const retry = setTimeout(() => { this.queueReplication(id) }, retryInMs)
-        retry.unref?.()
+        // One retry per job at a time: a change made meanwhile rides on it rather than starting
+        // a second chain of retries.
+        if (!this.replicationRetryPending.has(id)) {
+          this.replicationRetryPending.add(id)
+          const retry = setTimeout(() => { this.replicationRetryPending.delete(id); this.queueReplication(id) }, retryInMs)
+          retry.unref?.()
+        }
         onDecided?.(id, false)
         continue
       }
