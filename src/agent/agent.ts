@@ -1396,7 +1396,7 @@ class BidmeshAgent implements Agent {
         })
       }
       case MessageType.ReservationRelease:
-        this.bidderDo({ type: 'reservation:released', ...m.body })
+        this.bidderDo({ type: 'reservation:released', from, ...m.body })
         return ack()
       case MessageType.CancelAttempt:
         return await this.ask(replyId => this.bidderDo({ type: 'attempt:cancel', from, replyId, ...m.body }))

@@ -65,7 +65,8 @@ export interface BidderState {
 export type BidderEvent =
   | { type: 'bid:requested', from: string, replyId: number, jobId: string, epoch: number, spec: JobSpec }
   | { type: 'award:received', from: string, replyId: number, jobId: string, epoch: number, spec: JobSpec, replicas?: string[] }
-  | { type: 'reservation:released', jobId: string, epoch: number }
+  /** from: who sent the release; only the owner that asked for the bid frees its reservation */
+  | { type: 'reservation:released', from: string, jobId: string, epoch: number }
   | { type: 'attempt:cancel', from: string, replyId: number, jobId: string, epoch: number }
   | { type: 'attempt:started', jobId: string, epoch: number, startedAtMs: number }
   | { type: 'attempt:exited', jobId: string, epoch: number, update: Omit<AttemptUpdate, 'jobId' | 'epoch' | 'node' | 'state'> }
@@ -301,7 +302,10 @@ export function bidderStep (s: BidderState, e: BidderEvent, nowMs: number): Bidd
       break
     }
     case 'reservation:released': {
-      if (s.reservations.delete(key(e.jobId, e.epoch))) changed(s, effects)
+      const k = key(e.jobId, e.epoch)
+      if (s.reservations.get(k)?.owner !== e.from) break
+      s.reservations.delete(k)
+      changed(s, effects)
       break
     }
     case 'attempt:cancel': {

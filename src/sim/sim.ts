@@ -489,7 +489,7 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
         case MessageType.Award:
           return ask(replyId => bidderDo(b, { type: 'award:received', from, replyId, jobId: m.body.jobId, epoch: m.body.epoch, spec: m.body.spec, replicas: m.body.replicas }))
         case MessageType.ReservationRelease:
-          bidderDo(b, { type: 'reservation:released', jobId: m.body.jobId, epoch: m.body.epoch })
+          bidderDo(b, { type: 'reservation:released', from, jobId: m.body.jobId, epoch: m.body.epoch })
           return { type: MessageType.Ack, body: { ok: true } }
         case MessageType.CancelAttempt:
           return ask(replyId => bidderDo(b, { type: 'attempt:cancel', from, replyId, jobId: m.body.jobId, epoch: m.body.epoch }))

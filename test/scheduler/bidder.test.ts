@@ -111,9 +111,17 @@ describe('bids and reservations', () => {
   it('a release frees the reservation at once; releasing twice changes nothing', () => {
     const s = bidder()
     bid(s, 'j1', 1, 0)
-    expect(of(bidderStep(s, { type: 'reservation:released', jobId: 'j1', epoch: 1 }, 5), 'capacity:changed')).toHaveLength(1)
+    expect(of(bidderStep(s, { type: 'reservation:released', from: OWNER, jobId: 'j1', epoch: 1 }, 5), 'capacity:changed')).toHaveLength(1)
     expect(usedResources(s)).toEqual({ cpuMilli: 0, memoryBytes: 0 })
-    expect(bidderStep(s, { type: 'reservation:released', jobId: 'j1', epoch: 1 }, 6)).toEqual([])
+    expect(bidderStep(s, { type: 'reservation:released', from: OWNER, jobId: 'j1', epoch: 1 }, 6)).toEqual([])
+  })
+
+  it('only the owner that asked for a bid releases its reservation', () => {
+    const s = bidder()
+    bid(s, 'j1', 1, 0)
+    expect(bidderStep(s, { type: 'reservation:released', from: 'someone-else', jobId: 'j1', epoch: 1 }, 5)).toEqual([])
+    expect(usedResources(s)).toEqual({ cpuMilli: 1000, memoryBytes: 1 * GiB })
+    expect(of(bidderStep(s, { type: 'reservation:released', from: OWNER, jobId: 'j1', epoch: 1 }, 6), 'capacity:changed')).toHaveLength(1)
   })
 })
 
@@ -483,7 +491,10 @@ describe('renewals to one owner travel together', () => {
 
 describe('which adverts are news', () => {
   const OTHER_OWNER = 'owner-2'
-  const release = (s: BidderState, jobId: string, nowMs: number): void => { bidderStep(s, { type: 'reservation:released', jobId, epoch: 1 }, nowMs) }
+  const release = (s: BidderState, jobId: string, nowMs: number): void => {
+    const from = s.reservations.get(`${jobId}#1`)?.owner ?? OWNER
+    bidderStep(s, { type: 'reservation:released', from, jobId, epoch: 1 }, nowMs)
+  }
   /** A node whose last advert went out at time 0, before anything below. */
   function advertised (): BidderState {
     const s = bidder()

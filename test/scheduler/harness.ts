@@ -474,7 +474,7 @@ export class Harness {
       case MessageType.Award:
         return this.ask(node, replyId => this.bidderDo(node, { type: 'award:received', from, replyId, jobId: m.body.jobId, epoch: m.body.epoch, spec: m.body.spec, replicas: m.body.replicas }))
       case MessageType.ReservationRelease:
-        this.bidderDo(node, { type: 'reservation:released', ...m.body })
+        this.bidderDo(node, { type: 'reservation:released', from, ...m.body })
         return ack()
       case MessageType.CancelAttempt:
         return this.ask(node, replyId => this.bidderDo(node, { type: 'attempt:cancel', from, replyId, ...m.body }))
