@@ -1227,6 +1227,8 @@ class BidmeshAgent implements Agent {
     const m = message
     if (m.type === MessageType.BidRequest) this.metrics_.bidRequests.inc()
     try {
+      // A release wants no answer (nothing is done with one): half the frames of a request.
+      if (m.type === MessageType.ReservationRelease) { await this.c.mesh.notify(to, m); return }
       const response = await this.c.mesh.request(to, m)
       if (this.stopped) return
       if (m.type === MessageType.BidRequest) {

@@ -63,6 +63,10 @@ export function durableMesh (mesh: Mesh, store: Pick<Store, 'sync'>): Mesh {
       if (!SOFT_EXCHANGES.has(message.type) && !isRenewal(message)) await store.sync()
       return await mesh.request(to, message, options)
     },
+    async notify (to, message) {
+      // What goes unanswered promises nothing: no flush first (a notification is soft).
+      await mesh.notify(to, message)
+    },
     handle (handler) {
       mesh.handle(async (from, message, options) => {
         const response = await handler(from, message, options)

@@ -356,15 +356,18 @@ class Libp2pMesh extends MeshEmitter implements Mesh {
     }
   }
 
-  /** Answers one request, whichever way it came: decoded and checked like any frame. */
-  private async answer (from: string, frame: Uint8Array, signal: AbortSignal): Promise<Uint8Array> {
+  /** Answers one request, whichever way it came: decoded and checked like any frame. A
+   *  notification (wantsAnswer false) is handled the same, and its answer never encoded. */
+  private async answer (from: string, frame: Uint8Array, signal: AbortSignal, wantsAnswer = true): Promise<Uint8Array | undefined> {
     const r = decodeMessage(frame, MAX_DIRECT_BYTES)
     if (!r.ok) {
       this.emit('message:invalid', { from, channel: 'direct', rejection: r.rejection })
       throw new Error(`invalid request: ${r.rejection}`)
     }
     if (this.handler === undefined) throw new Error('no handler')
-    const response = encodeMessage(await this.handler(from, r.message, { signal }))
+    const answer = await this.handler(from, r.message, { signal })
+    if (!wantsAnswer) return undefined
+    const response = encodeMessage(answer)
     // Refused alone, rather than sent and failing the requester's whole channel at its cap.
     if (response.byteLength > MAX_DIRECT_BYTES) throw new Error(`response of ${response.byteLength} bytes is over the ${MAX_DIRECT_BYTES}-byte cap`)
     return response
@@ -376,10 +379,10 @@ class Libp2pMesh extends MeshEmitter implements Mesh {
       await serveRpc({
         io,
         maxConcurrent: MESH_DEFAULTS.maxConcurrentPerChannel,
-        handle: async frame => {
+        handle: async (frame, { wantsAnswer }) => {
           const d = deadline(this.timeoutMs)
           try {
-            return await this.answer(from, frame, d.signal)
+            return await this.answer(from, frame, d.signal, wantsAnswer)
           } finally {
             d.clear()
           }
@@ -398,7 +401,9 @@ class Libp2pMesh extends MeshEmitter implements Mesh {
     try {
       const lp = lpStream(stream, { maxDataLength: MAX_DIRECT_BYTES })
       const frame = await lp.read({ signal })
-      await lp.write(await this.answer(from, frame.subarray(), signal), { signal })
+      const response = await this.answer(from, frame.subarray(), signal)
+      if (response === undefined) throw new Error('no answer')
+      await lp.write(response, { signal })
       await stream.close({ signal })
     } catch (err) {
       this.init.logger?.debug({ from, err: String(err) }, 'direct request failed')
@@ -466,6 +471,24 @@ class Libp2pMesh extends MeshEmitter implements Mesh {
       throw new InvalidResponseError(to, r.rejection)
     }
     return r.message
+  }
+
+  async notify (to: string, message: Message): Promise<void> {
+    if (to === this.peerId) { await this.request(to, message); return }
+    const payload = encodeMessage(message)
+    if (payload.byteLength > MAX_DIRECT_BYTES) throw new PeerUnreachableError(to, { cause: new Error(`notification of ${payload.byteLength} bytes is over the ${MAX_DIRECT_BYTES}-byte cap`) })
+    const d = deadline(this.timeoutMs)
+    try {
+      const channel = await untilAborted(this.channelTo(to), d.signal)
+      // A peer without the channel protocol gets a request of its own, whose answer is dropped.
+      if (channel !== undefined) await channel.notify(payload)
+      else await this.requestOnStream(to, payload, d.signal)
+    } catch (err) {
+      if (err instanceof PeerUnreachableError) throw err
+      throw new PeerUnreachableError(to, { cause: err })
+    } finally {
+      d.clear()
+    }
   }
 
   /** The open channel to a peer, opened on first use; undefined for a peer that does not

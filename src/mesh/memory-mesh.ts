@@ -205,6 +205,13 @@ class MemoryMesh extends MeshEmitter implements Mesh {
     })
   }
 
+  async notify (to: string, message: Message): Promise<void> {
+    if (!this.running) throw new PeerUnreachableError(to)
+    if (to !== this.peerId && !this.net.canReach(this.peerId, to)) throw new PeerUnreachableError(to)
+    // On its way once sent: the receiver's handling, and its answer, are nobody's concern.
+    void this.exchange(to, message, new AbortController().signal).catch(() => {})
+  }
+
   private async exchange (to: string, message: Message, signal: AbortSignal): Promise<Message> {
     if (to === this.peerId) {
       // As the libp2p mesh: a request to oneself goes straight to one's own handler.

@@ -29,6 +29,11 @@ export interface Mesh {
   publish (topic: TopicName, message: Message): Promise<void>
   /** Sends a request over a direct stream and waits for its one response. */
   request (to: string, message: Message, options?: { signal?: AbortSignal, timeoutMs?: number }): Promise<Message>
+  /** Sends a message that wants no answer, best effort: one that is lost is as if never sent,
+   *  so it suits only what the receiver can do without (a reservation release: reservations
+   *  lapse anyway). The receiver's handler runs as for a request; its answer goes nowhere.
+   *  Resolves once the message is on its way; rejects if the peer cannot be reached. */
+  notify (to: string, message: Message): Promise<void>
   handle (handler: RequestHandler): void
   /** Learn where a peer listens (from its adverts), so it can be dialled directly. */
   addPeerAddrs (peer: string, addrs: string[]): Promise<void>

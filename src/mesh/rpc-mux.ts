@@ -5,7 +5,10 @@
 // in the same tick goes out in one write.
 //
 // Frame: [kind: u8][id: u32 big-endian][payload], inside the stream's length prefix.
-//   kind 1  request   payload: an encoded Message
+//   kind 1  request   payload: an encoded Message. Id 0 asks for no answer (a notification:
+//                     a release, which its sender does not wait on); requests count from 1.
+//                     A server from before notifications answers one anyway, and the
+//                     requester drops that answer as it drops any late one.
 //   kind 2  response  payload: an encoded Message
 //   kind 3  refused   payload: a short UTF-8 reason (the request failed to decode, or its
 //                     handler threw): the requester's call fails as the peer's would have
@@ -126,9 +129,15 @@ export interface RpcClientInit {
   onClose?: (err?: unknown) => void
 }
 
+/** Frame id of a notification: a request that wants no answer. */
+export const NOTIFICATION_ID = 0
+
 /** The requesting end of a channel. */
 export interface RpcClient {
   request (payload: Uint8Array, options: { signal: AbortSignal }): Promise<Uint8Array>
+  /** Sends a request that wants no answer; resolves once it is written (or dropped with a
+   *  channel that failed: best effort, like the datagram it stands for). */
+  notify (payload: Uint8Array): Promise<void>
   readonly closed: boolean
   /** requests waiting for their response */
   readonly pending: number
@@ -170,6 +179,10 @@ export function createRpcClient (init: RpcClientInit): RpcClient {
     get closed () { return closed },
     get pending () { return pending.size },
     close,
+    async notify (payload) {
+      if (closed) throw new ChannelClosedError()
+      await writer.send(encodeFrame(FrameKind.Request, NOTIFICATION_ID, payload)).written
+    },
     async request (payload, { signal }) {
       if (closed) throw new ChannelClosedError()
       signal.throwIfAborted()
@@ -197,8 +210,9 @@ export function createRpcClient (init: RpcClientInit): RpcClient {
 
 export interface RpcServerInit {
   io: FrameIO
-  /** answers one request; a throw is sent back as a refusal */
-  handle: (payload: Uint8Array) => Promise<Uint8Array>
+  /** answers one request; a throw is sent back as a refusal. For a notification (wantsAnswer
+   *  false) nothing is sent back, whatever it returns or throws: it may skip the answer. */
+  handle: (payload: Uint8Array, options: { wantsAnswer: boolean }) => Promise<Uint8Array | undefined>
   /** handlers run at once per channel; past this the channel stops reading (back-pressure) */
   maxConcurrent: number
 }
@@ -225,18 +239,23 @@ export async function serveRpc (init: RpcServerInit): Promise<void> {
     const { kind, id, payload } = decodeFrame(raw)
     if (kind !== FrameKind.Request) throw new MalformedFrameError(`kind ${kind} on the serving end`)
     running++
+    const freeSlot = (): void => {
+      running--
+      const wake = slotFreed
+      slotFreed = undefined
+      wake?.()
+    }
+    if (id === NOTIFICATION_ID) {
+      void init.handle(payload, { wantsAnswer: false }).catch(() => {}).finally(freeSlot)
+      continue
+    }
     // A slot is free again only once the response is written, not when the handler returns:
     // a peer that sends requests but reads no responses stops being read from, rather than
     // piling its responses up here.
-    void init.handle(payload)
-      .then(response => writer.send(encodeFrame(FrameKind.Response, id, response)).written,
+    void init.handle(payload, { wantsAnswer: true })
+      .then(response => writer.send(response !== undefined ? encodeFrame(FrameKind.Response, id, response) : encodeFrame(FrameKind.Refused, id, encoder.encode('no answer'))).written,
         err => writer.send(encodeFrame(FrameKind.Refused, id, encoder.encode(String((err as Error)?.message ?? err).slice(0, 200)))).written)
-      .finally(() => {
-        running--
-        const wake = slotFreed
-        slotFreed = undefined
-        wake?.()
-      })
+      .finally(freeSlot)
   }
   throw writeError
 }

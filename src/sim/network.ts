@@ -125,6 +125,22 @@ export class Network {
     })
   }
 
+  /** A message that wants no answer (the real mesh's notify()): `serve` runs at the receiver
+   *  when it arrives, and its answer goes nowhere. Lost like any message, unnoticed. */
+  notify (from: number, to: number, message: Message, serve: (m: Message) => unknown): void {
+    const e = this.engine
+    if (from === to) {
+      this.localRequests++
+      const fromInc = this.hosts.incarnation(from)
+      e.after(0, () => { if (this.alive(from, fromInc)) serve(message) })
+      return
+    }
+    this.count(message)
+    if (!this.hosts.isUp(to) || !this.passes(from, to)) { this.dropped++; return }
+    const toInc = this.hosts.incarnation(to)
+    e.after(this.latencyMs(), () => { if (this.alive(to, toInc)) serve(message); else this.dropped++ })
+  }
+
   /**
    * One gossip publication: after one latency, `deliver` runs for each receiver that is up and
    * that the message reaches, and `missed` (if given) for each receiver that is up but that the

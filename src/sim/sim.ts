@@ -6,7 +6,7 @@
 // timers and Docker:
 //   owner  send BidRequest   → bidder 'bid:requested' → reply Bid | BidRefused → owner 'bid:received' | 'bid:refused'
 //   owner  send Award        → bidder 'award:received' → reply AwardAck | AwardDeclined → owner 'award:acked' | 'award:declined'
-//   owner  send ReservationRelease / CancelAttempt → bidder (the reply is ignored)
+//   owner  notify ReservationRelease → bidder (no reply); send CancelAttempt → bidder (the reply is ignored)
 //   bidder send AttemptUpdate → owner 'attempt:update' → reply AttemptUpdateAck → bidder 'update:acked' (with the state it answers)
 //   a request that fails (lost, timed out, dead peer) → 'bid:refused' (reason unreachable) | 'update:failed';
 //   a failed Award is no event, as in the agent: its answer may be what was lost, so the
@@ -534,7 +534,10 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
         })
         break
       }
-      default: // releases and cancels are best effort: reservations expire and leases lapse anyway
+      case MessageType.ReservationRelease: // a notification, as agent.ts sends it: no answer
+        net.notify(a.idx, b.idx, m, handle)
+        break
+      default: // cancels are best effort: leases lapse anyway
         net.request(a.idx, b.idx, m, handle, () => {})
     }
   }

@@ -35,14 +35,14 @@ describe('libp2p mesh direct requests', () => {
     return mesh
   }
 
-  async function peer (speaks: { channel: boolean }): Promise<{ raw: RawGossipNode, counts: { channelsOpened: number, streamsOpened: number } }> {
+  async function peer (speaks: { channel: boolean }): Promise<{ raw: RawGossipNode, counts: { channelsOpened: number, streamsOpened: number, notified: number } }> {
     const raw = await startRawGossipNode()
     cleanups.push(async () => { await raw.stop() })
-    const counts = { channelsOpened: 0, streamsOpened: 0 }
+    const counts = { channelsOpened: 0, streamsOpened: 0, notified: 0 }
     if (speaks.channel) {
       await raw.node.handle(MESH_DEFAULTS.rpcMuxProtocol, ({ stream }: any) => {
         counts.channelsOpened++
-        void serveRpc({ io: lpStream(stream), maxConcurrent: 128, handle: async f => answer(f) }).catch(() => {})
+        void serveRpc({ io: lpStream(stream), maxConcurrent: 128, handle: async (f, { wantsAnswer }) => { if (!wantsAnswer) counts.notified++; return answer(f) } }).catch(() => {})
       })
     }
     await raw.node.handle(MESH_DEFAULTS.rpcProtocol, async ({ stream }: any) => {
@@ -77,6 +77,20 @@ describe('libp2p mesh direct requests', () => {
     expect(tooBig.status === 'rejected' && (tooBig.reason as { code?: string }).code).toBe('ERR_PEER_UNREACHABLE')
     expect(fine.status === 'fulfilled' && fine.value.type === MessageType.Ack && fine.value.body.message).toBe('fine')
     expect(counts.channelsOpened).toBe(1)
+  })
+
+  it('a notification goes over the channel as one frame, wanting no answer; a peer without the channel gets a stream', async () => {
+    const mesh = await requester()
+    const { raw: p, counts } = await peer({ channel: true })
+    await mesh.addPeerAddrs(p.peerId, p.node.getMultiaddrs().map(a => a.toString()))
+    await mesh.notify(p.peerId, query('release'))
+    // Ordered on the one channel: once the request behind it is answered, it has been handled.
+    await mesh.request(p.peerId, query('after'))
+    expect(counts).toEqual({ channelsOpened: 1, streamsOpened: 0, notified: 1 })
+    const { raw: old, counts: oldCounts } = await peer({ channel: false })
+    await mesh.addPeerAddrs(old.peerId, old.node.getMultiaddrs().map(a => a.toString()))
+    await mesh.notify(old.peerId, query('release'))
+    expect(oldCounts.streamsOpened).toBe(1)
   })
 
   it('a peer without the channel protocol is asked one stream per request', async () => {

@@ -98,6 +98,18 @@ describe('requests', () => {
     expect(calls[0].message).not.toBe(query)
   })
 
+  it('a notification runs the target handler, and the sender waits for nothing', async () => {
+    const { a, b } = three()
+    const calls: Array<{ from: string, message: Message }> = []
+    let unblock!: () => void
+    const blocked = new Promise<void>(resolve => { unblock = resolve })
+    b.handle(async (from, message) => { calls.push({ from, message }); await blocked; return ack('from-b') })
+    await a.notify('peer-b', query) // resolves with the handler still blocked
+    await new Promise(resolve => setImmediate(resolve))
+    expect(calls).toEqual([{ from: 'peer-a', message: query }])
+    unblock()
+  })
+
   it('a request to oneself goes to one\'s own handler', async () => {
     const { a } = three()
     a.handle(async (from) => ack(`self:${from}`))

@@ -1,6 +1,6 @@
 // The request channel over an in-memory pair of length-prefixed streams.
 import { describe, expect, it } from 'vitest'
-import { ChannelClosedError, type FrameIO, FrameKind, MalformedFrameError, RequestRefusedError, createRpcClient, decodeFrame, encodeFrame, serveRpc } from '../../src/mesh/rpc-mux.ts'
+import { ChannelClosedError, type FrameIO, FrameKind, MalformedFrameError, NOTIFICATION_ID, RequestRefusedError, createRpcClient, decodeFrame, encodeFrame, serveRpc } from '../../src/mesh/rpc-mux.ts'
 
 /** One direction of a stream: frames written on one end are read on the other, in order. */
 class Pipe {
@@ -183,6 +183,40 @@ describe('request channel', () => {
     unstall()
     expect(await all).toEqual(['a', 'b', 'c', 'd'])
     expect(handled).toBe(4)
+  })
+
+  it('a notification reaches the handler, told no answer is wanted, and nothing comes back', async () => {
+    const io = pair()
+    const seen: Array<{ payload: string, wantsAnswer: boolean }> = []
+    void serveRpc({ io: io.server, maxConcurrent: 4, handle: async (p, { wantsAnswer }) => { seen.push({ payload: text(p), wantsAnswer }); if (text(p) === 'bad') throw new Error('no'); return wantsAnswer ? p : undefined } })
+    const client = createRpcClient({ io: io.client })
+    await client.notify(bytes('release'))
+    await client.notify(bytes('bad')) // a handler that throws on a notification refuses nothing
+    expect(text(await client.request(bytes('asked'), { signal: noTimeout() }))).toBe('asked')
+    await settle()
+    expect(seen).toEqual([{ payload: 'release', wantsAnswer: false }, { payload: 'bad', wantsAnswer: false }, { payload: 'asked', wantsAnswer: true }])
+    expect(io.toClient.writes).toBe(1) // the request's answer alone
+    expect(decodeFrame(encodeFrame(FrameKind.Request, NOTIFICATION_ID, bytes('x'))).id).toBe(0)
+  })
+
+  it('an answer to a notification (a server from before them) is dropped; pending requests are untouched', async () => {
+    const io = pair()
+    const client = createRpcClient({ io: io.client })
+    const asked = client.request(bytes('asked'), { signal: noTimeout() })
+    await client.notify(bytes('release'))
+    await settle()
+    const [req, note] = [decodeFrame(await io.toServer.pull()), decodeFrame(await io.toServer.pull())]
+    expect([req.id, note.id]).toEqual([1, NOTIFICATION_ID])
+    io.toClient.push([encodeFrame(FrameKind.Response, NOTIFICATION_ID, bytes('ack')), encodeFrame(FrameKind.Response, req.id, bytes('answer'))])
+    expect(text(await asked)).toBe('answer')
+    expect(client.closed).toBe(false)
+  })
+
+  it('a notification on a closed channel fails by name', async () => {
+    const io = pair()
+    const client = createRpcClient({ io: io.client })
+    client.close()
+    await expect(client.notify(bytes('x'))).rejects.toBeInstanceOf(ChannelClosedError)
   })
 
   it('a response frame sent to the serving end is a protocol violation', async () => {
