@@ -481,7 +481,9 @@ class Libp2pMesh extends MeshEmitter implements Mesh {
     try {
       const channel = await untilAborted(this.channelTo(to), d.signal)
       // A peer without the channel protocol gets a request of its own, whose answer is dropped.
-      if (channel !== undefined) await channel.notify(payload)
+      // Either way the caller waits no longer than for a request (a write can stall on a
+      // peer that stopped reading).
+      if (channel !== undefined) await untilAborted(channel.notify(payload), d.signal)
       else await this.requestOnStream(to, payload, d.signal)
     } catch (err) {
       if (err instanceof PeerUnreachableError) throw err
