@@ -383,6 +383,10 @@ class Libp2pMesh extends MeshEmitter implements Mesh {
           const d = deadline(this.timeoutMs)
           try {
             return await this.answer(from, frame, d.signal, wantsAnswer)
+          } catch (err) {
+            // A failed notification has no requester to be told: it is logged here instead.
+            if (!wantsAnswer) this.init.logger?.debug({ from, err: String(err) }, 'notification failed')
+            throw err
           } finally {
             d.clear()
           }
@@ -438,16 +442,19 @@ class Libp2pMesh extends MeshEmitter implements Mesh {
     this.handler = handler
   }
 
-  async request (to: string, message: Message, options: { signal?: AbortSignal, timeoutMs?: number } = {}): Promise<Message> {
-    if (to === this.peerId) {
-      if (this.handler === undefined) throw new PeerUnreachableError(to)
-      const d = deadline(this.timeoutMs, options.signal)
-      try {
-        return await this.handler(to, message, { signal: d.signal })
-      } finally {
-        d.clear()
-      }
+  /** A message to oneself: straight to one's own handler, under the request deadline. */
+  private async local (message: Message, signal?: AbortSignal): Promise<Message> {
+    if (this.handler === undefined) throw new PeerUnreachableError(this.peerId)
+    const d = deadline(this.timeoutMs, signal)
+    try {
+      return await this.handler(this.peerId, message, { signal: d.signal })
+    } finally {
+      d.clear()
     }
+  }
+
+  async request (to: string, message: Message, options: { signal?: AbortSignal, timeoutMs?: number } = {}): Promise<Message> {
+    if (to === this.peerId) return await this.local(message, options.signal)
     const payload = encodeMessage(message)
     // Over the cap the peer would refuse it: fail this request alone, not the channel it shares.
     if (payload.byteLength > MAX_DIRECT_BYTES) throw new PeerUnreachableError(to, { cause: new Error(`request of ${payload.byteLength} bytes is over the ${MAX_DIRECT_BYTES}-byte cap`) })
@@ -474,17 +481,20 @@ class Libp2pMesh extends MeshEmitter implements Mesh {
   }
 
   async notify (to: string, message: Message): Promise<void> {
-    if (to === this.peerId) { await this.request(to, message); return }
+    if (to === this.peerId) { await this.local(message); return }
     const payload = encodeMessage(message)
     if (payload.byteLength > MAX_DIRECT_BYTES) throw new PeerUnreachableError(to, { cause: new Error(`notification of ${payload.byteLength} bytes is over the ${MAX_DIRECT_BYTES}-byte cap`) })
     const d = deadline(this.timeoutMs)
     try {
       const channel = await untilAborted(this.channelTo(to), d.signal)
       // A peer without the channel protocol gets a request of its own, whose answer is dropped.
-      // Either way the caller waits no longer than for a request (a write can stall on a
-      // peer that stopped reading).
-      if (channel !== undefined) await untilAborted(channel.notify(payload), d.signal)
-      else await this.requestOnStream(to, payload, d.signal)
+      // Either way the caller waits no longer than for a request (a write can stall on a peer
+      // that stopped reading), and a notification given up on before its turn is not sent.
+      if (channel !== undefined) await channel.notify(payload, { signal: d.signal })
+      else {
+        const answer = decodeMessage(await this.requestOnStream(to, payload, d.signal), MAX_DIRECT_BYTES)
+        if (!answer.ok) this.emit('message:invalid', { from: to, channel: 'direct', rejection: answer.rejection })
+      }
     } catch (err) {
       if (err instanceof PeerUnreachableError) throw err
       throw new PeerUnreachableError(to, { cause: err })

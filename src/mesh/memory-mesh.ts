@@ -207,9 +207,26 @@ class MemoryMesh extends MeshEmitter implements Mesh {
 
   async notify (to: string, message: Message): Promise<void> {
     if (!this.running) throw new PeerUnreachableError(to)
-    if (to !== this.peerId && !this.net.canReach(this.peerId, to)) throw new PeerUnreachableError(to)
-    // On its way once sent: the receiver's handling, and its answer, are nobody's concern.
-    void this.exchange(to, message, new AbortController().signal).catch(() => {})
+    // As the libp2p mesh: to oneself, straight to one's own handler.
+    if (to === this.peerId) { await this.exchange(to, message, new AbortController().signal); return }
+    if (!this.net.canReach(this.peerId, to)) throw new PeerUnreachableError(to)
+    const bytes = encodeMessage(message)
+    // On its way once sent: the receiver handles it under the request deadline, as the
+    // libp2p mesh's server does, and no answer is made.
+    void (async () => {
+      await nextMicrotask()
+      const target = this.net.meshes.get(to)
+      if (target === undefined || !this.net.canReach(this.peerId, to)) return
+      const handlerAbort = new AbortController()
+      const timer = setTimeout(() => handlerAbort.abort(new Error(`not handled within ${this.net.requestTimeoutMs} ms`)), this.net.requestTimeoutMs)
+      try {
+        await target.serve(this.peerId, bytes, handlerAbort.signal, false)
+      } catch {
+        // nobody waits for it
+      } finally {
+        clearTimeout(timer)
+      }
+    })()
   }
 
   private async exchange (to: string, message: Message, signal: AbortSignal): Promise<Message> {
@@ -236,7 +253,7 @@ class MemoryMesh extends MeshEmitter implements Mesh {
 
   /** The serving side of one request; any failure reaches the caller as an unreachable peer,
    *  as an aborted stream does over libp2p. */
-  async serve (from: string, bytes: Uint8Array, signal: AbortSignal): Promise<Uint8Array> {
+  async serve (from: string, bytes: Uint8Array, signal: AbortSignal, wantsAnswer = true): Promise<Uint8Array> {
     const r = decodeMessage(bytes, MAX_DIRECT_BYTES)
     if (!r.ok) {
       this.emit('message:invalid', { from, channel: 'direct', rejection: r.rejection })
@@ -244,7 +261,8 @@ class MemoryMesh extends MeshEmitter implements Mesh {
     }
     if (this.handler === undefined) throw new PeerUnreachableError(this.peerId, { cause: new Error('no handler') })
     try {
-      return encodeMessage(await this.handler(from, r.message, { signal }))
+      const answer = await this.handler(from, r.message, { signal })
+      return wantsAnswer ? encodeMessage(answer) : new Uint8Array(0)
     } catch (err) {
       throw new PeerUnreachableError(this.peerId, { cause: err })
     }

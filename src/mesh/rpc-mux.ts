@@ -136,8 +136,9 @@ export const NOTIFICATION_ID = 0
 export interface RpcClient {
   request (payload: Uint8Array, options: { signal: AbortSignal }): Promise<Uint8Array>
   /** Sends a request that wants no answer; resolves once it is written (or dropped with a
-   *  channel that failed: best effort, like the datagram it stands for). */
-  notify (payload: Uint8Array): Promise<void>
+   *  channel that failed: best effort, like the datagram it stands for). One given up on
+   *  (signal) before its turn to be written is not sent. */
+  notify (payload: Uint8Array, options: { signal: AbortSignal }): Promise<void>
   readonly closed: boolean
   /** requests waiting for their response */
   readonly pending: number
@@ -179,9 +180,19 @@ export function createRpcClient (init: RpcClientInit): RpcClient {
     get closed () { return closed },
     get pending () { return pending.size },
     close,
-    async notify (payload) {
+    async notify (payload, { signal }) {
       if (closed) throw new ChannelClosedError()
-      await writer.send(encodeFrame(FrameKind.Request, NOTIFICATION_ID, payload)).written
+      signal.throwIfAborted()
+      const { written, withdraw } = writer.send(encodeFrame(FrameKind.Request, NOTIFICATION_ID, payload))
+      let onAbort: (() => void) | undefined
+      try {
+        await Promise.race([written, new Promise<never>((_resolve, reject) => {
+          onAbort = () => { withdraw(); reject(signal.reason) }
+          signal.addEventListener('abort', onAbort, { once: true })
+        })])
+      } finally {
+        if (onAbort !== undefined) signal.removeEventListener('abort', onAbort)
+      }
     },
     async request (payload, { signal }) {
       if (closed) throw new ChannelClosedError()

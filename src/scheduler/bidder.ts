@@ -251,6 +251,9 @@ export function bidderStep (s: BidderState, e: BidderEvent, nowMs: number): Bidd
       const existing = s.reservations.get(k)
       if (existing !== undefined) { // a repeated request: answer the same way, keep one reservation
         existing.expiresAtMs = nowMs + s.config.reservationTtlMs
+        // The latest asker holds it, and only it may release it: a replica that took the job
+        // over can reuse an epoch its predecessor's round had taken (rounds are not written).
+        existing.owner = e.from
         const { score: sc, components } = score(s, e.spec, nowMs)
         const capacity = capacityOf(s, nowMs)
         noteShown(s, capacity, existing)

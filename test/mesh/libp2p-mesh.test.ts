@@ -79,7 +79,7 @@ describe('libp2p mesh direct requests', () => {
     expect(counts.channelsOpened).toBe(1)
   })
 
-  it('a notification goes over the channel as one frame, wanting no answer; a peer without the channel gets a stream', async () => {
+  it('a notification goes over the channel marked as wanting no answer; a peer without the channel gets a stream', async () => {
     const mesh = await requester()
     const { raw: p, counts } = await peer({ channel: true })
     await mesh.addPeerAddrs(p.peerId, p.node.getMultiaddrs().map(a => a.toString()))

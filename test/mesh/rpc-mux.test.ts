@@ -188,14 +188,17 @@ describe('request channel', () => {
   it('a notification reaches the handler, told no answer is wanted, and nothing comes back', async () => {
     const io = pair()
     const seen: Array<{ payload: string, wantsAnswer: boolean }> = []
-    void serveRpc({ io: io.server, maxConcurrent: 4, handle: async (p, { wantsAnswer }) => { seen.push({ payload: text(p), wantsAnswer }); if (text(p) === 'bad') throw new Error('no'); return wantsAnswer ? p : undefined } })
+    // Every frame the server sends back, counted on the way to the client.
+    const back: Array<{ kind: number, id: number }> = []
+    const server: FrameIO = { read: io.server.read, writeV: async f => { for (const x of f) { const d = decodeFrame(x); back.push({ kind: d.kind, id: d.id }) } await io.server.writeV(f) } }
+    void serveRpc({ io: server, maxConcurrent: 4, handle: async (p, { wantsAnswer }) => { seen.push({ payload: text(p), wantsAnswer }); if (text(p) === 'bad') throw new Error('no'); return wantsAnswer ? p : undefined } })
     const client = createRpcClient({ io: io.client })
-    await client.notify(bytes('release'))
-    await client.notify(bytes('bad')) // a handler that throws on a notification refuses nothing
-    expect(text(await client.request(bytes('asked'), { signal: noTimeout() }))).toBe('asked')
+    await client.notify(bytes('release'), { signal: noTimeout() })
+    await client.notify(bytes('bad'), { signal: noTimeout() }) // a handler that throws on a notification refuses nothing
     await settle()
+    expect(text(await client.request(bytes('asked'), { signal: noTimeout() }))).toBe('asked')
     expect(seen).toEqual([{ payload: 'release', wantsAnswer: false }, { payload: 'bad', wantsAnswer: false }, { payload: 'asked', wantsAnswer: true }])
-    expect(io.toClient.writes).toBe(1) // the request's answer alone
+    expect(back).toEqual([{ kind: FrameKind.Response, id: 1 }]) // the request's answer alone
     expect(decodeFrame(encodeFrame(FrameKind.Request, NOTIFICATION_ID, bytes('x'))).id).toBe(0)
   })
 
@@ -203,7 +206,7 @@ describe('request channel', () => {
     const io = pair()
     const client = createRpcClient({ io: io.client })
     const asked = client.request(bytes('asked'), { signal: noTimeout() })
-    await client.notify(bytes('release'))
+    await client.notify(bytes('release'), { signal: noTimeout() })
     await settle()
     const [req, note] = [decodeFrame(await io.toServer.pull()), decodeFrame(await io.toServer.pull())]
     expect([req.id, note.id]).toEqual([1, NOTIFICATION_ID])
@@ -216,7 +219,30 @@ describe('request channel', () => {
     const io = pair()
     const client = createRpcClient({ io: io.client })
     client.close()
-    await expect(client.notify(bytes('x'))).rejects.toBeInstanceOf(ChannelClosedError)
+    await expect(client.notify(bytes('x'), { signal: noTimeout() })).rejects.toBeInstanceOf(ChannelClosedError)
+  })
+
+  it('a notification given up on before its turn to be written is not sent', async () => {
+    const io = pair()
+    // The first write stalls (a full socket), so the notification waits in the queue.
+    let unstall!: () => void
+    const stalled = new Promise<void>(resolve => { unstall = resolve })
+    let writes = 0
+    const client = createRpcClient({ io: { read: io.client.read, writeV: async f => { if (writes++ === 0) await stalled; io.toServer.push(f) } } })
+    const seen: string[] = []
+    void serveRpc({ io: io.server, maxConcurrent: 4, handle: async (p, { wantsAnswer }) => { seen.push(text(p)); return wantsAnswer ? p : undefined } })
+    const first = client.request(bytes('first'), { signal: noTimeout() })
+    await settle()
+    const deadline = new AbortController()
+    const late = client.notify(bytes('late'), { signal: deadline.signal })
+    await settle()
+    deadline.abort(new DOMException('not written in time', 'TimeoutError'))
+    await expect(late).rejects.toHaveProperty('name', 'TimeoutError')
+    unstall()
+    expect(text(await first)).toBe('first')
+    await client.notify(bytes('next'), { signal: noTimeout() })
+    await settle()
+    expect(seen).toEqual(['first', 'next'])
   })
 
   it('a response frame sent to the serving end is a protocol violation', async () => {

@@ -123,6 +123,16 @@ describe('bids and reservations', () => {
     expect(usedResources(s)).toEqual({ cpuMilli: 1000, memoryBytes: 1 * GiB })
     expect(of(bidderStep(s, { type: 'reservation:released', from: OWNER, jobId: 'j1', epoch: 1 }, 6), 'capacity:changed')).toHaveLength(1)
   })
+
+  it('a repeated bid request from a new owner (a takeover that reused the epoch) makes it the one that releases', () => {
+    const s = bidder()
+    bid(s, 'j1', 1, 0)
+    bidderStep(s, { type: 'bid:requested', from: 'owner-b', replyId: ++replyIds, jobId: 'j1', epoch: 1, spec: spec({ cpuMilli: 1000, memoryBytes: 1 * GiB }) }, 10)
+    expect(s.reservations.size).toBe(1)
+    expect(bidderStep(s, { type: 'reservation:released', from: OWNER, jobId: 'j1', epoch: 1 }, 11)).toEqual([])
+    expect(of(bidderStep(s, { type: 'reservation:released', from: 'owner-b', jobId: 'j1', epoch: 1 }, 12), 'capacity:changed')).toHaveLength(1)
+    expect(usedResources(s)).toEqual({ cpuMilli: 0, memoryBytes: 0 })
+  })
 })
 
 describe('awards', () => {
