@@ -177,8 +177,9 @@ class BidmeshAgent implements Agent {
   private readonly gonePeers = new Set<string>()
   /** copies of jobs other agents own, for which this agent is a replica */
   private readonly standby = new Map<string, JobRecord>()
-  /** last lease renewal an executor sent here while the owner was unreachable */
-  private readonly standbyRenewals = new Map<string, number>()
+  /** last lease renewal an executor sent here while the owner was unreachable: when, and which
+   *  attempt (see adopt) */
+  private readonly standbyRenewals = new Map<string, { atMs: number, epoch: number, node: string, startedAtMs?: number }>()
   private readonly replicateQueue = new Set<string>()
   /** jobs whose copies the store failed to read, by failures in a row (see replicate) */
   private readonly replicationReadFailures = new Map<string, number>()
@@ -1041,7 +1042,22 @@ class BidmeshAgent implements Agent {
     record.version++
     record.updatedAtMs = now
     record.replicas = this.chooseReplicas(job.id, [previous])
-    const event: JobEvent = { atMs: now, type: 'job:adopted', detail: `owner ${previous} gone; term ${record.term}` }
+    const renewed = this.standbyRenewals.get(job.id)
+    this.standbyRenewals.delete(job.id)
+    // An executor renewing here holds an attempt no copy knows: the owner awarded it and died
+    // before the award reached a replica (it goes with the next batch, ≤ 25 ms later; a copy
+    // made during the bid round has the round's epoch and no attempt). The attempt is taken in
+    // as it stands, or the job would be offered again and run a second time.
+    const unreplicated = renewed !== undefined && renewed.epoch >= record.epoch && !TERMINAL_STATES.has(record.state) &&
+      !record.attempts.some(a => a.epoch === renewed.epoch)
+    if (unreplicated) {
+      record.epoch = renewed.epoch
+      record.node = renewed.node
+      record.state = renewed.startedAtMs !== undefined ? 'running' : 'scheduled'
+      delete record.reason
+      record.attempts.push({ epoch: renewed.epoch, node: renewed.node, state: renewed.startedAtMs !== undefined ? 'running' : 'awarded', awardedAtMs: renewed.atMs, ...(renewed.startedAtMs !== undefined ? { startedAtMs: renewed.startedAtMs } : {}) })
+    }
+    const event: JobEvent = { atMs: now, type: 'job:adopted', detail: `owner ${previous} gone; term ${record.term}${unreplicated ? `; attempt ${renewed.epoch} on ${renewed.node} taken in from its renewals (its award reached no replica)` : ''}` }
     this.c.store.transaction(() => {
       this.c.store.putJob(record)
       this.c.store.appendEvent(record.id, event)
@@ -1053,10 +1069,8 @@ class BidmeshAgent implements Agent {
     // executor's next renewal or result, sent to the replicas it has been reaching, finds the
     // new owner. Only an executor last heard more than a lease ago is given up on at once: it
     // renewed with us until it went silent.
-    const renewed = this.standbyRenewals.get(job.id)
-    this.standbyRenewals.delete(job.id)
     const oj = this.owner.jobs.get(job.id)
-    if (oj !== undefined && oj.leaseExpiresAtMs !== undefined && renewed !== undefined && renewed + this.owner.config.leaseMs < now) oj.leaseExpiresAtMs = renewed + this.owner.config.leaseMs
+    if (oj !== undefined && oj.leaseExpiresAtMs !== undefined && renewed !== undefined && renewed.atMs + this.owner.config.leaseMs < now) oj.leaseExpiresAtMs = renewed.atMs + this.owner.config.leaseMs
     const sum = summarize(record)
     this.directory.set(sum)
     this.queueSummary(sum)
@@ -1128,7 +1142,9 @@ class BidmeshAgent implements Agent {
   private standbyUpdate (u: AttemptUpdate): Message {
     const local = this.standby.get(u.jobId)
     if (local === undefined || u.epoch < local.epoch) return ack(false, 'ERR_NOT_OWNER')
-    this.standbyRenewals.set(u.jobId, Date.now())
+    // The newest attempt's: a fenced-off executor's renewal does not stand for the live one.
+    const last = this.standbyRenewals.get(u.jobId)
+    if (last === undefined || u.epoch >= last.epoch) this.standbyRenewals.set(u.jobId, { atMs: Date.now(), epoch: u.epoch, node: u.node, ...(u.startedAtMs !== undefined ? { startedAtMs: u.startedAtMs } : {}) })
     if (u.state === 'exited') return ack(false, 'ERR_NOT_OWNER')
     return { type: MessageType.AttemptUpdateAck, body: { jobId: u.jobId, epoch: u.epoch, accepted: true, stop: false, owner: local.owner } }
   }
