@@ -3,9 +3,13 @@
 // answers) and carries the decision out.
 //
 // A job's group is its owner and its replicas. The owner relied on a record (answered a
-// submit, sent an award, accepted a result) only once a majority of the group held it. A
-// takeover reads a majority of the group too, so the two majorities share a member, and the
-// adopter starts from the newest record anything was ever based on.
+// submit, accepted a result) only once a majority of the group held it. A takeover reads a
+// majority of the group too, so the two majorities share a member, and the adopter starts
+// from the newest record anything was ever based on. An award is the exception: it leaves
+// after the owner's own flush, and reaches the replicas with the next batch (≤ 25 ms). An
+// owner that dies in between leaves copies without it; its executor's renewals, which go to
+// every replica it sees alive once the owner stops answering, tell the adopter (agent.ts,
+// adopt), which takes the attempt in rather than run the job again.
 //
 // A replica may hold no copy at all: it was down, or cut off, when the owner sent the job
 // (the owner still counted it alive). Such a replica can neither take the job over nor
