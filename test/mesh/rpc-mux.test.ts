@@ -1,6 +1,6 @@
 // The request channel over an in-memory pair of length-prefixed streams.
 import { describe, expect, it } from 'vitest'
-import { ChannelClosedError, type FrameIO, FrameKind, MalformedFrameError, NOTIFICATION_ID, RequestRefusedError, createRpcClient, decodeFrame, encodeFrame, serveRpc } from '../../src/mesh/rpc-mux.ts'
+import { ChannelClosedError, type FrameIO, FrameKind, MalformedFrameError, NOTIFICATION_ID, RequestRefusedError, type RpcClient, createRpcClient, decodeFrame, encodeFrame, serveRpc } from '../../src/mesh/rpc-mux.ts'
 
 /** One direction of a stream: frames written on one end are read on the other, in order. */
 class Pipe {
@@ -146,15 +146,21 @@ describe('request channel', () => {
     expect(most).toBe(3)
   })
 
-  it('a request given up on before its turn to be written never reaches the peer', async () => {
+  /** A client whose first write stalls (a full socket) until unstall(), so later frames wait in
+   *  the queue; a server that records every payload it handles. */
+  function stalledChannel (): { client: RpcClient, unstall: () => void, seen: string[] } {
     const io = pair()
-    // The first write stalls (a full socket), so later frames wait in the queue.
     let unstall!: () => void
     const stalled = new Promise<void>(resolve => { unstall = resolve })
     let writes = 0
     const client = createRpcClient({ io: { read: io.client.read, writeV: async f => { if (writes++ === 0) await stalled; io.toServer.push(f) } } })
     const seen: string[] = []
-    void serveRpc({ io: io.server, maxConcurrent: 4, handle: async p => { seen.push(text(p)); return p } })
+    void serveRpc({ io: io.server, maxConcurrent: 4, handle: async (p, { wantsAnswer }) => { seen.push(text(p)); return wantsAnswer ? p : undefined } })
+    return { client, unstall, seen }
+  }
+
+  it('a request given up on before its turn to be written never reaches the peer', async () => {
+    const { client, unstall, seen } = stalledChannel()
     const first = client.request(bytes('first'), { signal: noTimeout() })
     await settle()
     const deadline = new AbortController()
@@ -223,14 +229,7 @@ describe('request channel', () => {
   })
 
   it('a notification given up on before its turn to be written is not sent', async () => {
-    const io = pair()
-    // The first write stalls (a full socket), so the notification waits in the queue.
-    let unstall!: () => void
-    const stalled = new Promise<void>(resolve => { unstall = resolve })
-    let writes = 0
-    const client = createRpcClient({ io: { read: io.client.read, writeV: async f => { if (writes++ === 0) await stalled; io.toServer.push(f) } } })
-    const seen: string[] = []
-    void serveRpc({ io: io.server, maxConcurrent: 4, handle: async (p, { wantsAnswer }) => { seen.push(text(p)); return wantsAnswer ? p : undefined } })
+    const { client, unstall, seen } = stalledChannel()
     const first = client.request(bytes('first'), { signal: noTimeout() })
     await settle()
     const deadline = new AbortController()
