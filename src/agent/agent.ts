@@ -12,7 +12,7 @@ import { type AttemptRenewal, type Bodies, type Message, MessageType } from '../
 import { type BidderEffect, type BidderEvent, type BidderState, advertIsNews, advertPublished, bidderStep, capacityOf, createBidder, renewalsAnswer, renewalsOutcome } from '../scheduler/bidder.ts'
 import { type OwnerEffect, type OwnerEvent, type OwnerJob, type OwnerState, createOwner, ownerStep, viewLiveness } from '../scheduler/auction.ts'
 import { selectFromView } from '../scheduler/placement.ts'
-import { type CopyAnswer, decideTakeover, groupMajority, newerRecord, newerSummary, rankReplicas, replicaQuorum, takeoverDueAtMs } from '../scheduler/takeover.ts'
+import { type CopyAnswer, type StandbyRenewal, decideTakeover, groupMajority, newerRecord, newerSummary, rankReplicas, replicaQuorum, takeInRenewedAttempt, takeoverDueAtMs } from '../scheduler/takeover.ts'
 import { type ViewEntry, liveness, pruneView } from '../scheduler/view.ts'
 import type { AttemptUpdate } from '../protocol/messages.ts'
 import type { Mesh } from '../mesh/mesh.ts'
@@ -179,7 +179,7 @@ class BidmeshAgent implements Agent {
   private readonly standby = new Map<string, JobRecord>()
   /** last lease renewal an executor sent here while the owner was unreachable: when, and which
    *  attempt (see adopt) */
-  private readonly standbyRenewals = new Map<string, { atMs: number, epoch: number, node: string, startedAtMs?: number }>()
+  private readonly standbyRenewals = new Map<string, StandbyRenewal>()
   private readonly replicateQueue = new Set<string>()
   /** jobs whose copies the store failed to read, by failures in a row (see replicate) */
   private readonly replicationReadFailures = new Map<string, number>()
@@ -1044,20 +1044,8 @@ class BidmeshAgent implements Agent {
     record.replicas = this.chooseReplicas(job.id, [previous])
     const renewed = this.standbyRenewals.get(job.id)
     this.standbyRenewals.delete(job.id)
-    // An executor renewing here holds an attempt no copy knows: the owner awarded it and died
-    // before the award reached a replica (it goes with the next batch, ≤ 25 ms later; a copy
-    // made during the bid round has the round's epoch and no attempt). The attempt is taken in
-    // as it stands, or the job would be offered again and run a second time.
-    const unreplicated = renewed !== undefined && renewed.epoch >= record.epoch && !TERMINAL_STATES.has(record.state) &&
-      !record.attempts.some(a => a.epoch === renewed.epoch)
-    if (unreplicated) {
-      record.epoch = renewed.epoch
-      record.node = renewed.node
-      record.state = renewed.startedAtMs !== undefined ? 'running' : 'scheduled'
-      delete record.reason
-      record.attempts.push({ epoch: renewed.epoch, node: renewed.node, state: renewed.startedAtMs !== undefined ? 'running' : 'awarded', awardedAtMs: renewed.atMs, ...(renewed.startedAtMs !== undefined ? { startedAtMs: renewed.startedAtMs } : {}) })
-    }
-    const event: JobEvent = { atMs: now, type: 'job:adopted', detail: `owner ${previous} gone; term ${record.term}${unreplicated ? `; attempt ${renewed.epoch} on ${renewed.node} taken in from its renewals (its award reached no replica)` : ''}` }
+    const takenIn = takeInRenewedAttempt(record, renewed) ? `; attempt ${record.epoch} on ${record.node} taken in from its renewals (its award reached no replica)` : ''
+    const event: JobEvent = { atMs: now, type: 'job:adopted', detail: `owner ${previous} gone; term ${record.term}${takenIn}` }
     this.c.store.transaction(() => {
       this.c.store.putJob(record)
       this.c.store.appendEvent(record.id, event)

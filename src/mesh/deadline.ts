@@ -31,3 +31,18 @@ export function deadline (ms: number, parent?: AbortSignal): Deadline {
   }
   return { signal: controller.signal, clear }
 }
+
+/** p, or a rejection with the signal's reason once it aborts first; onAbort runs then (to
+ *  withdraw what p was waiting on). */
+export async function untilAborted<T> (p: Promise<T>, signal: AbortSignal, onAbort?: () => void): Promise<T> {
+  signal.throwIfAborted()
+  let listener: (() => void) | undefined
+  try {
+    return await Promise.race([p, new Promise<never>((_resolve, reject) => {
+      listener = () => { onAbort?.(); reject(signal.reason) }
+      signal.addEventListener('abort', listener, { once: true })
+    })])
+  } finally {
+    if (listener !== undefined) signal.removeEventListener('abort', listener)
+  }
+}

@@ -22,7 +22,7 @@ import { rendezvous } from '../scheduler/hash.ts'
 import { CONNECTION_LIMITS, GOSSIP_LIMITS, GOSSIP_SCORE_PARAMS, GOSSIP_SCORE_THRESHOLDS, MESH_DEFAULTS } from './constants.ts'
 import { InvalidResponseError, type Mesh, MeshEmitter, PeerUnreachableError, type RequestHandler, Topic, type TopicName } from './mesh.ts'
 import { type RpcClient, createRpcClient, serveRpc } from './rpc-mux.ts'
-import { deadline } from './deadline.ts'
+import { deadline, untilAborted } from './deadline.ts'
 import { resolveSwarmKey } from './security.ts'
 
 export { SwarmKeyRequiredError, InvalidSwarmKeyError } from './security.ts'
@@ -186,20 +186,6 @@ export function validateGossip (topic: string, signer: string | undefined, data:
   if (speaksFor === undefined) return { ok: false, rejection: 'wrong-topic' }
   if (signer === undefined || speaksFor(r.message) !== signer) return { ok: false, rejection: 'not-signer' }
   return { ok: true, message: r.message }
-}
-
-/** p, or a rejection with the signal's reason once it aborts first. */
-async function untilAborted<T> (p: Promise<T>, signal: AbortSignal): Promise<T> {
-  signal.throwIfAborted()
-  let onAbort: (() => void) | undefined
-  try {
-    return await Promise.race([p, new Promise<never>((_resolve, reject) => {
-      onAbort = () => reject(signal.reason)
-      signal.addEventListener('abort', onAbort, { once: true })
-    })])
-  } finally {
-    if (onAbort !== undefined) signal.removeEventListener('abort', onAbort)
-  }
 }
 
 class Libp2pMesh extends MeshEmitter implements Mesh {

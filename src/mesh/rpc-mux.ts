@@ -14,6 +14,8 @@
 //                     handler threw): the requester's call fails as the peer's would have
 //                     when it aborted a per-request stream.
 // The payload's own codec applies its size caps and versions, as on any other stream.
+import { untilAborted } from './deadline.ts'
+
 export const FrameKind = { Request: 1, Response: 2, Refused: 3 } as const
 
 /** A frame as read: bytes, or a list of chunks (uint8arraylist) that can be joined. */
@@ -184,15 +186,7 @@ export function createRpcClient (init: RpcClientInit): RpcClient {
       if (closed) throw new ChannelClosedError()
       signal.throwIfAborted()
       const { written, withdraw } = writer.send(encodeFrame(FrameKind.Request, NOTIFICATION_ID, payload))
-      let onAbort: (() => void) | undefined
-      try {
-        await Promise.race([written, new Promise<never>((_resolve, reject) => {
-          onAbort = () => { withdraw(); reject(signal.reason) }
-          signal.addEventListener('abort', onAbort, { once: true })
-        })])
-      } finally {
-        if (onAbort !== undefined) signal.removeEventListener('abort', onAbort)
-      }
+      await untilAborted(written, signal, withdraw)
     },
     async request (payload, { signal }) {
       if (closed) throw new ChannelClosedError()

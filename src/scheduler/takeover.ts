@@ -121,3 +121,25 @@ export function decideTakeover (input: TakeoverInput): TakeoverDecision {
   // Not among its own copy's replicas: a record on standby always lists this agent.
   return { kind: 'defer', to: own.owner }
 }
+
+/** The last lease renewal an executor sent a replica while the owner was unreachable. */
+export interface StandbyRenewal { atMs: number, epoch: number, node: string, startedAtMs?: number }
+
+/**
+ * The record an adopter starts from, with the attempt its executor renewed if no copy knows
+ * that attempt: the owner awarded it and died before the award reached a replica (it goes
+ * with the next batch; a copy made during the bid round has the round's epoch and no
+ * attempt). Without it the job would be offered again and run a second time. Changes
+ * `record` in place; returns whether it took the attempt in.
+ */
+export function takeInRenewedAttempt (record: JobRecord, renewal: StandbyRenewal | undefined): boolean {
+  if (renewal === undefined || renewal.epoch < record.epoch || TERMINAL_STATES.has(record.state)) return false
+  if (record.attempts.some(a => a.epoch === renewal.epoch)) return false
+  const ran = renewal.startedAtMs !== undefined
+  record.epoch = renewal.epoch
+  record.node = renewal.node
+  record.state = ran ? 'running' : 'scheduled'
+  delete record.reason
+  record.attempts.push({ epoch: renewal.epoch, node: renewal.node, state: ran ? 'running' : 'awarded', awardedAtMs: renewal.atMs, ...(ran ? { startedAtMs: renewal.startedAtMs } : {}) })
+  return true
+}

@@ -5,7 +5,7 @@
 import { fc, test } from '@fast-check/vitest'
 import { describe, expect, it } from 'vitest'
 import type { JobRecord } from '../../src/protocol/job.ts'
-import { type CopyAnswer, decideTakeover, groupMajority, newerRecord, newerSummary, ownerPrecedes, rankReplicas, replicaQuorum, takeoverDueAtMs } from '../../src/scheduler/takeover.ts'
+import { type CopyAnswer, decideTakeover, groupMajority, newerRecord, newerSummary, ownerPrecedes, rankReplicas, replicaQuorum, takeInRenewedAttempt, takeoverDueAtMs } from '../../src/scheduler/takeover.ts'
 import { jobRecord } from './harness.ts'
 
 const JOB_ID = 'job-takeover-1'
@@ -129,6 +129,24 @@ function decisions (g: GroupArb, jobId: string, everyAnswerArrives: boolean): Ar
   })
   return out
 }
+
+describe('an attempt known only from its renewals (takeInRenewedAttempt)', () => {
+  const copy = (over: Partial<JobRecord> = {}): JobRecord => ({ ...jobRecord('j1', 'owner'), epoch: 1, ...over })
+  const renewal = { atMs: 500, epoch: 1, node: 'x', startedAtMs: 400 }
+  it.each([
+    ['a copy made during the bid round (its epoch, no attempt): taken in, running', copy(), renewal, true, { epoch: 1, node: 'x', state: 'running', attempts: [{ epoch: 1, node: 'x', state: 'running', awardedAtMs: 500, startedAtMs: 400 }] }],
+    ['an older copy (before the round): taken in', copy({ epoch: 0 }), { ...renewal, epoch: 1 }, true, { epoch: 1, node: 'x', state: 'running' }],
+    ['not yet started: taken in as awarded', copy(), { atMs: 500, epoch: 1, node: 'x' }, true, { state: 'scheduled', attempts: [{ epoch: 1, node: 'x', state: 'awarded', awardedAtMs: 500 }] }],
+    ['the copy knows the attempt: unchanged', copy({ state: 'running', node: 'x', attempts: [{ epoch: 1, node: 'x', state: 'running', awardedAtMs: 1 }] }), renewal, false, { attempts: [{ epoch: 1, node: 'x', state: 'running', awardedAtMs: 1 }] }],
+    ['a fenced-off attempt (older epoch): unchanged', copy({ epoch: 2 }), renewal, false, { epoch: 2, attempts: [] }],
+    ['a finished job: unchanged', copy({ state: 'succeeded' }), renewal, false, { state: 'succeeded', attempts: [] }],
+    ['no renewal: unchanged', copy(), undefined, false, { epoch: 1, attempts: [] }]
+  ] as const)('%s', (_what, record, r, takenIn, expected) => {
+    const rec = structuredClone(record) as JobRecord
+    expect(takeInRenewedAttempt(rec, r)).toBe(takenIn)
+    expect(rec).toMatchObject(expected)
+  })
+})
 
 describe('decideTakeover over random groups', () => {
   test.prop([arbGroup, fc.string({ minLength: 1, maxLength: 12 })])('at most one replica adopts, whichever answers get through', (g, jobId) => {
