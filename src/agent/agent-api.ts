@@ -13,10 +13,15 @@ export interface JobDetail {
   events: JobEvent[]
 }
 
+/** A job just submitted. replicated: a quorum of its replicas holds it (with the owner, a
+ *  majority of its group), so it outlives the agent that took it; false when too few answered
+ *  in time: it is on that agent's disk, and its copies are sent again until a quorum holds it. */
+export type SubmittedJob = JobRecord & { replicated: boolean }
+
 export interface AgentApi {
   readonly peerId: string
   /** Validates (throws InvalidJobSpecError), persists, and starts the auction. */
-  submit (input: unknown, options?: { signal?: AbortSignal }): Promise<JobRecord>
+  submit (input: unknown, options?: { signal?: AbortSignal }): Promise<SubmittedJob>
   /** Dry run: what the auction would do now, without reserving anything. */
   plan (input: unknown): Promise<Explanation>
   /** Full id or unique prefix; from any agent (asks peers when not local). Throws UnknownJobError / AmbiguousJobIdError.

@@ -12,14 +12,14 @@ import { type AttemptRenewal, type Bodies, type Message, MessageType } from '../
 import { type BidderEffect, type BidderEvent, type BidderState, advertIsNews, advertPublished, bidderStep, capacityOf, createBidder, renewalsAnswer, renewalsOutcome } from '../scheduler/bidder.ts'
 import { type OwnerEffect, type OwnerEvent, type OwnerJob, type OwnerState, createOwner, ownerStep, viewLiveness } from '../scheduler/auction.ts'
 import { selectFromView } from '../scheduler/placement.ts'
-import { type CopyAnswer, type StandbyRenewal, decideTakeover, groupMajority, newerRecord, newerSummary, rankReplicas, replicaQuorum, takeInRenewedAttempt, takeoverDueAtMs } from '../scheduler/takeover.ts'
+import { type CopyAnswer, type StandbyRenewal, decideTakeover, groupMajority, newerRecord, newerSummary, rankReplicas, replacementReplicas, replicaQuorum, takeInRenewedAttempt, takeoverDueAtMs } from '../scheduler/takeover.ts'
 import { type ViewEntry, liveness, pruneView } from '../scheduler/view.ts'
 import type { AttemptUpdate } from '../protocol/messages.ts'
 import type { Mesh } from '../mesh/mesh.ts'
 import { Topic } from '../mesh/mesh.ts'
 import type { Executor } from '../runtime/executor.ts'
 import type { Store } from '../store/store.ts'
-import { type AgentApi, AmbiguousJobIdError, type JobDetail, type NodeView, UnknownJobError } from './agent-api.ts'
+import { type AgentApi, AmbiguousJobIdError, type JobDetail, type NodeView, type SubmittedJob, UnknownJobError } from './agent-api.ts'
 import { newJobId } from './ids.ts'
 import { EXECUTOR_REPLAY_DEFAULTS, type PublisherAllowlist, type ReplayGuard, type SignedJobFields, createReplayGuard, newJobNonce, screenJobMessage, signatureToString, storeReplayBook } from './signing.ts'
 import type { Logger } from './logger.ts'
@@ -73,6 +73,7 @@ export function agentTimings (init: AgentInit) {
   const leaseMs = init.leaseMs ?? 3000
   const leaseRenewMs = Math.max(50, Math.floor(leaseMs / 4))
   const replayWindowMs = init.timings?.replayWindowMs ?? EXECUTOR_REPLAY_DEFAULTS.windowMs
+  const quorumFreshMs = Math.min(AGENT_DEFAULTS.quorumFreshAdvertIntervals * advertIntervalMs, leaseMs - leaseRenewMs)
   const finishedJobRetentionMs = Math.max(AGENT_DEFAULTS.minFinishedJobRetentionMs, init.timings?.finishedJobRetentionMs ?? AGENT_DEFAULTS.finishedJobRetentionMs)
   return {
     advertIntervalMs,
@@ -92,7 +93,10 @@ export function agentTimings (init: AgentInit) {
     /** four renewals per lease: three may be lost before the lease lapses */
     leaseRenewMs,
     /** see AGENT_DEFAULTS.quorumFreshAdvertIntervals */
-    quorumFreshMs: Math.min(AGENT_DEFAULTS.quorumFreshAdvertIntervals * advertIntervalMs, leaseMs - leaseRenewMs),
+    quorumFreshMs,
+    /** see OwnerConfig.leaseGraceMs: a replica acknowledges renewals only while it sees at
+     *  least half of the mesh fresh (standbyUpdate) */
+    leaseGraceMs: quorumFreshMs + leaseRenewMs,
     /** The machines' clock while work is in flight (an auction, an award, a lease, a
      *  reservation; see hasWorkInFlight): timeouts fire at most tickMs late. */
     tickMs: 50,
@@ -181,9 +185,10 @@ class BidmeshAgent implements Agent {
    *  attempt (see adopt) */
   private readonly standbyRenewals = new Map<string, StandbyRenewal>()
   private readonly replicateQueue = new Set<string>()
-  /** jobs whose copies the store failed to read, by failures in a row (see replicate) */
-  private readonly replicationReadFailures = new Map<string, number>()
-  /** jobs with a retry of a failed read scheduled */
+  /** jobs whose replication failed, by failures in a row: the store failed to read their
+   *  copies, or no quorum of their replicas acknowledged them (see replicate) */
+  private readonly replicationFailures = new Map<string, number>()
+  /** jobs with a retry of a failed replication scheduled */
   private readonly replicationRetryPending = new Set<string>()
   private replicationTimer: ReturnType<typeof setTimeout> | undefined
   /** jobs whose copy must reach a quorum before someone is answered (replicateNow), with
@@ -228,6 +233,7 @@ class BidmeshAgent implements Agent {
       bidWindowMs: s.bidWindowMs,
       awardAckTimeoutMs: s.awardAckTimeoutMs,
       leaseMs: this.t.leaseMs,
+      leaseGraceMs: this.t.leaseGraceMs,
       extraCandidates: s.extraCandidates,
       explainTop: s.explainTop,
       retryBackoffBaseMs: s.retryBackoffBaseMs,
@@ -280,6 +286,8 @@ class BidmeshAgent implements Agent {
     this.timers.push(setInterval(() => {
       const now = Date.now()
       this.evictFinishedJobs(now)
+      // (Also here: a peer found gone while this agent saw no majority was left in place.)
+      this.replaceGoneReplicas(now)
       void this.auditStandby(now)
     }, Math.max(1000, this.t.finishedJobRetentionMs / 10)))
     const historyCheckMs = Math.max(1000, Math.min(3_600_000, this.t.historyRetentionMs / 10))
@@ -319,9 +327,9 @@ class BidmeshAgent implements Agent {
       const job = oj.record
       const sinceMs = Math.max(job.updatedAtMs, this.restoredJobs.get(id) ?? -Infinity)
       if (!TERMINAL_STATES.has(job.state) || nowMs - sinceMs < this.t.finishedJobRetentionMs) continue
-      // Still on its way to the store or the replicas (or waiting out a failed read's backoff,
-      // see replicate): it goes on a later sweep.
-      if (this.replicateQueue.has(id) || this.urgentReplication.has(id) || this.summaryQueue.has(id) || this.replicationReadFailures.has(id)) continue
+      // Still on its way to the store or the replicas (or waiting out a failed replication's
+      // backoff, see replicate): it goes on a later sweep.
+      if (this.replicateQueue.has(id) || this.urgentReplication.has(id) || this.summaryQueue.has(id) || this.replicationFailures.has(id)) continue
       this.ownerDo({ type: 'job:evicted', jobId: id })
       if (this.owner.jobs.has(id)) continue
       this.replicaCopies.delete(id)
@@ -577,6 +585,7 @@ class BidmeshAgent implements Agent {
   private tick (): void {
     const now = Date.now()
     this.bidderDo({ type: 'tick' })
+    let someGone = false
     // Membership: a peer whose adverts stopped for goneAfterMs is gone. Tell the owner once.
     for (const e of this.owner.view.entries.values()) {
       const peer = e.capacity.peerId
@@ -587,9 +596,12 @@ class BidmeshAgent implements Agent {
         this.knownAddrs.delete(peer)
         this.c.logger.info({ peer }, 'peer:gone')
         this.ownerDo({ type: 'peer:gone', peer, quorum: this.ownerQuorum(now) })
+        someGone = true
       } else if (l !== 'gone') this.gonePeers.delete(peer)
     }
-    this.ownerDo({ type: 'tick', quorum: this.ownerQuorum(now) })
+    const quorum = this.ownerQuorum(now)
+    this.ownerDo({ type: 'tick', quorum, mayOffer: this.freshHalf(now) && this.ownershipCheck === undefined })
+    if (someGone) this.replaceGoneReplicas(now)
     // (or the clock stepped back: housekeeping must not stop until it catches up)
     if (now - this.lastHousekeepingAtMs >= this.t.housekeepingMs || now < this.lastHousekeepingAtMs) {
       this.lastHousekeepingAtMs = now
@@ -614,6 +626,14 @@ class BidmeshAgent implements Agent {
     return this.majorityOfView(e => e.capacity.peerId === this.peerId || now - e.heardAtMs <= this.t.quorumFreshMs)
   }
 
+  /** At least half of the known members heard from within quorumFreshMs (this agent counts):
+   *  then no other side of a partition can hold a majority, which re-running, taking over or
+   *  accepting anything needs. What an owner needs to offer jobs, and an owner or a replica to
+   *  acknowledge a lease renewal: an even split (two agents, one gone) stops neither side. */
+  private freshHalf (now = Date.now()): boolean {
+    return this.majorityOfView(e => e.capacity.peerId === this.peerId || now - e.heardAtMs <= this.t.quorumFreshMs, { ties: true })
+  }
+
   /** What the owner machine gets as `quorum`: a fresh majority, and, when that majority has
    *  just come back (a partition healed), not before this owner has asked its jobs' replicas
    *  whether the other side took any of them over. Without that check, a healed owner re-runs
@@ -632,16 +652,16 @@ class BidmeshAgent implements Agent {
     return this.ownershipCheck === undefined
   }
 
-  /** Asks the replicas of each job this agent owns with an attempt under way (the only jobs
-   *  whose lapsed lease would be re-run) for their copy, and lets go of each job someone else
-   *  now holds under a higher term. Fails closed: a job counts as checked only once enough
+  /** Asks the replicas of each unfinished job this agent owns (one with an attempt under way
+   *  would be re-run once its lease lapsed, a pending one offered) for their copy, and lets go
+   *  of each job someone else now holds under a higher term. Fails closed: a job counts as checked only once enough
    *  replicas answered that, with this owner, they are a majority of its group (a takeover
    *  needs such a majority, so it would show in one of them); unanswered jobs are asked again
    *  every second while the majority lasts. Replicas this agent no longer sees alive cannot
    *  answer: a job with too few alive ones is checked against those it has. */
   private async checkOwnership (): Promise<void> {
     let todo = [...this.owner.jobs.values()]
-      .filter(oj => !TERMINAL_STATES.has(oj.record.state) && oj.record.node !== undefined)
+      .filter(oj => !TERMINAL_STATES.has(oj.record.state))
       .map(oj => oj.record.id)
     while (todo.length > 0 && !this.stopped) {
       const unsettled: string[] = []
@@ -696,21 +716,60 @@ class BidmeshAgent implements Agent {
     return answers
   }
 
-  /** Whether more than half of the members in this agent's view pass `counts`. */
-  private majorityOfView (counts: (e: ViewEntry) => boolean): boolean {
+  /** Whether more than half of the members in this agent's view pass `counts` (with ties:
+   *  at least half). */
+  private majorityOfView (counts: (e: ViewEntry) => boolean, options: { ties?: boolean } = {}): boolean {
     let known = 0
     let yes = 0
     for (const e of this.owner.view.entries.values()) {
       known++
       if (counts(e)) yes++
     }
-    return yes * 2 > known
+    return options.ties === true ? yes * 2 >= known : yes * 2 > known
   }
 
   private isAlive (peer: string, now = Date.now()): boolean {
     if (peer === this.peerId) return true
     const e = this.owner.view.entries.get(peer)
     return e !== undefined && liveness(e, now, this.owner.config) === 'alive'
+  }
+
+  /** Gives the unfinished jobs this agent owns new replicas in place of gone ones, and up to
+   *  REPLICAS_PER_JOB for those with fewer (replacementReplicas in scheduler/takeover.ts):
+   *  checked when a peer is found gone, and at each sweep. Not without a fresh majority in
+   *  view, nor during an ownership check: a cut-off owner would move its jobs' groups to its
+   *  own side of the partition, where its replicas would never hear that the majority side
+   *  took the jobs over, and its ownership check after the heal would ask only them. Finished
+   *  jobs keep their groups: their copies are only read. */
+  private replaceGoneReplicas (now: number): void {
+    if (!this.mayMoveGroups(now)) return
+    for (const oj of this.owner.jobs.values()) if (!TERMINAL_STATES.has(oj.record.state)) this.replaceGoneReplicasOf(oj, now)
+  }
+
+  private mayMoveGroups (now: number): boolean {
+    return this.freshMajority(now) && this.ownershipCheck === undefined
+  }
+
+  private replaceGoneReplicasOf (oj: OwnerJob, now: number): void {
+    const job = oj.record
+    if (!this.mayMoveGroups(now)) return
+    const status = (peer: string): 'alive' | 'gone' | 'other' => {
+      const e = this.owner.view.entries.get(peer)
+      // Not in the view: forgotten (gone a minute, see pruneView), or not heard yet since
+      // this agent started, which counts as gone only once goneAfterMs has passed.
+      if (e === undefined) return now - this.startedAtMs >= this.owner.config.goneAfterMs ? 'gone' : 'other'
+      const l = liveness(e, now, this.owner.config)
+      return l === 'suspect' ? 'other' : l
+    }
+    const change = replacementReplicas(job.id, job.replicas, this.owner.view.entries.keys(), status, this.peerId, REPLICAS_PER_JOB)
+    if (change === undefined) return
+    const copies = this.replicaCopies.get(job.id)
+    for (const r of change.removed) copies?.delete(r)
+    this.c.logger.info({ jobId: job.id, removed: change.removed, added: change.added }, 'job:replicas')
+    const detail = change.removed.length > 0
+      ? `replicas ${change.removed.join(', ')} gone; ${change.added.join(', ')} in their place`
+      : `replicas ${change.added.join(', ')} added (the group had ${job.replicas.length})`
+    this.ownerDo({ type: 'job:replicas', jobId: job.id, replicas: change.replicas, detail })
   }
 
   /** Replicas: the alive peers ranked highest by rendezvous hashing on the job id, so any
@@ -775,25 +834,11 @@ class BidmeshAgent implements Agent {
           return { replica, copy, from, events }
         })
       } catch (err) {
-        // Not sent now, so not kept: a waiting submit or result is answered so at once. A
-        // later batch tries again, after a backoff: a disk that failed a read is likely to
-        // fail the next one too, and a retry every batch (25 ms) with a warning each time
-        // would flood the log while changing nothing.
-        const failures = (this.replicationReadFailures.get(id) ?? 0) + 1
-        this.replicationReadFailures.set(id, failures)
-        const retryInMs = Math.min(AGENT_DEFAULTS.replicationRetryMaxMs, AGENT_DEFAULTS.replicationBatchMs * 2 ** (failures - 1))
-        if (failures === 1 || failures % 10 === 0) this.c.logger.warn({ jobId: id, failures, retryInMs, err: String(err) }, 'replication: could not read the job from the store')
-        // One retry per job at a time: a change made meanwhile rides on it rather than starting
-        // a second chain of retries.
-        if (!this.replicationRetryPending.has(id)) {
-          this.replicationRetryPending.add(id)
-          const retry = setTimeout(() => { this.replicationRetryPending.delete(id); this.queueReplication(id) }, retryInMs)
-          retry.unref?.()
-        }
+        // Not sent now, so not kept: a waiting submit or result is answered so at once.
+        this.retryReplication(id, 'replication: could not read the job from the store', err)
         onDecided?.(id, false)
         continue
       }
-      this.replicationReadFailures.delete(id)
       waiting.set(id, { acks: 0, unanswered: job.replicas.length })
       for (const plan of plans) {
         if ('last' in plan) {
@@ -817,6 +862,10 @@ class BidmeshAgent implements Agent {
       if (w.acks >= replicaQuorum(job.replicas.length)) done.add(job.id)
       if (done.has(job.id) || w.unanswered === 0) {
         waiting.delete(job.id)
+        if (done.has(job.id)) this.replicationFailures.delete(job.id)
+        // Every replica answered and too few kept it: until a later change happens to carry
+        // it, no quorum would hold this record (a submit answered meanwhile, a result).
+        else this.retryReplication(job.id, 'replication: no quorum of the job\'s replicas holds it')
         onDecided?.(job.id, done.has(job.id))
         if (waiting.size === 0) allDecided()
       }
@@ -865,6 +914,36 @@ class BidmeshAgent implements Agent {
     }))
     await decided
     return done
+  }
+
+  /** Sends a job's copies again after a backoff (replicationBatchMs × 2^(failures − 1), at
+   *  most replicationRetryMaxMs), until a quorum of its replicas holds them: a disk that failed
+   *  a read is likely to fail the next one too, and replicas that did not answer are likely
+   *  still away; a retry every batch (25 ms) with a warning each time would flood the log
+   *  while changing nothing. */
+  private retryReplication (id: string, message: string, err?: unknown): void {
+    if (!this.owner.jobs.has(id) || this.stopped) return // released or evicted: no longer ours to copy
+    const failures = (this.replicationFailures.get(id) ?? 0) + 1
+    this.replicationFailures.set(id, failures)
+    const retryInMs = Math.min(AGENT_DEFAULTS.replicationRetryMaxMs, AGENT_DEFAULTS.replicationBatchMs * 2 ** (failures - 1))
+    if (failures === 1 || failures % 10 === 0) this.c.logger.warn({ jobId: id, failures, retryInMs, ...(err !== undefined ? { err: String(err) } : {}) }, message)
+    // One retry per job at a time: a change made meanwhile rides on it rather than starting
+    // a second chain of retries.
+    if (this.replicationRetryPending.has(id)) return
+    this.replicationRetryPending.add(id)
+    const retry = setTimeout(() => {
+      this.replicationRetryPending.delete(id)
+      const oj = this.owner.jobs.get(id)
+      if (oj === undefined) {
+        this.replicationFailures.delete(id)
+        return
+      }
+      // Replicas gone for good would never answer: others take their places (a finished
+      // job's too, here, or it would be retried, and kept in memory, for ever).
+      this.replaceGoneReplicasOf(oj, Date.now())
+      this.queueReplication(id)
+    }, retryInMs)
+    retry.unref?.()
   }
 
   /** Replicates a job's record now, for a caller that answers someone once a quorum holds it
@@ -999,6 +1078,12 @@ class BidmeshAgent implements Agent {
 
   private checkTakeovers (now: number): void {
     if (this.standby.size === 0) return
+    // Not without a fresh majority of the mesh, whatever the job's group: replicas that are a
+    // majority of a group may be a minority of the mesh, cut off from an owner that is alive
+    // on the other side and keeps the job (its leases, its re-runs). Their new owner could not
+    // offer the job anyway (it needs that majority too), and after the heal it would hold a
+    // higher term over an attempt the old owner kept running: a second run.
+    if (!this.freshMajority(now)) return
     for (const job of [...this.standby.values()]) {
       if (job.owner === this.peerId || this.adopting.has(job.id) || this.isAlive(job.owner, now)) continue
       const ownerEntry = this.owner.view.entries.get(job.owner)
@@ -1065,21 +1150,49 @@ class BidmeshAgent implements Agent {
     this.queueReplication(record.id)
   }
 
+  /** After a restart: takes up again each unfinished job this agent owned, once enough of its
+   *  replicas answered that none holds a newer copy (a replica that took the job over while
+   *  this agent was down has one, under a higher term, and is then followed instead). Fails
+   *  closed, as the ownership check after a heal does (checkOwnershipOf's rule): a job whose
+   *  alive replicas did not answer stays on standby (its executor's renewals are still
+   *  acknowledged) and is asked about again every second. Reclaimed without answers, it would
+   *  have two owners, and the one whose lease lapses would run it again. */
   private async reclaim (owned: JobRecord[]): Promise<void> {
-    for (const job of owned) {
-      if (this.stopped) return
-      let newest = job
-      const answers = await this.askForCopies(job.id, job.replicas.filter(r => r !== this.peerId))
-      for (const { copy: c } of answers) if (c !== undefined && newerRecord(c, newest)) newest = c
-      this.standby.delete(job.id)
-      if (newest.term > job.term || newest.owner !== this.peerId) {
-        this.followNewerCopy(newest)
-        continue
+    let todo = owned
+    while (todo.length > 0 && !this.stopped) {
+      const unsettled: JobRecord[] = []
+      // At most 32 jobs at once, as checkOwnership: a restart must not flood the replicas.
+      for (let i = 0; i < todo.length && !this.stopped; i += 32) {
+        const batch = todo.slice(i, i + 32)
+        const settled = await Promise.all(batch.map(async job => await this.reclaimOne(job)))
+        batch.forEach((job, k) => { if (!settled[k]) unsettled.push(job) })
       }
-      this.c.logger.info({ jobId: job.id, term: job.term }, 'job:reclaimed')
-      this.ownerDo({ type: 'job:adopted', job: newest })
-      this.queueReplication(job.id)
+      todo = unsettled
+      if (todo.length > 0) await new Promise(resolve => setTimeout(resolve, 1000))
     }
+  }
+
+  /** true when settled: reclaimed, or a newer copy followed. */
+  private async reclaimOne (job: JobRecord): Promise<boolean> {
+    // A replication brought newer news meanwhile (another owner's copy, which lists this agent).
+    if (this.standby.get(job.id)?.owner !== this.peerId) return true
+    const now = Date.now()
+    const asked = job.replicas.filter(r => r !== this.peerId && this.isAlive(r, now))
+    const answers = await this.askForCopies(job.id, asked)
+    if (this.stopped) return true
+    let newest = job
+    for (const { copy: c } of answers) if (c !== undefined && newerRecord(c, newest)) newest = c
+    if (newest.term > job.term || newest.owner !== this.peerId) {
+      this.standby.delete(job.id)
+      this.followNewerCopy(newest)
+      return true
+    }
+    if (1 + answers.length < Math.min(groupMajority(job.replicas.length), 1 + asked.length)) return false
+    this.standby.delete(job.id)
+    this.c.logger.info({ jobId: job.id, term: job.term }, 'job:reclaimed')
+    this.ownerDo({ type: 'job:adopted', job: newest })
+    this.queueReplication(job.id)
+    return true
   }
 
   private async onAttemptUpdate (u: AttemptUpdate): Promise<Message> {
@@ -1091,8 +1204,18 @@ class BidmeshAgent implements Agent {
       // The executor is alive and holds the result: that renews its lease, so the attempt is
       // not given up on (and re-run) the moment a majority is back, before the result's next
       // delivery gets through.
-      const oj = this.owner.jobs.get(u.jobId)
-      if (oj?.leaseExpiresAtMs !== undefined && oj.record.epoch === u.epoch && oj.record.node === u.node) oj.leaseExpiresAtMs = Date.now() + this.owner.config.leaseMs
+      this.noteRenewalWithoutAck(u)
+      return ack(false, 'ERR_NO_QUORUM')
+    }
+    if (u.state !== 'exited' && !this.freshHalf()) {
+      // A renewal, to an owner that sees fewer than half of the mesh: it may be the cut-off
+      // side of a partition, and the majority side takes the job over and runs it again.
+      // Unacknowledged, the executor stops a lease after its last acknowledgement, at most
+      // quorumFreshMs + a lease after the cut: before the majority re-runs it, which waits
+      // until this owner is gone (goneAfterMs), then a lease, or until the executor is gone.
+      // The executor is alive, though: the renewal still counts here, so this owner does not
+      // give it up on a majority's return before its next renewal can be answered.
+      this.noteRenewalWithoutAck(u)
       return ack(false, 'ERR_NO_QUORUM')
     }
     const versionBefore = this.owner.jobs.get(u.jobId)?.record.version
@@ -1123,6 +1246,13 @@ class BidmeshAgent implements Agent {
     return { type: MessageType.AttemptUpdateAck, body: { ...reply.body, owner: this.peerId } }
   }
 
+  /** The owner's lease on the attempt runs from now, without acknowledging the report: its
+   *  executor is alive (see onAttemptUpdate). */
+  private noteRenewalWithoutAck (u: AttemptUpdate): void {
+    const oj = this.owner.jobs.get(u.jobId)
+    if (oj?.leaseExpiresAtMs !== undefined && oj.record.epoch === u.epoch && oj.record.node === u.node) oj.leaseExpiresAtMs = Date.now() + this.owner.config.leaseMs
+  }
+
   /** An executor that cannot reach the owner renews its lease with a replica. A final result
    *  is refused (only an owner accepts one, with a majority), yet it renews the lease too: the
    *  executor is alive and holds the result, and the replica that takes the job over must wait
@@ -1134,6 +1264,14 @@ class BidmeshAgent implements Agent {
     const last = this.standbyRenewals.get(u.jobId)
     if (last === undefined || u.epoch >= last.epoch) this.standbyRenewals.set(u.jobId, { atMs: Date.now(), epoch: u.epoch, node: u.node, ...(u.startedAtMs !== undefined ? { startedAtMs: u.startedAtMs } : {}) })
     if (u.state === 'exited') return ack(false, 'ERR_NOT_OWNER')
+    // Acknowledged only while this replica sees at least half of the mesh (freshHalf). The
+    // executor comes here when it cannot reach the owner, and the owner may be alive on the
+    // other side of a partition: a replica cut off with the executor would keep it running for
+    // as long as the cut lasts, while the owner re-runs the job. Without its acknowledgements
+    // the executor stops within a lease of the cut plus quorumFreshMs, which the owner waits
+    // out before a re-run (OwnerConfig.leaseGraceMs). A dead owner's replicas still see the
+    // majority, and keep its executors running until one of them takes the jobs over.
+    if (!this.freshHalf()) return ack(false, 'ERR_NO_QUORUM')
     return { type: MessageType.AttemptUpdateAck, body: { jobId: u.jobId, epoch: u.epoch, accepted: true, stop: false, owner: local.owner } }
   }
 
@@ -1664,7 +1802,7 @@ class BidmeshAgent implements Agent {
 
   // ---- AgentApi --------------------------------------------------------------------------
 
-  async submit (input: unknown): Promise<JobRecord> {
+  async submit (input: unknown): Promise<SubmittedJob> {
     const spec = parseJobSpec(input)
     const now = Date.now()
     const id = newJobId(now)
@@ -1676,12 +1814,14 @@ class BidmeshAgent implements Agent {
     this.metrics_.auctions.inc()
     this.ownerDo({ type: 'job:submitted', job })
     // The reply promises the job exists: on stable storage here, not only in the WAL (the
-    // replication request waits for that flush), and held by a quorum of replicas, so that
-    // it outlives this agent.
-    if (!(await this.replicateNow(id))) this.c.logger.warn({ jobId: id, replicas: job.replicas }, 'job accepted without a replica: no replica answered')
+    // replication request waits for that flush), and, when `replicated`, held by a quorum of
+    // replicas, so that it outlives this agent. Without that quorum (too few answered in
+    // time) the caller is told so; the copies are sent again until a quorum holds them.
+    const replicated = await this.replicateNow(id)
+    if (!replicated) this.c.logger.warn({ jobId: id, replicas: job.replicas }, 'job accepted without a quorum of replicas: its copies are sent again')
     await this.c.store.sync()
     const record = this.owner.jobs.get(id)?.record ?? this.c.store.getJob(id)!
-    return structuredClone(record)
+    return { ...structuredClone(record), replicated }
   }
 
   async plan (input: unknown): Promise<Explanation> {

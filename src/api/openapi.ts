@@ -170,6 +170,21 @@ function schemas (): Record<string, Json> {
         events: { type: 'array', items: ref('JobEvent') }
       }
     },
+    SubmittedJob: {
+      allOf: [
+        ref('JobStatus'),
+        {
+          type: 'object',
+          required: ['replicated'],
+          properties: {
+            replicated: {
+              type: 'boolean',
+              description: 'A quorum of the job\'s replicas holds it (with its owner, a majority of its group), so it outlives the agent that took it. False (with status 202) when too few answered in time: the job is on that agent\'s disk and its auction has started, and its copies are sent again until a quorum holds them.'
+            }
+          }
+        }
+      ]
+    },
     JobSummary: {
       type: 'object',
       required: ['id', 'image', 'owner', 'state', 'epoch', 'term', 'createdAtMs', 'updatedAtMs'],
@@ -367,7 +382,8 @@ export function openApiDocument (options: OpenApiOptions = {}): Json {
           summary: 'Submit a job; the mesh auctions it to a node that fits',
           requestBody: specBody(),
           responses: {
-            201: { description: 'Accepted: the job is stored and its auction has started.', content: json(ref('JobStatus')) },
+            201: { description: 'Accepted: the job is stored here and on a quorum of its replicas, and its auction has started.', content: json(ref('SubmittedJob')) },
+            202: { description: 'Accepted, but too few of its replicas answered in time: the job is stored here and its auction has started; its copies are sent again until a quorum holds them (`replicated`: false).', content: json(ref('SubmittedJob')) },
             400: response('BadRequest'),
             413: response('TooLarge'),
             415: response('UnsupportedMediaType'),

@@ -317,11 +317,12 @@ export function createApiServer (init: ApiServerInit): FastifyInstance {
   })
 
   app.post('/v1/jobs', async (request, reply) => {
-    const job = await agent.submit(request.body, { signal: clientGone(reply) })
-    void reply.code(201)
+    const { replicated, ...job } = await agent.submit(request.body, { signal: clientGone(reply) })
+    // 202: stored here and auctioned, but not yet on a quorum of replicas (see SubmittedJob).
+    void reply.code(replicated ? 201 : 202)
     // The record has just been created: the events that matter are in it, so there is no
     // second round trip for them.
-    return toJobStatus({ job, events: [] })
+    return { ...toJobStatus({ job, events: [] }), replicated }
   })
 
   app.get('/v1/jobs', async (request, reply) => {

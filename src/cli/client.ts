@@ -155,7 +155,8 @@ export class ApiClient {
     return JSON.parse(text) as T
   }
 
-  submit (spec: string, contentType: string): Promise<JobStatus> {
+  /** `replicated` is absent from an older agent's answer. */
+  submit (spec: string, contentType: string): Promise<JobStatus & { replicated?: boolean }> {
     return this.request('POST', '/v1/jobs', { body: spec, contentType })
   }
 

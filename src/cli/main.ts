@@ -204,6 +204,13 @@ async function followOutput (client: ApiClient, id: string, io: CliIo, options: 
  *  job's exit code. Progress is polled beside the log stream so a retry (running → pending →
  *  running elsewhere) shows up while output flows. A job that no known node can ever fit
  *  ends the wait with EXIT_UNPLACEABLE unless `wait` asks to keep waiting for such a node. */
+/** A job the agent took without a quorum of its replicas (status 202) lives only on that
+ *  agent's disk until its copies get through: said on stderr, so a script that reads the id
+ *  from stdout is unaffected. */
+function warnIfNotReplicated (job: { id: string, replicated?: boolean }, io: CliIo): void {
+  if (job.replicated === false) io.stderr.write(`warning: job ${job.id} is stored only on the agent that took it for now: too few of its replicas answered in time (the agent keeps sending them copies)\n`)
+}
+
 async function waitForJob (client: ApiClient, submitted: JobStatus, io: CliIo, options: { wait?: boolean } = {}): Promise<number> {
   const id = submitted.id
   let lastLine: string | undefined
@@ -496,6 +503,7 @@ export async function runCli (argv: string[], ioOverrides: Partial<CliIo> = {}):
       const client = clientFor(flags)
       const spec = specFromRunFlags(image, command, flags, io.env)
       const job = await client.submit(JSON.stringify(spec), 'application/json')
+      warnIfNotReplicated(job, io)
       if (flags.detach === true) {
         io.stdout.write(job.id + '\n')
         return
@@ -513,6 +521,7 @@ export async function runCli (argv: string[], ioOverrides: Partial<CliIo> = {}):
       const client = clientFor(opts)
       const { body, contentType } = await readSpecFile(opts.file, io)
       const job = await client.submit(body, contentType)
+      warnIfNotReplicated(job, io)
       if (opts.detach === true) {
         io.stdout.write(job.id + '\n')
         return

@@ -24,6 +24,16 @@ export interface OwnerConfig extends LivenessConfig {
   awardAckTimeoutMs: number
   /** the owner declares an attempt lost when no renewal arrived for this long */
   leaseMs: number
+  /** ...and only this much after its lease lapsed: how long after the owner's last renewal a
+   *  replica may still have acknowledged one. An executor that cannot reach its owner renews
+   *  with the job's replicas; a replica acknowledges only while it sees at least half of the
+   *  mesh fresh (for up to the agent's quorumFreshMs after a cut), a renewal sent up to one
+   *  renewal interval after the owner's last: grace = quorumFreshMs + leaseRenewMs. Cut off
+   *  from the owner with such a replica, the executor then stops (a lease after that
+   *  replica's last acknowledgement) before the owner re-runs its job. Longer: a dead
+   *  executor's job is re-run later (a peer found gone is re-run at once anyway); shorter: a
+   *  cut-off executor and the owner's re-run overlap. */
+  leaseGraceMs: number
   extraCandidates: number
   explainTop: number
   retryBackoffBaseMs: number
@@ -66,6 +76,8 @@ export interface OwnerState {
   pending: Set<string>
   /** ids of jobs with a round, an award or a lease open */
   active: Set<string>
+  /** what the shell last said in a 'tick' (see its mayOffer): no job is offered while false */
+  mayOffer: boolean
 }
 
 export type OwnerEvent =
@@ -77,6 +89,9 @@ export type OwnerEvent =
   /** a finished job leaves memory (the store keeps it): only a terminal job is forgotten, and
    *  one the shell hears of again comes back with its stored record as job:adopted */
   | { type: 'job:evicted', jobId: string }
+  /** the shell replaced replicas of the job that are gone (see the agent's replaceGoneReplicas):
+   *  the record lists the new ones from now on, and the change is replicated to them */
+  | { type: 'job:replicas', jobId: string, replicas: string[], detail: string }
   | { type: 'advert:received', capacity: NodeCapacity }
   | { type: 'bid:received', from: string, jobId: string, epoch: number, score: number, components: Record<string, number>, capacity: NodeCapacity }
   | { type: 'bid:refused', from: string, jobId: string, epoch: number, reason: string, capacity?: NodeCapacity }
@@ -91,7 +106,13 @@ export type OwnerEvent =
    *  replicas take it over and keep the attempt (a re-run here would be a duplicate the
    *  majority never asked for). The check resumes once a majority is back, or the job is
    *  released to the majority's owner. */
-  | { type: 'tick', quorum?: boolean }
+  /** mayOffer (default true): whether no other side of a partition can hold a majority of the
+   *  mesh: the shell sees at least half of the members it knows (and is not checking, after a
+   *  heal, whether the majority took its jobs over). Otherwise this owner may be the cut-off
+   *  side, whose jobs' replicas take them over on the majority side and offer them there: a
+   *  job offered here too would run twice. An even split stops neither side: neither can take
+   *  a job over. */
+  | { type: 'tick', quorum?: boolean, mayOffer?: boolean }
   /** This agent's event loop was held up for stalledMs (see the case). */
   | { type: 'clock:stalled', stalledMs: number }
 
@@ -102,7 +123,7 @@ export type OwnerEffect =
   | { type: 'job:changed', job: JobRecord, events: JobEvent[] }
 
 export function createOwner (config: OwnerConfig): OwnerState {
-  return { config, view: createView(), jobs: new Map(), pending: new Set(), active: new Set() }
+  return { config, view: createView(), jobs: new Map(), pending: new Set(), active: new Set(), mayOffer: true }
 }
 
 export function ownerStep (s: OwnerState, e: OwnerEvent, nowMs: number): OwnerEffect[] {
@@ -160,6 +181,13 @@ export function ownerStep (s: OwnerState, e: OwnerEvent, nowMs: number): OwnerEf
       const cur = currentAttempt(oj)
       if (cur !== undefined && (cur.state === 'awarded' || cur.state === 'running')) { cur.state = 'cancelled'; cur.finishedAtMs = nowMs; cur.reason = 'cancelled' }
       finish(s, oj, 'cancelled', 'cancelled', oj.record.exitCode ?? null, nowMs, fx, { type: 'job:cancelled' })
+      break
+    }
+    case 'job:replicas': {
+      const oj = s.jobs.get(e.jobId)
+      if (oj === undefined) break
+      oj.record.replicas = [...e.replicas]
+      changedJob(fx, oj, nowMs, { type: 'job:replicas', detail: e.detail })
       break
     }
     case 'advert:received': {
@@ -242,6 +270,7 @@ export function ownerStep (s: OwnerState, e: OwnerEvent, nowMs: number): OwnerEf
       break
     }
     case 'tick': {
+      if (e.mayOffer !== undefined) s.mayOffer = e.mayOffer
       for (const id of [...s.active]) {
         const oj = s.jobs.get(id)!
         if (oj.round !== undefined && nowMs >= oj.round.deadlineMs) decide(s, oj, nowMs, fx)
@@ -255,7 +284,7 @@ export function ownerStep (s: OwnerState, e: OwnerEvent, nowMs: number): OwnerEf
           const node = oj.award.node
           oj.award = undefined
           requeue(s, oj, nowMs, fx, { type: 'award:timeout', epoch: oj.record.epoch, node }, 0)
-        } else if (oj.leaseExpiresAtMs !== undefined && nowMs >= oj.leaseExpiresAtMs && e.quorum !== false) {
+        } else if (oj.leaseExpiresAtMs !== undefined && nowMs >= oj.leaseExpiresAtMs + s.config.leaseGraceMs && e.quorum !== false) {
           loseAttempt(s, oj, nowMs, fx, 'lease expired')
         }
       }
@@ -274,7 +303,7 @@ export function ownerNextTimerMs (s: OwnerState): number | undefined {
     const oj = s.jobs.get(id)!
     if (oj.round !== undefined) at(oj.round.deadlineMs)
     if (oj.award !== undefined) at(oj.award.deadlineMs)
-    if (oj.leaseExpiresAtMs !== undefined) at(oj.leaseExpiresAtMs)
+    if (oj.leaseExpiresAtMs !== undefined) at(oj.leaseExpiresAtMs + s.config.leaseGraceMs)
   }
   for (const id of s.pending) {
     const oj = s.jobs.get(id)!
@@ -332,6 +361,17 @@ function offerPending (s: OwnerState, nowMs: number, fx: OwnerEffect[], sweep: b
 function offer (s: OwnerState, oj: OwnerJob, nowMs: number, fx: OwnerEffect[]): void {
   const c = s.config
   const job = oj.record
+  if (!s.mayOffer) {
+    // This owner may be the cut-off side of a partition (see the tick's mayOffer). The job
+    // waits; the first tick that allows offers offers it (its last offer is older than the
+    // sweep interval). Said once, so a reader sees why it waits.
+    const summary = 'fewer than half of the mesh in view: waiting for the rest before offering'
+    if (oj.lastPendingSummary !== summary) {
+      oj.lastPendingSummary = summary
+      changedJob(fx, oj, nowMs, { type: 'job:pending', detail: summary })
+    }
+    return
+  }
   oj.lastOfferAtMs = nowMs
   oj.lastOfferVersion = s.view.freedVersion
   const selection = selectFromView(job.id, job.spec, s.view, c, { extraCandidates: c.extraCandidates, explainTop: c.explainTop, nowMs })

@@ -143,3 +143,27 @@ export function takeInRenewedAttempt (record: JobRecord, renewal: StandbyRenewal
   record.attempts.push({ epoch: renewal.epoch, node: renewal.node, state: ran ? 'running' : 'awarded', awardedAtMs: renewal.atMs, ...(ran ? { startedAtMs: renewal.startedAtMs } : {}) })
   return true
 }
+
+/**
+ * The owner's new replica list for a job some of whose replicas are gone, or that has fewer
+ * than `count` (chosen when fewer agents were alive: a young mesh, a side of a partition):
+ * each gone one is replaced by the best-ranked alive peer (rendezvous on the job id, as at
+ * submit) that is neither the owner nor already a replica, while there are such peers, and
+ * the next best are added up to `count`; the others keep their places. undefined when
+ * nothing is to change (none gone nor missing, or no peer to take a place).
+ *
+ * Why: a group only shrinks otherwise. A long job whose replicas leave one after another
+ * would be left with too few of them alive to take it over when its owner goes too.
+ */
+export function replacementReplicas (jobId: string, replicas: readonly string[], peers: Iterable<string>, status: (peer: string) => 'alive' | 'gone' | 'other', selfId: string, count = replicas.length): { replicas: string[], removed: string[], added: string[] } | undefined {
+  const gone = replicas.filter(r => status(r) === 'gone')
+  const missing = Math.max(0, count - replicas.length)
+  if (gone.length === 0 && missing === 0) return undefined
+  const spare = rankReplicas(jobId, [...peers], p => p !== selfId && !replicas.includes(p) && status(p) === 'alive')
+  if (spare.length === 0) return undefined
+  const removed = gone.slice(0, spare.length)
+  const inPlace = spare.slice(0, removed.length)
+  const appended = spare.slice(removed.length, removed.length + missing)
+  let next = 0
+  return { replicas: [...replicas.map(r => removed.includes(r) ? inPlace[next++] : r), ...appended], removed, added: [...inPlace, ...appended] }
+}

@@ -177,6 +177,7 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
     bidWindowMs: s.bidWindowMs,
     awardAckTimeoutMs: s.awardAckTimeoutMs,
     leaseMs: t.leaseMs,
+    leaseGraceMs: t.leaseGraceMs,
     extraCandidates: s.extraCandidates,
     explainTop: s.explainTop,
     retryBackoffBaseMs: s.retryBackoffBaseMs,

@@ -140,6 +140,34 @@ describe('replication to a job\'s replicas', () => {
     for (const holders of holdersAtAnswer.values()) expect(holders).toBeGreaterThanOrEqual(2)
   })
 
+  it('a submit no quorum acknowledged is answered replicated: false, and its copies are sent again until a quorum holds them', async () => {
+    // Every copy fails while `failing` (replicas unreachable). The job fits no node, so once
+    // submitted it changes no more: no later change would carry its copy to the replicas.
+    let failing = true
+    /** ids of the jobs in each copy that went out while not failing */
+    const copiesOut: string[] = []
+    await startWithOwnerReplication(async (_to, message, send) => {
+      if (failing) throw Object.assign(new Error('unreachable'), { code: 'ERR_UNREACHABLE' })
+      copiesOut.push(...message.body.jobs.map(j => j.job.id))
+      return await send()
+    })
+    const [owner, ...replicas] = v.nodes
+    const answered = await owner.agent.submit({ ...JOB, resources: { cpus: 64, memory: '16m' } })
+    expect(answered.replicated).toBe(false)
+    expect(answered.state).toBe('pending')
+    await vi.advanceTimersByTimeAsync(500) // the batched flush of its first changes fails too
+    expect(replicas.filter(r => r.store.getJob(answered.id) !== undefined)).toHaveLength(0)
+    failing = false
+    await vi.advanceTimersByTimeAsync(AGENT_DEFAULTS.replicationRetryMaxMs + 1_000)
+    const version = owner.store.getJob(answered.id)!.version
+    for (const r of replicas) expect(r.store.getJob(answered.id)?.version, `copy on ${r.id}`).toBe(version)
+    expect(copiesOut).toContain(answered.id)
+    // Held by a quorum: no more copies go out.
+    copiesOut.length = 0
+    await vi.advanceTimersByTimeAsync(AGENT_DEFAULTS.replicationRetryMaxMs * 2)
+    expect(copiesOut).toEqual([])
+  })
+
   it('a job whose replicas do not answer holds up no other submit for more than the round wait', async () => {
     // The first job's round is held on its way to every replica (as if they had all stopped
     // answering); a submit made meanwhile must not wait for that round's 2 s timeout.

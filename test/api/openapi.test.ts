@@ -128,11 +128,19 @@ describe('OpenAPI description', () => {
     for (const ref of new Set(refs)) expect(resolvePointer(doc, ref), ref).toBeDefined()
   })
 
-  it('answers what the routes answer: a real status matches the JobStatus schema\'s required fields', async () => {
+  it('answers what the routes answer: a submit\'s answer matches the SubmittedJob schema (JobStatus and replicated), a read JobStatus', async () => {
     const res = await app.inject({ method: 'POST', url: '/v1/jobs', payload: { image: 'busybox' } })
     const body = res.json()
-    for (const key of doc.components.schemas.JobStatus.required) expect(body, key).toHaveProperty(key)
-    for (const key of Object.keys(body)) expect(doc.components.schemas.JobStatus.properties, key).toHaveProperty(key)
+    const [status, extra] = doc.components.schemas.SubmittedJob.allOf
+    expect(status.$ref).toBe('#/components/schemas/JobStatus')
+    const required = [...doc.components.schemas.JobStatus.required, ...extra.required]
+    const properties = { ...doc.components.schemas.JobStatus.properties, ...extra.properties }
+    for (const key of required) expect(body, key).toHaveProperty(key)
+    for (const key of Object.keys(body)) expect(properties, key).toHaveProperty(key)
+    expect(doc.paths['/v1/jobs'].post.responses['202'].content['application/json'].schema.$ref).toBe('#/components/schemas/SubmittedJob')
+    const read = (await app.inject({ url: `/v1/jobs/${body.id as string}` })).json()
+    for (const key of doc.components.schemas.JobStatus.required) expect(read, key).toHaveProperty(key)
+    for (const key of Object.keys(read)) expect(doc.components.schemas.JobStatus.properties, key).toHaveProperty(key)
   })
 
   it('documents the bearer token only when the server requires one, and keeps public routes open', async () => {

@@ -32,6 +32,16 @@ describe('API server', () => {
       expect(body.spec).toMatchObject({ image: 'busybox', command: ['echo', 'hi'], network: 'none' })
       expect(agent.jobs.has(body.id)).toBe(true)
       expect(new Date(body.createdAt).toISOString()).toBe(body.createdAt)
+      expect(body.replicated).toBe(true)
+    })
+
+    it('answers 202 with replicated: false when too few of the job\'s replicas answered in time', async () => {
+      agent.replicated = false
+      const res = await app.inject({ method: 'POST', url: '/v1/jobs', payload: { image: 'busybox', command: ['true'] } })
+      expect(res.statusCode).toBe(202)
+      const body = res.json()
+      expect(body).toMatchObject({ state: 'pending', replicated: false })
+      expect(agent.jobs.has(body.id)).toBe(true)
     })
 
     it.each(['application/yaml', 'application/x-yaml', 'text/yaml', 'application/yaml; charset=utf-8'])('accepts a YAML spec as %s', async (type) => {

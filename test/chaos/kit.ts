@@ -19,6 +19,10 @@ export interface Submitted {
   id: string
   via: string
   acceptedAtMs: number
+  /** a quorum of the job's replicas held it when it was answered (201; 202 when not) */
+  replicated: boolean
+  /** the peer ids of the job's replicas, as the answer named them */
+  replicas: string[]
 }
 
 export function spec (command: string, o: { cpus?: number, memory?: string, constraints?: Record<string, string>, name?: string } = {}): unknown {
@@ -126,9 +130,11 @@ export class ChaosCluster {
       const tail = via.logs.slice(-15).map(l => { try { const j = JSON.parse(l); return `    ${new Date(j.time).toISOString().slice(11, 23)} ${String(j.msg)} ${j.jobId ?? ''} ${j.err ?? j.detail ?? ''}` } catch { return `    ${l}` } })
       throw new Error(`POST /v1/jobs on ${via.name} failed after ${Date.now() - t} ms: ${String(err)}; its last log lines:\n${tail.join('\n')}`)
     }
-    expect(r.status, `POST /v1/jobs on ${via.name}: ${JSON.stringify(r.body)}`).toBe(201)
+    // 202: accepted without a quorum of replicas (a side of a partition that is cut off).
+    expect([201, 202], `POST /v1/jobs on ${via.name}: ${JSON.stringify(r.body)}`).toContain(r.status)
+    expect(r.body.replicated, `POST /v1/jobs on ${via.name}: ${r.status} says replicated`).toBe(r.status === 201)
     this.postMs.push(Date.now() - t)
-    return { id: r.body.id, via: via.name, acceptedAtMs: Date.now() }
+    return { id: r.body.id, via: via.name, acceptedAtMs: Date.now(), replicated: r.body.replicated, replicas: r.body.replicas }
   }
 
   /** The job's status as the surviving agents answer it: every agent is asked, the answer with

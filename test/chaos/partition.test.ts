@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { AgentProcess } from '../support/cluster.ts'
 import { api, waitFor } from '../support/cluster.ts'
 import { type NetNode, canConnect, cleanupNetns, createNetwork, heal, partition, requireNetns, startAgentInNetns } from '../support/netns.ts'
+import { replicaQuorum } from '../../src/scheduler/takeover.ts'
 import { ChaosCluster, type Submitted, TERMINAL, historyChecks, printFigures, spec } from './kit.ts'
 
 const HOLD_MS = 10_000
@@ -150,6 +151,15 @@ describe('chaos: network partition 2 | 3', () => {
 
     expect(convergedMs, 'the mesh heals: every agent sees all 5 alive').not.toBeNaN()
     for (const s of subs) expect(ctx.statuses.get(s.id)?.state, `job ${s.id} (${s.phase}, published on ${s.via})\n${cluster.jobLog(s.id, 40)}`).toBe('succeeded')
+    // A submit is answered 201 only once a quorum of the job's replicas holds it, and the
+    // replicas it can reach during the cut are those on its side. (The group is chosen among
+    // the agents the owner sees alive: on the cut-off side, once the other side looks
+    // suspect, a smaller group of this side's agents, which it can reach.)
+    for (const s of subs.filter(s => s.phase.startsWith('during-'))) {
+      const side = new Set((s.phase === 'during-majority' ? majority : minority).map(a => a.peerId))
+      const reachable = s.replicas.filter(r => side.has(r)).length
+      expect(s.replicated, `${s.phase} on ${s.via}, replicas ${s.replicas.map(r => cluster.nameOf(r)).join(' ')}`).toBe(reachable >= replicaQuorum(s.replicas.length))
+    }
   }, 300_000)
 
   historyChecks(() => cluster, ctx)

@@ -169,6 +169,18 @@ describe('bidmesh run / submit (in-process)', () => {
     })
   })
 
+  it('run -d warns on stderr, and still prints only the id on stdout, when the job is not yet on a quorum of replicas', async () => {
+    let result = await cli(['run', '-d', 'busybox'])
+    expect(result.stderr).toBe('')
+    agent.replicated = false
+    result = await cli(['run', '-d', 'busybox'])
+    expect(result.code).toBe(0)
+    const id = result.stdout.trim()
+    expect(agent.jobs.has(id)).toBe(true)
+    expect(result.stderr).toMatch(/^warning: job \S+ is stored only on the agent that took it/)
+    expect(result.stderr).toContain(id)
+  })
+
   it.each([
     [{ state: 'failed', reason: 'oom' }, 137],
     [{ state: 'failed', reason: 'timeout' }, 124],

@@ -2,7 +2,7 @@
 // (parseJobSpec) but schedules nothing: a test moves jobs through their states and appends
 // their output itself. Every change and every read of logs notifies waiters, so tests wait
 // on conditions instead of sleeping.
-import type { AgentApi, JobDetail, NodeView } from '../../src/agent/agent-api.ts'
+import type { AgentApi, JobDetail, NodeView, SubmittedJob } from '../../src/agent/agent-api.ts'
 import { AmbiguousJobIdError, UnknownJobError } from '../../src/agent/agent-api.ts'
 import type { Explanation, JobEvent, JobReason, JobRecord, JobState, JobSummary, LogChunk } from '../../src/protocol/job.ts'
 import { summarize, TERMINAL_STATES } from '../../src/protocol/job.ts'
@@ -42,12 +42,16 @@ export class FakeAgent implements AgentApi {
 
   // ---- AgentApi ----
 
-  async submit (input: unknown): Promise<JobRecord> {
+  /** What submit answers as `replicated`: a test sets false to play an agent whose replicas
+   *  did not answer in time. */
+  replicated = true
+
+  async submit (input: unknown): Promise<SubmittedJob> {
     const spec = parseJobSpec(input)
     const id = `j${(++this.counter).toString(16).padStart(7, '0')}`
     const job = this.insert(id, spec)
     this.onSubmit?.(structuredClone(job))
-    return structuredClone(job)
+    return { ...structuredClone(job), replicated: this.replicated }
   }
 
   async plan (input: unknown): Promise<Explanation> {

@@ -12,6 +12,8 @@ const CONFIG = ownerConfig('owner', {
   bidWindowMs: 500,
   awardAckTimeoutMs: 2000,
   leaseMs: 3000,
+  // The lease tests below time the lease alone; 'leases' has one test with the grace.
+  leaseGraceMs: 0,
   extraCandidates: 2,
   retryBackoffBaseMs: 1000,
   retryBackoffMaxMs: 30_000,
@@ -383,6 +385,24 @@ describe('leases', () => {
     expect(job(s, 'j1')).toMatchObject({ state: 'pending', epoch: 2 })
   })
 
+  it('with a grace, a lapsed lease is given up on only once the grace too has passed', () => {
+    // A replica may have acknowledged the executor's renewals for up to the grace after the
+    // owner's last one (OwnerConfig.leaseGraceMs): the executor runs that much longer.
+    const s = createOwner({ ...CONFIG, leaseGraceMs: 2750 })
+    for (const n of NODES) advert(s, n, 0)
+    scheduled(s, 'j1')
+    update(s, { jobId: 'j1', epoch: 1, state: 'running', startedAtMs: 30 }, 30)
+    for (const n of NODES) advert(s, n, 3000)
+    // lease until 3030, given up on at 5780
+    expect(ownerNextTimerMs(s)).toBe(5780)
+    for (const n of NODES) advert(s, n, 5000)
+    expect(events(tick(s, 5779))).toEqual([])
+    expect(job(s, 'j1').attempts[0].state).toBe('running')
+    const fx = tick(s, 5780)
+    expect(job(s, 'j1').attempts[0]).toMatchObject({ state: 'lost', error: 'lease expired' })
+    expect(bidRequests(fx).map(r => r.epoch)).toEqual([2, 2, 2])
+  })
+
   it.each([
     // The stall credit moves the lease on by the stall, so the tick right after it keeps it.
     ['a stall of 2 s', 2000, 5280 + 3000 + 2000],
@@ -471,12 +491,33 @@ describe('an owner without a majority in view (a cut-off side of a partition)', 
     expect(bidRequests(back).map(r => r.epoch)).toEqual([2, 2, 2])
   })
 
-  it('still schedules new jobs on the nodes it can reach', () => {
+  it.each([
+    ['pending when the majority went', true],
+    ['submitted without a majority', false]
+  ])('offers no job (%s) while the shell says other sides may hold a majority, and says why it waits', (_when, before) => {
+    // A job pending on a cut-off owner is taken over by its replicas on the majority side,
+    // which offer it there: offered on both sides, it would run twice.
     const s = owner()
-    const fx = submit(s, 'j2', 0)
-    ownerStep(s, { type: 'tick', quorum: false }, 10)
-    expect(bidRequests(fx).length).toBeGreaterThan(0)
-    expect(job(s, 'j2').epoch).toBe(1)
+    ownerStep(s, { type: 'tick', quorum: before, mayOffer: before }, 10)
+    const first = submit(s, 'j2', 20)
+    if (before) {
+      // offered at once with a majority; it finds no room, then the majority goes
+      for (const r of bidRequests(first)) step(s, { type: 'bid:refused', from: r.to, jobId: 'j2', epoch: r.epoch, reason: 'no-capacity' }, 30)
+      expect(job(s, 'j2').state).toBe('pending')
+    } else expect(bidRequests(first)).toEqual([])
+    const epoch = job(s, 'j2').epoch
+    const cut: OwnerEffect[] = []
+    for (let t = 100; t <= 10_000; t += 100) {
+      cut.push(...ownerStep(s, { type: 'tick', quorum: false, mayOffer: false }, t))
+      if (t % 1000 === 0) for (const n of NODES) cut.push(...advert(s, n, t))
+    }
+    expect(bidRequests(cut)).toEqual([])
+    expect(job(s, 'j2').epoch).toBe(epoch)
+    expect(events([...first, ...cut]).filter(e => e === 'job:pending')).toHaveLength(1)
+    expect(s.jobs.get('j2')!.lastPendingSummary).toMatch(/half of the mesh/)
+    // the majority is back: offered at the next tick
+    const back = ownerStep(s, { type: 'tick', quorum: true, mayOffer: true }, 10_050)
+    expect(bidRequests(back).map(r => r.epoch)).toEqual([epoch + 1, epoch + 1, epoch + 1])
   })
 })
 

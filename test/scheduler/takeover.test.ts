@@ -5,7 +5,7 @@
 import { fc, test } from '@fast-check/vitest'
 import { describe, expect, it } from 'vitest'
 import type { JobRecord } from '../../src/protocol/job.ts'
-import { type CopyAnswer, decideTakeover, groupMajority, newerRecord, newerSummary, ownerPrecedes, rankReplicas, replicaQuorum, takeInRenewedAttempt, takeoverDueAtMs } from '../../src/scheduler/takeover.ts'
+import { type CopyAnswer, decideTakeover, groupMajority, newerRecord, newerSummary, ownerPrecedes, rankReplicas, replacementReplicas, replicaQuorum, takeInRenewedAttempt, takeoverDueAtMs } from '../../src/scheduler/takeover.ts'
 import { jobRecord } from './harness.ts'
 
 const JOB_ID = 'job-takeover-1'
@@ -145,6 +145,44 @@ describe('an attempt known only from its renewals (takeInRenewedAttempt)', () =>
     const rec = structuredClone(record) as JobRecord
     expect(takeInRenewedAttempt(rec, r)).toBe(takenIn)
     expect(rec).toMatchObject(expected)
+  })
+})
+
+describe('replicas in place of gone ones (replacementReplicas)', () => {
+  const PEERS = ['owner', 'r1', 'r2', 'r3', 'r4', 's1', 's2', 's3']
+  /** the spare peers best first for JOB_ID */
+  const SPARES = rankReplicas(JOB_ID, ['s1', 's2', 's3'], () => true)
+  const status = (gone: string[], notAlive: string[] = []) => (p: string): 'alive' | 'gone' | 'other' =>
+    gone.includes(p) ? 'gone' : notAlive.includes(p) ? 'other' : 'alive'
+
+  it.each([
+    ['none gone: no change', [], [], undefined],
+    ['one gone: the best-ranked spare takes its place, the others keep theirs', ['r2'], [], { replicas: ['r1', SPARES[0], 'r3', 'r4'], removed: ['r2'], added: [SPARES[0]] }],
+    ['two gone: the two best spares, in the gone ones\' places', ['r1', 'r4'], [], { replicas: [SPARES[0], 'r2', 'r3', SPARES[1]], removed: ['r1', 'r4'], added: [SPARES[0], SPARES[1]] }],
+    ['a spare not alive (suspect) is passed over', ['r3'], [SPARES[0]], { replicas: ['r1', 'r2', SPARES[1], 'r4'], removed: ['r3'], added: [SPARES[1]] }],
+    ['fewer spares than gone: as many as there are; the rest stay listed', ['r1', 'r2', 'r3'], [SPARES[0], SPARES[1]], { replicas: [SPARES[2], 'r2', 'r3', 'r4'], removed: ['r1'], added: [SPARES[2]] }],
+    ['no spare alive: no change', ['r1'], ['s1', 's2', 's3'], undefined],
+    ['a suspect replica is not gone: no change', [], ['r1'], undefined]
+  ] as const)('%s', (_what, gone, notAlive, expected) => {
+    expect(replacementReplicas(JOB_ID, REPLICAS, PEERS, status([...gone], [...notAlive]), 'owner')).toEqual(expected)
+  })
+
+  it.each([
+    ['a group of 2 grows to 4 with the two best spares', ['r1', 'r2'], [], { replicas: ['r1', 'r2', SPARES[0], SPARES[1]], removed: [], added: [SPARES[0], SPARES[1]] }],
+    ['a gone one in a group of 3: its place first, then one more', ['r1', 'r2', 'r3'], ['r2'], { replicas: ['r1', SPARES[0], 'r3', SPARES[1]], removed: ['r2'], added: [SPARES[0], SPARES[1]] }],
+    ['a group of 4 already: nothing to add', ['r1', 'r2', 'r3', 'r4'], [], undefined]
+  ] as const)('up to a count: %s', (_what, replicas, gone, expected) => {
+    // The mesh: the owner, the group and the three spares.
+    expect(replacementReplicas(JOB_ID, replicas, ['owner', ...replicas, 's1', 's2', 's3'], status([...gone]), 'owner', 4)).toEqual(expected)
+  })
+
+  it('never lists the owner, a peer twice, or a gone peer in place of one', () => {
+    // The owner is alive and unlisted, so the only peer that could be wrongly picked first.
+    const change = replacementReplicas(JOB_ID, REPLICAS, PEERS, status(['r1', 'r2', 's1']), 'owner')!
+    expect(change.replicas).not.toContain('owner')
+    expect(new Set(change.replicas).size).toBe(4)
+    expect(change.added).not.toContain('s1')
+    expect(change.removed).toEqual(['r1', 'r2'])
   })
 })
 

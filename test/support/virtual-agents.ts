@@ -24,10 +24,15 @@ export interface VirtualNode { id: string, agent: Agent, store: Store, mesh: Mes
 export interface VirtualAgents {
   readonly net: MemoryNetwork
   readonly nodes: VirtualNode[]
-  /** Starts `count` agents and waits (in virtual time) until each sees all the others alive.
+  /** Starts `count` agents (more, on a second call) and waits (in virtual time) until each
+   *  sees all the others alive.
    *  `wrapStore` may replace a store's methods before its agent starts; `wrapMesh` may stand
    *  in for an agent's mesh (say, to make it answer some requests as another version would). */
   start: (count: number, options: { executorFor: (id: string) => Executor, cpuMilliFor?: (i: number) => number, wrapStore?: (store: Store, i: number) => void, wrapMesh?: (mesh: Mesh, i: number) => Mesh, timings?: AgentInit['timings'] }) => Promise<void>
+  /** Stops agent `i` (advancing virtual time while it stops), then starts it again on the
+   *  same store, key and options, as a restarted process would be, after `downMs` of virtual
+   *  time; `wrapMesh` may stand in for its new mesh. Its VirtualNode is replaced. */
+  restart: (i: number, options?: { downMs?: number, wrapMesh?: (mesh: Mesh) => Mesh }) => Promise<void>
   /** Advances virtual time in 50 ms steps until `done`, failing after `maxMs`. */
   advanceUntil: (what: string, done: () => boolean, maxMs: number) => Promise<void>
   /** Stops every agent (advancing virtual time while requests in flight time out), restores
@@ -42,6 +47,8 @@ export function createVirtualAgents (): VirtualAgents {
   const net = createMemoryNetwork()
   const nodes: VirtualNode[] = []
   const logger = pino({ level: 'silent' })
+  /** per node: how to start its agent again (restart) */
+  const starters: Array<(wrapMesh?: (mesh: Mesh) => Mesh) => Promise<VirtualNode>> = []
 
   const advanceUntil = async (what: string, done: () => boolean, maxMs: number): Promise<void> => {
     for (let t = 0; t < maxMs; t += 50) {
@@ -56,21 +63,35 @@ export function createVirtualAgents (): VirtualAgents {
     nodes,
     advanceUntil,
     async start (count, { executorFor, cpuMilliFor = () => 1000, wrapStore, wrapMesh, timings }) {
-      for (let i = 0; i < count; i++) {
+      // Numbered across calls: a second start() adds agents to the mesh (joining it).
+      for (let i = nodes.length, end = nodes.length + count; i < end; i++) {
         // The same cast loadOrCreateKey makes: @libp2p/crypto and libp2p pin different copies
         // of @libp2p/interface, whose PrivateKey types TypeScript sees as unrelated.
         const key = await generateKeyPair('Ed25519') as unknown as PrivateKey
         const id = peerIdFromPrivateKey(key).toString()
-        // Flushed on the calling thread: a flush then ends within virtual time, as it would
-        // within real time, instead of on libuv's pool while virtual time jumps ahead.
-        const store = openSqliteStore({ path: join(dir, `${i}.db`), flushFile: async fd => { fdatasyncSync(fd) } })
-        wrapStore?.(store, i)
-        const mesh = net.createMesh(id)
-        const agent = await startAgent({ mesh: wrapMesh?.(mesh, i) ?? mesh, store, executor: executorFor(id), logger, signJob: f => signJob(key, f) },
-          { cpuMilli: cpuMilliFor(i), memoryBytes: 1024 ** 3, ...(timings !== undefined ? { timings } : {}) })
-        nodes.push({ id, agent, store, mesh })
+        const startNode = async (wrapAgain?: (mesh: Mesh) => Mesh): Promise<VirtualNode> => {
+          // Flushed on the calling thread: a flush then ends within virtual time, as it would
+          // within real time, instead of on libuv's pool while virtual time jumps ahead.
+          const store = openSqliteStore({ path: join(dir, `${i}.db`), flushFile: async fd => { fdatasyncSync(fd) } })
+          wrapStore?.(store, i)
+          const mesh = net.createMesh(id)
+          const wrapped = wrapAgain !== undefined ? wrapAgain(mesh) : wrapMesh?.(mesh, i) ?? mesh
+          const agent = await startAgent({ mesh: wrapped, store, executor: executorFor(id), logger, signJob: f => signJob(key, f) },
+            { cpuMilli: cpuMilliFor(i), memoryBytes: 1024 ** 3, ...(timings !== undefined ? { timings } : {}) })
+          return { id, agent, store, mesh }
+        }
+        starters.push(startNode)
+        nodes.push(await startNode())
       }
-      await advanceUntil('every agent to see all the others alive', () => nodes.every(n => n.agent.nodes().filter(v => v.liveness === 'alive').length === count), 20_000)
+      await advanceUntil('every agent to see all the others alive', () => nodes.every(n => n.agent.nodes().filter(v => v.liveness === 'alive').length === nodes.length), 20_000)
+    },
+    async restart (i, options = {}) {
+      let stopped = false
+      const stopping = nodes[i].agent.stop().finally(() => { stopped = true })
+      for (let k = 0; k < 200 && !stopped; k++) await vi.advanceTimersByTimeAsync(100)
+      await stopping
+      await vi.advanceTimersByTimeAsync(options.downMs ?? 0)
+      nodes[i] = await starters[i](options.wrapMesh)
     },
     async stop () {
       let stopped = false
