@@ -14,8 +14,10 @@ export interface JobDetail {
 }
 
 /** A job just submitted. replicated: a quorum of its replicas holds it (with the owner, a
- *  majority of its group), so it outlives the agent that took it; false when too few answered
- *  in time: it is on that agent's disk, and its copies are sent again until a quorum holds it. */
+ *  majority of its group), its group is as large as the agents alive allow, and the owner sees
+ *  a majority of the mesh: it outlives the agent that took it. False otherwise (too few
+ *  answered in time, or the agent is cut off): it is on that agent's disk, and its copies are
+ *  sent again until a quorum holds them. */
 export type SubmittedJob = JobRecord & { replicated: boolean }
 
 export interface AgentApi {

@@ -96,7 +96,7 @@ export function agentTimings (init: AgentInit) {
     quorumFreshMs,
     /** see OwnerConfig.leaseGraceMs: a replica acknowledges renewals only while it sees at
      *  least half of the mesh fresh (standbyUpdate) */
-    leaseGraceMs: quorumFreshMs + leaseRenewMs,
+    leaseGraceMs: quorumFreshMs + leaseRenewMs + AGENT_DEFAULTS.leaseGraceMarginMs,
     /** The machines' clock while work is in flight (an auction, an award, a lease, a
      *  reservation; see hasWorkInFlight): timeouts fire at most tickMs late. */
     tickMs: 50,
@@ -126,6 +126,11 @@ export function defaultCapacity (): { cpuMilli: number, memoryBytes: number } {
 }
 
 type AttemptResultLike = Awaited<ReturnType<Executor['run']>>
+
+/** A member gone (silent goneAfterMs) is forgotten this much later: it no longer counts
+ *  towards a majority, so a mesh that lost members for good can decide again (and a side of
+ *  a cut that lasts longer may count itself a majority: docs/operations.md). */
+const FORGET_GONE_MS = 60_000
 
 /** Replicas per job: the job's group is its owner and these. A result is accepted, and a job
  *  taken over, only by a majority of the group, so the two sides of a partition never both
@@ -600,13 +605,13 @@ class BidmeshAgent implements Agent {
       } else if (l !== 'gone') this.gonePeers.delete(peer)
     }
     const quorum = this.ownerQuorum(now)
-    this.ownerDo({ type: 'tick', quorum, mayOffer: this.freshHalf(now) && this.ownershipCheck === undefined })
+    this.ownerDo({ type: 'tick', quorum, mayOffer: this.freshHalf(now) })
     if (someGone) this.replaceGoneReplicas(now)
     // (or the clock stepped back: housekeeping must not stop until it catches up)
     if (now - this.lastHousekeepingAtMs >= this.t.housekeepingMs || now < this.lastHousekeepingAtMs) {
       this.lastHousekeepingAtMs = now
       // Forget peers gone for a minute: they no longer count towards a majority.
-      pruneView(this.owner.view, now, this.owner.config.goneAfterMs, 60_000)
+      pruneView(this.owner.view, now, this.owner.config.goneAfterMs, FORGET_GONE_MS)
       this.checkTakeovers(now)
     }
   }
@@ -663,18 +668,37 @@ class BidmeshAgent implements Agent {
     let todo = [...this.owner.jobs.values()]
       .filter(oj => !TERMINAL_STATES.has(oj.record.state))
       .map(oj => oj.record.id)
+    // The jobs under check are not offered until checked (a pending one may have been taken
+    // over); jobs submitted meanwhile are, as are those checked already. A job left unchecked
+    // (the majority went again) stays held: the next check, once a majority is back, holds
+    // every unfinished job again and lets each go as it is checked. A check replaced by a
+    // newer one lets nothing go.
+    const generation = ++this.ownershipCheckGeneration
+    this.ownerDo({ type: 'offers:held', jobIds: todo })
     while (todo.length > 0 && !this.stopped) {
       const unsettled: string[] = []
       // At most 32 jobs at once: a heal must not flood the replicas it has just found again.
       for (let i = 0; i < todo.length; i += 32) {
-        const settled = await Promise.all(todo.slice(i, i + 32).map(async id => await this.checkOwnershipOf(id)))
-        todo.slice(i, i + 32).forEach((id, k) => { if (!settled[k]) unsettled.push(id) })
+        const batch = todo.slice(i, i + 32)
+        const settled = await Promise.all(batch.map(async id => {
+          try {
+            return await this.checkOwnershipOf(id)
+          } catch (err) {
+            this.c.logger.warn({ jobId: id, err: String(err) }, 'ownership check failed; asked again')
+            return false
+          }
+        }))
+        batch.forEach((id, k) => { if (!settled[k]) unsettled.push(id) })
+        if (this.stopped || generation !== this.ownershipCheckGeneration) return
+        this.ownerDo({ type: 'offers:resumed', jobIds: batch.filter((_, k) => settled[k]) })
       }
       todo = unsettled
       if (todo.length === 0 || !this.freshMajority(Date.now())) return
       await new Promise(resolve => setTimeout(resolve, 1000))
     }
   }
+
+  private ownershipCheckGeneration = 0
 
   /** true when settled: released, no longer ours, or a majority of the group confirmed it. */
   private async checkOwnershipOf (id: string): Promise<boolean> {
@@ -683,6 +707,7 @@ class BidmeshAgent implements Agent {
     const now = Date.now()
     const asked = mine.replicas.filter(r => r !== this.peerId && this.isAlive(r, now))
     const answers = await this.askForCopies(id, asked)
+    if (this.stopped) return true
     let newer: JobRecord | undefined
     for (const { copy: c } of answers) if (c !== undefined && c.owner !== mine.owner && newerRecord(c, mine) && (newer === undefined || newerRecord(c, newer))) newer = c
     if (!this.owner.jobs.has(id)) return true
@@ -746,6 +771,16 @@ class BidmeshAgent implements Agent {
     for (const oj of this.owner.jobs.values()) if (!TERMINAL_STATES.has(oj.record.state)) this.replaceGoneReplicasOf(oj, now)
   }
 
+  /** A peer as replica choices see it: alive, gone, or neither (suspect, or not heard yet
+   *  since this agent started: that counts as gone only once goneAfterMs has passed). A peer
+   *  not in the view was forgotten (gone a minute, see pruneView). */
+  private peerStatus (peer: string, now: number): 'alive' | 'gone' | 'other' {
+    const e = this.owner.view.entries.get(peer)
+    if (e === undefined) return now - this.startedAtMs >= this.owner.config.goneAfterMs ? 'gone' : 'other'
+    const l = liveness(e, now, this.owner.config)
+    return l === 'suspect' ? 'other' : l
+  }
+
   private mayMoveGroups (now: number): boolean {
     return this.freshMajority(now) && this.ownershipCheck === undefined
   }
@@ -753,15 +788,7 @@ class BidmeshAgent implements Agent {
   private replaceGoneReplicasOf (oj: OwnerJob, now: number): void {
     const job = oj.record
     if (!this.mayMoveGroups(now)) return
-    const status = (peer: string): 'alive' | 'gone' | 'other' => {
-      const e = this.owner.view.entries.get(peer)
-      // Not in the view: forgotten (gone a minute, see pruneView), or not heard yet since
-      // this agent started, which counts as gone only once goneAfterMs has passed.
-      if (e === undefined) return now - this.startedAtMs >= this.owner.config.goneAfterMs ? 'gone' : 'other'
-      const l = liveness(e, now, this.owner.config)
-      return l === 'suspect' ? 'other' : l
-    }
-    const change = replacementReplicas(job.id, job.replicas, this.owner.view.entries.keys(), status, this.peerId, REPLICAS_PER_JOB)
+    const change = replacementReplicas(job.id, job.replicas, this.owner.view.entries.keys(), peer => this.peerStatus(peer, now), this.peerId, REPLICAS_PER_JOB)
     if (change === undefined) return
     const copies = this.replicaCopies.get(job.id)
     for (const r of change.removed) copies?.delete(r)
@@ -933,6 +960,7 @@ class BidmeshAgent implements Agent {
     this.replicationRetryPending.add(id)
     const retry = setTimeout(() => {
       this.replicationRetryPending.delete(id)
+      if (this.stopped) return
       const oj = this.owner.jobs.get(id)
       if (oj === undefined) {
         this.replicationFailures.delete(id)
@@ -1153,10 +1181,11 @@ class BidmeshAgent implements Agent {
   /** After a restart: takes up again each unfinished job this agent owned, once enough of its
    *  replicas answered that none holds a newer copy (a replica that took the job over while
    *  this agent was down has one, under a higher term, and is then followed instead). Fails
-   *  closed, as the ownership check after a heal does (checkOwnershipOf's rule): a job whose
-   *  alive replicas did not answer stays on standby (its executor's renewals are still
-   *  acknowledged) and is asked about again every second. Reclaimed without answers, it would
-   *  have two owners, and the one whose lease lapses would run it again. */
+   *  closed: with this agent, the replicas that answered must be a majority of the group,
+   *  or all of it but those known gone. A job without those answers stays on standby (its
+   *  executor's renewals are still acknowledged) and is asked about again every second.
+   *  Reclaimed without answers, it would have two owners, and the one whose lease lapses
+   *  would run it again. */
   private async reclaim (owned: JobRecord[]): Promise<void> {
     let todo = owned
     while (todo.length > 0 && !this.stopped) {
@@ -1177,7 +1206,8 @@ class BidmeshAgent implements Agent {
     // A replication brought newer news meanwhile (another owner's copy, which lists this agent).
     if (this.standby.get(job.id)?.owner !== this.peerId) return true
     const now = Date.now()
-    const asked = job.replicas.filter(r => r !== this.peerId && this.isAlive(r, now))
+    const others = job.replicas.filter(r => r !== this.peerId)
+    const asked = others.filter(r => this.isAlive(r, now))
     const answers = await this.askForCopies(job.id, asked)
     if (this.stopped) return true
     let newest = job
@@ -1187,7 +1217,15 @@ class BidmeshAgent implements Agent {
       this.followNewerCopy(newest)
       return true
     }
-    if (1 + answers.length < Math.min(groupMajority(job.replicas.length), 1 + asked.length)) return false
+    // A replica is excused from answering only once it is known gone: heard, then silent for
+    // goneAfterMs; or never heard since this agent started, for as long as a gone member is
+    // remembered (FORGET_GONE_MS later), since an agent that restarts into a partition may
+    // not hear the replica that took the job over for a while.
+    const excused = others.filter(r => {
+      const e = this.owner.view.entries.get(r)
+      return e === undefined ? now - this.startedAtMs >= this.owner.config.goneAfterMs + FORGET_GONE_MS : liveness(e, now, this.owner.config) === 'gone'
+    }).length
+    if (1 + answers.length < Math.min(groupMajority(job.replicas.length), 1 + others.length - excused)) return false
     this.standby.delete(job.id)
     this.c.logger.info({ jobId: job.id, term: job.term }, 'job:reclaimed')
     this.ownerDo({ type: 'job:adopted', job: newest })
@@ -1815,10 +1853,21 @@ class BidmeshAgent implements Agent {
     this.ownerDo({ type: 'job:submitted', job })
     // The reply promises the job exists: on stable storage here, not only in the WAL (the
     // replication request waits for that flush), and, when `replicated`, held by a quorum of
-    // replicas, so that it outlives this agent. Without that quorum (too few answered in
-    // time) the caller is told so; the copies are sent again until a quorum holds them.
-    const replicated = await this.replicateNow(id)
-    if (!replicated) this.c.logger.warn({ jobId: id, replicas: job.replicas }, 'job accepted without a quorum of replicas: its copies are sent again')
+    // a full group of replicas, so that it outlives this agent. Without that quorum (too few
+    // answered in time), or with a group smaller than the members this agent knows allow
+    // (those it chose from were all it saw alive: it may be cut off, or just started), the
+    // caller is told so; the copies are sent again until a quorum holds them, and the group
+    // is topped up once more members are alive (replaceGoneReplicas).
+    const quorum = await this.replicateNow(id)
+    // And only with a fresh majority of the mesh in view: a cut-off agent's group is what it
+    // sees alive (as few as none), and a quorum of that promises nothing. With it, the group
+    // must be as large as the others alive allow (it was chosen from them: fewer, if some
+    // came back meanwhile); a member gone (still in the view for a minute) does not count.
+    const nowMs = Date.now()
+    let othersAlive = 0
+    for (const peer of this.owner.view.entries.keys()) if (peer !== this.peerId && this.isAlive(peer, nowMs)) othersAlive++
+    const replicated = quorum && this.freshMajority(nowMs) && job.replicas.length >= Math.min(REPLICAS_PER_JOB, othersAlive)
+    if (!replicated) this.c.logger.warn({ jobId: id, replicas: job.replicas, quorum, othersAlive }, 'job accepted without a quorum of a full group of replicas: its copies are sent again')
     await this.c.store.sync()
     const record = this.owner.jobs.get(id)?.record ?? this.c.store.getJob(id)!
     return { ...structuredClone(record), replicated }

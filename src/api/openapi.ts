@@ -179,7 +179,7 @@ function schemas (): Record<string, Json> {
           properties: {
             replicated: {
               type: 'boolean',
-              description: 'A quorum of the job\'s replicas holds it (with its owner, a majority of its group), so it outlives the agent that took it. False (with status 202) when too few answered in time: the job is on that agent\'s disk and its auction has started, and its copies are sent again until a quorum holds them.'
+              description: 'A quorum of the job\'s replicas holds it (with its owner, a majority of its group of up to 5), the group is as large as the agents alive allow, and the owner sees a majority of the mesh: the job outlives the agent that took it. False (with status 202) otherwise (too few replicas answered in time; the agent is cut off): the job is on that agent\'s disk and its auction has started (or waits for the mesh), and its copies are sent again until a quorum holds them.'
             }
           }
         }

@@ -28,9 +28,10 @@ export interface OwnerConfig extends LivenessConfig {
    *  replica may still have acknowledged one. An executor that cannot reach its owner renews
    *  with the job's replicas; a replica acknowledges only while it sees at least half of the
    *  mesh fresh (for up to the agent's quorumFreshMs after a cut), a renewal sent up to one
-   *  renewal interval after the owner's last: grace = quorumFreshMs + leaseRenewMs. Cut off
-   *  from the owner with such a replica, the executor then stops (a lease after that
-   *  replica's last acknowledgement) before the owner re-runs its job. Longer: a dead
+   *  renewal interval after the owner's last: grace = quorumFreshMs + leaseRenewMs + a margin
+   *  (AGENT_DEFAULTS.leaseGraceMarginMs). Cut off from the owner with such a replica, the
+   *  executor then stops (a lease after that replica's last acknowledgement) before the owner
+   *  re-runs its job. An award's acknowledgement deadline waits it out too. Longer: a dead
    *  executor's job is re-run later (a peer found gone is re-run at once anyway); shorter: a
    *  cut-off executor and the owner's re-run overlap. */
   leaseGraceMs: number
@@ -78,6 +79,9 @@ export interface OwnerState {
   active: Set<string>
   /** what the shell last said in a 'tick' (see its mayOffer): no job is offered while false */
   mayOffer: boolean
+  /** jobs not to offer for now ('offers:held'): a healed owner is asking whether the majority
+   *  took them over */
+  heldOffers: Set<string>
 }
 
 export type OwnerEvent =
@@ -107,12 +111,15 @@ export type OwnerEvent =
    *  majority never asked for). The check resumes once a majority is back, or the job is
    *  released to the majority's owner. */
   /** mayOffer (default true): whether no other side of a partition can hold a majority of the
-   *  mesh: the shell sees at least half of the members it knows (and is not checking, after a
-   *  heal, whether the majority took its jobs over). Otherwise this owner may be the cut-off
+   *  mesh: the shell sees at least half of the members it knows. Otherwise this owner may be the cut-off
    *  side, whose jobs' replicas take them over on the majority side and offer them there: a
    *  job offered here too would run twice. An even split stops neither side: neither can take
    *  a job over. */
   | { type: 'tick', quorum?: boolean, mayOffer?: boolean }
+  /** a healed owner asks these jobs' replicas whether the majority took them over: none is
+   *  offered until the shell resumes it (a pending job may be on offer on the majority side) */
+  | { type: 'offers:held', jobIds: string[] }
+  | { type: 'offers:resumed', jobIds: string[] }
   /** This agent's event loop was held up for stalledMs (see the case). */
   | { type: 'clock:stalled', stalledMs: number }
 
@@ -123,7 +130,7 @@ export type OwnerEffect =
   | { type: 'job:changed', job: JobRecord, events: JobEvent[] }
 
 export function createOwner (config: OwnerConfig): OwnerState {
-  return { config, view: createView(), jobs: new Map(), pending: new Set(), active: new Set(), mayOffer: true }
+  return { config, view: createView(), jobs: new Map(), pending: new Set(), active: new Set(), mayOffer: true, heldOffers: new Set() }
 }
 
 export function ownerStep (s: OwnerState, e: OwnerEvent, nowMs: number): OwnerEffect[] {
@@ -156,6 +163,7 @@ export function ownerStep (s: OwnerState, e: OwnerEvent, nowMs: number): OwnerEf
       s.jobs.delete(e.jobId)
       s.pending.delete(e.jobId)
       s.active.delete(e.jobId)
+      s.heldOffers.delete(e.jobId)
       break
     }
     case 'job:evicted': {
@@ -166,6 +174,7 @@ export function ownerStep (s: OwnerState, e: OwnerEvent, nowMs: number): OwnerEf
       s.jobs.delete(e.jobId)
       s.pending.delete(e.jobId)
       s.active.delete(e.jobId)
+      s.heldOffers.delete(e.jobId)
       break
     }
     case 'job:cancel': {
@@ -188,6 +197,16 @@ export function ownerStep (s: OwnerState, e: OwnerEvent, nowMs: number): OwnerEf
       if (oj === undefined) break
       oj.record.replicas = [...e.replicas]
       changedJob(fx, oj, nowMs, { type: 'job:replicas', detail: e.detail })
+      break
+    }
+    case 'offers:held': {
+      for (const id of e.jobIds) if (s.jobs.has(id)) s.heldOffers.add(id)
+      break
+    }
+    case 'offers:resumed': {
+      // Offered at the next tick: their last offers are older than the sweep interval, or a
+      // capacity change since makes them due.
+      for (const id of e.jobIds) s.heldOffers.delete(id)
       break
     }
     case 'advert:received': {
@@ -361,11 +380,14 @@ function offerPending (s: OwnerState, nowMs: number, fx: OwnerEffect[], sweep: b
 function offer (s: OwnerState, oj: OwnerJob, nowMs: number, fx: OwnerEffect[]): void {
   const c = s.config
   const job = oj.record
-  if (!s.mayOffer) {
-    // This owner may be the cut-off side of a partition (see the tick's mayOffer). The job
-    // waits; the first tick that allows offers offers it (its last offer is older than the
-    // sweep interval). Said once, so a reader sees why it waits.
-    const summary = 'fewer than half of the mesh in view: waiting for the rest before offering'
+  if (!s.mayOffer || s.heldOffers.has(job.id)) {
+    // This owner may be the cut-off side of a partition (see the tick's mayOffer), or has
+    // just healed from one ('offers:held'). The job waits; the first tick that allows offers
+    // offers it (its last offer is older than the sweep interval). Said once, so a reader
+    // sees why it waits.
+    const summary = !s.mayOffer
+      ? 'fewer than half of the mesh in view: waiting for the rest before offering'
+      : 'asking its replicas whether the majority took it over while this owner was cut off'
     if (oj.lastPendingSummary !== summary) {
       oj.lastPendingSummary = summary
       changedJob(fx, oj, nowMs, { type: 'job:pending', detail: summary })
@@ -440,10 +462,12 @@ function decide (s: OwnerState, oj: OwnerJob, nowMs: number, fx: OwnerEffect[]):
   }
   job.node = winner.node
   job.attempts.push({ epoch: round.epoch, node: winner.node, state: 'awarded', awardedAtMs: nowMs })
-  // Never sooner than a lease would lapse: an owner cut off right after the award must lose
-  // its majority (which stops the deadline, see 'tick') before the deadline can fire, exactly
-  // as a lease is sized to (the quorum's freshness window is shorter than leaseMs).
-  oj.award = { node: winner.node, epoch: round.epoch, deadlineMs: nowMs + Math.max(s.config.awardAckTimeoutMs, s.config.leaseMs) }
+  // Never sooner than a lease would be given up: an owner cut off right after the award must
+  // lose its majority (which stops the deadline, see 'tick') before the deadline can fire,
+  // exactly as a lease is sized to (the quorum's freshness window is shorter than leaseMs);
+  // and a winner that started, and renews through a replica because a cut lost its
+  // acknowledgement, must have stopped, as for a lease (leaseGraceMs).
+  oj.award = { node: winner.node, epoch: round.epoch, deadlineMs: nowMs + Math.max(s.config.awardAckTimeoutMs, s.config.leaseMs) + s.config.leaseGraceMs }
   setState(oj, 'pending')
   changedJob(fx, oj, nowMs, { type: 'job:awarded', epoch: round.epoch, node: winner.node, detail: `score ${winner.score.toFixed(3)} of ${round.bids.length} bid(s)` })
   fx.push({ type: 'send', to: winner.node, message: { type: MessageType.Award, body: { jobId: job.id, epoch: round.epoch, owner: s.config.selfId, replicas: job.replicas, spec: job.spec, leaseMs: s.config.leaseMs, term: job.term, ...envelope(job) } } })

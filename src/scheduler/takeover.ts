@@ -88,8 +88,9 @@ export interface TakeoverInput {
 export type TakeoverDecision =
   /** take the job over, starting from this copy (the newest among the answers and its own) */
   | { kind: 'adopt', newest: JobRecord }
-  /** the job was taken over already (a higher term): keep that copy, and judge again from it,
-   *  with its group, whether its owner is gone in turn */
+  /** the job was taken over already (a higher term), or its owner changed its group: keep
+   *  that copy, and judge again from it, with its group (if it still lists this agent),
+   *  whether its owner is gone */
   | { kind: 'follow', newest: JobRecord }
   /** the job is finished: keep the final copy, nothing to take over */
   | { kind: 'finished', newest: JobRecord }
@@ -109,8 +110,12 @@ export function decideTakeover (input: TakeoverInput): TakeoverDecision {
   let newest = own
   for (const a of answered.values()) if (a.copy !== undefined && newerRecord(a.copy, newest)) newest = a.copy
   if (TERMINAL_STATES.has(newest.state)) return { kind: 'finished', newest }
-  // Taken over already: whether that owner is gone too is a question for its own group.
-  if (newest.term > own.term) return { kind: 'follow', newest }
+  // Taken over already: whether that owner is gone too is a question for its own group. So
+  // it is when the owner changed the group since this copy (it replaced a replica that looked
+  // gone, see replacementReplicas): judge again from the newest copy, with its group, or
+  // stand down when it no longer lists this agent. Ranked by this copy's stale group, a
+  // replaced replica and a new one could both adopt.
+  if (newest.term > own.term || !sameMembers(newest.replicas, own.replicas)) return { kind: 'follow', newest }
   const needed = groupMajority(own.replicas.length)
   if (1 + answered.size < needed) return { kind: 'no-quorum', answered: answered.size, needed }
   for (const peer of rankReplicas(own.id, own.replicas, p => p === selfId || asked.includes(p))) {
@@ -120,6 +125,10 @@ export function decideTakeover (input: TakeoverInput): TakeoverDecision {
   }
   // Not among its own copy's replicas: a record on standby always lists this agent.
   return { kind: 'defer', to: own.owner }
+}
+
+function sameMembers (a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every(x => b.includes(x))
 }
 
 /** The last lease renewal an executor sent a replica while the owner was unreachable. */

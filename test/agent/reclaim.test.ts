@@ -10,7 +10,13 @@ describe('a restarted owner reclaiming its jobs (in-memory mesh, virtual time)',
   beforeEach(() => { v = createVirtualAgents() })
   afterEach(async () => { await v.stop() })
 
-  it('does not take back a job its replicas do not answer about: one of them took it over meanwhile', async () => {
+  it.each([
+    ['its replicas do not answer', 0],
+    // Not heard from yet: not known gone either, so they must answer before it takes a job back.
+    ['it has not heard from its replicas yet', 5_000],
+    // Past the 6 s after which a member heard and then silent is gone: never heard is not gone.
+    ['it has not heard from its replicas for 7 s', 7_000]
+  ])('does not take back a job while %s: one of them took it over meanwhile', async (_why, deafMs) => {
     const runs: Run[] = []
     // Node 0 owns the job but is too small to run it.
     await v.start(5, { executorFor: id => recordingExecutor(id, runs, 60_000), cpuMilliFor: i => i === 0 ? 100 : 1000 })
@@ -24,11 +30,18 @@ describe('a restarted owner reclaiming its jobs (in-memory mesh, virtual time)',
       downMs: 12_000,
       wrapMesh: mesh => {
         // Until `answering`, the restarted owner hears no answer from its jobs' replicas (slow,
-        // or not reachable yet): neither to its questions nor to its copies.
+        // or not reachable yet) to its copies, nor (when not deaf instead) to its questions.
         const request = mesh.request.bind(mesh)
         mesh.request = async (to, message, options) => {
-          if ((message.type === MessageType.JobQuery || message.type === MessageType.JobReplicate) && !answering) throw Object.assign(new Error('no answer'), { code: 'ERR_TIMEOUT' })
+          const blocked = message.type === MessageType.JobReplicate || (message.type === MessageType.JobQuery && deafMs === 0)
+          if (blocked && !answering) throw Object.assign(new Error('no answer'), { code: 'ERR_TIMEOUT' })
           return await request(to, message, options)
+        }
+        // For its first deafMs, it hears no gossip: no adverts, so no replica looks alive.
+        const startedAtMs = Date.now()
+        const listen = mesh.addEventListener.bind(mesh) as (type: string, listener: (e: any) => void) => void
+        ;(mesh as { addEventListener: unknown }).addEventListener = (type: string, listener: (e: any) => void) => {
+          listen(type, type === 'gossip:received' ? e => { if (Date.now() - startedAtMs >= deafMs) listener(e) } : listener)
         }
         return mesh
       }

@@ -168,6 +168,31 @@ describe('replication to a job\'s replicas', () => {
     expect(copiesOut).toEqual([])
   })
 
+  it.each([
+    ['suspect', 4_000],
+    ['gone', 7_000]
+  ])('a submit on an agent cut off from every other member (%s) is answered replicated: false', async (_others, cutMs) => {
+    // Its group is what it sees alive: no replica at all. A quorum of no replicas is no
+    // promise that the job outlives the agent.
+    await startNodes(5)
+    const [owner, ...others] = v.nodes
+    v.net.partition([owner.id], others.map(n => n.id))
+    await vi.advanceTimersByTimeAsync(cutMs)
+    const answered = await owner.agent.submit(JOB)
+    expect(answered.replicas).toEqual([])
+    expect(answered.replicated).toBe(false)
+  })
+
+  it('a member known gone does not make submits 202: the group is the members not known gone', async () => {
+    await startNodes(5)
+    const [owner, ...others] = v.nodes
+    v.net.partition([others[3].id], [owner.id, ...others.slice(0, 3).map(n => n.id)])
+    await vi.advanceTimersByTimeAsync(7_000) // gone, and still in the view for a minute
+    const answered = await owner.agent.submit(JOB)
+    expect(answered.replicas).toHaveLength(3)
+    expect(answered.replicated).toBe(true)
+  })
+
   it('a job whose replicas do not answer holds up no other submit for more than the round wait', async () => {
     // The first job's round is held on its way to every replica (as if they had all stopped
     // answering); a submit made meanwhile must not wait for that round's 2 s timeout.

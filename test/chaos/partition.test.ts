@@ -151,14 +151,16 @@ describe('chaos: network partition 2 | 3', () => {
 
     expect(convergedMs, 'the mesh heals: every agent sees all 5 alive').not.toBeNaN()
     for (const s of subs) expect(ctx.statuses.get(s.id)?.state, `job ${s.id} (${s.phase}, published on ${s.via})\n${cluster.jobLog(s.id, 40)}`).toBe('succeeded')
-    // A submit is answered 201 only once a quorum of the job's replicas holds it, and the
-    // replicas it can reach during the cut are those on its side. (The group is chosen among
-    // the agents the owner sees alive: on the cut-off side, once the other side looks
-    // suspect, a smaller group of this side's agents, which it can reach.)
+    // A 201 (replicated) promises a quorum of the job's replicas holds it: during the cut, the
+    // replicas it could reach are those on its side. (Which answer each submit gets depends
+    // on when it came: a group chosen while the other side still looked alive has 4 replicas,
+    // 1 of them on the cut-off side, so 202 there; a group chosen while the other side looked
+    // suspect is smaller than the members not known gone, so 202 on either side.)
     for (const s of subs.filter(s => s.phase.startsWith('during-'))) {
       const side = new Set((s.phase === 'during-majority' ? majority : minority).map(a => a.peerId))
       const reachable = s.replicas.filter(r => side.has(r)).length
-      expect(s.replicated, `${s.phase} on ${s.via}, replicas ${s.replicas.map(r => cluster.nameOf(r)).join(' ')}`).toBe(reachable >= replicaQuorum(s.replicas.length))
+      console.log(`${s.phase} on ${s.via}: ${s.replicated ? 201 : 202}, replicas ${s.replicas.map(r => cluster.nameOf(r)).join(' ')}`)
+      if (s.replicated) expect(reachable, `${s.phase} on ${s.via} answered 201`).toBeGreaterThanOrEqual(replicaQuorum(s.replicas.length))
     }
   }, 300_000)
 

@@ -385,6 +385,23 @@ describe('leases', () => {
     expect(job(s, 'j1')).toMatchObject({ state: 'pending', epoch: 2 })
   })
 
+  it('with a grace, an unacknowledged award is given up on only once the grace too has passed', () => {
+    // The winner may have started and renew through a replica, its acknowledgement lost to a cut.
+    const s = createOwner({ ...CONFIG, leaseGraceMs: 2750 })
+    for (const n of NODES) advert(s, n, 0)
+    submit(s, 'j1', 0)
+    bidFrom(s, 'n1', 'j1', 1, 0.2, 10)
+    bidFrom(s, 'n2', 'j1', 1, 0.9, 10)
+    bidFrom(s, 'n3', 'j1', 1, 0.5, 10)
+    expect(s.jobs.get('j1')!.award).toMatchObject({ node: 'n2', epoch: 1 })
+    // deadline: the award (10) + max(ack timeout 2 s, lease 3 s) + grace 2.75 s
+    expect(s.jobs.get('j1')!.award!.deadlineMs).toBe(10 + 3000 + 2750)
+    for (const n of NODES) advert(s, n, 3000)
+    for (const n of NODES) advert(s, n, 5000)
+    expect(events(tick(s, 5759))).toEqual([])
+    expect(events(tick(s, 5760))).toContain('award:timeout')
+  })
+
   it('with a grace, a lapsed lease is given up on only once the grace too has passed', () => {
     // A replica may have acknowledged the executor's renewals for up to the grace after the
     // owner's last one (OwnerConfig.leaseGraceMs): the executor runs that much longer.
@@ -518,6 +535,36 @@ describe('an owner without a majority in view (a cut-off side of a partition)', 
     // the majority is back: offered at the next tick
     const back = ownerStep(s, { type: 'tick', quorum: true, mayOffer: true }, 10_050)
     expect(bidRequests(back).map(r => r.epoch)).toEqual([epoch + 1, epoch + 1, epoch + 1])
+  })
+})
+
+describe('offers held while a healed owner checks its jobs', () => {
+  it('a held job is not offered, a job not held is; once resumed, the held one is offered at the next tick', () => {
+    const s = owner()
+    // j1 is pending, not yet offered: it came while the owner was cut off.
+    step(s, { type: 'tick', quorum: false, mayOffer: false }, 0)
+    expect(bidRequests(submit(s, 'j1', 10))).toEqual([])
+    expect(job(s, 'j1').state).toBe('pending')
+    // The majority is back; the owner checks its jobs.
+    step(s, { type: 'offers:held', jobIds: ['j1', 'gone'] }, 100)
+    step(s, { type: 'tick', quorum: false, mayOffer: true }, 100)
+    expect(s.heldOffers).toEqual(new Set(['j1'])) // only jobs it holds
+    const held: OwnerEffect[] = []
+    for (let t = 200; t <= 5_000; t += 100) {
+      if (t % 1000 === 0) for (const n of NODES) advert(s, n, t)
+      held.push(...tick(s, t))
+    }
+    held.push(...submit(s, 'j2', 5_000))
+    expect(bidRequests(held).every(r => r.epoch === 1)).toBe(true)
+    expect(sends(held).filter(m => m.message.type === MessageType.BidRequest && m.message.body.jobId === 'j1')).toEqual([])
+    expect(sends(held).filter(m => m.message.type === MessageType.BidRequest && m.message.body.jobId === 'j2')).not.toEqual([])
+    expect(s.jobs.get('j1')!.lastPendingSummary).toMatch(/replicas/)
+    step(s, { type: 'offers:resumed', jobIds: ['j1'] }, 5_100)
+    const resumed = tick(s, 5_150)
+    expect(sends(resumed).filter(m => m.message.type === MessageType.BidRequest && m.message.body.jobId === 'j1').length).toBeGreaterThan(0)
+    step(s, { type: 'offers:held', jobIds: ['j2'] }, 5_200)
+    step(s, { type: 'job:released', jobId: 'j2' }, 5_300)
+    expect(s.heldOffers.size).toBe(0)
   })
 })
 

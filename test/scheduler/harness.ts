@@ -41,7 +41,7 @@ export function ownerConfig (selfId: string, over: Partial<OwnerConfig> = {}): O
     bidWindowMs: 500,
     awardAckTimeoutMs: 2000,
     leaseMs: 3000,
-    leaseGraceMs: 2750,
+    leaseGraceMs: 3000,
     extraCandidates: 2,
     explainTop: 5,
     retryBackoffBaseMs: 1000,

@@ -74,7 +74,11 @@ describe('decideTakeover', () => {
     ['the fourth, with only one other answer: no majority of the 5', fourth, 'no-quorum', { [first]: 'silent', [second]: 'silent', [third]: 'none' }],
     ['the best-ranked, with the two others it sees alive answering (5 − 1 dead − 1 unseen)', first, 'adopt', { [second]: 'none', [third]: copy() }],
     ['any replica, once someone took the job over (a higher term)', fourth, 'follow', { [first]: copy({ term: 1, owner: first, version: 1 }), [second]: copy(), [third]: 'none' }],
-    ['any replica, once a copy says the job finished', first, 'finished', { [second]: copy({ state: 'succeeded', version: 9 }), [third]: 'silent', [fourth]: 'silent' }]
+    ['any replica, once a copy says the job finished', first, 'finished', { [second]: copy({ state: 'succeeded', version: 9 }), [third]: 'silent', [fourth]: 'silent' }],
+    // The owner replaced a replica that looked gone (replacementReplicas): ranked by its own
+    // stale list, the replaced one would adopt beside the best of the new group.
+    ['the best-ranked, once a newer copy shows the owner replaced it', first, 'follow', { [second]: copy({ version: 6, replicas: [second, third, fourth, 'r5'] }), [third]: copy(), [fourth]: 'none' }],
+    ['any replica, once a newer copy shows a changed group that still lists it', second, 'follow', { [first]: 'silent', [third]: copy({ version: 6, replicas: [second, third, fourth, 'r5'] }), [fourth]: copy() }]
   ])('%s: %s decides %s', (_what, self, kind, answers) => {
     expect(decide(self, answers).kind).toBe(kind)
   })
