@@ -161,13 +161,13 @@ export const BodySchemas = {
     startedAtMs: ms.optional(), finishedAtMs: ms.optional(),
     exitCode: z.number().int().nullable().optional(), reason: reason.optional(), error: z.string().max(4096).optional()
   }),
-  [MessageType.AttemptUpdateAck]: z.object({ jobId, epoch, accepted: z.boolean(), stop: z.boolean(), owner: peerId.optional() }),
+  [MessageType.AttemptUpdateAck]: z.object({ jobId, epoch, accepted: z.boolean(), stop: z.boolean(), owner: peerId.optional(), replicas: z.array(peerId).max(16).optional() }),
   [MessageType.AttemptRenewals]: z.object({
     node: peerId,
     renewals: z.array(z.object({ jobId, epoch, state: z.enum(['starting', 'running']), startedAtMs: ms.optional() })).min(1).max(MAX_RENEWALS_PER_MESSAGE)
   }),
   [MessageType.AttemptRenewalsAck]: z.object({
-    acks: z.array(z.object({ jobId, epoch, accepted: z.boolean(), stop: z.boolean(), owner: peerId.optional() })).max(MAX_RENEWALS_PER_MESSAGE),
+    acks: z.array(z.object({ jobId, epoch, accepted: z.boolean(), stop: z.boolean(), owner: peerId.optional(), replicas: z.array(peerId).max(16).optional() })).max(MAX_RENEWALS_PER_MESSAGE),
     unanswered: z.array(z.object({ jobId, epoch })).max(MAX_RENEWALS_PER_MESSAGE)
   }),
   [MessageType.JobQuery]: z.object({ id: z.string().min(1).max(64) }),
@@ -200,7 +200,9 @@ export interface Bodies {
   [MessageType.ReservationRelease]: { jobId: string, epoch: number }
   [MessageType.AttemptUpdate]: AttemptUpdate
   /** owner: who answered as the job's owner, so an executor follows a takeover */
-  [MessageType.AttemptUpdateAck]: { jobId: string, epoch: number, accepted: boolean, stop: boolean, owner?: string }
+  /** replicas: the job's replicas now, when they changed since the award named them (the
+   *  owner replaced gone ones): the executor renews with these when the owner is away */
+  [MessageType.AttemptUpdateAck]: { jobId: string, epoch: number, accepted: boolean, stop: boolean, owner?: string, replicas?: string[] }
   /** Lease renewals of several attempts, from their executor (`node`) to their owner, in one
    *  request: each is the AttemptUpdate { jobId, epoch, node, state, startedAtMs } it stands
    *  for, and is answered as that would be. */

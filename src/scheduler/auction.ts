@@ -67,6 +67,9 @@ export interface OwnerJob {
   lastOfferVersion: number
   /** summary of the last pending explanation, to record a pending event only when it changes */
   lastPendingSummary?: string
+  /** the record's replicas changed since the current attempt's award named them: its
+   *  executor hears the new ones in the acknowledgements of its reports */
+  replicasChanged?: boolean
 }
 
 export interface OwnerState {
@@ -196,6 +199,7 @@ export function ownerStep (s: OwnerState, e: OwnerEvent, nowMs: number): OwnerEf
       const oj = s.jobs.get(e.jobId)
       if (oj === undefined) break
       oj.record.replicas = [...e.replicas]
+      oj.replicasChanged = true
       changedJob(fx, oj, nowMs, { type: 'job:replicas', detail: e.detail })
       break
     }
@@ -467,6 +471,7 @@ function decide (s: OwnerState, oj: OwnerJob, nowMs: number, fx: OwnerEffect[]):
   // exactly as a lease is sized to (the quorum's freshness window is shorter than leaseMs);
   // and a winner that started, and renews through a replica because a cut lost its
   // acknowledgement, must have stopped, as for a lease (leaseGraceMs).
+  oj.replicasChanged = false // the award names the replicas as they are now
   oj.award = { node: winner.node, epoch: round.epoch, deadlineMs: nowMs + Math.max(s.config.awardAckTimeoutMs, s.config.leaseMs) + s.config.leaseGraceMs }
   setState(oj, 'pending')
   changedJob(fx, oj, nowMs, { type: 'job:awarded', epoch: round.epoch, node: winner.node, detail: `score ${winner.score.toFixed(3)} of ${round.bids.length} bid(s)` })
@@ -479,7 +484,10 @@ const JOB_OUTCOMES: ReadonlySet<string> = new Set(['exit', 'oom', 'timeout'])
 function onUpdate (s: OwnerState, replyId: number, u: AttemptUpdate, nowMs: number, fx: OwnerEffect[]): void {
   const oj = s.jobs.get(u.jobId)
   const reply = (accepted: boolean, stop: boolean): void => {
-    fx.push({ type: 'reply', replyId, message: { type: MessageType.AttemptUpdateAck, body: { jobId: u.jobId, epoch: u.epoch, accepted, stop } } })
+    // The current attempt's executor renews with the job's replicas when the owner is away:
+    // once they changed, it must know the new ones (only then, to keep acknowledgements small).
+    const replicas = accepted && !stop && oj?.replicasChanged === true && u.epoch === oj.record.epoch ? { replicas: [...oj.record.replicas] } : {}
+    fx.push({ type: 'reply', replyId, message: { type: MessageType.AttemptUpdateAck, body: { jobId: u.jobId, epoch: u.epoch, accepted, stop, ...replicas } } })
   }
   if (oj === undefined) { reply(false, true); return }
   const job = oj.record

@@ -71,7 +71,7 @@ export type BidderEvent =
   | { type: 'attempt:started', jobId: string, epoch: number, startedAtMs: number }
   | { type: 'attempt:exited', jobId: string, epoch: number, update: Omit<AttemptUpdate, 'jobId' | 'epoch' | 'node' | 'state'> }
   /** state: which update this answers, when the shell knows; a renewal's ack is no ack of the final */
-  | { type: 'update:acked', jobId: string, epoch: number, accepted: boolean, stop: boolean, owner?: string, state?: AttemptUpdate['state'] }
+  | { type: 'update:acked', jobId: string, epoch: number, accepted: boolean, stop: boolean, owner?: string, replicas?: string[], state?: AttemptUpdate['state'] }
   | { type: 'update:failed', jobId: string, epoch: number }
   | { type: 'drain:set', draining: boolean }
   /** after a restart: an attempt whose container is still there, taken up again */
@@ -353,6 +353,9 @@ export function bidderStep (s: BidderState, e: BidderEvent, nowMs: number): Bidd
         if (!a.replicas.includes(a.owner)) a.replicas = [...a.replicas, a.owner]
         a.owner = e.owner
       }
+      // The owner replaced replicas since the award named them: renew with the new ones when
+      // it is away (the old ones may all be gone).
+      if (e.replicas !== undefined && e.accepted) a.replicas = [...e.replicas]
       if (a.phase === 'exited') {
         // The ack of a renewal sent before the exit says nothing of the final result: keep it
         // until the final itself is acknowledged, or it is never delivered.

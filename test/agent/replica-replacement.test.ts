@@ -3,6 +3,7 @@
 // owner goes too. Real agents (the whole composition root, SQLite included) on the in-memory
 // mesh under fake timers.
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+import type { Agent } from '../../src/agent/agent.ts'
 import { type RecordedRun as Run, type VirtualAgents, createVirtualAgents, recordingExecutor } from '../support/virtual-agents.ts'
 
 describe('a job\'s group of replicas kept whole (in-memory mesh, virtual time)', () => {
@@ -47,6 +48,41 @@ describe('a job\'s group of replicas kept whole (in-memory mesh, virtual time)',
     const { job: done } = await executorNode.agent.getJob(job.id)
     expect(done.state).toBe('succeeded')
     expect(runs).toHaveLength(1)
+  }, 120_000)
+
+  it('the executor hears the new group, and renews with it when the owner goes after every replica the award named', async () => {
+    const runs: Run[] = []
+    // 9 agents; only the last can run jobs, so it runs them all. A job's group is its owner
+    // (agent 0) and 4 of the other 8, by its id: submit until one's group leaves the
+    // executor out (each does with probability 1/2; 16 tries).
+    await v.start(9, { executorFor: id => recordingExecutor(id, runs, 200_000), cpuMilliFor: i => i === 8 ? 1000 : 10 })
+    const owner = v.nodes[0]
+    const executor = v.nodes[8].id
+    let job: Awaited<ReturnType<Agent['submit']>> | undefined
+    for (let i = 0; i < 16 && job === undefined; i++) {
+      const j = await owner.agent.submit({ image: 'bidmesh/busybox:latest', command: 'true', resources: { cpus: 0.05, memory: '16m' } })
+      if (!j.replicas.includes(executor)) job = j
+    }
+    if (job === undefined) throw new Error('16 jobs in a row had the executor in their group (p = 2^-16)')
+    const chosen = job
+    const runsOf = (): Run[] => runs.filter(r => r.jobId === chosen.id)
+    await v.advanceUntil('the attempt to start', () => runsOf().length === 1, 10_000)
+    expect(runsOf()[0].node).toBe(executor)
+    // Every replica the award named leaves for good (5 of 9 stay: a majority).
+    const living = v.nodes.map(n => n.id).filter(id => !chosen.replicas.includes(id))
+    v.net.partition(chosen.replicas, living)
+    await v.advanceUntil('the owner to replace all four', () => owner.store.getJob(chosen.id)?.replicas.every(r => living.includes(r)) === true, 15_000)
+    // The executor's next renewals are answered with the new group. A minute later the dead
+    // are forgotten; then the owner goes too.
+    await vi.advanceTimersByTimeAsync(70_000)
+    v.net.partition([...chosen.replicas, owner.id], living.filter(id => id !== owner.id))
+    await vi.advanceTimersByTimeAsync(20_000)
+    // The executor renewed with the new group: the run goes on, the only one; one of the new
+    // group took the job over.
+    expect(runsOf()).toHaveLength(1)
+    expect(runsOf()[0].reason).toBeUndefined()
+    const copies = living.filter(id => id !== owner.id).map(id => v.nodes.find(n => n.id === id)!.store.getJob(chosen.id))
+    expect(copies.some(c => c !== undefined && c.term > chosen.term)).toBe(true)
   }, 120_000)
 
   it('a job submitted while the mesh was small gets a full group once more agents are alive', async () => {

@@ -385,6 +385,25 @@ describe('leases', () => {
     expect(job(s, 'j1')).toMatchObject({ state: 'pending', epoch: 2 })
   })
 
+  it('names the job\'s replicas in its acknowledgements once they changed since the award, and not before', () => {
+    const s = owner()
+    scheduled(s, 'j1')
+    const ackBody = (t: number) => { const a = update(s, { jobId: 'j1', epoch: 1, state: 'running', startedAtMs: 30 }, t).ack; return a.type === MessageType.AttemptUpdateAck ? a.body : undefined }
+    expect(ackBody(30)).not.toHaveProperty('replicas')
+    const before = job(s, 'j1').replicas
+    step(s, { type: 'job:replicas', jobId: 'j1', replicas: ['n9', ...before.slice(1)], detail: 'replaced' }, 100)
+    expect(ackBody(780)).toMatchObject({ accepted: true, replicas: ['n9', ...before.slice(1)] })
+    // A new award names them itself: its acknowledgements name none.
+    step(s, { type: 'peer:gone', peer: 'n2' }, 1000)
+    expect(job(s, 'j1').epoch).toBe(2)
+    bidFrom(s, 'n1', 'j1', 2, 0.9, 1010)
+    bidFrom(s, 'n3', 'j1', 2, 0.5, 1010)
+    expect(s.jobs.get('j1')!.award).toMatchObject({ node: 'n1', epoch: 2 })
+    const again = update(s, { jobId: 'j1', epoch: 2, node: 'n1', state: 'running', startedAtMs: 1100 }, 1100).ack
+    expect(again).toMatchObject({ type: MessageType.AttemptUpdateAck, body: { epoch: 2, accepted: true } })
+    expect(again.body).not.toHaveProperty('replicas')
+  })
+
   it('with a grace, an unacknowledged award is given up on only once the grace too has passed', () => {
     // The winner may have started and renew through a replica, its acknowledgement lost to a cut.
     const s = createOwner({ ...CONFIG, leaseGraceMs: 2750 })

@@ -253,6 +253,19 @@ describe('lease, executor side', () => {
     expect(bidderNextTimerMs(s)).toBe(3100)
   })
 
+  it('takes the replicas an acknowledgement names as the ones to renew with; a refusal changes nothing', () => {
+    const s = bidder()
+    bid(s, 'j1', 1, 0)
+    bidderStep(s, { type: 'award:received', from: OWNER, replyId: ++replyIds, jobId: 'j1', epoch: 1, spec: spec({ cpuMilli: 1000, memoryBytes: 1 * GiB }), replicas: ['r1', 'r2', 'r3', 'r4'] }, 0)
+    const a = s.allocations.get('j1#1')!
+    bidderStep(s, { type: 'update:acked', jobId: 'j1', epoch: 1, accepted: true, stop: false, state: 'running' }, 750)
+    expect(a.replicas).toEqual(['r1', 'r2', 'r3', 'r4'])
+    bidderStep(s, { type: 'update:acked', jobId: 'j1', epoch: 1, accepted: true, stop: false, replicas: ['r1', 'r5', 'r3', 'r6'], state: 'running' }, 1500)
+    expect(a.replicas).toEqual(['r1', 'r5', 'r3', 'r6'])
+    bidderStep(s, { type: 'update:acked', jobId: 'j1', epoch: 1, accepted: false, stop: true, replicas: ['x'], state: 'running' }, 2250)
+    expect(a.replicas).toEqual(['r1', 'r5', 'r3', 'r6'])
+  })
+
   it('renews while the container is still starting, as "starting"', () => {
     const s = bidder()
     bid(s, 'j1', 1, 0)
