@@ -767,16 +767,18 @@ class BidmeshAgent implements Agent {
    *  took the jobs over, and its ownership check after the heal would ask only them. Finished
    *  jobs keep their groups: their copies are only read. */
   private replaceGoneReplicas (now: number): void {
+    // Checked once for the sweep, not per job: a count over the whole view.
     if (!this.mayMoveGroups(now)) return
     for (const oj of this.owner.jobs.values()) if (!TERMINAL_STATES.has(oj.record.state)) this.replaceGoneReplicasOf(oj, now)
   }
 
   /** A peer as replica choices see it: alive, gone, or neither (suspect, or not heard yet
-   *  since this agent started: that counts as gone only once goneAfterMs has passed). A peer
-   *  not in the view was forgotten (gone a minute, see pruneView). */
-  private peerStatus (peer: string, now: number): 'alive' | 'gone' | 'other' {
+   *  since this agent started: that counts as gone only once `unheardGoneAfterMs` has passed,
+   *  goneAfterMs unless a caller needs more certainty). A peer not in the view was forgotten
+   *  (gone a minute, see pruneView). */
+  private peerStatus (peer: string, now: number, unheardGoneAfterMs = this.owner.config.goneAfterMs): 'alive' | 'gone' | 'other' {
     const e = this.owner.view.entries.get(peer)
-    if (e === undefined) return now - this.startedAtMs >= this.owner.config.goneAfterMs ? 'gone' : 'other'
+    if (e === undefined) return now - this.startedAtMs >= unheardGoneAfterMs ? 'gone' : 'other'
     const l = liveness(e, now, this.owner.config)
     return l === 'suspect' ? 'other' : l
   }
@@ -785,9 +787,9 @@ class BidmeshAgent implements Agent {
     return this.freshMajority(now) && this.ownershipCheck === undefined
   }
 
+  /** One job's part of replaceGoneReplicas; the caller checked mayMoveGroups. */
   private replaceGoneReplicasOf (oj: OwnerJob, now: number): void {
     const job = oj.record
-    if (!this.mayMoveGroups(now)) return
     const change = replacementReplicas(job.id, job.replicas, this.owner.view.entries.keys(), peer => this.peerStatus(peer, now), this.peerId, REPLICAS_PER_JOB)
     if (change === undefined) return
     const copies = this.replicaCopies.get(job.id)
@@ -968,7 +970,8 @@ class BidmeshAgent implements Agent {
       }
       // Replicas gone for good would never answer: others take their places (a finished
       // job's too, here, or it would be retried, and kept in memory, for ever).
-      this.replaceGoneReplicasOf(oj, Date.now())
+      const now = Date.now()
+      if (this.mayMoveGroups(now)) this.replaceGoneReplicasOf(oj, now)
       this.queueReplication(id)
     }, retryInMs)
     retry.unref?.()
@@ -1221,10 +1224,7 @@ class BidmeshAgent implements Agent {
     // goneAfterMs; or never heard since this agent started, for as long as a gone member is
     // remembered (FORGET_GONE_MS later), since an agent that restarts into a partition may
     // not hear the replica that took the job over for a while.
-    const excused = others.filter(r => {
-      const e = this.owner.view.entries.get(r)
-      return e === undefined ? now - this.startedAtMs >= this.owner.config.goneAfterMs + FORGET_GONE_MS : liveness(e, now, this.owner.config) === 'gone'
-    }).length
+    const excused = others.filter(r => this.peerStatus(r, now, this.owner.config.goneAfterMs + FORGET_GONE_MS) === 'gone').length
     if (1 + answers.length < Math.min(groupMajority(job.replicas.length), 1 + others.length - excused)) return false
     this.standby.delete(job.id)
     this.c.logger.info({ jobId: job.id, term: job.term }, 'job:reclaimed')

@@ -200,10 +200,6 @@ async function followOutput (client: ApiClient, id: string, io: CliIo, options: 
   }
 }
 
-/** `docker run` without -d: progress on stderr, the job's output on stdout/stderr, and the
- *  job's exit code. Progress is polled beside the log stream so a retry (running → pending →
- *  running elsewhere) shows up while output flows. A job that no known node can ever fit
- *  ends the wait with EXIT_UNPLACEABLE unless `wait` asks to keep waiting for such a node. */
 /** A job the agent took without a quorum of its replicas (status 202) lives only on that
  *  agent's disk until its copies get through: said on stderr, so a script that reads the id
  *  from stdout is unaffected. */
@@ -211,6 +207,10 @@ function warnIfNotReplicated (job: { id: string, replicated?: boolean }, io: Cli
   if (job.replicated === false) io.stderr.write(`warning: job ${job.id} is stored only on the agent that took it for now: too few of its replicas answered in time (the agent keeps sending them copies)\n`)
 }
 
+/** `docker run` without -d: progress on stderr, the job's output on stdout/stderr, and the
+ *  job's exit code. Progress is polled beside the log stream so a retry (running → pending →
+ *  running elsewhere) shows up while output flows. A job that no known node can ever fit
+ *  ends the wait with EXIT_UNPLACEABLE unless `wait` asks to keep waiting for such a node. */
 async function waitForJob (client: ApiClient, submitted: JobStatus, io: CliIo, options: { wait?: boolean } = {}): Promise<number> {
   const id = submitted.id
   let lastLine: string | undefined

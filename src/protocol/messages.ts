@@ -147,6 +147,9 @@ const signedFields = {
   signature: z.string().min(1).max(128).optional()
 }
 
+/** An AttemptUpdate's answer, alone or one of an AttemptRenewalsAck's. */
+const attemptUpdateAck = z.object({ jobId, epoch, accepted: z.boolean(), stop: z.boolean(), owner: peerId.optional(), replicas: z.array(peerId).max(16).optional() })
+
 export const BodySchemas = {
   [MessageType.CapacityAdvert]: capacity,
   [MessageType.BidRequest]: z.object({ jobId, epoch, owner: peerId, spec: JobSpecWireSchema, ...signedFields }),
@@ -161,13 +164,13 @@ export const BodySchemas = {
     startedAtMs: ms.optional(), finishedAtMs: ms.optional(),
     exitCode: z.number().int().nullable().optional(), reason: reason.optional(), error: z.string().max(4096).optional()
   }),
-  [MessageType.AttemptUpdateAck]: z.object({ jobId, epoch, accepted: z.boolean(), stop: z.boolean(), owner: peerId.optional(), replicas: z.array(peerId).max(16).optional() }),
+  [MessageType.AttemptUpdateAck]: attemptUpdateAck,
   [MessageType.AttemptRenewals]: z.object({
     node: peerId,
     renewals: z.array(z.object({ jobId, epoch, state: z.enum(['starting', 'running']), startedAtMs: ms.optional() })).min(1).max(MAX_RENEWALS_PER_MESSAGE)
   }),
   [MessageType.AttemptRenewalsAck]: z.object({
-    acks: z.array(z.object({ jobId, epoch, accepted: z.boolean(), stop: z.boolean(), owner: peerId.optional(), replicas: z.array(peerId).max(16).optional() })).max(MAX_RENEWALS_PER_MESSAGE),
+    acks: z.array(attemptUpdateAck).max(MAX_RENEWALS_PER_MESSAGE),
     unanswered: z.array(z.object({ jobId, epoch })).max(MAX_RENEWALS_PER_MESSAGE)
   }),
   [MessageType.JobQuery]: z.object({ id: z.string().min(1).max(64) }),
@@ -199,9 +202,9 @@ export interface Bodies {
   [MessageType.AwardDeclined]: { jobId: string, epoch: number, reason: string }
   [MessageType.ReservationRelease]: { jobId: string, epoch: number }
   [MessageType.AttemptUpdate]: AttemptUpdate
-  /** owner: who answered as the job's owner, so an executor follows a takeover */
-  /** replicas: the job's replicas now, when they changed since the award named them (the
-   *  owner replaced gone ones): the executor renews with these when the owner is away */
+  /** owner: who answered as the job's owner, so an executor follows a takeover; replicas:
+   *  the job's replicas now, when they changed since the award named them (the owner replaced
+   *  gone ones), so the executor renews with these when the owner is away */
   [MessageType.AttemptUpdateAck]: { jobId: string, epoch: number, accepted: boolean, stop: boolean, owner?: string, replicas?: string[] }
   /** Lease renewals of several attempts, from their executor (`node`) to their owner, in one
    *  request: each is the AttemptUpdate { jobId, epoch, node, state, startedAtMs } it stands

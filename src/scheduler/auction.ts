@@ -114,10 +114,10 @@ export type OwnerEvent =
    *  majority never asked for). The check resumes once a majority is back, or the job is
    *  released to the majority's owner. */
   /** mayOffer (default true): whether no other side of a partition can hold a majority of the
-   *  mesh: the shell sees at least half of the members it knows. Otherwise this owner may be the cut-off
-   *  side, whose jobs' replicas take them over on the majority side and offer them there: a
-   *  job offered here too would run twice. An even split stops neither side: neither can take
-   *  a job over. */
+   *  mesh: the shell sees at least half of the members it knows. Otherwise this owner may be
+   *  the cut-off side, whose jobs' replicas take them over on the majority side and offer them
+   *  there: a job offered here too would run twice. An even split stops neither side: neither
+   *  can take a job over. */
   | { type: 'tick', quorum?: boolean, mayOffer?: boolean }
   /** a healed owner asks these jobs' replicas whether the majority took them over: none is
    *  offered until the shell resumes it (a pending job may be on offer on the majority side) */
