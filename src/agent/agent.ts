@@ -600,7 +600,7 @@ class BidmeshAgent implements Agent {
         this.gonePeers.add(peer)
         this.knownAddrs.delete(peer)
         this.c.logger.info({ peer }, 'peer:gone')
-        this.ownerDo({ type: 'peer:gone', peer, quorum: this.ownerQuorum(now) })
+        this.ownerDo({ type: 'peer:gone', peer })
         someGone = true
       } else if (l !== 'gone') this.gonePeers.delete(peer)
     }
@@ -1642,7 +1642,7 @@ class BidmeshAgent implements Agent {
       this.gonePeers.add(from)
       this.knownAddrs.delete(from)
       this.c.logger.info({ peer: from }, 'peer:left')
-      this.ownerDo({ type: 'peer:gone', peer: from, quorum: this.meshMajority() })
+      this.ownerDo({ type: 'peer:left', peer: from, quorum: this.meshMajority() })
       this.checkTakeovers(Date.now())
     } else if (m.type === MessageType.JobSummaries) {
       if (m.body.from !== from) return

@@ -8,7 +8,7 @@ import { posix } from 'node:path'
 import { PassThrough } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { JobSpec } from '../protocol/job-spec.ts'
-import type { AttemptRef, AttemptResult, Executor, ManagedContainer, RunOptions } from './executor.ts'
+import { type AttemptRef, type AttemptResult, type Executor, type ManagedContainer, type RunOptions, SUPERSEDED_ABORT_REASONS } from './executor.ts'
 import { ContainerStartError, DockerUnavailableError, ImageNotFoundError } from './errors.ts'
 import { envSecrets, redactSecrets, specSecrets } from '../protocol/redact.ts'
 import { kernelOomLog, type KernelOomLog } from './kernel-oom-log.ts'
@@ -214,7 +214,13 @@ const CONNECTION_ERROR_CODES = new Set(['ECONNREFUSED', 'ENOENT', 'EACCES', 'ECO
 const silentLogger: ExecutorLogger = { info () {}, warn () {}, error () {}, debug () {} }
 
 type Settings = Required<DockerExecutorInit>
-type StopCause = 'timeout' | 'cancelled'
+/** superseded: aborted for one of SUPERSEDED_ABORT_REASONS (killed at once; reported as cancelled) */
+type StopCause = 'timeout' | 'cancelled' | 'superseded'
+
+/** The cause an abort of `signal` stops a container for. */
+function abortCause (signal: AbortSignal): StopCause {
+  return SUPERSEDED_ABORT_REASONS.has(signal.reason) ? 'superseded' : 'cancelled'
+}
 
 class DockerExecutor implements Executor {
   private readonly docker: Docker
@@ -324,13 +330,13 @@ class DockerExecutor implements Executor {
         if (stopCause !== undefined) return
         stopCause = cause
         this.log.info({ ...log, cause }, 'stopping container')
-        void this.stopContainer(started, log)
+        void this.stopContainer(started, log, cause === 'superseded')
       }
       timeoutTimer = setTimeout(() => stop('timeout'), Math.min(spec.timeoutMs, MAX_TIMER_MS))
       if (signal !== undefined) {
-        onAbort = () => stop('cancelled')
+        onAbort = () => stop(abortCause(signal))
         signal.addEventListener('abort', onAbort, { once: true })
-        if (signal.aborted) stop('cancelled')
+        if (signal.aborted) stop(abortCause(signal))
       }
 
       const waited = await started.wait() as { StatusCode?: number }
@@ -346,7 +352,7 @@ class DockerExecutor implements Executor {
       const exitCode = typeof info.State?.ExitCode === 'number' ? info.State.ExitCode : (waited.StatusCode ?? null)
       // Only the kernel's verdict counts as OOM: exit code 137 is also what SIGKILL
       // from a stop or from the job itself looks like.
-      const reason = stopCause ?? (await this.oomKilled(started, info) ? 'oom' : 'exit')
+      const reason = stopCause === 'superseded' ? 'cancelled' : stopCause ?? (await this.oomKilled(started, info) ? 'oom' : 'exit')
       // A SIGKILL nobody here asked for, and the container then vanishes: another agent on a
       // shared engine removed it (fencing an attempt it took for superseded). That is a lost
       // attempt, to be re-run, not the job's own exit code.
@@ -405,14 +411,14 @@ class DockerExecutor implements Executor {
         const stop = (cause: StopCause): void => {
           if (stopCause !== undefined) return
           stopCause = cause
-          void this.stopContainer(container, log)
+          void this.stopContainer(container, log, cause === 'superseded')
         }
         const remainingMs = Math.max(0, spec.timeoutMs - (Date.now() - startedAtMs))
         timeoutTimer = setTimeout(() => stop('timeout'), Math.min(remainingMs, MAX_TIMER_MS))
         if (signal !== undefined) {
-          onAbort = () => stop('cancelled')
+          onAbort = () => stop(abortCause(signal))
           signal.addEventListener('abort', onAbort, { once: true })
-          if (signal.aborted) stop('cancelled')
+          if (signal.aborted) stop(abortCause(signal))
         }
         await container.wait()
         clearTimeout(timeoutTimer)
@@ -421,7 +427,7 @@ class DockerExecutor implements Executor {
       }
       const finishedAt = Date.parse(info.State?.FinishedAt ?? '')
       const exitCode = typeof info.State?.ExitCode === 'number' ? info.State.ExitCode : null
-      const reason = stopCause ?? (await this.oomKilled(container, info) ? 'oom' : 'exit')
+      const reason = stopCause === 'superseded' ? 'cancelled' : stopCause ?? (await this.oomKilled(container, info) ? 'oom' : 'exit')
       this.log.info({ ...log, reason, exitCode }, 'reattached container finished')
       return { reason, exitCode, startedAtMs, finishedAtMs: Number.isFinite(finishedAt) && finishedAt > 0 ? finishedAt : Date.now() }
     } catch (err) {
@@ -634,13 +640,16 @@ class DockerExecutor implements Executor {
     return drained
   }
 
-  private async stopContainer (container: Docker.Container, log: object): Promise<void> {
+  /** Stops a container: SIGTERM, then SIGKILL after the stop grace; `now`: SIGKILL at once. */
+  private async stopContainer (container: Docker.Container, log: object, now = false): Promise<void> {
     try {
-      await container.stop({ t: Math.ceil(this.settings.stopGraceMs / 1000) })
+      if (now) await container.kill()
+      else await container.stop({ t: Math.ceil(this.settings.stopGraceMs / 1000) })
     } catch (err) {
       const status = statusOf(err)
-      // 304: already stopped; 404: already gone. Both mean the job is no longer running.
-      if (status === 304 || status === 404) return
+      // 304: already stopped; 404: already gone; 409 (to a kill): not running. Each means the
+      // job is no longer running.
+      if (status === 304 || status === 404 || (now && status === 409)) return
       this.log.warn({ ...log, err: safeError(err, []) }, 'stop failed; killing')
       try {
         await container.kill()

@@ -18,8 +18,17 @@ export interface AttemptResult {
   error?: { name: string, code?: string, message: string, retryable: boolean }
 }
 
+/** Abort reasons after which another attempt of the same job may already be starting
+ *  elsewhere: the owner gave this attempt up (`lost`: its lease lapsed here) or awarded a
+ *  newer epoch (`fenced`). Such a container is killed at once. A graceful stop (SIGTERM, then
+ *  SIGKILL after the executor's stop grace) would let it run on for that grace beside its
+ *  replacement, and the owner's lease grace does not cover it. */
+export const SUPERSEDED_ABORT_REASONS: ReadonlySet<unknown> = new Set(['lost', 'fenced'])
+
 export interface RunOptions {
-  /** aborting stops the container; the result's reason is then `cancelled` */
+  /** aborting stops the container and the result's reason is then `cancelled`: killed at
+   *  once when the signal's reason is one of SUPERSEDED_ABORT_REASONS, else stopped with the
+   *  stop grace (SIGTERM first, so the job can flush) */
   signal?: AbortSignal
   /** called once the container is running */
   onStarted?: (info: { containerId: string, startedAtMs: number }) => void

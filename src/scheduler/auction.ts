@@ -105,8 +105,14 @@ export type OwnerEvent =
   | { type: 'award:acked', from: string, jobId: string, epoch: number }
   | { type: 'award:declined', from: string, jobId: string, epoch: number, reason: string }
   | { type: 'attempt:update', replyId: number, update: AttemptUpdate }
-  /** quorum (default true): whether the owner's shell sees a majority of the mesh. See 'tick'. */
-  | { type: 'peer:gone', peer: string, quorum?: boolean }
+  /** The shell stopped hearing the peer (goneAfterMs without an advert). Only its bid rounds
+   *  end early: its running attempts and unacknowledged awards wait for their lease or award
+   *  deadline and its grace (see 'peer:gone' in ownerStep). */
+  | { type: 'peer:gone', peer: string }
+  /** The peer announced it leaves (MemberLeave, after draining: its attempts have ended and
+   *  reported). quorum (default true): whether the owner's shell sees a majority of the mesh.
+   *  See 'tick'. */
+  | { type: 'peer:left', peer: string, quorum?: boolean }
   /** quorum (default true): whether the owner's shell sees a majority of the mesh. Without
    *  one, a running attempt whose lease lapses is not re-run: the owner may be the side of a
    *  partition that is cut off, while the executor runs on in the majority, where the job's
@@ -257,16 +263,26 @@ export function ownerStep (s: OwnerState, e: OwnerEvent, nowMs: number): OwnerEf
       onUpdate(s, e.replyId, e.update, nowMs, fx)
       break
     }
-    case 'peer:gone': {
-      // Faster than waiting for a lease: the membership view already gave up on the peer.
+    case 'peer:gone':
+    case 'peer:left': {
+      // A peer that left drained first, so nothing of it runs on: its attempts and awards are
+      // given up at once, faster than waiting for a lease. A peer that only fell silent may be
+      // cut off rather than dead, its container running until its own lease check stops it:
+      // as late as the cut + quorumFreshMs (a replica on its side still acknowledging) +
+      // leaseMs, which is when its silence makes it gone here (its last advert + goneAfterMs).
+      // Giving up now would leave no slack before a re-run, so its lease and award deadline
+      // decide; with their grace they fire about as early after a crash (last renewal +
+      // leaseMs + leaseGraceMs). Either way its bid rounds end now: an unanswered bid request
+      // starts nothing.
+      const left = e.type === 'peer:left'
+      const quorum = e.type !== 'peer:left' || e.quorum !== false
       for (const id of s.active) {
         const oj = s.jobs.get(id)!
-        if (oj.record.node === e.peer && oj.leaseExpiresAtMs !== undefined) {
-          if (e.quorum !== false) loseAttempt(s, oj, nowMs, fx, 'peer gone')
-        }
-        else if (oj.award?.node === e.peer) {
+        if (left && oj.record.node === e.peer && oj.leaseExpiresAtMs !== undefined) {
+          if (quorum) loseAttempt(s, oj, nowMs, fx, 'peer left')
+        } else if (left && oj.award?.node === e.peer) {
           // As for a lease: without a majority the winner may be running on the other side.
-          if (e.quorum === false) continue
+          if (!quorum) continue
           const cur = currentAttempt(oj)
           if (cur !== undefined) { cur.state = 'lost'; cur.finishedAtMs = nowMs; cur.reason = 'lost' }
           oj.award = undefined

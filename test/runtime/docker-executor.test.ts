@@ -190,6 +190,35 @@ describe('dockerExecutor', () => {
     await expectCleanedUp(a.jobId)
   })
 
+  // A job that handles SIGTERM: it prints and exits 3 when asked to stop, and only SIGKILL
+  // ends it without a word.
+  const trapsTerm = sh('trap "echo term; exit 3" TERM; echo ready; while :; do sleep 0.1; done')
+
+  it('stops a cancelled job gracefully: it gets SIGTERM first and exits by itself', async () => {
+    const a = attempt({ command: trapsTerm })
+    const ac = new AbortController()
+    const { result, stdout } = await runCollect(a, {
+      signal: ac.signal,
+      onOutputText: (stream, text) => { if (stream === 'stdout' && text.includes('ready')) ac.abort('cancelled') }
+    })
+    expect(result).toMatchObject({ reason: 'cancelled', exitCode: 3 })
+    expect(stdout).toBe('ready\nterm\n')
+    await expectCleanedUp(a.jobId)
+  })
+
+  // Another attempt of the job may be starting elsewhere: no grace in which both run.
+  it.each(['lost', 'fenced'])('kills a job aborted as %s at once, without SIGTERM first', async (why) => {
+    const a = attempt({ command: trapsTerm })
+    const ac = new AbortController()
+    const { result, stdout } = await runCollect(a, {
+      signal: ac.signal,
+      onOutputText: (stream, text) => { if (stream === 'stdout' && text.includes('ready')) ac.abort(why) }
+    })
+    expect(result).toMatchObject({ reason: 'cancelled', exitCode: 137 })
+    expect(stdout).toBe('ready\n')
+    await expectCleanedUp(a.jobId)
+  })
+
   it('does not start a job whose signal is already aborted', async () => {
     const a = attempt({ command: sh('exit 0') })
     let startedCalls = 0

@@ -329,13 +329,13 @@ describe('awards that do not take', () => {
     expect(job(s, 'j1').state).toBe(taken ? 'succeeded' : 'pending')
   })
 
-  it('without a majority an unacknowledged award is neither timed out nor given up when its winner is gone', () => {
+  it('without a majority an unacknowledged award is neither timed out nor given up when its winner left', () => {
     const s = owner()
     submit(s, 'j1', 0)
     for (const n of NODES) bidFrom(s, n, 'j1', 1, n === 'n2' ? 0.9 : 0.1, 10)
     // Cut off: the winner may be running the job on the majority's side.
     expect(changed(step(s, { type: 'tick', quorum: false }, 5000))).toEqual([])
-    expect(changed(step(s, { type: 'peer:gone', peer: 'n2', quorum: false }, 7000))).toEqual([])
+    expect(changed(step(s, { type: 'peer:left', peer: 'n2', quorum: false }, 7000))).toEqual([])
     expect(job(s, 'j1').attempts[0]).toMatchObject({ epoch: 1, node: 'n2', state: 'awarded' })
     // A majority again: the passed deadline fires.
     for (const n of NODES) advert(s, n, 8000)
@@ -394,7 +394,7 @@ describe('leases', () => {
     step(s, { type: 'job:replicas', jobId: 'j1', replicas: ['n9', ...before.slice(1)], detail: 'replaced' }, 100)
     expect(ackBody(780)).toMatchObject({ accepted: true, replicas: ['n9', ...before.slice(1)] })
     // A new award names them itself: its acknowledgements name none.
-    step(s, { type: 'peer:gone', peer: 'n2' }, 1000)
+    step(s, { type: 'peer:left', peer: 'n2' }, 1000)
     expect(job(s, 'j1').epoch).toBe(2)
     bidFrom(s, 'n1', 'j1', 2, 0.9, 1010)
     bidFrom(s, 'n3', 'j1', 2, 0.5, 1010)
@@ -491,18 +491,48 @@ describe('leases', () => {
     expect(job(s, 'j1')).toMatchObject({ state: 'pending', notBeforeMs: 3200 + 1000 })
   })
 
-  it('peer:gone loses a running attempt without waiting for its lease', () => {
+  it('peer:left loses a running attempt without waiting for its lease', () => {
     const s = owner()
     scheduled(s, 'j1')
     update(s, { jobId: 'j1', epoch: 1, state: 'running' }, 30)
-    // n2 falls silent; the others keep advertising. The shell reports n2 gone after goneAfterMs.
-    advert(s, 'n1', 5900)
-    advert(s, 'n3', 5900)
-    update(s, { jobId: 'j1', epoch: 1, state: 'running' }, 2900) // its last renewal
-    const fx = step(s, { type: 'peer:gone', peer: 'n2' }, 6000)
-    expect(job(s, 'j1').attempts[0]).toMatchObject({ state: 'lost', error: 'peer gone' })
+    s.view.entries.delete('n2') // as the agent does on MemberLeave
+    const fx = step(s, { type: 'peer:left', peer: 'n2' }, 1000)
+    expect(job(s, 'j1').attempts[0]).toMatchObject({ state: 'lost', error: 'peer left' })
     expect(bidRequests(fx).map(r => r.epoch)).toEqual([2, 2])
     expect(bidRequests(fx).map(r => r.to)).not.toContain('n2')
+  })
+
+  // A silent executor may be cut off and still running until its own lease check stops it.
+  it('peer:gone leaves a running attempt to its lease and grace', () => {
+    const s = createOwner({ ...CONFIG, leaseGraceMs: 3000 })
+    for (const n of NODES) advert(s, n, 0)
+    scheduled(s, 'j1')
+    update(s, { jobId: 'j1', epoch: 1, state: 'running' }, 30)
+    update(s, { jobId: 'j1', epoch: 1, state: 'running' }, 2900) // its last renewal: lease until 5900
+    for (const n of ['n1', 'n3']) advert(s, n, 5900)
+    expect(step(s, { type: 'peer:gone', peer: 'n2' }, 6000)).toEqual([])
+    expect(changed(tick(s, 8890))).toEqual([])
+    expect(job(s, 'j1').attempts[0].state).toBe('running')
+    // lease (5900) + grace (3000)
+    const fx = tick(s, 8900)
+    expect(job(s, 'j1').attempts[0]).toMatchObject({ state: 'lost', error: 'lease expired' })
+    expect(bidRequests(fx).map(r => r.to)).not.toContain('n2')
+  })
+
+  it('peer:gone leaves an unacknowledged award to its deadline, and ends a bid round at once', () => {
+    const s = owner()
+    submit(s, 'j1', 0)
+    bidFrom(s, 'n2', 'j1', 1, 0.9, 10)
+    bidFrom(s, 'n1', 'j1', 1, 0.1, 10)
+    bidFrom(s, 'n3', 'j1', 1, 0.1, 10)
+    expect(s.jobs.get('j1')!.award).toMatchObject({ node: 'n2', epoch: 1 })
+    submit(s, 'j2', 20) // its round waits for n1, n2 and n3
+    bidFrom(s, 'n1', 'j2', 1, 0.5, 30)
+    bidFrom(s, 'n3', 'j2', 1, 0.4, 30)
+    const fx = step(s, { type: 'peer:gone', peer: 'n2' }, 40)
+    expect(awards(fx)).toEqual([{ to: 'n1', epoch: 1 }]) // j2: decided without n2's answer
+    expect(s.jobs.get('j1')!.award).toMatchObject({ node: 'n2', epoch: 1 })
+    expect(job(s, 'j1').attempts[0].state).toBe('awarded')
   })
 })
 
@@ -518,7 +548,7 @@ describe('an owner without a majority in view (a cut-off side of a partition)', 
     expect(bidRequests(cut)).toEqual([])
     expect(job(s, 'j1')).toMatchObject({ state: 'running', epoch: 1 })
     expect(job(s, 'j1').attempts[0].state).toBe('running')
-    expect(step(s, { type: 'peer:gone', peer: 'n2', quorum: false }, 3100)).not.toContainEqual(expect.objectContaining({ type: 'send' }))
+    expect(step(s, { type: 'peer:left', peer: 'n2', quorum: false }, 3100)).not.toContainEqual(expect.objectContaining({ type: 'send' }))
     expect(job(s, 'j1')).toMatchObject({ state: 'running', epoch: 1 })
     // the majority is back and the executor is still silent: now the attempt is lost
     for (const n of NODES) advert(s, n, 4000)
@@ -592,7 +622,7 @@ describe('fencing by epoch', () => {
   function superseded (): OwnerState {
     const s = owner()
     scheduled(s, 'j1')
-    step(s, { type: 'peer:gone', peer: 'n2' }, 100)
+    step(s, { type: 'peer:left', peer: 'n2' }, 100)
     expect(job(s, 'j1').epoch).toBe(2)
     return s
   }
