@@ -94,9 +94,9 @@ export function agentTimings (init: AgentInit) {
     leaseRenewMs,
     /** see AGENT_DEFAULTS.quorumFreshAdvertIntervals */
     quorumFreshMs,
-    /** see OwnerConfig.leaseGraceMs: a replica acknowledges renewals only while it sees at
-     *  least half of the mesh fresh (standbyUpdate) */
-    leaseGraceMs: quorumFreshMs + leaseRenewMs + AGENT_DEFAULTS.leaseGraceMarginMs,
+    /** see OwnerConfig.leaseGraceMs: an acknowledgement's lease runs from the acknowledging
+     *  agent's evidence of the mesh (AttemptUpdateAck.quorumAgeMs), never from after a cut */
+    leaseGraceMs: leaseRenewMs + AGENT_DEFAULTS.leaseGraceMarginMs,
     /** The machines' clock while work is in flight (an auction, an award, a lease, a
      *  reservation; see hasWorkInFlight): timeouts fire at most tickMs late. */
     tickMs: 50,
@@ -636,7 +636,19 @@ class BidmeshAgent implements Agent {
    *  accepting anything needs. What an owner needs to offer jobs, and an owner or a replica to
    *  acknowledge a lease renewal: an even split (two agents, one gone) stops neither side. */
   private freshHalf (now = Date.now()): boolean {
-    return this.majorityOfView(e => e.capacity.peerId === this.peerId || now - e.heardAtMs <= this.t.quorumFreshMs, { ties: true })
+    return this.quorumAgeMs(now) <= this.t.quorumFreshMs
+  }
+
+  /** How long ago this agent last heard from at least half of the members it knows (itself
+   *  counts, as heard now): the age of the evidence a lease renewal's acknowledgement rests on
+   *  (AttemptUpdateAck.quorumAgeMs). freshHalf holds while it is at most quorumFreshMs. */
+  private quorumAgeMs (now = Date.now()): number {
+    const ages: number[] = []
+    for (const e of this.owner.view.entries.values()) ages.push(e.capacity.peerId === this.peerId ? 0 : Math.max(0, now - e.heardAtMs))
+    if (ages.length === 0) return 0
+    ages.sort((a, b) => a - b)
+    // the ceil(n/2)-th freshest: with it, half of the members (ties count) were heard since
+    return ages[Math.ceil(ages.length / 2) - 1]
   }
 
   /** What the owner machine gets as `quorum`: a fresh majority, and, when that majority has
@@ -1248,8 +1260,9 @@ class BidmeshAgent implements Agent {
     if (u.state !== 'exited' && !this.freshHalf()) {
       // A renewal, to an owner that sees fewer than half of the mesh: it may be the cut-off
       // side of a partition, and the majority side takes the job over and runs it again.
-      // Unacknowledged, the executor stops a lease after its last acknowledgement, at most
-      // quorumFreshMs + a lease after the cut: before the majority re-runs it, which waits
+      // Unacknowledged, the executor stops a lease after its last acknowledgement, whose lease
+      // ran from this owner's evidence of the mesh (quorumAgeMs): at most a lease after the
+      // cut. That is before the majority re-runs it, which waits
       // until this owner is gone (goneAfterMs), then a lease, or until the executor is gone.
       // The executor is alive, though: the renewal still counts here, so this owner does not
       // give it up on a majority's return before its next renewal can be answered.
@@ -1281,7 +1294,10 @@ class BidmeshAgent implements Agent {
         this.c.logger.info({ jobId: u.jobId, epoch: u.epoch, node: u.node, state: job?.state, reason: u.reason, exitCode: u.exitCode }, 'result:accepted')
       }
     }
-    return { type: MessageType.AttemptUpdateAck, body: { ...reply.body, owner: this.peerId } }
+    // A renewal's acknowledgement says how old its evidence of the mesh is (freshHalf, above):
+    // the executor's lease runs from then.
+    const evidence = u.state !== 'exited' && reply.body.accepted && !reply.body.stop ? { quorumAgeMs: this.quorumAgeMs() } : {}
+    return { type: MessageType.AttemptUpdateAck, body: { ...reply.body, owner: this.peerId, ...evidence } }
   }
 
   /** The owner's lease on the attempt runs from now, without acknowledging the report: its
@@ -1302,15 +1318,17 @@ class BidmeshAgent implements Agent {
     const last = this.standbyRenewals.get(u.jobId)
     if (last === undefined || u.epoch >= last.epoch) this.standbyRenewals.set(u.jobId, { atMs: Date.now(), epoch: u.epoch, node: u.node, ...(u.startedAtMs !== undefined ? { startedAtMs: u.startedAtMs } : {}) })
     if (u.state === 'exited') return ack(false, 'ERR_NOT_OWNER')
-    // Acknowledged only while this replica sees at least half of the mesh (freshHalf). The
-    // executor comes here when it cannot reach the owner, and the owner may be alive on the
-    // other side of a partition: a replica cut off with the executor would keep it running for
-    // as long as the cut lasts, while the owner re-runs the job. Without its acknowledgements
-    // the executor stops within a lease of the cut plus quorumFreshMs, which the owner waits
-    // out before a re-run (OwnerConfig.leaseGraceMs). A dead owner's replicas still see the
-    // majority, and keep its executors running until one of them takes the jobs over.
-    if (!this.freshHalf()) return ack(false, 'ERR_NO_QUORUM')
-    return { type: MessageType.AttemptUpdateAck, body: { jobId: u.jobId, epoch: u.epoch, accepted: true, stop: false, owner: local.owner } }
+    // Acknowledged only while this replica sees at least half of the mesh (freshHalf), and
+    // with the age of that evidence (quorumAgeMs). The executor comes here when it cannot
+    // reach the owner, and the owner may be alive on the other side of a partition: a replica
+    // cut off with the executor would keep it running for as long as the cut lasts, while the
+    // owner re-runs the job. Its lease counted from the evidence, the executor stops within a
+    // lease of the cut, which the owner waits out before a re-run (OwnerConfig.leaseGraceMs).
+    // A dead owner's replicas still see the majority, and keep its executors running until one
+    // of them takes the jobs over.
+    const quorumAgeMs = this.quorumAgeMs()
+    if (quorumAgeMs > this.t.quorumFreshMs) return ack(false, 'ERR_NO_QUORUM')
+    return { type: MessageType.AttemptUpdateAck, body: { jobId: u.jobId, epoch: u.epoch, accepted: true, stop: false, owner: local.owner, quorumAgeMs } }
   }
 
   // ---- the two machines ------------------------------------------------------------------

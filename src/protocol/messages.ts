@@ -147,8 +147,12 @@ const signedFields = {
   signature: z.string().min(1).max(128).optional()
 }
 
-/** An AttemptUpdate's answer, alone or one of an AttemptRenewalsAck's. */
-const attemptUpdateAck = z.object({ jobId, epoch, accepted: z.boolean(), stop: z.boolean(), owner: peerId.optional(), replicas: z.array(peerId).max(16).optional() })
+/** An AttemptUpdate's answer, alone or one of an AttemptRenewalsAck's. quorumAgeMs (a
+ *  renewal's acknowledgement): how long before answering the acknowledging agent last heard
+ *  from at least half of the mesh, the evidence it acknowledges on. The executor counts its
+ *  lease from then, not from the answer, so an agent cut off from the majority keeps no lease
+ *  alive past a lease after the cut. Absent: from the answer (an older agent). */
+const attemptUpdateAck = z.object({ jobId, epoch, accepted: z.boolean(), stop: z.boolean(), owner: peerId.optional(), replicas: z.array(peerId).max(16).optional(), quorumAgeMs: ms.optional() })
 
 export const BodySchemas = {
   [MessageType.CapacityAdvert]: capacity,
@@ -205,7 +209,7 @@ export interface Bodies {
   /** owner: who answered as the job's owner, so an executor follows a takeover; replicas:
    *  the job's replicas now, when they changed since the award named them (the owner replaced
    *  gone ones), so the executor renews with these when the owner is away */
-  [MessageType.AttemptUpdateAck]: { jobId: string, epoch: number, accepted: boolean, stop: boolean, owner?: string, replicas?: string[] }
+  [MessageType.AttemptUpdateAck]: { jobId: string, epoch: number, accepted: boolean, stop: boolean, owner?: string, replicas?: string[], quorumAgeMs?: number }
   /** Lease renewals of several attempts, from their executor (`node`) to their owner, in one
    *  request: each is the AttemptUpdate { jobId, epoch, node, state, startedAtMs } it stands
    *  for, and is answered as that would be. */

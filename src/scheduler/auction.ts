@@ -24,15 +24,13 @@ export interface OwnerConfig extends LivenessConfig {
   awardAckTimeoutMs: number
   /** the owner declares an attempt lost when no renewal arrived for this long */
   leaseMs: number
-  /** ...and only this much after its lease lapsed: how long after the owner's last renewal a
-   *  replica may still have acknowledged one. An executor that cannot reach its owner renews
-   *  with the job's replicas; a replica acknowledges only while it sees at least half of the
-   *  mesh fresh (for up to the agent's quorumFreshMs after a cut), a renewal sent up to one
-   *  renewal interval after the owner's last: grace = quorumFreshMs + leaseRenewMs + a margin
-   *  (AGENT_DEFAULTS.leaseGraceMarginMs). Cut off from the owner with such a replica, the
-   *  executor then stops (a lease after that replica's last acknowledgement) before the owner
-   *  re-runs its job. An award's acknowledgement deadline waits it out too. Longer: a dead
-   *  executor's job is re-run later (a peer found gone is re-run at once anyway); shorter: a
+  /** ...and only this much after its lease lapsed. An executor that cannot reach its owner
+   *  renews with the job's replicas. A replica cut off with it acknowledges on its evidence of
+   *  the mesh from before the cut (AttemptUpdateAck.quorumAgeMs), so the executor's lease runs
+   *  out at most a lease after the cut; the cut came at most one renewal interval after the
+   *  owner's last renewal: grace = leaseRenewMs + a margin (AGENT_DEFAULTS.leaseGraceMarginMs).
+   *  The executor then stops before the owner re-runs its job. An award's acknowledgement
+   *  deadline waits it out too. Longer: a dead executor's job is re-run later; shorter: a
    *  cut-off executor and the owner's re-run overlap. */
   leaseGraceMs: number
   extraCandidates: number
@@ -267,13 +265,11 @@ export function ownerStep (s: OwnerState, e: OwnerEvent, nowMs: number): OwnerEf
     case 'peer:left': {
       // A peer that left drained first, so nothing of it runs on: its attempts and awards are
       // given up at once, faster than waiting for a lease. A peer that only fell silent may be
-      // cut off rather than dead, its container running until its own lease check stops it:
-      // as late as the cut + quorumFreshMs (a replica on its side still acknowledging) +
-      // leaseMs, which is when its silence makes it gone here (its last advert + goneAfterMs).
-      // Giving up now would leave no slack before a re-run, so its lease and award deadline
-      // decide; with their grace they fire about as early after a crash (last renewal +
-      // leaseMs + leaseGraceMs). Either way its bid rounds end now: an unanswered bid request
-      // starts nothing.
+      // cut off rather than dead, its container running until its own lease check stops it;
+      // the lease and the award deadline, with their grace, are what is sized for that (and
+      // after a crash they fire first anyway: last renewal + leaseMs + leaseGraceMs, against
+      // last advert + goneAfterMs). Either way its bid rounds end now: an unanswered bid
+      // request starts nothing.
       const left = e.type === 'peer:left'
       const quorum = e.type !== 'peer:left' || e.quorum !== false
       for (const id of s.active) {

@@ -71,7 +71,8 @@ export type BidderEvent =
   | { type: 'attempt:started', jobId: string, epoch: number, startedAtMs: number }
   | { type: 'attempt:exited', jobId: string, epoch: number, update: Omit<AttemptUpdate, 'jobId' | 'epoch' | 'node' | 'state'> }
   /** state: which update this answers, when the shell knows; a renewal's ack is no ack of the final */
-  | { type: 'update:acked', jobId: string, epoch: number, accepted: boolean, stop: boolean, owner?: string, replicas?: string[], state?: AttemptUpdate['state'] }
+  /** quorumAgeMs: the lease runs from that long before now (see AttemptUpdateAck) */
+  | { type: 'update:acked', jobId: string, epoch: number, accepted: boolean, stop: boolean, owner?: string, replicas?: string[], quorumAgeMs?: number, state?: AttemptUpdate['state'] }
   | { type: 'update:failed', jobId: string, epoch: number }
   | { type: 'drain:set', draining: boolean }
   /** after a restart: an attempt whose container is still there, taken up again */
@@ -347,7 +348,10 @@ export function bidderStep (s: BidderState, e: BidderEvent, nowMs: number): Bidd
       const k = key(e.jobId, e.epoch)
       const a = s.allocations.get(k)
       if (a === undefined) break
-      a.lastLeaseAckMs = nowMs
+      // From when the acknowledging agent last heard half of the mesh: an owner or replica
+      // cut off with this executor answers for up to quorumFreshMs after the cut, on evidence
+      // from before it, and must not keep the lease alive past a lease after the cut.
+      a.lastLeaseAckMs = Math.max(a.lastLeaseAckMs, nowMs - (e.quorumAgeMs ?? 0))
       // A replica that took the job over answers as its owner: report there from now on.
       if (e.owner !== undefined && e.owner !== a.owner) {
         if (!a.replicas.includes(a.owner)) a.replicas = [...a.replicas, a.owner]

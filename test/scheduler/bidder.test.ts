@@ -314,6 +314,21 @@ describe('lease, executor side', () => {
     expect(stops(tick(s, tickAtMs)).length > 0).toBe(stopped)
   })
 
+  it.each([
+    // Counted from the answer: lapses a lease after it.
+    ['no quorumAgeMs (an older agent)', undefined, 5001],
+    // From the acknowledging agent's evidence of the mesh: 1.5 s before the answer.
+    ['quorumAgeMs 1500', 1500, 3501],
+    // An older acknowledgement that arrives late takes nothing back.
+    ['quorumAgeMs older than the last acknowledgement', 5000, 3001]
+  ])('an acknowledgement with %s: the lease runs from then', (_what, quorumAgeMs, lostAtMs) => {
+    const s = bidder()
+    running(s, 'j1', 1, 0)
+    bidderStep(s, { type: 'update:acked', jobId: 'j1', epoch: 1, accepted: true, stop: false, state: 'running', ...(quorumAgeMs !== undefined ? { quorumAgeMs } : {}) }, 2000)
+    expect(stops(tick(s, lostAtMs - 1))).toEqual([])
+    expect(stops(tick(s, lostAtMs))).toEqual([{ jobId: 'j1', epoch: 1, reason: 'lost' }])
+  })
+
   it('failed updates do not extend the lease', () => {
     const s = bidder()
     running(s, 'j1', 1, 0)
