@@ -1313,7 +1313,11 @@ class BidmeshAgent implements Agent {
    *  for it rather than re-run the job. */
   private standbyUpdate (u: AttemptUpdate): Message {
     const local = this.standby.get(u.jobId)
-    if (local === undefined || u.epoch < local.epoch) return ack(false, 'ERR_NOT_OWNER')
+    if (local === undefined) return ack(false, 'ERR_NOT_OWNER')
+    // The owner has given this attempt up and offered the job again (its copy here says so):
+    // stop, as the owner would answer. Unanswered, the executor would run on for a lease beside
+    // the new attempt, when only its link to the owner is cut and this replica still hears both.
+    if (u.epoch < local.epoch) return { type: MessageType.AttemptUpdateAck, body: { jobId: u.jobId, epoch: u.epoch, accepted: false, stop: true } }
     // The newest attempt's: a fenced-off executor's renewal does not stand for the live one.
     const last = this.standbyRenewals.get(u.jobId)
     if (last === undefined || u.epoch >= last.epoch) this.standbyRenewals.set(u.jobId, { atMs: Date.now(), epoch: u.epoch, node: u.node, ...(u.startedAtMs !== undefined ? { startedAtMs: u.startedAtMs } : {}) })

@@ -61,6 +61,26 @@ describe('renewals across a partition (in-memory mesh, virtual time)', () => {
     expect(longestOverlapMs(runs, Date.now())).toBe(0)
   }, 120_000)
 
+  it('a cut of the link between owner and executor alone: the replicas tell the executor to stop once the owner offered the job again', async () => {
+    // The replicas hear both sides and acknowledge the executor's renewals, while the owner,
+    // hearing none, gives the lease up and runs the job again. Its new epoch reaches the
+    // replicas, whose answer to the old attempt's next renewal is stop: a short overlap, not a
+    // lease's worth. (Only a relay of the renewals through a replica would avoid the overlap.)
+    const runs: Run[] = []
+    await v.start(5, { executorFor: id => recordingExecutor(id, runs, 60_000), cpuMilliFor: i => i === 0 ? 100 : 1000 })
+    const owner = v.nodes[0]
+    await owner.agent.submit({ image: 'bidmesh/busybox:latest', command: 'true', resources: { cpus: 0.6, memory: '64m' } })
+    await v.advanceUntil('the attempt to start', () => runs.length === 1, 10_000)
+    await vi.advanceTimersByTimeAsync(2_000)
+    v.net.partition([owner.id], [runs[0].node])
+    await v.advanceUntil('the job to run again', () => runs.length === 2, 30_000)
+    await v.advanceUntil('the first run to stop', () => runs[0].reason !== undefined, 10_000)
+    expect(runs[0].reason).toBe('cancelled')
+    // a renewal interval, the wait on the owner (1.5 intervals) and the replicas' round trip
+    expect(longestOverlapMs(runs, Date.now())).toBeLessThan(2_000)
+    expect(runs).toHaveLength(2)
+  }, 120_000)
+
   it('replicas that are a majority of the job\'s group but not of the mesh do not take it over', async () => {
     // 7 agents: the job's group is its owner and 4 of the other 6. Three of its replicas are
     // cut off from the rest of the mesh: a majority of the group, a minority of the mesh. The
