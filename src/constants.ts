@@ -47,9 +47,9 @@ export const AGENT_DEFAULTS = {
    *  lapse, and does not re-run an attempt the majority keeps. Shorter: safer, but busy peers
    *  whose adverts are late delay re-runs by a tick or two; longer: the race comes back. */
   quorumFreshAdvertIntervals: 2,
-  /** Added to the lease grace (agentTimings.leaseGraceMs = quorum window + renewal interval +
-   *  this): the executor notices a lapsed lease at its next tick (50 ms) and its last
-   *  acknowledgement took a round trip, longer on a loaded machine. Longer: a dead executor's
+  /** Added to the lease grace (agentTimings.leaseGraceMs = renewal interval + this): the
+   *  executor notices a lapsed lease at its next tick (50 ms) and its last acknowledgement
+   *  took a round trip, longer on a loaded machine. Longer: a dead executor's
    *  job re-runs that much later; shorter: less slack between a cut-off executor's stop and
    *  the owner's re-run. */
   leaseGraceMarginMs: 250,

@@ -90,12 +90,13 @@ export function agentTimings (init: AgentInit) {
     // directory and the store).
     historyRetentionMs: Math.max(init.timings?.historyRetentionMs ?? AGENT_DEFAULTS.historyRetentionMs, finishedJobRetentionMs, replayWindowMs),
     leaseMs,
-    /** four renewals per lease: three may be lost before the lease lapses */
+    /** four renewals per lease: three may be lost before the lease lapses (a replica's
+     *  acknowledgement counts from its evidence of the mesh: AttemptUpdateAck.quorumAgeMs) */
     leaseRenewMs,
     /** see AGENT_DEFAULTS.quorumFreshAdvertIntervals */
     quorumFreshMs,
-    /** see OwnerConfig.leaseGraceMs: an acknowledgement's lease runs from the acknowledging
-     *  agent's evidence of the mesh (AttemptUpdateAck.quorumAgeMs), never from after a cut */
+    /** see OwnerConfig.leaseGraceMs: a replica's acknowledgement's lease runs from its
+     *  evidence of the mesh (AttemptUpdateAck.quorumAgeMs), never from after a cut */
     leaseGraceMs: leaseRenewMs + AGENT_DEFAULTS.leaseGraceMarginMs,
     /** The machines' clock while work is in flight (an auction, an award, a lease, a
      *  reservation; see hasWorkInFlight): timeouts fire at most tickMs late. */
@@ -640,8 +641,9 @@ class BidmeshAgent implements Agent {
   }
 
   /** How long ago this agent last heard from at least half of the members it knows (itself
-   *  counts, as heard now): the age of the evidence a lease renewal's acknowledgement rests on
-   *  (AttemptUpdateAck.quorumAgeMs). freshHalf holds while it is at most quorumFreshMs. */
+   *  counts, as heard now): the age of the evidence a replica's acknowledgement of a lease
+   *  renewal rests on (AttemptUpdateAck.quorumAgeMs). freshHalf holds while it is at most
+   *  quorumFreshMs. */
   private quorumAgeMs (now = Date.now()): number {
     const ages: number[] = []
     for (const e of this.owner.view.entries.values()) ages.push(e.capacity.peerId === this.peerId ? 0 : Math.max(0, now - e.heardAtMs))
@@ -1260,9 +1262,8 @@ class BidmeshAgent implements Agent {
     if (u.state !== 'exited' && !this.freshHalf()) {
       // A renewal, to an owner that sees fewer than half of the mesh: it may be the cut-off
       // side of a partition, and the majority side takes the job over and runs it again.
-      // Unacknowledged, the executor stops a lease after its last acknowledgement, whose lease
-      // ran from this owner's evidence of the mesh (quorumAgeMs): at most a lease after the
-      // cut. That is before the majority re-runs it, which waits
+      // Unacknowledged, the executor stops a lease after its last acknowledgement, at most
+      // quorumFreshMs + a lease after the cut: before the majority re-runs it, which waits
       // until this owner is gone (goneAfterMs), then a lease, or until the executor is gone.
       // The executor is alive, though: the renewal still counts here, so this owner does not
       // give it up on a majority's return before its next renewal can be answered.
@@ -1294,10 +1295,13 @@ class BidmeshAgent implements Agent {
         this.c.logger.info({ jobId: u.jobId, epoch: u.epoch, node: u.node, state: job?.state, reason: u.reason, exitCode: u.exitCode }, 'result:accepted')
       }
     }
-    // A renewal's acknowledgement says how old its evidence of the mesh is (freshHalf, above):
-    // the executor's lease runs from then.
-    const evidence = u.state !== 'exited' && reply.body.accepted && !reply.body.stop ? { quorumAgeMs: this.quorumAgeMs() } : {}
-    return { type: MessageType.AttemptUpdateAck, body: { ...reply.body, owner: this.peerId, ...evidence } }
+    // Without quorumAgeMs (a replica's acknowledgement has it: standbyUpdate): the lease runs
+    // from this answer. An owner cut off with its executor keeps the attempt alive at most
+    // quorumFreshMs + a lease after the cut, and the majority side re-runs it only after it
+    // takes the job over (this owner gone: goneAfterMs) and a lease and the grace from then. Counting from
+    // the evidence here would only cost leases when this owner dies: the executor reaches the
+    // replicas only after a wait on it (1.5 renewal intervals).
+    return { type: MessageType.AttemptUpdateAck, body: { ...reply.body, owner: this.peerId } }
   }
 
   /** The owner's lease on the attempt runs from now, without acknowledging the report: its

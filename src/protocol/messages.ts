@@ -148,10 +148,11 @@ const signedFields = {
 }
 
 /** An AttemptUpdate's answer, alone or one of an AttemptRenewalsAck's. quorumAgeMs (a
- *  renewal's acknowledgement): how long before answering the acknowledging agent last heard
+ *  replica's acknowledgement of a renewal): how long before answering the replica last heard
  *  from at least half of the mesh, the evidence it acknowledges on. The executor counts its
- *  lease from then, not from the answer, so an agent cut off from the majority keeps no lease
- *  alive past a lease after the cut. Absent: from the answer (an older agent). */
+ *  lease from then, not from the answer, so a replica cut off from the majority keeps no
+ *  lease alive past a lease after the cut. Absent (an owner, or an older replica): from the
+ *  answer. */
 const attemptUpdateAck = z.object({ jobId, epoch, accepted: z.boolean(), stop: z.boolean(), owner: peerId.optional(), replicas: z.array(peerId).max(16).optional(), quorumAgeMs: ms.optional() })
 
 export const BodySchemas = {

@@ -30,8 +30,10 @@ export interface OwnerConfig extends LivenessConfig {
    *  out at most a lease after the cut; the cut came at most one renewal interval after the
    *  owner's last renewal: grace = leaseRenewMs + a margin (AGENT_DEFAULTS.leaseGraceMarginMs).
    *  The executor then stops before the owner re-runs its job. An award's acknowledgement
-   *  deadline waits it out too. Longer: a dead executor's job is re-run later; shorter: a
-   *  cut-off executor and the owner's re-run overlap. */
+   *  deadline waits it out too. (An owner cut off with its executor is not this owner: the
+   *  majority side re-runs only after a takeover, and a lease from it.) Longer: a dead
+   *  executor's job is re-run later; shorter: a cut-off executor and the owner's re-run
+   *  overlap. */
   leaseGraceMs: number
   extraCandidates: number
   explainTop: number
