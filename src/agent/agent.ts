@@ -1264,7 +1264,8 @@ class BidmeshAgent implements Agent {
       // side of a partition, and the majority side takes the job over and runs it again.
       // Unacknowledged, the executor stops a lease after its last acknowledgement, at most
       // quorumFreshMs + a lease after the cut: before the majority re-runs it, which waits
-      // until this owner is gone (goneAfterMs), then a lease, or until the executor is gone.
+      // until this owner is gone (goneAfterMs) and takes the job over, then a lease and the
+      // grace.
       // The executor is alive, though: the renewal still counts here, so this owner does not
       // give it up on a majority's return before its next renewal can be answered.
       this.noteRenewalWithoutAck(u)

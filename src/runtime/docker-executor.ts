@@ -326,11 +326,18 @@ class DockerExecutor implements Executor {
       // The first cause to fire wins; a job that ends on its own before either fires
       // keeps its own reason.
       let stopCause: StopCause | undefined
+      let killing = false
       const stop = (cause: StopCause): void => {
-        if (stopCause !== undefined) return
+        if (stopCause !== undefined) {
+          // A graceful stop under way (a timeout, a cancel) becomes a kill when another
+          // attempt may be starting elsewhere; the first cause stays the result's reason.
+          if (cause === 'superseded' && !killing) { killing = true; void this.stopContainer(started, log, true) }
+          return
+        }
         stopCause = cause
+        killing = cause === 'superseded'
         this.log.info({ ...log, cause }, 'stopping container')
-        void this.stopContainer(started, log, cause === 'superseded')
+        void this.stopContainer(started, log, killing)
       }
       timeoutTimer = setTimeout(() => stop('timeout'), Math.min(spec.timeoutMs, MAX_TIMER_MS))
       if (signal !== undefined) {
@@ -408,10 +415,15 @@ class DockerExecutor implements Executor {
         // before this point, may be missing (Docker's `since` has one-second granularity).
         logStream = await container.logs({ follow: true, stdout: true, stderr: true, since: Math.floor(Date.now() / 1000) }) as unknown as NodeJS.ReadableStream
         drained = this.pipeOutput(logStream, onOutput, log)
+        let killing = false
         const stop = (cause: StopCause): void => {
-          if (stopCause !== undefined) return
+          if (stopCause !== undefined) {
+            if (cause === 'superseded' && !killing) { killing = true; void this.stopContainer(container, log, true) }
+            return
+          }
           stopCause = cause
-          void this.stopContainer(container, log, cause === 'superseded')
+          killing = cause === 'superseded'
+          void this.stopContainer(container, log, killing)
         }
         const remainingMs = Math.max(0, spec.timeoutMs - (Date.now() - startedAtMs))
         timeoutTimer = setTimeout(() => stop('timeout'), Math.min(remainingMs, MAX_TIMER_MS))

@@ -394,13 +394,18 @@ export function bidderStep (s: BidderState, e: BidderEvent, nowMs: number): Bidd
     }
     case 'clock:stalled': {
       // While this agent could not run it sent no renewals, so no acknowledgement could come
-      // back: the stall does not count against its leases, up to a lease. If the owner did
-      // give an attempt up meanwhile, its answer to the next renewal says stop.
-      const creditMs = Math.max(0, Math.min(e.stalledMs, s.config.leaseMs))
+      // back: its leases get a renewal interval more, time for the renewals now due to be
+      // answered. No more: the owner does not know of the stall, and gives a lease up a grace
+      // of a renewal interval and a margin after it lapses (OwnerConfig.leaseGraceMs); a
+      // longer credit would run on beside the re-run when the owner is cut off. If the owner
+      // gave an attempt up meanwhile, its answer to the next renewal says stop.
+      const leaseCreditMs = Math.max(0, Math.min(e.stalledMs, s.config.leaseRenewMs))
       for (const a of s.allocations.values()) {
-        if (a.phase !== 'exited') a.lastLeaseAckMs = Math.min(nowMs, a.lastLeaseAckMs + creditMs)
+        if (a.phase !== 'exited') a.lastLeaseAckMs = Math.min(nowMs, a.lastLeaseAckMs + leaseCreditMs)
       }
-      for (const r of s.reservations.values()) r.expiresAtMs += creditMs
+      // Reservations only hold capacity: up to a lease.
+      const reservationCreditMs = Math.max(0, Math.min(e.stalledMs, s.config.leaseMs))
+      for (const r of s.reservations.values()) r.expiresAtMs += reservationCreditMs
       break
     }
     case 'tick': {

@@ -219,6 +219,28 @@ describe('dockerExecutor', () => {
     await expectCleanedUp(a.jobId)
   })
 
+  it('turns a graceful stop under way into a kill when the attempt is lost meanwhile', async () => {
+    // A job that shrugs SIGTERM off: its timeout's graceful stop would end it only after the
+    // stop grace (10 s here); the lease lapsing meanwhile must not wait for that.
+    const patient = dockerExecutor({ stopGraceMs: 10_000 })({ docker, nodeId: NODE_ID })
+    const a = attempt({ command: sh('trap "echo term" TERM; echo ready; while :; do echo tick; sleep 0.1; done'), timeoutMs: 1000 })
+    const ac = new AbortController()
+    let out = ''
+    let ticksAtAbort = -1
+    const result = await patient.run(a, {
+      signal: ac.signal,
+      onOutput: (_stream, chunk) => {
+        out += Buffer.from(chunk).toString()
+        if (ticksAtAbort < 0 && out.includes('term')) { ticksAtAbort = out.split('tick').length - 1; ac.abort('lost') }
+      }
+    })
+    expect(result.reason).toBe('timeout') // the first cause stays the reason
+    expect(result.exitCode).toBe(137)
+    // killed at once: a tick or two after the abort, not the ~100 of the 10 s grace
+    expect(out.split('tick').length - 1 - ticksAtAbort).toBeLessThan(30)
+    await expectCleanedUp(a.jobId)
+  }, 30_000)
+
   it('does not start a job whose signal is already aborted', async () => {
     const a = attempt({ command: sh('exit 0') })
     let startedCalls = 0

@@ -302,15 +302,18 @@ describe('lease, executor side', () => {
   })
 
   it.each([
-    // No renewal could go out during the stall, so no ack could come back: credited.
-    ['a stall of 2 s is credited: no stop at 3.5 s', 2000, 3500, false],
-    // Credit never puts the last ack in the future, nor past one lease.
-    ['a stall of 60 s is credited a lease at most: stop once that is used up too', 60_000, 6001, true]
+    // No renewal could go out during the stall, so no ack could come back: credited a renewal
+    // interval, time for the renewals now due to be answered.
+    ['a stall of 500 ms is credited: no stop at 3.4 s', 500, 3400, false],
+    ['a stall of 2 s is credited a renewal interval (750 ms): no stop at 3.7 s', 2000, 3700, false],
+    // No more: the owner gives the lease up a renewal interval and a margin after it lapses.
+    ['a stall of 2 s: stop at 3.751 s', 2000, 3751, true],
+    ['a stall of 60 s: stop at 3.751 s', 60_000, 3751, true]
   ])('%s', (_what, stalledMs, tickAtMs, stopped) => {
     const s = bidder()
     running(s, 'j1', 1, 0)
-    expect(bidderStep(s, { type: 'clock:stalled', stalledMs }, 3400)).toEqual([])
-    expect(s.allocations.get('j1#1')!.lastLeaseAckMs).toBe(Math.min(3400, Math.min(stalledMs, 3000)))
+    expect(bidderStep(s, { type: 'clock:stalled', stalledMs }, 3000)).toEqual([])
+    expect(s.allocations.get('j1#1')!.lastLeaseAckMs).toBe(Math.min(stalledMs, 750))
     expect(stops(tick(s, tickAtMs)).length > 0).toBe(stopped)
   })
 

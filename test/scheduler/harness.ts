@@ -41,7 +41,7 @@ export function ownerConfig (selfId: string, over: Partial<OwnerConfig> = {}): O
     bidWindowMs: 500,
     awardAckTimeoutMs: 2000,
     leaseMs: 3000,
-    leaseGraceMs: 3000,
+    leaseGraceMs: 1000, // agentTimings: leaseRenewMs (750) + leaseGraceMarginMs (250)
     extraCandidates: 2,
     explainTop: 5,
     retryBackoffBaseMs: 1000,
