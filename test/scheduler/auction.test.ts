@@ -522,9 +522,7 @@ describe('leases', () => {
   it('peer:gone leaves an unacknowledged award to its deadline, and ends a bid round at once', () => {
     const s = owner()
     submit(s, 'j1', 0)
-    bidFrom(s, 'n2', 'j1', 1, 0.9, 10)
-    bidFrom(s, 'n1', 'j1', 1, 0.1, 10)
-    bidFrom(s, 'n3', 'j1', 1, 0.1, 10)
+    for (const n of NODES) bidFrom(s, n, 'j1', 1, n === 'n2' ? 0.9 : 0.1, 10)
     expect(s.jobs.get('j1')!.award).toMatchObject({ node: 'n2', epoch: 1 })
     submit(s, 'j2', 20) // its round waits for n1, n2 and n3
     bidFrom(s, 'n1', 'j2', 1, 0.5, 30)
