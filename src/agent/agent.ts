@@ -1299,9 +1299,9 @@ class BidmeshAgent implements Agent {
     // Without quorumAgeMs (a replica's acknowledgement has it: standbyUpdate): the lease runs
     // from this answer. An owner cut off with its executor keeps the attempt alive at most
     // quorumFreshMs + a lease after the cut, and the majority side re-runs it only after it
-    // takes the job over (this owner gone: goneAfterMs) and a lease and the grace from then. Counting from
-    // the evidence here would only cost leases when this owner dies: the executor reaches the
-    // replicas only after a wait on it (1.5 renewal intervals).
+    // takes the job over (this owner gone: goneAfterMs), then a lease and the grace. Counting
+    // from the evidence here would only cost leases when this owner dies: the executor
+    // reaches the replicas only after a wait on it (1.5 renewal intervals).
     return { type: MessageType.AttemptUpdateAck, body: { ...reply.body, owner: this.peerId } }
   }
 

@@ -348,9 +348,10 @@ export function bidderStep (s: BidderState, e: BidderEvent, nowMs: number): Bidd
       const k = key(e.jobId, e.epoch)
       const a = s.allocations.get(k)
       if (a === undefined) break
-      // From when the acknowledging agent last heard half of the mesh: an owner or replica
-      // cut off with this executor answers for up to quorumFreshMs after the cut, on evidence
-      // from before it, and must not keep the lease alive past a lease after the cut.
+      // From when the acknowledging replica last heard half of the mesh (an owner's
+      // acknowledgement carries no age: from now): a replica cut off with this executor
+      // answers for up to quorumFreshMs after the cut, on evidence from before it, and must
+      // not keep the lease alive past a lease after the cut.
       a.lastLeaseAckMs = Math.max(a.lastLeaseAckMs, nowMs - (e.quorumAgeMs ?? 0))
       // A replica that took the job over answers as its owner: report there from now on.
       if (e.owner !== undefined && e.owner !== a.owner) {
