@@ -214,12 +214,14 @@ const CONNECTION_ERROR_CODES = new Set(['ECONNREFUSED', 'ENOENT', 'EACCES', 'ECO
 const silentLogger: ExecutorLogger = { info () {}, warn () {}, error () {}, debug () {} }
 
 type Settings = Required<DockerExecutorInit>
-/** superseded: aborted for one of SUPERSEDED_ABORT_REASONS (killed at once; reported as cancelled) */
-type StopCause = 'timeout' | 'cancelled' | 'superseded'
-
-/** The cause an abort of `signal` stops a container for. */
-function abortCause (signal: AbortSignal): StopCause {
-  return SUPERSEDED_ABORT_REASONS.has(signal.reason) ? 'superseded' : 'cancelled'
+/** Stops a running container on the first of its timeout and an abort of its signal (see
+ *  stopOnCause). */
+interface ContainerStopper {
+  /** the result's reason when a stop came first (a superseded attempt reads as cancelled);
+   *  undefined: the job ended on its own */
+  readonly reason: 'timeout' | 'cancelled' | undefined
+  /** clears the timer and the abort listener */
+  dispose: () => void
 }
 
 class DockerExecutor implements Executor {
@@ -291,8 +293,7 @@ class DockerExecutor implements Executor {
     const log = { jobId, epoch }
     let container: Docker.Container | undefined
     let attachStream: NodeJS.ReadableStream | undefined
-    let timeoutTimer: NodeJS.Timeout | undefined
-    let onAbort: (() => void) | undefined
+    let stopper: ContainerStopper | undefined
     let startedAtMs: number | undefined
     let phase: 'create' | 'start' | 'wait' = 'create'
 
@@ -323,31 +324,9 @@ class DockerExecutor implements Executor {
         this.log.warn({ ...log, err: safeError(err, secrets) }, 'onStarted callback threw')
       }
 
-      // The first cause to fire wins; a job that ends on its own before either fires
-      // keeps its own reason.
-      let stopCause: StopCause | undefined
-      let killing = false
-      const stop = (cause: StopCause): void => {
-        if (stopCause !== undefined) {
-          // A graceful stop under way (a timeout, a cancel) becomes a kill when another
-          // attempt may be starting elsewhere; the first cause stays the result's reason.
-          if (cause === 'superseded' && !killing) { killing = true; void this.stopContainer(started, log, true) }
-          return
-        }
-        stopCause = cause
-        killing = cause === 'superseded'
-        this.log.info({ ...log, cause }, 'stopping container')
-        void this.stopContainer(started, log, killing)
-      }
-      timeoutTimer = setTimeout(() => stop('timeout'), Math.min(spec.timeoutMs, MAX_TIMER_MS))
-      if (signal !== undefined) {
-        onAbort = () => stop(abortCause(signal))
-        signal.addEventListener('abort', onAbort, { once: true })
-        if (signal.aborted) stop(abortCause(signal))
-      }
-
+      stopper = this.stopOnCause(started, log, spec.timeoutMs, signal)
       const waited = await started.wait() as { StatusCode?: number }
-      clearTimeout(timeoutTimer)
+      stopper.dispose()
       // The exit state is read while the last output drains.
       const [, info] = await Promise.all([
         withTimeout(drained, OUTPUT_DRAIN_MS).then(done => {
@@ -359,7 +338,7 @@ class DockerExecutor implements Executor {
       const exitCode = typeof info.State?.ExitCode === 'number' ? info.State.ExitCode : (waited.StatusCode ?? null)
       // Only the kernel's verdict counts as OOM: exit code 137 is also what SIGKILL
       // from a stop or from the job itself looks like.
-      const reason = stopCause === 'superseded' ? 'cancelled' : stopCause ?? (await this.oomKilled(started, info) ? 'oom' : 'exit')
+      const reason = stopper.reason ?? (await this.oomKilled(started, info) ? 'oom' : 'exit')
       // A SIGKILL nobody here asked for, and the container then vanishes: another agent on a
       // shared engine removed it (fencing an attempt it took for superseded). That is a lost
       // attempt, to be re-run, not the job's own exit code.
@@ -382,8 +361,7 @@ class DockerExecutor implements Executor {
         error
       }
     } finally {
-      clearTimeout(timeoutTimer)
-      if (onAbort !== undefined) signal?.removeEventListener('abort', onAbort)
+      stopper?.dispose()
       // A start failure leaves the attach request open; do not leak the socket.
       destroyStream(attachStream)
       if (container !== undefined) await this.removeQuietly(container.id)
@@ -396,8 +374,7 @@ class DockerExecutor implements Executor {
     const log = { jobId, epoch, containerId }
     const container = this.docker.getContainer(containerId)
     let logStream: NodeJS.ReadableStream | undefined
-    let timeoutTimer: NodeJS.Timeout | undefined
-    let onAbort: (() => void) | undefined
+    let stopper: ContainerStopper | undefined
     try {
       let info: Docker.ContainerInspectInfo
       try {
@@ -408,46 +385,28 @@ class DockerExecutor implements Executor {
         }
         throw err
       }
-      let stopCause: StopCause | undefined
       let drained: Promise<void> = Promise.resolve()
       if (info.State?.Running === true) {
         // Output from now on: what the job printed while the agent was down, up to a second
         // before this point, may be missing (Docker's `since` has one-second granularity).
         logStream = await container.logs({ follow: true, stdout: true, stderr: true, since: Math.floor(Date.now() / 1000) }) as unknown as NodeJS.ReadableStream
         drained = this.pipeOutput(logStream, onOutput, log)
-        let killing = false
-        const stop = (cause: StopCause): void => {
-          if (stopCause !== undefined) {
-            if (cause === 'superseded' && !killing) { killing = true; void this.stopContainer(container, log, true) }
-            return
-          }
-          stopCause = cause
-          killing = cause === 'superseded'
-          void this.stopContainer(container, log, killing)
-        }
-        const remainingMs = Math.max(0, spec.timeoutMs - (Date.now() - startedAtMs))
-        timeoutTimer = setTimeout(() => stop('timeout'), Math.min(remainingMs, MAX_TIMER_MS))
-        if (signal !== undefined) {
-          onAbort = () => stop(abortCause(signal))
-          signal.addEventListener('abort', onAbort, { once: true })
-          if (signal.aborted) stop(abortCause(signal))
-        }
+        stopper = this.stopOnCause(container, log, Math.max(0, spec.timeoutMs - (Date.now() - startedAtMs)), signal)
         await container.wait()
-        clearTimeout(timeoutTimer)
+        stopper.dispose()
         await withTimeout(drained, OUTPUT_DRAIN_MS)
         info = await container.inspect()
       }
       const finishedAt = Date.parse(info.State?.FinishedAt ?? '')
       const exitCode = typeof info.State?.ExitCode === 'number' ? info.State.ExitCode : null
-      const reason = stopCause === 'superseded' ? 'cancelled' : stopCause ?? (await this.oomKilled(container, info) ? 'oom' : 'exit')
+      const reason = stopper?.reason ?? (await this.oomKilled(container, info) ? 'oom' : 'exit')
       this.log.info({ ...log, reason, exitCode }, 'reattached container finished')
       return { reason, exitCode, startedAtMs, finishedAtMs: Number.isFinite(finishedAt) && finishedAt > 0 ? finishedAt : Date.now() }
     } catch (err) {
       const described = this.describeFailure(err, 'wait', spec.image)
       return { reason: 'error', exitCode: null, startedAtMs, finishedAtMs: Date.now(), error: { ...described, message: redactSecrets(described.message, secretsOf(spec)) } }
     } finally {
-      clearTimeout(timeoutTimer)
-      if (onAbort !== undefined) signal?.removeEventListener('abort', onAbort)
+      stopper?.dispose()
       destroyStream(logStream)
       await this.removeQuietly(containerId)
     }
@@ -650,6 +609,34 @@ class DockerExecutor implements Executor {
     })
     this.docker.modem.demuxStream(raw, stdout, stderr)
     return drained
+  }
+
+  /** Stops `container` when its timeout fires or `signal` aborts, whichever is first: SIGTERM,
+   *  then SIGKILL after the stop grace. An abort for one of SUPERSEDED_ABORT_REASONS kills
+   *  at once instead, and turns a graceful stop already under way into a kill: another
+   *  attempt may be starting elsewhere. The first cause is the result's reason. */
+  private stopOnCause (container: Docker.Container, log: object, timeoutMs: number, signal: AbortSignal | undefined): ContainerStopper {
+    let reason: ContainerStopper['reason']
+    let killing = false
+    const stop = (cause: 'timeout' | 'cancelled', kill: boolean): void => {
+      if (reason === undefined) {
+        reason = cause
+        this.log.info({ ...log, cause, kill }, 'stopping container')
+      } else if (!kill || killing) return
+      killing = kill
+      void this.stopContainer(container, log, kill)
+    }
+    const onAbort = (): void => stop('cancelled', SUPERSEDED_ABORT_REASONS.has(signal?.reason))
+    const timer = setTimeout(() => stop('timeout', false), Math.min(timeoutMs, MAX_TIMER_MS))
+    signal?.addEventListener('abort', onAbort, { once: true })
+    if (signal?.aborted === true) onAbort()
+    return {
+      get reason () { return reason },
+      dispose: () => {
+        clearTimeout(timer)
+        signal?.removeEventListener('abort', onAbort)
+      }
+    }
   }
 
   /** Stops a container: SIGTERM, then SIGKILL after the stop grace; `now`: SIGKILL at once. */
