@@ -133,6 +133,12 @@ export const SCHEDULER_DEFAULTS = {
   /** How long an owner waits for bids before deciding with what it has. It decides early once every
    *  candidate has answered, so this only costs time when a candidate is slow or dead. */
   bidWindowMs: 500,
+  /** A job skips the bid round and goes straight to the view's best node when that node's advert
+   *  is at most this old (advertIntervalMs + 500: a live node's entry always is) and the job's
+   *  last award was not declined. The node declines an award that does not fit its exact books,
+   *  and the job then gets a round. 0: every job is bid for (three bid requests, two releases
+   *  and a round trip more per job; bids see reservations the view does not). */
+  directAwardMaxViewAgeMs: 1500,
   /** How long a bid's reservation holds on the bidder without an award. Must exceed the bid window
    *  plus an award's round trip, or a winner may have given its reservation away. */
   reservationTtlMs: 3000,

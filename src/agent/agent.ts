@@ -35,7 +35,7 @@ export interface AgentInit {
   memoryBytes?: number
   labels?: Record<string, string>
   /** scheduler timings; defaults in src/constants.ts */
-  scheduler?: Partial<typeof SCHEDULER_DEFAULTS>
+  scheduler?: { [K in keyof typeof SCHEDULER_DEFAULTS]?: number }
   timings?: Partial<Pick<typeof AGENT_DEFAULTS, 'advertIntervalMs' | 'suspectAfterMs' | 'goneAfterMs' | 'sweepIntervalMs' | 'finishedJobRetentionMs' | 'historyRetentionMs'>> & { replayWindowMs?: number }
   leaseMs?: number
   /** whose jobs this agent runs; default: any member (an explicit choice for a trusted LAN) */
@@ -200,6 +200,9 @@ class BidmeshAgent implements Agent {
   /** jobs whose copy must reach a quorum before someone is answered (replicateNow), with
    *  those waiting on each, for the next replication round */
   private readonly urgentReplication = new Map<string, Array<(kept: boolean) => void>>()
+  /** Awards of just-submitted jobs, held until the job's first copy is on its way to its
+   *  replicas (see submit): job id → the sends waiting. */
+  private readonly awardsAfterFirstCopy = new Map<string, Array<() => void>>()
   private replicationRoundRunning = false
   private readonly acceptedResults = new Set<string>()
   /** finished jobs brought back from the store by a late report (ownedJob), and when: their
@@ -241,6 +244,7 @@ class BidmeshAgent implements Agent {
       leaseMs: this.t.leaseMs,
       leaseGraceMs: this.t.leaseGraceMs,
       extraCandidates: s.extraCandidates,
+      directAwardMaxViewAgeMs: s.directAwardMaxViewAgeMs,
       explainTop: s.explainTop,
       retryBackoffBaseMs: s.retryBackoffBaseMs,
       retryBackoffMaxMs: s.retryBackoffMaxMs,
@@ -1022,7 +1026,8 @@ class BidmeshAgent implements Agent {
       while (this.urgentReplication.size > 0 && !this.stopped) {
         const round = new Map(this.urgentReplication)
         this.urgentReplication.clear()
-        const ids = [...round.keys(), ...this.replicateQueue]
+        const urgentIds = [...round.keys()]
+        const ids = [...urgentIds, ...this.replicateQueue]
         this.replicateQueue.clear()
         const settle = (id: string, kept: boolean): void => {
           for (const resolve of round.get(id) ?? []) resolve(kept)
@@ -1035,6 +1040,9 @@ class BidmeshAgent implements Agent {
           })
           // Jobs never sent (released or evicted meanwhile) are decided here: not kept.
           .then(done => { for (const id of [...round.keys()]) settle(id, done.has(id)) })
+        // replicate() hands every request to the mesh before its first wait (the first 100
+        // jobs per replica, and the urgent ones come first): the copies are on their way.
+        for (const id of urgentIds) this.sendAwardsHeldFor(id)
         let timer: ReturnType<typeof setTimeout> | undefined
         try {
           await Promise.race([decided, new Promise<void>(resolve => { timer = setTimeout(resolve, AGENT_DEFAULTS.replicationRoundMaxWaitMs) })])
@@ -1048,6 +1056,13 @@ class BidmeshAgent implements Agent {
       for (const waiting of this.urgentReplication.values()) for (const settle of waiting) settle(false)
       this.urgentReplication.clear()
     }
+  }
+
+  private sendAwardsHeldFor (jobId: string): void {
+    const held = this.awardsAfterFirstCopy.get(jobId)
+    if (held === undefined) return
+    this.awardsAfterFirstCopy.delete(jobId)
+    for (const send of held) send()
   }
 
   /** Replicates a job's record within AGENT_DEFAULTS.replicationBatchMs: changes made meanwhile (a whole
@@ -1393,8 +1408,11 @@ class BidmeshAgent implements Agent {
       if (fx.job.replicas.length > 0) this.queueReplication(fx.job.id)
     }
     for (const fx of effects) {
-      if (fx.type === 'send') void this.ownerSend(fx.to, fx.message)
-      else if (fx.type === 'reply') this.reply(fx.replyId, fx.message)
+      if (fx.type === 'send') {
+        const held = fx.message.type === MessageType.Award ? this.awardsAfterFirstCopy.get(fx.message.body.jobId) : undefined
+        if (held !== undefined) held.push(() => { void this.ownerSend(fx.to, fx.message) })
+        else void this.ownerSend(fx.to, fx.message)
+      } else if (fx.type === 'reply') this.reply(fx.replyId, fx.message)
     }
   }
 
@@ -1877,7 +1895,21 @@ class BidmeshAgent implements Agent {
       : {}
     const job: JobRecord = { id, spec, owner: this.peerId, publisher: this.peerId, state: 'pending', epoch: 0, term: 0, version: 0, replicas: this.chooseReplicas(id, []), attempts: [], createdAtMs: now, updatedAtMs: now, ...signed }
     this.metrics_.auctions.inc()
-    this.ownerDo({ type: 'job:submitted', job })
+    // A job awarded at once from the view (no bid round to wait for) would send its award in
+    // the same instant as its first copy: an owner that died then would leave a job running
+    // that no replica knows of. Its award waits until that copy, which records the award, is
+    // on its way (sendAwardsHeldFor): a replica that takes the job over then keeps the attempt.
+    this.awardsAfterFirstCopy.set(id, [])
+    try {
+      this.ownerDo({ type: 'job:submitted', job })
+      return await this.answerSubmit(id, job)
+    } finally {
+      // Whatever happened (a failed store write, a stop), nothing stays held for good.
+      this.sendAwardsHeldFor(id)
+    }
+  }
+
+  private async answerSubmit (id: string, job: JobRecord): Promise<SubmittedJob> {
     // The reply promises the job exists: on stable storage here, not only in the WAL (the
     // replication request waits for that flush), and, when `replicated`, held by a quorum of
     // a full group of replicas, so that it outlives this agent. Without that quorum (too few

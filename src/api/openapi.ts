@@ -112,7 +112,8 @@ function schemas (): Record<string, Json> {
           description: 'Reason → nodes filtered for it, e.g. `{ "memory": 3, "label zone=a": 2, "memory (larger than node)": 1 }`.'
         },
         top: { type: 'array', items: ref('NodeScore'), description: 'Best-scored feasible nodes, best first.' },
-        candidates: { type: 'array', items: { type: 'string' }, description: 'Nodes asked to bid.' },
+        candidates: { type: 'array', items: { type: 'string' }, description: 'Nodes asked to bid (none when the award came from the view).' },
+        decidedFrom: { type: 'string', enum: ['view'], description: 'Present when the job was awarded to the best node in the owner\'s capacity view with no bid round; that node checks its own books and declines if the job does not fit.' },
         refused: { type: 'object', additionalProperties: { type: 'integer' }, description: 'Bids refused by the bidders, by reason.' },
         winner: { type: 'string' },
         decidedAtMs: { type: 'number' }

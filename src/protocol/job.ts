@@ -47,8 +47,11 @@ export interface Explanation {
   filtered: Record<string, number>
   /** best-scored feasible nodes, best first */
   top: NodeScore[]
-  /** nodes asked to bid */
+  /** nodes asked to bid (none when the award came from the view) */
   candidates: string[]
+  /** 'view': awarded to the view's best node with no bid round (the node could still decline);
+   *  absent: decided on the bids */
+  decidedFrom?: 'view'
   /** bids refused by the bidder itself, by reason */
   refused?: Record<string, number>
   winner?: string

@@ -104,6 +104,7 @@ const explanation = z.object({
   filtered: z.record(z.string(), z.number()),
   top: z.array(z.object({ node: peerId, score: z.number(), components: z.record(z.string(), z.number()) })).max(64),
   candidates: z.array(peerId).max(256),
+  decidedFrom: z.literal('view').optional(),
   refused: z.record(z.string(), z.number()).optional(),
   winner: peerId.optional(),
   decidedAtMs: ms

@@ -85,6 +85,17 @@ export function unclaim (view: CapacityView, peer: string, cpuMilli: number, mem
   e.claimedMemoryBytes = Math.max(0, e.claimedMemoryBytes - memoryBytes)
 }
 
+/** The owner awarded a job to the node without a bid (no capacity snapshot counts it yet): its
+ *  entry counts the job until the node's next advert, which replaces the entry and counts the
+ *  job itself. (An advert already on its way when the node took the award shows the room
+ *  once more, for the few milliseconds until the advert after it: at worst a declined award.) */
+export function debit (view: CapacityView, peer: string, cpuMilli: number, memoryBytes: number): void {
+  const e = view.entries.get(peer)
+  if (e === undefined) return
+  const c = e.capacity
+  e.capacity = { ...c, freeCpuMilli: Math.max(0, c.freeCpuMilli - cpuMilli), freeMemoryBytes: Math.max(0, c.freeMemoryBytes - memoryBytes) }
+}
+
 /**
  * The owner releases a losing bid's reservation: the capacity that bid carried counted the
  * reservation, and so does anything newer the owner has heard from the node: the room

@@ -16,7 +16,7 @@ export interface Report {
   /** encoded capacity-advert bytes received per agent per virtual second */
   capacityBytesPerAgentPerSec: number
   advertsReceivedPerAgentPerSec: number
-  /** publish → first award, virtual ms */
+  /** publish → the first award a winner took (acknowledged), virtual ms */
   schedulingDelayP50Ms: number
   schedulingDelayP99Ms: number
   /** CPU·time of runs / CPU·time of the agents up between first arrival and last finish */
@@ -101,7 +101,7 @@ export function formatSummary (r: Report, workload: Workload): string {
     `  makespan      ${r.makespan.toFixed(1)} s` +
       (r.centralMakespan !== null ? ` vs ${r.centralMakespan.toFixed(1)} s central best-fit (×${r.makespanVsCentralBestFit?.toFixed(3)})` : ''),
     `  utilization   ${(r.utilization * 100).toFixed(1)}%` + (r.centralUtilization !== null ? ` (central ${(r.centralUtilization * 100).toFixed(1)}%)` : ''),
-    `  sched. delay  p50 ${r.schedulingDelayP50Ms} ms, p99 ${r.schedulingDelayP99Ms} ms (publish → award)`,
+    `  sched. delay  p50 ${r.schedulingDelayP50Ms} ms, p99 ${r.schedulingDelayP99Ms} ms (publish → award acknowledged)`,
     `  messages      ${r.messagesPerJob} per job (${r.messages} direct; ${r.localRequests} local calls not counted)`,
     `                ${Object.entries(r.messagesByType).map(([k, v]) => `${k} ${v}`).join(', ')}`,
     `  gossip        ${r.capacityBytesPerAgentPerSec} B/s and ${r.advertsReceivedPerAgentPerSec} adverts/s received per agent`,

@@ -93,7 +93,7 @@ export interface SimResult {
   gossipBytesReceived: number
   /** Σ over agents of the time each was up, s */
   agentSeconds: number
-  /** publish → first award, ms, one per awarded job */
+  /** publish → the first award a winner took (acknowledged), ms, one per placed job */
   schedulingDelaysMs: number[]
   firstArrivalMs: number
   lastFinishMs: number
@@ -157,7 +157,9 @@ interface JobStat {
   job: SimJob
   owner: number
   publishedAtMs: number
-  firstAwardAtMs: number
+  /** when a winner first took an award (acknowledged it, or reported first): an owner's
+   *  decision alone is no placement, since an award from the view can still be declined */
+  firstAcceptedAwardAtMs: number
   terminalAtMs: number
   terminal: string | undefined
   terminalReason: string | undefined
@@ -179,6 +181,7 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
     leaseMs: t.leaseMs,
     leaseGraceMs: t.leaseGraceMs,
     extraCandidates: s.extraCandidates,
+    directAwardMaxViewAgeMs: s.directAwardMaxViewAgeMs,
     explainTop: s.explainTop,
     retryBackoffBaseMs: s.retryBackoffBaseMs,
     retryBackoffMaxMs: s.retryBackoffMaxMs,
@@ -269,8 +272,8 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
     const st = stats.get(job.id)
     if (st === undefined) return
     switch (ev.type) {
-      case 'job:awarded':
-        if (Number.isNaN(st.firstAwardAtMs)) st.firstAwardAtMs = engine.nowMs
+      case 'job:scheduled': case 'attempt:started':
+        if (Number.isNaN(st.firstAcceptedAwardAtMs)) st.firstAcceptedAwardAtMs = engine.nowMs
         break
       case 'attempt:lost': lostAttempts++; reschedules++; break
       case 'award:timeout': case 'award:declined': case 'award:lost': reschedules++; break
@@ -776,7 +779,7 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
   const J = jobs.length
   for (const job of jobs) {
     stats.set(job.id, {
-      job, owner: -1, publishedAtMs: NaN, firstAwardAtMs: NaN, terminalAtMs: NaN, terminal: undefined, terminalReason: undefined,
+      job, owner: -1, publishedAtMs: NaN, firstAcceptedAwardAtMs: NaN, terminalAtMs: NaN, terminal: undefined, terminalReason: undefined,
       terminalCount: 0, acceptedSuccesses: 0, successfulRuns: 0, persistedEpoch: 0
     })
   }
@@ -875,7 +878,7 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
   let duplicateRuns = 0
   for (const st of stats.values()) {
     if (!Number.isNaN(st.publishedAtMs)) firstArrivalMs = Math.min(firstArrivalMs, st.publishedAtMs)
-    if (!Number.isNaN(st.firstAwardAtMs)) schedulingDelaysMs.push(st.firstAwardAtMs - st.publishedAtMs)
+    if (!Number.isNaN(st.firstAcceptedAwardAtMs)) schedulingDelaysMs.push(st.firstAcceptedAwardAtMs - st.publishedAtMs)
     if (st.terminal === 'succeeded') succeeded++
     else if (st.terminal === 'failed' && st.terminalReason !== 'lost') failed++
     else lostJobs++

@@ -18,6 +18,7 @@ describe('capacity adverts', () => {
     const runs: RecordedRun[] = []
     await v.start(5, {
       executorFor: id => recordingExecutor(id, runs, 60_000),
+      scheduler: { directAwardMaxViewAgeMs: 0 }, // bid rounds: a job awarded from the view has no losers
       wrapMesh: (mesh, i) => {
         const publish = mesh.publish.bind(mesh)
         mesh.publish = async (topic, message) => {

@@ -17,6 +17,9 @@ describe('an owner that dies between an award and its replication', () => {
     await v.start(5, {
       executorFor: id => recordingExecutor(id, runs, 20_000),
       cpuMilliFor: i => i === 0 ? 50 : 1000,
+      // A bid round puts time between the submit's copy and the award's; an award from the
+      // view has none (its case is in direct-award.test.ts).
+      scheduler: { directAwardMaxViewAgeMs: 0 },
       wrapMesh: (mesh, i) => {
         if (i !== 0) return mesh
         const request = mesh.request.bind(mesh)

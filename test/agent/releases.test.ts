@@ -15,6 +15,8 @@ describe('reservation releases', () => {
     const runs: RecordedRun[] = []
     await v.start(5, {
       executorFor: id => recordingExecutor(id, runs, 60_000),
+      // Bid rounds: a job awarded from the view has no losers (direct-award.test.ts).
+      scheduler: { directAwardMaxViewAgeMs: 0 },
       wrapMesh: (mesh, i) => {
         if (i !== 0) return mesh
         const request = mesh.request.bind(mesh)

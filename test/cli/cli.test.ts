@@ -446,6 +446,13 @@ describe('bidmesh status / jobs / logs / cancel / nodes / plan / explain', () =>
     expect(result.stdout).toMatch(new RegExp(`^winner: +${OTHER_PEER.slice(-8)}$`, 'm'))
     expect(result.stdout).toMatch(/binpack=1/)
 
+    expect(result.stdout).toMatch(new RegExp(`^candidates: +${OTHER_PEER.slice(-8)}$`, 'm'))
+
+    // An award from the owner's view says no node was asked to bid.
+    agent.jobs.get('abc123')!.explanation = { ...agent.jobs.get('abc123')!.explanation!, candidates: [], decidedFrom: 'view' }
+    result = await cli(['explain', 'abc123'])
+    expect(result.stdout).toMatch(/^candidates: +none: awarded from the capacity view, no bid round$/m)
+
     result = await cli(['explain', 'abc456', '--json'])
     expect(JSON.parse(result.stdout)).toBeNull()
   })

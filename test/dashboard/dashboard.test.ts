@@ -118,6 +118,9 @@ describe('dashboard on a real two-agent mesh', () => {
     const explanation = page.locator(byTestId('explanation'))
     await poll(async () => await explanation.locator(byTestId('explanation-considered')).textContent()).toBe('2 nodes')
     expect(await explanation.locator(byTestId('explanation-winner')).textContent()).toBe(job.node.slice(-8))
+    // Awarded from the owner's view (fresh adverts), or after a bid round (a decline first).
+    expect(await explanation.locator(byTestId('explanation-asked')).textContent())
+      .toBe(job.explanation.decidedFrom === 'view' ? 'none: from the view' : `${job.explanation.candidates.length} node${job.explanation.candidates.length === 1 ? '' : 's'}`)
     expect(await explanation.locator(`${byTestId('explanation-scores')} tbody tr`).count()).toBeGreaterThanOrEqual(1)
     expect(await explanation.locator(byTestId('explanation-winner-row')).textContent()).toContain('winner')
 

@@ -122,6 +122,100 @@ describe('offers', () => {
   })
 })
 
+describe('an award from the view (directAwardMaxViewAgeMs > 0)', () => {
+  const DIRECT = { ...CONFIG, directAwardMaxViewAgeMs: 1500 }
+  function directOwner (peers: string[] = NODES, over: Partial<NodeCapacity> = {}, atMs = 0): OwnerState {
+    const s = createOwner(DIRECT)
+    for (const p of peers) advert(s, p, atMs, over)
+    return s
+  }
+
+  it('a job with a fresh best node is awarded to it at once: no bid request, no release, explained as decided from the view', () => {
+    const s = directOwner(['n1', 'n2', 'n3'])
+    // binpack: n2 is the fullest that still fits, so the best.
+    advert(s, 'n2', 0, { freeCpuMilli: 1000 })
+    const fx = submit(s, 'j1', 100)
+    expect(bidRequests(fx)).toEqual([])
+    expect(awards(fx)).toEqual([{ to: 'n2', epoch: 1 }])
+    expect(events(fx)).toContain('job:awarded')
+    const j = job(s, 'j1')
+    expect(j.attempts).toMatchObject([{ epoch: 1, node: 'n2', state: 'awarded' }])
+    expect(j.explanation).toMatchObject({ decidedFrom: 'view', winner: 'n2', candidates: [], consideredNodes: 3, decidedAtMs: 100 })
+    expect(j.explanation!.top[0].node).toBe('n2')
+    // Acknowledged as any award is.
+    const ack = step(s, { type: 'award:acked', from: 'n2', jobId: 'j1', epoch: 1 }, 110)
+    expect(events(ack)).toContain('job:scheduled')
+    expect(releases(ack)).toEqual([])
+  })
+
+  it('the award counts the job in the view until the node says otherwise, so the next job goes elsewhere', () => {
+    const s = directOwner(['n1', 'n2'], { totalCpuMilli: 1000, freeCpuMilli: 1000 })
+    const a = awards(submit(s, 'j1', 0, spec({ cpuMilli: 1000 })))
+    const b = awards(submit(s, 'j2', 0, spec({ cpuMilli: 1000 })))
+    expect(a).toHaveLength(1)
+    expect(b).toHaveLength(1)
+    expect(a[0].to).not.toBe(b[0].to)
+    // Both nodes full in the view: a third job waits, asks nobody.
+    const c = submit(s, 'j3', 0, spec({ cpuMilli: 1000 }))
+    expect(sends(c)).toEqual([])
+    expect(job(s, 'j3')).toMatchObject({ state: 'pending', reason: 'unplaceable' })
+  })
+
+  it('a node whose advert is older than the limit is asked to bid instead', () => {
+    const s = directOwner(['n1', 'n2', 'n3'], {}, 0)
+    const fx = submit(s, 'j1', 1501)
+    expect(awards(fx)).toEqual([])
+    expect(bidRequests(fx)).toHaveLength(3)
+    expect(job(s, 'j1').explanation?.decidedFrom).toBeUndefined()
+  })
+
+  it('a declined award is followed by a bid round at a new epoch, not a second award from the view', () => {
+    const s = directOwner()
+    const first = awards(submit(s, 'j1', 0))
+    expect(first).toHaveLength(1)
+    const fx = step(s, { type: 'award:declined', from: first[0].to, jobId: 'j1', epoch: 1, reason: 'cpu' }, 20)
+    expect(job(s, 'j1').attempts[0]).toMatchObject({ epoch: 1, state: 'declined', error: 'cpu' })
+    expect(awards(fx)).toEqual([])
+    expect(bidRequests(fx).map(r => r.epoch)).toEqual([2, 2, 2])
+    // The round decides on the bids as before, and says so.
+    for (const n of NODES) bidFrom(s, n, 'j1', 2, n === 'n3' ? 0.9 : 0.1, 30)
+    expect(job(s, 'j1').explanation).toMatchObject({ winner: 'n3', candidates: expect.arrayContaining(NODES) })
+    expect(job(s, 'j1').explanation?.decidedFrom).toBeUndefined()
+  })
+
+  it('a retry after a failure goes from the view again', () => {
+    const s = directOwner()
+    submit(s, 'j1', 0, spec({ retries: 1 }))
+    const node = job(s, 'j1').node!
+    update(s, { jobId: 'j1', epoch: 1, node, state: 'running' }, 10)
+    update(s, { jobId: 'j1', epoch: 1, node, state: 'exited', exitCode: 1, reason: 'exit' }, 20)
+    // Past the backoff, fresh adverts (the first that shows room again offers it).
+    const fx = NODES.flatMap(n => advert(s, n, 20 + CONFIG.retryBackoffBaseMs))
+    expect(bidRequests(fx)).toEqual([])
+    expect(awards(fx).map(a => a.epoch)).toEqual([2])
+  })
+
+  it('an unacknowledged award is given up on at its deadline, as after a round', () => {
+    const s = directOwner()
+    const [a] = awards(submit(s, 'j1', 0))
+    const deadlineMs = Math.max(DIRECT.awardAckTimeoutMs, DIRECT.leaseMs) + DIRECT.leaseGraceMs
+    expect(events(tick(s, deadlineMs - 1))).not.toContain('award:timeout')
+    // The others are still heard from; the silent winner is not.
+    for (const n of NODES) if (n !== a.to) advert(s, n, deadlineMs)
+    const fx = tick(s, deadlineMs)
+    expect(events(fx)).toContain('award:timeout')
+    expect(job(s, 'j1').epoch).toBe(2)
+    expect([...awards(fx), ...bidRequests(fx)].every(m => m.to !== a.to)).toBe(true)
+  })
+
+  it('with the limit at 0 every job is bid for', () => {
+    const s = owner()
+    const fx = submit(s, 'j1', 0)
+    expect(awards(fx)).toEqual([])
+    expect(bidRequests(fx)).toHaveLength(3)
+  })
+})
+
 describe('a bid round', () => {
   it('the losers\' room comes back in the view with their releases; the winner\'s stays taken', () => {
     const s = owner()

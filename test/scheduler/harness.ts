@@ -43,6 +43,8 @@ export function ownerConfig (selfId: string, over: Partial<OwnerConfig> = {}): O
     leaseMs: 3000,
     leaseGraceMs: 1000, // agentTimings: leaseRenewMs (750) + leaseGraceMarginMs (250)
     extraCandidates: 2,
+    // Bid rounds, which most table tests are about; the direct-award tests set it.
+    directAwardMaxViewAgeMs: 0,
     explainTop: 5,
     retryBackoffBaseMs: 1000,
     retryBackoffMaxMs: 30_000,

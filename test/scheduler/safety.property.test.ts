@@ -64,6 +64,9 @@ interface Scenario {
   jobs: JobArb[]
   net: NetArb
   kills: KillArb[]
+  /** owners award from their views when they can (directAwardMaxViewAgeMs 1500), or always
+   *  hold bid rounds (0): both must keep every rule */
+  direct: boolean
   /** virtual time to run after the last submission or kill */
   horizonMs: number
   afterEvent?: (h: Harness) => void
@@ -94,6 +97,7 @@ function run (sc: Scenario): { h: Harness, ids: string[] } {
     seed: sc.seed,
     nodes,
     network: { delayMs: { min: 0, max: sc.net.maxDelayMs }, dropRate: sc.net.dropRate },
+    owner: { directAwardMaxViewAgeMs: sc.direct ? 1500 : 0 },
     exec: ({ jobId, start }) => {
       const j = byId.get(jobId)!
       return outcomeOf(j.outcomes[(start - 1) % j.outcomes.length])
@@ -153,16 +157,16 @@ const PROPS = { numRuns: RUNS }
 // ---- the properties ---------------------------------------------------------------------
 
 describe('scheduler safety', () => {
-  test.prop([fc.integer(), arbMesh, arbJobs, arbNet, arbKills], PROPS)('(a) a bidder never holds more than its capacity, at any step', (seed, mesh, jobs, net, kills) => {
+  test.prop([fc.integer(), arbMesh, arbJobs, arbNet, arbKills, fc.boolean()], PROPS)('(a) a bidder never holds more than its capacity, at any step', (seed, mesh, jobs, net, kills, direct) => {
     let checks = 0
-    const { ids } = run({ seed, mesh, jobs, net, kills, horizonMs: 20_000, afterEvent: h => { checks++; capacityInvariant(h) } })
+    const { ids } = run({ seed, mesh, jobs, net, kills, direct, horizonMs: 20_000, afterEvent: h => { checks++; capacityInvariant(h) } })
     // Not vacuous: a job was submitted, so there were steps to check. (None is when every
     // node was killed before the first submit: seed -364630387 drew one node, killed at 0 ms.)
     expect(checks > 0 || ids.length === 0).toBe(true)
   })
 
-  test.prop([fc.integer(), arbMesh, arbJobs, arbNet, arbKills], PROPS)('(b) an owner accepts at most one final result per attempt, and at most one success per job', (seed, mesh, jobs, net, kills) => {
-    const { h } = run({ seed, mesh, jobs, net, kills, horizonMs: 20_000 })
+  test.prop([fc.integer(), arbMesh, arbJobs, arbNet, arbKills, fc.boolean()], PROPS)('(b) an owner accepts at most one final result per attempt, and at most one success per job', (seed, mesh, jobs, net, kills, direct) => {
+    const { h } = run({ seed, mesh, jobs, net, kills, direct, horizonMs: 20_000 })
     const byJob = new Map<string, typeof h.history.finals>()
     for (const f of h.history.finals) byJob.set(f.jobId, [...(byJob.get(f.jobId) ?? []), f])
     for (const [jobId, finals] of byJob) {
@@ -193,10 +197,10 @@ describe('scheduler safety', () => {
     }
   })
 
-  test.prop([fc.integer(), arbMesh, arbJobs, fc.integer({ min: 0, max: 120 })], PROPS)('(c) without kills or drops, every job that fits a node ends, and one that fits none waits as unplaceable', (seed, mesh, jobs, maxDelayMs) => {
+  test.prop([fc.integer(), arbMesh, arbJobs, fc.integer({ min: 0, max: 120 }), fc.boolean()], PROPS)('(c) without kills or drops, every job that fits a node ends, and one that fits none waits as unplaceable', (seed, mesh, jobs, maxDelayMs, direct) => {
     const fits = (id: string): boolean => fitsSomeNode(mesh, jobs[Number(id.slice('job-'.length))])
     const { h, ids } = run({
-      seed, mesh, jobs, net: { maxDelayMs, dropRate: 0 }, kills: [], horizonMs: 600_000,
+      seed, mesh, jobs, net: { maxDelayMs, dropRate: 0 }, kills: [], direct, horizonMs: 600_000,
       done: (x, ids) => ids.every(id => !fits(id) || TERMINAL_STATES.has(x.job(id)!.state))
     })
     ids.forEach(id => {
@@ -215,9 +219,9 @@ describe('scheduler safety', () => {
     for (const a of h.history.attempts) expect(a.result, `${a.jobId}#${a.epoch}`).toBeDefined()
   })
 
-  test.prop([fc.integer(), arbMesh, arbJobs, arbNet, arbKills], { numRuns: Math.ceil(RUNS / 3) })('(d) the same seed gives the same history', (seed, mesh, jobs, net, kills) => {
-    const a = run({ seed, mesh, jobs, net, kills, horizonMs: 20_000 })
-    const b = run({ seed, mesh, jobs, net, kills, horizonMs: 20_000 })
+  test.prop([fc.integer(), arbMesh, arbJobs, arbNet, arbKills, fc.boolean()], { numRuns: Math.ceil(RUNS / 3) })('(d) the same seed gives the same history', (seed, mesh, jobs, net, kills, direct) => {
+    const a = run({ seed, mesh, jobs, net, kills, direct, horizonMs: 20_000 })
+    const b = run({ seed, mesh, jobs, net, kills, direct, horizonMs: 20_000 })
     expect(b.h.history).toEqual(a.h.history)
     expect(b.h.jobs()).toEqual(a.h.jobs())
     expect(b.h.stats).toEqual(a.h.stats)

@@ -96,8 +96,11 @@ describe('a member that is not an allowed publisher', () => {
       return r.status === 200 && r.body.explanation?.refused?.[UNAUTHORIZED_PUBLISHER] > 0 && refusedEvent && r.body.epoch >= 2 && refusals(agents, badId).size >= 3 ? r.body : undefined
     }, 30_000)
     expect(status.state).toBe('pending')
-    expect(status.attempts).toEqual([])
-    expect(status.node).toBeNull()
+    // D's first offer may be an award from its view: declined for the same reason, and every
+    // later offer is a bid round. Nothing ever ran.
+    expect(status.attempts.length).toBeLessThanOrEqual(1)
+    for (const attempt of status.attempts) expect(attempt).toMatchObject({ state: 'declined', error: UNAUTHORIZED_PUBLISHER, startedAt: null })
+    expect(status.node).toBe(status.attempts.length === 1 ? status.attempts[0].node : null)
     const refusedBy = refusals(agents, badId)
     for (const reasons of refusedBy.values()) expect(new Set(reasons)).toEqual(new Set([UNAUTHORIZED_PUBLISHER]))
     // The explanation's refusal counts hold nothing else.

@@ -28,7 +28,7 @@ export interface VirtualAgents {
    *  sees all the others alive.
    *  `wrapStore` may replace a store's methods before its agent starts; `wrapMesh` may stand
    *  in for an agent's mesh (say, to make it answer some requests as another version would). */
-  start: (count: number, options: { executorFor: (id: string) => Executor, cpuMilliFor?: (i: number) => number, wrapStore?: (store: Store, i: number) => void, wrapMesh?: (mesh: Mesh, i: number) => Mesh, timings?: AgentInit['timings'] }) => Promise<void>
+  start: (count: number, options: { executorFor: (id: string) => Executor, cpuMilliFor?: (i: number) => number, wrapStore?: (store: Store, i: number) => void, wrapMesh?: (mesh: Mesh, i: number) => Mesh, timings?: AgentInit['timings'], scheduler?: AgentInit['scheduler'] }) => Promise<void>
   /** Stops agent `i` (advancing virtual time while it stops), then starts it again on the
    *  same store, key and options, as a restarted process would be, after `downMs` of virtual
    *  time; `wrapMesh` may stand in for its new mesh. Its VirtualNode is replaced. */
@@ -62,7 +62,7 @@ export function createVirtualAgents (): VirtualAgents {
     net,
     nodes,
     advanceUntil,
-    async start (count, { executorFor, cpuMilliFor = () => 1000, wrapStore, wrapMesh, timings }) {
+    async start (count, { executorFor, cpuMilliFor = () => 1000, wrapStore, wrapMesh, timings, scheduler }) {
       // Numbered across calls: a second start() adds agents to the mesh (joining it).
       for (let i = nodes.length, end = nodes.length + count; i < end; i++) {
         // The same cast loadOrCreateKey makes: @libp2p/crypto and libp2p pin different copies
@@ -77,7 +77,7 @@ export function createVirtualAgents (): VirtualAgents {
           const mesh = net.createMesh(id)
           const wrapped = wrapAgain !== undefined ? wrapAgain(mesh) : wrapMesh?.(mesh, i) ?? mesh
           const agent = await startAgent({ mesh: wrapped, store, executor: executorFor(id), logger, signJob: f => signJob(key, f) },
-            { cpuMilli: cpuMilliFor(i), memoryBytes: 1024 ** 3, ...(timings !== undefined ? { timings } : {}) })
+            { cpuMilli: cpuMilliFor(i), memoryBytes: 1024 ** 3, ...(timings !== undefined ? { timings } : {}), ...(scheduler !== undefined ? { scheduler } : {}) })
           return { id, agent, store, mesh }
         }
         starters.push(startNode)
