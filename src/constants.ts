@@ -134,8 +134,9 @@ export const SCHEDULER_DEFAULTS = {
    *  candidate has answered, so this only costs time when a candidate is slow or dead. */
   bidWindowMs: 500,
   /** A job skips the bid round and goes straight to the view's best node when that node's advert
-   *  is at most this old (advertIntervalMs + 500: a live node's entry always is) and the job's
-   *  last award was not declined. The node declines an award that does not fit its exact books,
+   *  is at most this old (AGENT_DEFAULTS.advertIntervalMs + 500: a live node's entry always is;
+   *  an agent with another advert interval uses its own + 500, see agent.ts) and the job's
+   *  last award was not declined or lost. The node declines an award that does not fit its exact books,
    *  and the job then gets a round. 0: every job is bid for (three bid requests, two releases
    *  and a round trip more per job; bids see reservations the view does not). */
   directAwardMaxViewAgeMs: 1500,

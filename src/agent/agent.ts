@@ -202,7 +202,7 @@ class BidmeshAgent implements Agent {
   private readonly urgentReplication = new Map<string, Array<(kept: boolean) => void>>()
   /** Awards of just-submitted jobs, held until the job's first copy is on its way to its
    *  replicas (see submit): job id → the sends waiting. */
-  private readonly awardsAfterFirstCopy = new Map<string, Array<() => void>>()
+  private readonly awardsAfterFirstCopy = new Map<string, Array<{ to: string, message: Extract<Message, { type: typeof MessageType.Award }> }>>()
   private replicationRoundRunning = false
   private readonly acceptedResults = new Set<string>()
   /** finished jobs brought back from the store by a late report (ownedJob), and when: their
@@ -244,7 +244,8 @@ class BidmeshAgent implements Agent {
       leaseMs: this.t.leaseMs,
       leaseGraceMs: this.t.leaseGraceMs,
       extraCandidates: s.extraCandidates,
-      directAwardMaxViewAgeMs: s.directAwardMaxViewAgeMs,
+      // Follows the advert interval, unless set: an entry is as old as an interval at most.
+      directAwardMaxViewAgeMs: init.scheduler?.directAwardMaxViewAgeMs ?? this.t.advertIntervalMs + (SCHEDULER_DEFAULTS.directAwardMaxViewAgeMs - AGENT_DEFAULTS.advertIntervalMs),
       explainTop: s.explainTop,
       retryBackoffBaseMs: s.retryBackoffBaseMs,
       retryBackoffMaxMs: s.retryBackoffMaxMs,
@@ -849,18 +850,23 @@ class BidmeshAgent implements Agent {
    *  as every job has its quorum or has heard from all its replicas. The slower replicas'
    *  answers still arrive and are handled after that: a caller waits for the quorum's disk
    *  flushes, not for the slowest of the group's. onDecided hears of each job as soon as it is
-   *  decided (kept: it has its quorum), for a caller that answers per job (replicateNow). */
-  private async replicate (jobIds: string[], onDecided?: (jobId: string, kept: boolean) => void): Promise<Set<string>> {
+   *  decided (kept: it has its quorum), for a caller that answers per job (replicateNow).
+   *  onHanded hears of each job once every copy of it is on its way (its requests handed to
+   *  the mesh, or a copy of this very version already out), or at once if it has no replicas;
+   *  a job whose copies could not be read never is. */
+  private async replicate (jobIds: string[], onDecided?: (jobId: string, kept: boolean) => void, onHanded?: (jobId: string) => void): Promise<Set<string>> {
     const byPeer = new Map<string, Array<{ job: JobRecord, events: JobEvent[], eventsFrom: number, sent: NonNullable<ReplicaCopy['last']>, settle: (kept: boolean) => void }>>()
     /** jobs still waiting for their quorum: acknowledgements so far, replicas yet to answer */
     const waiting = new Map<string, { acks: number, unanswered: number }>()
     const done = new Set<string>()
+    /** jobs with copies not yet handed to the mesh: how many */
+    const unhanded = new Map<string, number>()
     let allDecided!: () => void
     const decided = new Promise<void>(resolve => { allDecided = resolve })
     for (const id of new Set(jobIds)) {
       const job = this.owner.jobs.get(id)?.record
       if (job === undefined) continue
-      if (job.replicas.length === 0) { done.add(id); continue }
+      if (job.replicas.length === 0) { done.add(id); onHanded?.(id); continue }
       // Read everything this job's copies need before any bookkeeping changes: a store that
       // fails a read (a disk error) leaves no copy marked as on its way that never leaves.
       let plans: Array<{ last: NonNullable<ReplicaCopy['last']> } | { replica: string, copy: ReplicaCopy, from: number, events: JobEvent[] }>
@@ -887,11 +893,13 @@ class BidmeshAgent implements Agent {
         continue
       }
       waiting.set(id, { acks: 0, unanswered: job.replicas.length })
+      let toHand = 0
       for (const plan of plans) {
         if ('last' in plan) {
           void plan.last.kept.then(kept => { answered(job, kept) })
           continue
         }
+        toHand++
         let settle!: (kept: boolean) => void
         const sent = { version: job.version, eventsThrough: plan.from + plan.events.length, kept: new Promise<boolean>(resolve => { settle = resolve }) }
         plan.copy.last = sent
@@ -899,6 +907,8 @@ class BidmeshAgent implements Agent {
         list.push({ job, events: plan.events, eventsFrom: plan.from, sent, settle })
         byPeer.set(plan.replica, list)
       }
+      if (toHand === 0) onHanded?.(id)
+      else unhanded.set(id, toHand)
     }
     if (waiting.size === 0) allDecided()
     const answered = (job: JobRecord, ok: boolean): void => {
@@ -925,7 +935,13 @@ class BidmeshAgent implements Agent {
         let gaps: string[] = []
         try {
           const jobs = batch.map(({ job, events, eventsFrom }) => ({ job, events, eventsFrom }))
-          const r = await this.c.mesh.request(peer, { type: MessageType.JobReplicate, body: { from: this.peerId, jobs } }, { timeoutMs: 2000 })
+          const request = this.c.mesh.request(peer, { type: MessageType.JobReplicate, body: { from: this.peerId, jobs } }, { timeoutMs: 2000 })
+          for (const { job } of batch) {
+            const left = (unhanded.get(job.id) ?? 0) - 1
+            if (left > 0) { unhanded.set(job.id, left); continue }
+            if (unhanded.delete(job.id)) onHanded?.(job.id)
+          }
+          const r = await request
           // A replica that knows a higher term for a job: someone took it over while we were
           // cut off. Stop acting for it; readers find the newer copy by term. Its answer is
           // no acknowledgement of our copy.
@@ -1026,23 +1042,19 @@ class BidmeshAgent implements Agent {
       while (this.urgentReplication.size > 0 && !this.stopped) {
         const round = new Map(this.urgentReplication)
         this.urgentReplication.clear()
-        const urgentIds = [...round.keys()]
-        const ids = [...urgentIds, ...this.replicateQueue]
+        const ids = [...round.keys(), ...this.replicateQueue]
         this.replicateQueue.clear()
         const settle = (id: string, kept: boolean): void => {
           for (const resolve of round.get(id) ?? []) resolve(kept)
           round.delete(id)
         }
-        const decided = this.replicate(ids, settle)
+        const decided = this.replicate(ids, settle, id => { this.sendAwardsHeldFor(id) })
           .catch(err => {
             this.c.logger.warn({ err: String(err), jobs: round.size }, 'replication round failed')
             return new Set<string>()
           })
           // Jobs never sent (released or evicted meanwhile) are decided here: not kept.
           .then(done => { for (const id of [...round.keys()]) settle(id, done.has(id)) })
-        // replicate() hands every request to the mesh before its first wait (the first 100
-        // jobs per replica, and the urgent ones come first): the copies are on their way.
-        for (const id of urgentIds) this.sendAwardsHeldFor(id)
         let timer: ReturnType<typeof setTimeout> | undefined
         try {
           await Promise.race([decided, new Promise<void>(resolve => { timer = setTimeout(resolve, AGENT_DEFAULTS.replicationRoundMaxWaitMs) })])
@@ -1058,11 +1070,18 @@ class BidmeshAgent implements Agent {
     }
   }
 
-  private sendAwardsHeldFor (jobId: string): void {
+  /** The job's first copy is on its way: its held award goes, if it is still the job's award
+   *  (not cancelled, declined or given up on meanwhile). send false: drop it instead (no copy
+   *  left; the award's deadline offers the job again, after the copies are sent again). */
+  private sendAwardsHeldFor (jobId: string, send = true): void {
     const held = this.awardsAfterFirstCopy.get(jobId)
     if (held === undefined) return
     this.awardsAfterFirstCopy.delete(jobId)
-    for (const send of held) send()
+    if (!send) return
+    const award = this.owner.jobs.get(jobId)?.award
+    for (const { to, message } of held) {
+      if (award?.node === to && award.epoch === message.body.epoch) void this.ownerSend(to, message)
+    }
   }
 
   /** Replicates a job's record within AGENT_DEFAULTS.replicationBatchMs: changes made meanwhile (a whole
@@ -1410,7 +1429,7 @@ class BidmeshAgent implements Agent {
     for (const fx of effects) {
       if (fx.type === 'send') {
         const held = fx.message.type === MessageType.Award ? this.awardsAfterFirstCopy.get(fx.message.body.jobId) : undefined
-        if (held !== undefined) held.push(() => { void this.ownerSend(fx.to, fx.message) })
+        if (held !== undefined && fx.message.type === MessageType.Award) held.push({ to: fx.to, message: fx.message })
         else void this.ownerSend(fx.to, fx.message)
       } else if (fx.type === 'reply') this.reply(fx.replyId, fx.message)
     }
@@ -1904,8 +1923,10 @@ class BidmeshAgent implements Agent {
       this.ownerDo({ type: 'job:submitted', job })
       return await this.answerSubmit(id, job)
     } finally {
-      // Whatever happened (a failed store write, a stop), nothing stays held for good.
-      this.sendAwardsHeldFor(id)
+      // Still held once the submit is answered: the copy never left (its store read failed,
+      // or the agent stops). The award is dropped, not sent: its deadline gives the job up
+      // and offers it again (with bids), by when the copies have been sent again.
+      this.sendAwardsHeldFor(id, false)
     }
   }
 

@@ -169,7 +169,11 @@ export function ownerStep (s: OwnerState, e: OwnerEvent, nowMs: number): OwnerEf
       // one the lease lapses and the attempt is given up on, as for any silent executor.
       const award = currentAttempt(oj)
       const inFlight = e.job.state !== 'pending' || award?.state === 'awarded'
-      if (!inFlight) { s.pending.add(e.job.id); offer(s, oj, nowMs, fx) } else {
+      if (!inFlight) {
+        s.pending.add(e.job.id)
+        // A retry's backoff holds across a takeover or restart: the tick offers it once due.
+        if ((e.job.notBeforeMs ?? 0) <= nowMs) offer(s, oj, nowMs, fx)
+      } else {
         oj.leaseExpiresAtMs = nowMs + s.config.leaseMs
         s.active.add(e.job.id)
       }
@@ -238,6 +242,7 @@ export function ownerStep (s: OwnerState, e: OwnerEvent, nowMs: number): OwnerEf
     case 'bid:refused': {
       // A bid is a fresh, direct probe of the node: fresher than any advert.
       if (e.capacity !== undefined) applyAdvert(s.view, e.capacity, nowMs)
+      heardDirectly(s, e.from)
       const oj = s.jobs.get(e.jobId)
       const round = oj?.round
       if (oj === undefined || round === undefined || round.epoch !== e.epoch) {
@@ -252,6 +257,7 @@ export function ownerStep (s: OwnerState, e: OwnerEvent, nowMs: number): OwnerEf
       break
     }
     case 'award:acked': {
+      heardDirectly(s, e.from)
       const oj = s.jobs.get(e.jobId)
       if (oj?.award === undefined || oj.award.epoch !== e.epoch || oj.award.node !== e.from) break
       oj.award = undefined
@@ -261,6 +267,7 @@ export function ownerStep (s: OwnerState, e: OwnerEvent, nowMs: number): OwnerEf
       break
     }
     case 'award:declined': {
+      heardDirectly(s, e.from)
       const oj = s.jobs.get(e.jobId)
       if (oj?.award === undefined || oj.award.epoch !== e.epoch || oj.award.node !== e.from) break
       const cur = currentAttempt(oj)
@@ -270,6 +277,7 @@ export function ownerStep (s: OwnerState, e: OwnerEvent, nowMs: number): OwnerEf
       break
     }
     case 'attempt:update': {
+      heardDirectly(s, e.update.node)
       onUpdate(s, e.replyId, e.update, nowMs, fx)
       break
     }
@@ -508,12 +516,26 @@ function decide (s: OwnerState, oj: OwnerJob, nowMs: number, fx: OwnerEffect[]):
 function directAward (s: OwnerState, oj: OwnerJob, node: string, nowMs: number): boolean {
   const maxAgeMs = s.config.directAwardMaxViewAgeMs
   if (maxAgeMs <= 0) return false
-  // A decline says the view was wrong about this job: the next offer asks with bids, which
-  // carry the bidders' exact capacity, rather than trusting the view twice.
+  // A decline says the view was wrong about this job, and a lost attempt (an award or a lease
+  // that lapsed) that its node may be unreachable although its adverts still come: the next
+  // offer asks with bids, which carry the bidders' exact capacity and end after the bid
+  // window, rather than trusting the view twice.
   const attempts = oj.record.attempts
-  if (attempts[attempts.length - 1]?.state === 'declined') return false
+  const last = attempts[attempts.length - 1]?.state
+  if (last === 'declined' || last === 'lost') return false
   const entry = s.view.entries.get(node)
-  return entry !== undefined && nowMs - entry.heardAtMs <= maxAgeMs
+  if (entry === undefined || nowMs - entry.heardAtMs > maxAgeMs) return false
+  // A node that has left an award unanswered for longer than a bid window (dead since its
+  // last advert, or its direct requests failing) gets no more awards from the view: a bid
+  // round would have given up on it by then.
+  return entry.unansweredAwardSinceMs === undefined || nowMs - entry.unansweredAwardSinceMs <= s.config.bidWindowMs
+}
+
+/** The node answered this owner directly (a bid, an award's answer, a report): whatever it
+ *  left unanswered before is not for want of reaching it. */
+function heardDirectly (s: OwnerState, node: string): void {
+  const entry = s.view.entries.get(node)
+  if (entry !== undefined) entry.unansweredAwardSinceMs = undefined
 }
 
 /** Awards a job's attempt at epoch to node: the attempt, the deadline for its acknowledgement
@@ -529,6 +551,8 @@ function award (s: OwnerState, oj: OwnerJob, node: string, epoch: number, explan
   // and a winner that started, and renews through a replica because a cut lost its
   // acknowledgement, must have stopped, as for a lease (leaseGraceMs).
   oj.replicasChanged = false // the award names the replicas as they are now
+  const entry = s.view.entries.get(node)
+  if (entry !== undefined && entry.unansweredAwardSinceMs === undefined) entry.unansweredAwardSinceMs = nowMs
   oj.award = { node, epoch, deadlineMs: nowMs + Math.max(s.config.awardAckTimeoutMs, s.config.leaseMs) + s.config.leaseGraceMs }
   setState(oj, 'pending')
   changedJob(fx, oj, nowMs, { type: 'job:awarded', epoch, node, detail })

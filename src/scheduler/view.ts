@@ -12,6 +12,9 @@ export interface ViewEntry {
   /** resources this owner has asked the node to reserve in rounds still open */
   claimedCpuMilli: number
   claimedMemoryBytes: number
+  /** when this owner sent the node an award that it has not answered (nor anything else since):
+   *  a node silent on direct requests for a while gets bids, not awards from the view */
+  unansweredAwardSinceMs?: number
   /** hash32 of the peer id, for placement's rendezvous tie-break (computed once per entry) */
   peerHash?: number
 }

@@ -77,6 +77,83 @@ describe('an award from the view', () => {
     expect(judge.store.getJob(jobId)).toMatchObject({ state: 'succeeded', term: 1, node: runs[0].node, epoch: 1 })
   }, 120_000)
 
+  it('goes only after every copy of the job is handed to the mesh, in a burst of more than a request\'s 100 jobs per replica too', async () => {
+    const runs: RecordedRun[] = []
+    /** per job: how many replicas its copy had been handed to when its award went */
+    const copiedTo = new Map<string, Set<string>>()
+    const copiesBeforeAward = new Map<string, number>()
+    // Three agents: every job's replicas are the two others, so each gets every copy.
+    await v.start(3, {
+      executorFor: id => recordingExecutor(id, runs, 60_000),
+      cpuMilliFor: () => 64_000,
+      wrapMesh: (mesh, i) => {
+        if (i !== 0) return mesh
+        const request = mesh.request.bind(mesh)
+        mesh.request = async (to, message, options) => {
+          if (message.type === MessageType.Award && !copiesBeforeAward.has(message.body.jobId)) copiesBeforeAward.set(message.body.jobId, copiedTo.get(message.body.jobId)?.size ?? 0)
+          if (message.type !== MessageType.JobReplicate) return await request(to, message, options)
+          for (const j of message.body.jobs) copiedTo.set(j.job.id, (copiedTo.get(j.job.id) ?? new Set()).add(to))
+          // Replicas that take 50 ms to answer: submits pile up behind a round that is out.
+          const answer = await request(to, message, options)
+          await new Promise(resolve => setTimeout(resolve, 50))
+          return answer
+        }
+        return mesh
+      }
+    })
+    const owner = v.nodes[0]
+    const small = { ...JOB, resources: { cpus: 0.01, memory: '6m' } }
+    const first = owner.agent.submit(small)
+    await vi.advanceTimersByTimeAsync(1) // its round is out, waiting for the replicas
+    // 150 submits while it waits: the next round carries them all, 100 + 50 per replica.
+    const burst = Promise.all(Array.from({ length: 150 }, async () => await owner.agent.submit(small)))
+    let answered = false
+    const all = Promise.all([first, burst]).then(([one, rest]) => { answered = true; return [one, ...rest] })
+    await v.advanceUntil('all 151 to start and be answered', () => runs.length === 151 && answered, 20_000)
+    const jobs = await all
+    // Each award went after its job's copies were handed to both replicas (copies that record
+    // the award itself).
+    const early = jobs.filter(j => copiesBeforeAward.get(j.id) !== j.replicas.length)
+    expect(jobs.every(j => j.replicas.length === 2)).toBe(true)
+    expect(early.map(j => ({ id: j.id, copiesBeforeAward: copiesBeforeAward.get(j.id) }))).toEqual([])
+  }, 60_000)
+
+  it('a job cancelled while its award is held never gets it', async () => {
+    const runs: RecordedRun[] = []
+    const awarded: string[] = []
+    await v.start(3, {
+      executorFor: id => recordingExecutor(id, runs, 60_000),
+      wrapMesh: (mesh, i) => {
+        if (i !== 0) return mesh
+        const request = mesh.request.bind(mesh)
+        mesh.request = async (to, message, options) => {
+          if (message.type === MessageType.Award) awarded.push(message.body.jobId)
+          const answer = await request(to, message, options)
+          // Slow replicas: the second job's copies wait for the first job's round.
+          if (message.type === MessageType.JobReplicate) await new Promise(resolve => setTimeout(resolve, 50))
+          return answer
+        }
+        return mesh
+      }
+    })
+    const owner = v.nodes[0].agent
+    const first = owner.submit(JOB)
+    await vi.advanceTimersByTimeAsync(1)
+    const second = owner.submit(JOB)
+    // Decided, not yet sent: its copies have not left.
+    const [held] = (await owner.listJobs()).filter(j => j.state === 'pending' && !awarded.includes(j.id))
+    expect(held).toBeDefined()
+    expect((await owner.getJob(held.id)).job?.attempts).toMatchObject([{ state: 'awarded' }])
+    await owner.cancel(held.id)
+    let answered = false
+    void Promise.all([first, second]).then(() => { answered = true })
+    await v.advanceUntil('both submits to be answered', () => answered, 5000)
+    await vi.advanceTimersByTimeAsync(1000)
+    expect(awarded).not.toContain(held.id)
+    expect(runs.map(r => r.jobId)).not.toContain(held.id)
+    expect((await owner.getJob(held.id)).job?.state).toBe('cancelled')
+  })
+
   it('a node whose books say no declines it, and the job is placed by a bid round', async () => {
     const runs: RecordedRun[] = []
     // Node 0 is the small one, so binpack ranks it first for a 1-core job in every view.

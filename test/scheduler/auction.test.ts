@@ -208,6 +208,35 @@ describe('an award from the view (directAwardMaxViewAgeMs > 0)', () => {
     expect([...awards(fx), ...bidRequests(fx)].every(m => m.to !== a.to)).toBe(true)
   })
 
+  it('an award that lapsed unanswered is followed by a bid round, not another award to the same node', () => {
+    const s = directOwner()
+    const [a] = awards(submit(s, 'j1', 0))
+    const deadlineMs = Math.max(DIRECT.awardAckTimeoutMs, DIRECT.leaseMs) + DIRECT.leaseGraceMs
+    // Its adverts still come (its direct requests are what fail): it stays the view's best.
+    for (const n of NODES) advert(s, n, deadlineMs - 10)
+    const fx = tick(s, deadlineMs)
+    expect(events(fx)).toContain('award:timeout')
+    expect(awards(fx)).toEqual([])
+    expect(bidRequests(fx).map(r => r.to)).toContain(a.to)
+  })
+
+  it('a node that has left an award unanswered for longer than a bid window gets bids for the next jobs, until it answers', () => {
+    const s = directOwner(['n1'])
+    const [first] = awards(submit(s, 'j1', 0))
+    expect(first.to).toBe('n1')
+    // Within the bid window, the next job may still go to it from the view...
+    expect(awards(submit(s, 'j2', DIRECT.bidWindowMs)).map(a => a.to)).toEqual(['n1'])
+    // ...past it, no longer: a bid round, which the silent node cannot hold up past its window.
+    advert(s, 'n1', DIRECT.bidWindowMs + 1)
+    const third = submit(s, 'j3', DIRECT.bidWindowMs + 1)
+    expect(awards(third)).toEqual([])
+    expect(bidRequests(third).map(r => r.to)).toEqual(['n1'])
+    const target = 'n1'
+    // Any direct answer from it (here, the first award's acknowledgement) clears that.
+    step(s, { type: 'award:acked', from: target, jobId: 'j1', epoch: 1 }, DIRECT.bidWindowMs + 2)
+    expect(awards(submit(s, 'j4', DIRECT.bidWindowMs + 3))).toHaveLength(1)
+  })
+
   it('with the limit at 0 every job is bid for', () => {
     const s = owner()
     const fx = submit(s, 'j1', 0)
@@ -358,6 +387,16 @@ describe('adopting a job (a takeover, or a restart)', () => {
     expect(copy).toMatchObject({ state: 'pending', epoch: 1, attempts: [{ epoch: 1, node: 'n2', state: 'awarded' }] })
     return copy
   }
+
+  it('a pending job waiting out a retry\'s backoff is offered only once the backoff is over', () => {
+    const s = owner()
+    const copy: JobRecord = { ...jobRecord('j1', 'owner', spec(), 0), notBeforeMs: 5000 }
+    expect(bidRequests(step(s, { type: 'job:adopted', job: copy }, 1000))).toEqual([])
+    // Fresh adverts that show room do not offer it early either.
+    for (const n of NODES) expect(bidRequests(advert(s, n, 4999, { freeCpuMilli: 4000 }))).toEqual([])
+    expect(bidRequests(tick(s, 4999))).toEqual([])
+    expect(bidRequests(tick(s, 5000))).toHaveLength(3)
+  })
 
   it('a pending job with no award is offered at once', () => {
     const s = owner()
