@@ -10,8 +10,7 @@ import { redactSecrets, specSecrets } from '../protocol/redact.ts'
 import { type Explanation, type JobEvent, type JobRecord, type JobSummary, JobStates, type LogChunk, type NodeCapacity, summarize, TERMINAL_STATES } from '../protocol/job.ts'
 import { type AttemptRenewal, type Bodies, type Message, MessageType } from '../protocol/messages.ts'
 import { type BidderEffect, type BidderEvent, type BidderState, advertIsNews, advertPublished, bidderStep, capacityOf, createBidder, renewalsAnswer, renewalsOutcome } from '../scheduler/bidder.ts'
-import { type OwnerEffect, type OwnerEvent, type OwnerJob, type OwnerState, createOwner, ownerStep, viewLiveness } from '../scheduler/auction.ts'
-import { selectFromView } from '../scheduler/placement.ts'
+import { type OwnerEffect, type OwnerEvent, type OwnerJob, type OwnerState, createOwner, ownerStep, planOffer, viewLiveness } from '../scheduler/auction.ts'
 import { type CopyAnswer, type StandbyRenewal, decideTakeover, groupMajority, newerRecord, newerSummary, rankReplicas, replacementReplicas, replicaQuorum, takeInRenewedAttempt, takeoverDueAtMs } from '../scheduler/takeover.ts'
 import { type ViewEntry, liveness, pruneView } from '../scheduler/view.ts'
 import type { AttemptUpdate } from '../protocol/messages.ts'
@@ -1956,9 +1955,7 @@ class BidmeshAgent implements Agent {
   async plan (input: unknown): Promise<Explanation> {
     const spec = parseJobSpec(input)
     const now = Date.now()
-    return selectFromView('plan', spec, this.owner.view, this.owner.config, {
-      extraCandidates: this.owner.config.extraCandidates, explainTop: this.owner.config.explainTop, nowMs: now
-    }).explanation
+    return planOffer(this.owner, spec, now)
   }
 
   private localJob (idOrPrefix: string): { job?: JobRecord, events: JobEvent[], matches?: string[] } {

@@ -14,6 +14,7 @@
 // job's current one is refused, and its sender told to stop.
 import type { Explanation, JobEvent, JobReason, JobRecord, NodeCapacity } from '../protocol/job.ts'
 import { TERMINAL_STATES } from '../protocol/job.ts'
+import type { JobSpec } from '../protocol/job-spec.ts'
 import { type AttemptUpdate, MessageType, type Message } from '../protocol/messages.ts'
 import { type BidView, chooseWinner, formatFiltered, selectFromView } from './placement.ts'
 import { backoffMs, isFailure, isRetryable } from './retry.ts'
@@ -514,8 +515,6 @@ function decide (s: OwnerState, oj: OwnerJob, nowMs: number, fx: OwnerEffect[]):
 
 /** Whether a job may skip the bid round (see OwnerConfig.directAwardMaxViewAgeMs). */
 function directAward (s: OwnerState, oj: OwnerJob, node: string, nowMs: number): boolean {
-  const maxAgeMs = s.config.directAwardMaxViewAgeMs
-  if (maxAgeMs <= 0) return false
   // A decline says the view was wrong about this job, and a lost attempt (an award or a lease
   // that lapsed) that its node may be unreachable although its adverts still come: the next
   // offer asks with bids, which carry the bidders' exact capacity and end after the bid
@@ -523,6 +522,13 @@ function directAward (s: OwnerState, oj: OwnerJob, node: string, nowMs: number):
   const attempts = oj.record.attempts
   const last = attempts[attempts.length - 1]?.state
   if (last === 'declined' || last === 'lost') return false
+  return mayAwardFromView(s, node, nowMs)
+}
+
+/** Whether the view may be trusted with node for an award with no bid round. */
+function mayAwardFromView (s: OwnerState, node: string, nowMs: number): boolean {
+  const maxAgeMs = s.config.directAwardMaxViewAgeMs
+  if (maxAgeMs <= 0) return false
   const entry = s.view.entries.get(node)
   if (entry === undefined || nowMs - entry.heardAtMs > maxAgeMs) return false
   // A node that has left an award unanswered for longer than a bid window (dead since its
@@ -698,6 +704,17 @@ function finish (s: OwnerState, oj: OwnerJob, state: 'succeeded' | 'failed' | 'c
   delete oj.record.notBeforeMs
   changedJob(fx, oj, nowMs, event)
   changedJob(fx, oj, nowMs, { type: `job:${state}` })
+}
+
+/** What offering a new job with this spec would do now, for a dry run (`bidmesh plan`): the
+ *  view's ranking, and either the node an award from the view would go to (decidedFrom
+ *  'view', the winner) or the candidates a bid round would ask. Changes nothing. */
+export function planOffer (s: OwnerState, spec: JobSpec, nowMs: number): Explanation {
+  const c = s.config
+  const selection = selectFromView('plan', spec, s.view, c, { extraCandidates: c.extraCandidates, explainTop: c.explainTop, nowMs })
+  const best = selection.candidates[0]
+  if (best !== undefined && mayAwardFromView(s, best, nowMs)) return { ...selection.explanation, candidates: [], decidedFrom: 'view', winner: best }
+  return selection.explanation
 }
 
 /** Nodes in the owner's view with their liveness, for status pages. */

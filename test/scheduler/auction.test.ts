@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest'
 import type { JobSpec } from '../../src/protocol/job-spec.ts'
 import type { JobRecord, NodeCapacity } from '../../src/protocol/job.ts'
 import { type AttemptUpdate, type Message, MessageType } from '../../src/protocol/messages.ts'
-import { type OwnerEffect, type OwnerEvent, type OwnerState, createOwner, ownerNextTimerMs, ownerStep } from '../../src/scheduler/auction.ts'
+import { type OwnerEffect, type OwnerEvent, type OwnerState, createOwner, ownerNextTimerMs, ownerStep, planOffer } from '../../src/scheduler/auction.ts'
 import { GiB, capacity, jobRecord, ownerConfig, spec } from './harness.ts'
 
 const CONFIG = ownerConfig('owner', {
@@ -235,6 +235,22 @@ describe('an award from the view (directAwardMaxViewAgeMs > 0)', () => {
     // Any direct answer from it (here, the first award's acknowledgement) clears that.
     step(s, { type: 'award:acked', from: target, jobId: 'j1', epoch: 1 }, DIRECT.bidWindowMs + 2)
     expect(awards(submit(s, 'j4', DIRECT.bidWindowMs + 3))).toHaveLength(1)
+  })
+
+  it('a dry run (planOffer) says what an offer would do, and changes nothing', () => {
+    const s = directOwner(['n1', 'n2', 'n3'])
+    advert(s, 'n2', 0, { freeCpuMilli: 1000 })
+    const before = structuredClone(s.view)
+    const fresh = planOffer(s, spec(), 100)
+    expect(fresh).toMatchObject({ decidedFrom: 'view', winner: 'n2', candidates: [], consideredNodes: 3 })
+    expect(fresh.top[0].node).toBe('n2')
+    // An old view: the bid round's candidates, no winner yet.
+    const old = planOffer(s, spec(), 1501)
+    expect(old.decidedFrom).toBeUndefined()
+    expect(old.winner).toBeUndefined()
+    expect(old.candidates).toHaveLength(3)
+    expect(s.view).toEqual(before)
+    expect(s.jobs.size).toBe(0)
   })
 
   it('with the limit at 0 every job is bid for', () => {
