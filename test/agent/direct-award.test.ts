@@ -2,8 +2,20 @@
 // virtual time. What a round used to give for free has to hold here too: the job's first copy
 // leaves before its award, and a node whose books say no declines.
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import { MessageType } from '../../src/protocol/messages.ts'
+import type { Mesh } from '../../src/mesh/mesh.ts'
+import { type Message, MessageType } from '../../src/protocol/messages.ts'
 import { type RecordedRun, type VirtualAgents, createVirtualAgents, recordingExecutor } from '../support/virtual-agents.ts'
+
+/** wrapMesh for start(): agent 0's direct requests go through `around`, which sends each with
+ *  `send` (or does not); the other agents' meshes are left alone. */
+function aroundOwnerRequests (around: (to: string, message: Message, send: () => Promise<Message>) => Promise<Message>): (mesh: Mesh, i: number) => Mesh {
+  return (mesh, i) => {
+    if (i !== 0) return mesh
+    const request = mesh.request.bind(mesh)
+    mesh.request = async (to, message, options) => await around(to, message, async () => await request(to, message, options))
+    return mesh
+  }
+}
 
 const JOB = { image: 'bidmesh/busybox:latest', command: 'true', resources: { cpus: 0.1, memory: '16m' } }
 
@@ -44,22 +56,17 @@ describe('an award from the view', () => {
       executorFor: id => recordingExecutor(id, runs, 20_000),
       // The owner cannot run the job itself: it runs on another node.
       cpuMilliFor: i => i === 0 ? 50 : 1000,
-      wrapMesh: (mesh, i) => {
-        if (i !== 0) return mesh
-        const request = mesh.request.bind(mesh)
-        mesh.request = async (to, message, options) => {
-          // The process dies right after it hands over its award: nothing asked later leaves.
-          if (dead) throw new Error('not sent: the owner died')
-          if (message.type === MessageType.JobReplicate) order.push('copy')
-          if (message.type === MessageType.Award) {
-            order.push('award')
-            dead = true
-            setTimeout(() => { v.net.partition([v.nodes[0].id], v.nodes.slice(1).map(n => n.id)) }, 0)
-          }
-          return await request(to, message, options)
+      wrapMesh: aroundOwnerRequests(async (_to, message, send) => {
+        // The process dies right after it hands over its award: nothing asked later leaves.
+        if (dead) throw new Error('not sent: the owner died')
+        if (message.type === MessageType.JobReplicate) order.push('copy')
+        if (message.type === MessageType.Award) {
+          order.push('award')
+          dead = true
+          setTimeout(() => { v.net.partition([v.nodes[0].id], v.nodes.slice(1).map(n => n.id)) }, 0)
         }
-        return mesh
-      }
+        return await send()
+      })
     })
     const [owner, ...others] = v.nodes
     const submitted = owner.agent.submit(JOB).catch(() => undefined)
@@ -86,20 +93,15 @@ describe('an award from the view', () => {
     await v.start(3, {
       executorFor: id => recordingExecutor(id, runs, 60_000),
       cpuMilliFor: () => 64_000,
-      wrapMesh: (mesh, i) => {
-        if (i !== 0) return mesh
-        const request = mesh.request.bind(mesh)
-        mesh.request = async (to, message, options) => {
-          if (message.type === MessageType.Award && !copiesBeforeAward.has(message.body.jobId)) copiesBeforeAward.set(message.body.jobId, copiedTo.get(message.body.jobId)?.size ?? 0)
-          if (message.type !== MessageType.JobReplicate) return await request(to, message, options)
-          for (const j of message.body.jobs) copiedTo.set(j.job.id, (copiedTo.get(j.job.id) ?? new Set()).add(to))
-          // Replicas that take 50 ms to answer: submits pile up behind a round that is out.
-          const answer = await request(to, message, options)
-          await new Promise(resolve => setTimeout(resolve, 50))
-          return answer
-        }
-        return mesh
-      }
+      wrapMesh: aroundOwnerRequests(async (to, message, send) => {
+        if (message.type === MessageType.Award && !copiesBeforeAward.has(message.body.jobId)) copiesBeforeAward.set(message.body.jobId, copiedTo.get(message.body.jobId)?.size ?? 0)
+        if (message.type !== MessageType.JobReplicate) return await send()
+        for (const j of message.body.jobs) copiedTo.set(j.job.id, (copiedTo.get(j.job.id) ?? new Set()).add(to))
+        // Replicas that take 50 ms to answer: submits pile up behind a round that is out.
+        const answer = await send()
+        await new Promise(resolve => setTimeout(resolve, 50))
+        return answer
+      })
     })
     const owner = v.nodes[0]
     const small = { ...JOB, resources: { cpus: 0.01, memory: '6m' } }
@@ -123,18 +125,13 @@ describe('an award from the view', () => {
     const awarded: string[] = []
     await v.start(3, {
       executorFor: id => recordingExecutor(id, runs, 60_000),
-      wrapMesh: (mesh, i) => {
-        if (i !== 0) return mesh
-        const request = mesh.request.bind(mesh)
-        mesh.request = async (to, message, options) => {
-          if (message.type === MessageType.Award) awarded.push(message.body.jobId)
-          const answer = await request(to, message, options)
-          // Slow replicas: the second job's copies wait for the first job's round.
-          if (message.type === MessageType.JobReplicate) await new Promise(resolve => setTimeout(resolve, 50))
-          return answer
-        }
-        return mesh
-      }
+      wrapMesh: aroundOwnerRequests(async (_to, message, send) => {
+        if (message.type === MessageType.Award) awarded.push(message.body.jobId)
+        const answer = await send()
+        // Slow replicas: the second job's copies wait for the first job's round.
+        if (message.type === MessageType.JobReplicate) await new Promise(resolve => setTimeout(resolve, 50))
+        return answer
+      })
     })
     const owner = v.nodes[0].agent
     const first = owner.submit(JOB)
