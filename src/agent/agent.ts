@@ -144,7 +144,17 @@ interface ReplicaCopy {
   eventsHeld: number
   /** the last copy sent to it (record version, events up to), in flight or answered: kept
    *  resolves with whether the replica kept it. Forgotten when it was not kept. */
-  last?: { version: number, eventsThrough: number, kept: Promise<boolean> }
+  last?: SentCopy
+}
+
+interface SentCopy {
+  version: number
+  eventsThrough: number
+  kept: Promise<boolean>
+  /** its request was handed to the mesh (it waits behind the request before it otherwise);
+   *  whenHanded: who waits for that */
+  handed: boolean
+  whenHanded: Array<() => void>
 }
 
 interface RunningContainer {
@@ -860,6 +870,11 @@ class BidmeshAgent implements Agent {
     const done = new Set<string>()
     /** jobs with copies not yet handed to the mesh: how many */
     const unhanded = new Map<string, number>()
+    const handedOne = (id: string): void => {
+      const left = (unhanded.get(id) ?? 0) - 1
+      if (left > 0) { unhanded.set(id, left); return }
+      if (unhanded.delete(id)) onHanded?.(id)
+    }
     let allDecided!: () => void
     const decided = new Promise<void>(resolve => { allDecided = resolve })
     for (const id of new Set(jobIds)) {
@@ -896,11 +911,13 @@ class BidmeshAgent implements Agent {
       for (const plan of plans) {
         if ('last' in plan) {
           void plan.last.kept.then(kept => { answered(job, kept) })
+          // That copy may still wait behind another call's earlier request to the replica.
+          if (!plan.last.handed) { toHand++; plan.last.whenHanded.push(() => { handedOne(id) }) }
           continue
         }
         toHand++
         let settle!: (kept: boolean) => void
-        const sent = { version: job.version, eventsThrough: plan.from + plan.events.length, kept: new Promise<boolean>(resolve => { settle = resolve }) }
+        const sent: SentCopy = { version: job.version, eventsThrough: plan.from + plan.events.length, kept: new Promise<boolean>(resolve => { settle = resolve }), handed: false, whenHanded: [] }
         plan.copy.last = sent
         const list = byPeer.get(plan.replica) ?? []
         list.push({ job, events: plan.events, eventsFrom: plan.from, sent, settle })
@@ -935,10 +952,10 @@ class BidmeshAgent implements Agent {
         try {
           const jobs = batch.map(({ job, events, eventsFrom }) => ({ job, events, eventsFrom }))
           const request = this.c.mesh.request(peer, { type: MessageType.JobReplicate, body: { from: this.peerId, jobs } }, { timeoutMs: 2000 })
-          for (const { job } of batch) {
-            const left = (unhanded.get(job.id) ?? 0) - 1
-            if (left > 0) { unhanded.set(job.id, left); continue }
-            if (unhanded.delete(job.id)) onHanded?.(job.id)
+          for (const { job, sent } of batch) {
+            sent.handed = true
+            for (const waiter of sent.whenHanded.splice(0)) waiter()
+            handedOne(job.id)
           }
           const r = await request
           // A replica that knows a higher term for a job: someone took it over while we were
@@ -1044,6 +1061,9 @@ class BidmeshAgent implements Agent {
         const ids = [...round.keys(), ...this.replicateQueue]
         this.replicateQueue.clear()
         const settle = (id: string, kept: boolean): void => {
+          // A quorum holds the copy (which records the award): the award may go, even if a
+          // copy to a slower replica still waits behind an earlier request.
+          if (kept) this.sendAwardsHeldFor(id)
           for (const resolve of round.get(id) ?? []) resolve(kept)
           round.delete(id)
         }
@@ -1922,9 +1942,10 @@ class BidmeshAgent implements Agent {
       this.ownerDo({ type: 'job:submitted', job })
       return await this.answerSubmit(id, job)
     } finally {
-      // Still held once the submit is answered: the copy never left (its store read failed,
-      // or the agent stops). The award is dropped, not sent: its deadline gives the job up
-      // and offers it again (with bids), by when the copies have been sent again.
+      // Still held once the submit is answered: no quorum took the copy and not every copy
+      // left (its store read failed, or the agent stops). The award is dropped, not sent: its
+      // deadline gives the job up and offers it again (with bids), after the copies are sent
+      // again.
       this.sendAwardsHeldFor(id, false)
     }
   }

@@ -77,7 +77,7 @@ export function formatExplanation (e: Explanation): string {
     pairs.push(['refused', Object.entries(e.refused).map(([r, n]) => `${r}: ${plural(n, 'bid')}`).join(', ')])
   }
   pairs.push(['candidates', e.decidedFrom === 'view'
-    ? 'none: awarded from the capacity view, no bid round'
+    ? 'none: from the capacity view, no bid round'
     : e.candidates.length > 0 ? e.candidates.map(shortPeer).join(', ') : 'none'])
   pairs.push(['winner', e.winner !== undefined ? shortPeer(e.winner) : 'none'])
   if (Number.isFinite(e.decidedAtMs)) pairs.push(['decided', new Date(e.decidedAtMs).toISOString()])

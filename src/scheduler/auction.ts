@@ -243,7 +243,8 @@ export function ownerStep (s: OwnerState, e: OwnerEvent, nowMs: number): OwnerEf
     case 'bid:refused': {
       // A bid is a fresh, direct probe of the node: fresher than any advert.
       if (e.capacity !== undefined) applyAdvert(s.view, e.capacity, nowMs)
-      heardDirectly(s, e.from)
+      // A request that failed comes back as a refusal 'unreachable': that is no answer.
+      if (e.type === 'bid:received' || e.reason !== 'unreachable') heardDirectly(s, e.from)
       const oj = s.jobs.get(e.jobId)
       const round = oj?.round
       if (oj === undefined || round === undefined || round.epoch !== e.epoch) {
@@ -713,7 +714,9 @@ export function planOffer (s: OwnerState, spec: JobSpec, nowMs: number): Explana
   const c = s.config
   const selection = selectFromView('plan', spec, s.view, c, { extraCandidates: c.extraCandidates, explainTop: c.explainTop, nowMs })
   const best = selection.candidates[0]
-  if (best !== undefined && mayAwardFromView(s, best, nowMs)) return { ...selection.explanation, candidates: [], decidedFrom: 'view', winner: best }
+  // An owner that may not offer now (cut off, or checking its jobs after a heal) would hold a
+  // job instead: the ranking is all a plan can say then.
+  if (best !== undefined && s.mayOffer && mayAwardFromView(s, best, nowMs)) return { ...selection.explanation, candidates: [], decidedFrom: 'view', winner: best }
   return selection.explanation
 }
 

@@ -120,6 +120,36 @@ describe('an award from the view', () => {
     expect(early.map(j => ({ id: j.id, copiesBeforeAward: copiesBeforeAward.get(j.id) }))).toEqual([])
   }, 60_000)
 
+  it('goes once a quorum holds the job, even while a copy to another replica still waits behind an earlier request', async () => {
+    const runs: RecordedRun[] = []
+    // Six agents: each job's 4 replicas are 4 of the 5 others, so a job can be in a replica's
+    // first request of 100 and in another's second.
+    await v.start(6, {
+      executorFor: id => recordingExecutor(id, runs, 60_000),
+      cpuMilliFor: () => 64_000,
+      wrapMesh: aroundOwnerRequests(async (to, message, send) => {
+        if (message.type !== MessageType.JobReplicate) return await send()
+        // One replica answers slowly: the requests queued behind its first one wait.
+        const answer = await send()
+        if (to === v.nodes[1].id) await new Promise(resolve => setTimeout(resolve, 400))
+        return answer
+      })
+    })
+    const owner = v.nodes[0]
+    const small = { ...JOB, resources: { cpus: 0.01, memory: '6m' } }
+    const first = owner.agent.submit(small)
+    await vi.advanceTimersByTimeAsync(1)
+    const burst = Promise.all(Array.from({ length: 250 }, async () => await owner.agent.submit(small)))
+    let answered = false
+    const all = Promise.all([first, burst]).then(([one, rest]) => { answered = true; return [one, ...rest] })
+    await v.advanceUntil('every job to start and every submit to be answered', () => runs.length === 251 && answered, 3000)
+    const jobs = await all
+    // Every job ran on its first award: none was held back until its award lapsed (4 s).
+    const records = await Promise.all(jobs.map(async j => (await owner.agent.getJob(j.id)).job!))
+    expect(records.filter(r => r.attempts.length !== 1).map(r => r.id)).toEqual([])
+    expect(new Set(runs.map(r => r.jobId)).size).toBe(251)
+  }, 60_000)
+
   it('a job cancelled while its award is held never gets it', async () => {
     const runs: RecordedRun[] = []
     const awarded: string[] = []

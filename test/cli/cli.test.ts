@@ -451,7 +451,7 @@ describe('bidmesh status / jobs / logs / cancel / nodes / plan / explain', () =>
     // An award from the owner's view says no node was asked to bid.
     agent.jobs.get('abc123')!.explanation = { ...agent.jobs.get('abc123')!.explanation!, candidates: [], decidedFrom: 'view' }
     result = await cli(['explain', 'abc123'])
-    expect(result.stdout).toMatch(/^candidates: +none: awarded from the capacity view, no bid round$/m)
+    expect(result.stdout).toMatch(/^candidates: +none: from the capacity view, no bid round$/m)
 
     result = await cli(['explain', 'abc456', '--json'])
     expect(JSON.parse(result.stdout)).toBeNull()

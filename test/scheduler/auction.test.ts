@@ -232,9 +232,14 @@ describe('an award from the view (directAwardMaxViewAgeMs > 0)', () => {
     expect(awards(third)).toEqual([])
     expect(bidRequests(third).map(r => r.to)).toEqual(['n1'])
     const target = 'n1'
-    // Any direct answer from it (here, the first award's acknowledgement) clears that.
-    step(s, { type: 'award:acked', from: target, jobId: 'j1', epoch: 1 }, DIRECT.bidWindowMs + 2)
-    expect(awards(submit(s, 'j4', DIRECT.bidWindowMs + 3))).toHaveLength(1)
+    // A bid request that failed ('unreachable', as both shells report it) is no answer...
+    step(s, { type: 'bid:refused', from: target, jobId: 'j3', epoch: job(s, 'j3').epoch, reason: 'unreachable' }, DIRECT.bidWindowMs + 2)
+    const fourth = submit(s, 'j4', DIRECT.bidWindowMs + 2)
+    expect(awards(fourth)).toEqual([])
+    expect(bidRequests(fourth).map(r => r.to)).toEqual([target])
+    // ...any direct answer from it (here, the first award's acknowledgement) is, and clears that.
+    step(s, { type: 'award:acked', from: target, jobId: 'j1', epoch: 1 }, DIRECT.bidWindowMs + 3)
+    expect(awards(submit(s, 'j5', DIRECT.bidWindowMs + 4))).toHaveLength(1)
   })
 
   it('a dry run (planOffer) says what an offer would do, and changes nothing', () => {
