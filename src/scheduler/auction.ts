@@ -41,7 +41,8 @@ export interface OwnerConfig extends LivenessConfig {
   leaseGraceMs: number
   extraCandidates: number
   /** A pending job goes straight to the view's best node, with no bid round, when that node's
-   *  entry is at most this old and the job's last award was not declined: the award is the
+   *  entry is at most this old, has no award unanswered for over a bid window, and the job's
+   *  last attempt was not declined or lost (see directAward): the award is the
    *  node's reservation, and the node declines it unless the job fits its exact books, so the
    *  view's staleness costs a decline (then a bid round), never an overcommit. 0: always bid.
    *  Higher: more jobs skip the round (3 bid requests, 2 releases and a round trip fewer),
