@@ -134,12 +134,14 @@ export const SCHEDULER_DEFAULTS = {
    *  candidate has answered, so this only costs time when a candidate is slow or dead. */
   bidWindowMs: 500,
   /** A job skips the bid round and goes straight to the view's best node when that node's advert
-   *  is at most this old (AGENT_DEFAULTS.advertIntervalMs + 500: a live node's entry always is;
-   *  an agent with another advert interval uses its own + 500, see agent.ts) and the job's
-   *  last award was not declined or lost. The node declines an award that does not fit its exact books,
-   *  and the job then gets a round. 0: every job is bid for (three bid requests, two releases
-   *  and a round trip more per job; bids see reservations the view does not). */
-  directAwardMaxViewAgeMs: 1500,
+   *  is at most advertIntervalMs + this old (agentTimings.directAwardMaxViewAgeMs, 1.5 s: a live
+   *  node's entry always is), it has no award unanswered for over a bid window, and the job's
+   *  last attempt was not declined or lost. The node declines an award that does not fit its
+   *  exact books, and the job then gets a round. Longer: a node dead since its last advert gets
+   *  awards longer (each waits out the award deadline); shorter than an advert's delivery:
+   *  every job is bid for (three bid requests, two releases and a round trip more per job;
+   *  AgentInit.scheduler.directAwardMaxViewAgeMs = 0 turns awards from the view off). */
+  directAwardViewAgeMarginMs: 500,
   /** How long a bid's reservation holds on the bidder without an award. Must exceed the bid window
    *  plus an award's round trip, or a winner may have given its reservation away. */
   reservationTtlMs: 3000,

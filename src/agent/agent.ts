@@ -34,7 +34,10 @@ export interface AgentInit {
   memoryBytes?: number
   labels?: Record<string, string>
   /** scheduler timings; defaults in src/constants.ts */
-  scheduler?: { [K in keyof typeof SCHEDULER_DEFAULTS]?: number }
+  scheduler?: { [K in keyof typeof SCHEDULER_DEFAULTS]?: number } & {
+    /** overrides agentTimings' limit; 0: every job gets a bid round */
+    directAwardMaxViewAgeMs?: number
+  }
   timings?: Partial<Pick<typeof AGENT_DEFAULTS, 'advertIntervalMs' | 'suspectAfterMs' | 'goneAfterMs' | 'sweepIntervalMs' | 'finishedJobRetentionMs' | 'historyRetentionMs'>> & { replayWindowMs?: number }
   leaseMs?: number
   /** whose jobs this agent runs; default: any member (an explicit choice for a trusted LAN) */
@@ -94,6 +97,8 @@ export function agentTimings (init: AgentInit) {
     leaseRenewMs,
     /** see AGENT_DEFAULTS.quorumFreshAdvertIntervals */
     quorumFreshMs,
+    /** see SCHEDULER_DEFAULTS.directAwardViewAgeMarginMs: an entry is an advert interval old at most */
+    directAwardMaxViewAgeMs: init.scheduler?.directAwardMaxViewAgeMs ?? advertIntervalMs + (init.scheduler?.directAwardViewAgeMarginMs ?? SCHEDULER_DEFAULTS.directAwardViewAgeMarginMs),
     /** see OwnerConfig.leaseGraceMs: a replica's acknowledgement's lease runs from its
      *  evidence of the mesh (AttemptUpdateAck.quorumAgeMs), never from after a cut */
     leaseGraceMs: leaseRenewMs + AGENT_DEFAULTS.leaseGraceMarginMs,
@@ -253,8 +258,7 @@ class BidmeshAgent implements Agent {
       leaseMs: this.t.leaseMs,
       leaseGraceMs: this.t.leaseGraceMs,
       extraCandidates: s.extraCandidates,
-      // Follows the advert interval, unless set: an entry is as old as an interval at most.
-      directAwardMaxViewAgeMs: init.scheduler?.directAwardMaxViewAgeMs ?? this.t.advertIntervalMs + (SCHEDULER_DEFAULTS.directAwardMaxViewAgeMs - AGENT_DEFAULTS.advertIntervalMs),
+      directAwardMaxViewAgeMs: this.t.directAwardMaxViewAgeMs,
       explainTop: s.explainTop,
       retryBackoffBaseMs: s.retryBackoffBaseMs,
       retryBackoffMaxMs: s.retryBackoffMaxMs,

@@ -46,7 +46,8 @@ export interface OwnerConfig extends LivenessConfig {
    *  node's reservation, and the node declines it unless the job fits its exact books, so the
    *  view's staleness costs a decline (then a bid round), never an overcommit. 0: always bid.
    *  Higher: more jobs skip the round (3 bid requests, 2 releases and a round trip fewer),
-   *  and more awards meet a view that is out of date and are declined. */
+   *  and more awards meet a view that is out of date and are declined. (The agent's default:
+   *  agentTimings.directAwardMaxViewAgeMs.) */
   directAwardMaxViewAgeMs: number
   explainTop: number
   retryBackoffBaseMs: number
@@ -446,20 +447,19 @@ function offer (s: OwnerState, oj: OwnerJob, nowMs: number, fx: OwnerEffect[]): 
     }
     return
   }
-  if (directAward(s, oj, selection.candidates[0], nowMs)) {
-    const node = selection.candidates[0]
-    job.epoch++
-    s.pending.delete(job.id)
-    s.active.add(job.id)
+  // Every offer takes a new epoch; the job is in flight from here until it is decided.
+  job.epoch++
+  s.pending.delete(job.id)
+  s.active.add(job.id)
+  const best = selection.candidates[0]
+  if (directAward(s, oj, best, nowMs)) {
     // The node's next advert will count the job; until then the view counts it here, so the
     // next jobs offered meanwhile do not all land on one slot.
-    debit(s.view, node, job.spec.cpuMilli, job.spec.memoryBytes)
-    const top = selection.explanation.top[0]
-    const explanation: Explanation = { ...selection.explanation, candidates: [], decidedFrom: 'view', decidedAtMs: nowMs, winner: node }
-    award(s, oj, node, job.epoch, explanation, nowMs, fx, `score ${(top?.node === node ? top.score : 0).toFixed(3)} from the view, no bid round`)
+    debit(s.view, best, job.spec.cpuMilli, job.spec.memoryBytes)
+    const explanation: Explanation = { ...selection.explanation, candidates: [], decidedFrom: 'view', decidedAtMs: nowMs, winner: best }
+    award(s, oj, best, job.epoch, explanation, nowMs, fx, `score ${(selection.explanation.top[0]?.score ?? 0).toFixed(3)} from the view, no bid round`)
     return
   }
-  job.epoch++
   const round: Round = {
     epoch: job.epoch,
     candidates: selection.candidates,
@@ -471,11 +471,9 @@ function offer (s: OwnerState, oj: OwnerJob, nowMs: number, fx: OwnerEffect[]): 
   }
   // Claim the job's resources on the likeliest winner until the round closes, so the next
   // jobs offered in the same instant look elsewhere instead of all bidding for one slot.
-  round.claimedOn = selection.candidates[0]
-  claim(s.view, round.claimedOn, job.spec.cpuMilli, job.spec.memoryBytes)
+  round.claimedOn = best
+  claim(s.view, best, job.spec.cpuMilli, job.spec.memoryBytes)
   oj.round = round
-  s.pending.delete(job.id)
-  s.active.add(job.id)
   for (const to of round.candidates) {
     fx.push({ type: 'send', to, message: { type: MessageType.BidRequest, body: { jobId: job.id, epoch: job.epoch, owner: c.selfId, spec: job.spec, ...envelope(job) } } })
   }

@@ -181,7 +181,7 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
     leaseMs: t.leaseMs,
     leaseGraceMs: t.leaseGraceMs,
     extraCandidates: s.extraCandidates,
-    directAwardMaxViewAgeMs: s.directAwardMaxViewAgeMs,
+    directAwardMaxViewAgeMs: t.directAwardMaxViewAgeMs,
     explainTop: s.explainTop,
     retryBackoffBaseMs: s.retryBackoffBaseMs,
     retryBackoffMaxMs: s.retryBackoffMaxMs,
