@@ -136,12 +136,21 @@ export const SCHEDULER_DEFAULTS = {
   /** A job skips the bid round and goes straight to the view's best node when that node's advert
    *  is at most advertIntervalMs + this old (agentTimings.directAwardMaxViewAgeMs, 1.5 s: a live
    *  node's entry always is), it has no award unanswered for over a bid window, and the job's
-   *  last attempt was not declined or lost. The node declines an award that does not fit its
-   *  exact books, and the job then gets a round. Longer: a node dead since its last advert gets
+   *  last attempt was not lost nor its last directAwardDeclinesBeforeBids declined. The node
+   *  declines an award that does not fit its exact books, and the job then goes to the next
+   *  best (see directAwardDeclinesBeforeBids). Longer: a node dead since its last advert gets
    *  awards longer (each waits out the award deadline); shorter than an advert's delivery:
    *  every job is bid for (three bid requests, two releases and a round trip more per job;
    *  AgentInit.scheduler.directAwardMaxViewAgeMs = 0 turns awards from the view off). */
   directAwardViewAgeMarginMs: 500,
+  /** After this many declined awards from the view in a row, a job's next offer is a bid round;
+   *  before, a declined job goes to the view's next best node (the decliner shows full in the
+   *  view until its next advert). A decline then costs an award and its answer (2 messages,
+   *  one round trip) where a round costs ~8 and waits for the slowest bidder. 0 or 1: a round
+   *  after every decline. Higher: fewer rounds, but where many owners aim at the same few nodes (a
+   *  burst, best-fit packing) each further try is likelier to be declined too; the simulator's
+   *  steady run at 1,000 agents declines ~27% of first awards (docs/benchmarks.md). */
+  directAwardDeclinesBeforeBids: 2,
   /** How long a bid's reservation holds on the bidder without an award. Must exceed the bid window
    *  plus an award's round trip, or a winner may have given its reservation away. */
   reservationTtlMs: 3000,

@@ -259,6 +259,7 @@ class BidmeshAgent implements Agent {
       leaseGraceMs: this.t.leaseGraceMs,
       extraCandidates: s.extraCandidates,
       directAwardMaxViewAgeMs: this.t.directAwardMaxViewAgeMs,
+      directAwardDeclinesBeforeBids: s.directAwardDeclinesBeforeBids,
       explainTop: s.explainTop,
       retryBackoffBaseMs: s.retryBackoffBaseMs,
       retryBackoffMaxMs: s.retryBackoffMaxMs,

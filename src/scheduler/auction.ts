@@ -9,7 +9,8 @@
 //      └────────────────────┴──────────────────────┴─────────────────────────────┘   (and retries, with backoff)
 // An offer awards the job straight to the best node in the view when that node's advert is
 // fresh ('view': the node's advert is its standing bid, and it declines what no longer fits),
-// and otherwise asks the best few to bid ('bids'); a declined award is followed by bids.
+// and otherwise asks the best few to bid ('bids'). A declined award goes to the view's next
+// best, and a second decline in a row to bids.
 // Every offer takes a new epoch. Epochs fence: an update carrying any epoch but the
 // job's current one is refused, and its sender told to stop.
 import type { Explanation, JobEvent, JobReason, JobRecord, NodeCapacity } from '../protocol/job.ts'
@@ -18,7 +19,7 @@ import type { JobSpec } from '../protocol/job-spec.ts'
 import { type AttemptUpdate, MessageType, type Message } from '../protocol/messages.ts'
 import { type BidView, chooseWinner, formatFiltered, selectFromView } from './placement.ts'
 import { backoffMs, isFailure, isRetryable } from './retry.ts'
-import { type CapacityView, type LivenessConfig, applyAdvert, claim, createView, debit, liveness, releaseInView, unclaim } from './view.ts'
+import { type CapacityView, type LivenessConfig, applyAdvert, claim, createView, debit, liveness, markFull, releaseInView, unclaim } from './view.ts'
 
 export interface OwnerConfig extends LivenessConfig {
   selfId: string
@@ -42,13 +43,18 @@ export interface OwnerConfig extends LivenessConfig {
   extraCandidates: number
   /** A pending job goes straight to the view's best node, with no bid round, when that node's
    *  entry is at most this old, has no award unanswered for over a bid window, and the job's
-   *  last attempt was not declined or lost (see directAward): the award is the
-   *  node's reservation, and the node declines it unless the job fits its exact books, so the
-   *  view's staleness costs a decline (then a bid round), never an overcommit. 0: always bid.
+   *  last attempt was not lost nor its last directAwardDeclinesBeforeBids declined (see
+   *  directAward): the award is the node's reservation, and the node declines it unless the
+   *  job fits its exact books, so the view's staleness costs a decline (then the next best, or
+   *  a bid round), never an overcommit. 0: always bid.
    *  Higher: more jobs skip the round (3 bid requests, 2 releases and a round trip fewer),
    *  and more awards meet a view that is out of date and are declined. (The agent's default:
    *  agentTimings.directAwardMaxViewAgeMs.) */
   directAwardMaxViewAgeMs: number
+  /** A job whose awards were declined this many times in a row is offered with a bid round
+   *  next (see directAward; SCHEDULER_DEFAULTS has the trade-off). 0 and 1 alike: a round
+   *  after every decline. */
+  directAwardDeclinesBeforeBids: number
   explainTop: number
   retryBackoffBaseMs: number
   retryBackoffMaxMs: number
@@ -277,6 +283,7 @@ export function ownerStep (s: OwnerState, e: OwnerEvent, nowMs: number): OwnerEf
       const cur = currentAttempt(oj)
       if (cur !== undefined) { cur.state = 'declined'; cur.finishedAtMs = nowMs; cur.error = e.reason }
       oj.award = undefined
+      markFull(s.view, e.from)
       requeue(s, oj, nowMs, fx, { type: 'award:declined', epoch: e.epoch, node: e.from, detail: e.reason }, 0)
       break
     }
@@ -515,13 +522,18 @@ function decide (s: OwnerState, oj: OwnerJob, nowMs: number, fx: OwnerEffect[]):
 
 /** Whether a job may skip the bid round (see OwnerConfig.directAwardMaxViewAgeMs). */
 function directAward (s: OwnerState, oj: OwnerJob, node: string, nowMs: number): boolean {
-  // A decline says the view was wrong about this job, and a lost attempt (an award or a lease
-  // that lapsed) that its node may be unreachable although its adverts still come: the next
-  // offer asks with bids, which carry the bidders' exact capacity and end after the bid
-  // window, rather than trusting the view twice.
+  // A lost attempt (an award or a lease that lapsed) says its node may be unreachable although
+  // its adverts still come: the next offer asks with bids, which end after the bid window,
+  // rather than trusting the view again. A decline says the view was wrong about one node,
+  // and the view now shows that node full (markFull): the next best may still be awarded from
+  // the view, but after directAwardDeclinesBeforeBids declines in a row the view is doubtful
+  // (many owners are aiming at the same few nodes) and the job asks for bids, which carry the
+  // bidders' exact capacity.
   const attempts = oj.record.attempts
-  const last = attempts[attempts.length - 1]?.state
-  if (last === 'declined' || last === 'lost') return false
+  if (attempts[attempts.length - 1]?.state === 'lost') return false
+  let declinedInARow = 0
+  for (let i = attempts.length - 1; i >= 0 && attempts[i].state === 'declined'; i--) declinedInARow++
+  if (declinedInARow > 0 && declinedInARow >= s.config.directAwardDeclinesBeforeBids) return false
   return mayAwardFromView(s, node, nowMs)
 }
 

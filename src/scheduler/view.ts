@@ -99,6 +99,16 @@ export function debit (view: CapacityView, peer: string, cpuMilli: number, memor
   e.capacity = { ...c, freeCpuMilli: Math.max(0, c.freeCpuMilli - cpuMilli), freeMemoryBytes: Math.max(0, c.freeMemoryBytes - memoryBytes) }
 }
 
+/** The node declined an award that the view said fits: the view is wrong about it. Its entry
+ *  shows no free room until the node's next advert replaces it, so this owner's next jobs do
+ *  not go the same way, nor does the declined job's next offer. (It costs this owner at most
+ *  an advert interval of placements on a node that may have had room for a smaller job.) */
+export function markFull (view: CapacityView, peer: string): void {
+  const e = view.entries.get(peer)
+  if (e === undefined) return
+  e.capacity = { ...e.capacity, freeCpuMilli: 0, freeMemoryBytes: 0 }
+}
+
 /**
  * The owner releases a losing bid's reservation: the capacity that bid carried counted the
  * reservation, and so does anything newer the owner has heard from the node: the room

@@ -182,6 +182,7 @@ export function runSimulation (w: Workload, c: SimConfig): SimResult {
     leaseGraceMs: t.leaseGraceMs,
     extraCandidates: s.extraCandidates,
     directAwardMaxViewAgeMs: t.directAwardMaxViewAgeMs,
+    directAwardDeclinesBeforeBids: s.directAwardDeclinesBeforeBids,
     explainTop: s.explainTop,
     retryBackoffBaseMs: s.retryBackoffBaseMs,
     retryBackoffMaxMs: s.retryBackoffMaxMs,

@@ -181,30 +181,43 @@ describe('an award from the view', () => {
     expect((await owner.getJob(held.id)).job?.state).toBe('cancelled')
   })
 
-  it('a node whose books say no declines it, and the job is placed by a bid round', async () => {
-    const runs: RecordedRun[] = []
-    // Node 0 is the small one, so binpack ranks it first for a 1-core job in every view.
-    await v.start(3, { executorFor: id => recordingExecutor(id, runs, 60_000), cpuMilliFor: i => i === 0 ? 1000 : 4000 })
-    // Three such jobs from three owners in one instant: each owner's view shows node 0 empty,
-    // so all three are awarded to it; it takes one and declines two.
-    const big = { ...JOB, resources: { cpus: 1, memory: '16m' } }
-    const jobs = await Promise.all(v.nodes.map(async n => await n.agent.submit(big)))
-    await v.advanceUntil('all three to start', () => runs.length === 3, 10_000)
-    // Never past capacity: node 0 runs one of them.
-    expect(runs.filter(r => r.node === v.nodes[0].id)).toHaveLength(1)
-    const records = await Promise.all(jobs.map(async j => (await v.nodes.find(n => n.id === j.owner)!.agent.getJob(j.id)).job!))
-    const declined = records.filter(r => r.attempts.some(a => a.state === 'declined'))
-    expect(declined).toHaveLength(2)
-    for (const r of declined) {
-      expect(r.attempts[0]).toMatchObject({ epoch: 1, node: v.nodes[0].id, state: 'declined' })
-      // After the decline, a bid round at a new epoch, explained by its bids.
-      expect(r.explanation?.decidedFrom).toBeUndefined()
-      expect(r.explanation?.candidates.length).toBeGreaterThan(0)
-      expect(r.attempts[1]).toMatchObject({ epoch: 2 })
-      expect(r.attempts[1].node).not.toBe(v.nodes[0].id)
-    }
-    const direct = records.find(r => !declined.includes(r))!
-    expect(direct.explanation).toMatchObject({ decidedFrom: 'view', winner: v.nodes[0].id })
-    expect(runs.map(r => r.jobId).sort()).toEqual(jobs.map(j => j.id).sort())
-  })
+  // Three 1-core jobs from three owners in one instant: each owner's view shows node 0 (the
+  // small one, so binpack ranks it first) empty, so all three are awarded to it; it takes one
+  // and declines two. Each decliner then shows full in its owner's view.
+  for (const { declinesBeforeBids, then } of [
+    { declinesBeforeBids: undefined, then: 'the view\'s next best' },
+    { declinesBeforeBids: 1, then: 'a bid round' }
+  ]) {
+    it(`a node whose books say no declines it, and the job goes to ${then} (directAwardDeclinesBeforeBids ${declinesBeforeBids ?? 'default'})`, async () => {
+      const runs: RecordedRun[] = []
+      await v.start(3, {
+        executorFor: id => recordingExecutor(id, runs, 60_000),
+        cpuMilliFor: i => i === 0 ? 1000 : 4000,
+        ...(declinesBeforeBids !== undefined ? { scheduler: { directAwardDeclinesBeforeBids: declinesBeforeBids } } : {})
+      })
+      const big = { ...JOB, resources: { cpus: 1, memory: '16m' } }
+      const jobs = await Promise.all(v.nodes.map(async n => await n.agent.submit(big)))
+      await v.advanceUntil('all three to start', () => runs.length === 3, 10_000)
+      // Never past capacity: node 0 runs one of them.
+      expect(runs.filter(r => r.node === v.nodes[0].id)).toHaveLength(1)
+      const records = await Promise.all(jobs.map(async j => (await v.nodes.find(n => n.id === j.owner)!.agent.getJob(j.id)).job!))
+      const declined = records.filter(r => r.attempts.some(a => a.state === 'declined'))
+      expect(declined).toHaveLength(2)
+      for (const r of declined) {
+        expect(r.attempts[0]).toMatchObject({ epoch: 1, node: v.nodes[0].id, state: 'declined' })
+        expect(r.attempts[1]).toMatchObject({ epoch: 2 })
+        expect(r.attempts[1].node).not.toBe(v.nodes[0].id)
+        if (declinesBeforeBids === 1) {
+          // A bid round at a new epoch, explained by its bids.
+          expect(r.explanation?.decidedFrom).toBeUndefined()
+          expect(r.explanation?.candidates.length).toBeGreaterThan(0)
+        } else {
+          expect(r.explanation).toMatchObject({ decidedFrom: 'view', candidates: [] })
+        }
+      }
+      const direct = records.find(r => !declined.includes(r))!
+      expect(direct.explanation).toMatchObject({ decidedFrom: 'view', winner: v.nodes[0].id })
+      expect(runs.map(r => r.jobId).sort()).toEqual(jobs.map(j => j.id).sort())
+    })
+  }
 })

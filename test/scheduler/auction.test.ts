@@ -169,18 +169,52 @@ describe('an award from the view (directAwardMaxViewAgeMs > 0)', () => {
     expect(job(s, 'j1').explanation?.decidedFrom).toBeUndefined()
   })
 
-  it('a declined award is followed by a bid round at a new epoch, not a second award from the view', () => {
+  it('a declined award goes to the view\'s next best; after directAwardDeclinesBeforeBids declines in a row, to a bid round', () => {
     const s = directOwner()
-    const first = awards(submit(s, 'j1', 0))
-    expect(first).toHaveLength(1)
-    const fx = step(s, { type: 'award:declined', from: first[0].to, jobId: 'j1', epoch: 1, reason: 'cpu' }, 20)
+    expect(DIRECT.directAwardDeclinesBeforeBids).toBe(2)
+    const [first] = awards(submit(s, 'j1', 0))
+    // The decliner shows full in the view now, so the next award, from the view at a new
+    // epoch, goes elsewhere.
+    const fx = step(s, { type: 'award:declined', from: first.to, jobId: 'j1', epoch: 1, reason: 'cpu' }, 20)
     expect(job(s, 'j1').attempts[0]).toMatchObject({ epoch: 1, state: 'declined', error: 'cpu' })
-    expect(awards(fx)).toEqual([])
-    expect(bidRequests(fx).map(r => r.epoch)).toEqual([2, 2, 2])
+    expect(bidRequests(fx)).toEqual([])
+    const [second] = awards(fx)
+    expect(second).toMatchObject({ epoch: 2 })
+    expect(second.to).not.toBe(first.to)
+    expect(job(s, 'j1').explanation).toMatchObject({ decidedFrom: 'view', winner: second.to })
+    // The second decline in a row: a bid round at a new epoch, asking only the node that has
+    // not declined (both decliners show full until their next adverts).
+    const fx2 = step(s, { type: 'award:declined', from: second.to, jobId: 'j1', epoch: 2, reason: 'cpu' }, 30)
+    expect(awards(fx2)).toEqual([])
+    const third = NODES.find(n => n !== first.to && n !== second.to)!
+    expect(bidRequests(fx2)).toEqual([{ to: third, epoch: 3 }])
     // The round decides on the bids as before, and says so.
-    for (const n of NODES) bidFrom(s, n, 'j1', 2, n === 'n3' ? 0.9 : 0.1, 30)
-    expect(job(s, 'j1').explanation).toMatchObject({ winner: 'n3', candidates: expect.arrayContaining(NODES) })
+    bidFrom(s, third, 'j1', 3, 0.9, 40)
+    expect(job(s, 'j1').explanation).toMatchObject({ winner: third, candidates: [third] })
     expect(job(s, 'j1').explanation?.decidedFrom).toBeUndefined()
+  })
+
+  it('with directAwardDeclinesBeforeBids 1, a bid round follows every decline', () => {
+    const s = createOwner({ ...DIRECT, directAwardDeclinesBeforeBids: 1 })
+    for (const p of NODES) advert(s, p, 0)
+    const [first] = awards(submit(s, 'j1', 0))
+    const fx = step(s, { type: 'award:declined', from: first.to, jobId: 'j1', epoch: 1, reason: 'cpu' }, 20)
+    expect(awards(fx)).toEqual([])
+    expect(bidRequests(fx).map(r => r.to).sort()).toEqual(NODES.filter(n => n !== first.to))
+  })
+
+  it('a decliner shows full only until its next advert', () => {
+    const s = directOwner(['n1', 'n2'])
+    advert(s, 'n2', 0, { freeCpuMilli: 1000 }) // binpack: n2 is the best
+    const [first] = awards(submit(s, 'j1', 0))
+    expect(first.to).toBe('n2')
+    // The job's next award, and another job's meanwhile, go to n1, although n2 would be the
+    // better fit by its last advert.
+    expect(awards(step(s, { type: 'award:declined', from: 'n2', jobId: 'j1', epoch: 1, reason: 'cpu' }, 10)).map(a => a.to)).toEqual(['n1'])
+    expect(awards(submit(s, 'j2', 20)).map(a => a.to)).toEqual(['n1'])
+    // n2's next advert replaces the entry: it is the best again.
+    advert(s, 'n2', 30, { freeCpuMilli: 1000 })
+    expect(awards(submit(s, 'j3', 40)).map(a => a.to)).toEqual(['n2'])
   })
 
   it('a retry after a failure goes from the view again', () => {
@@ -505,7 +539,9 @@ describe('awards that do not take', () => {
     const fx = step(s, { type: 'award:declined', from: 'n2', jobId: 'j1', epoch: 1, reason: 'cpu' }, 20)
     expect(events(fx)).toContain('award:declined')
     expect(job(s, 'j1').attempts[0]).toMatchObject({ epoch: 1, state: 'declined', error: 'cpu' })
-    expect(bidRequests(fx).map(r => r.epoch)).toEqual([2, 2, 2])
+    // n2 said it has no room: until its next advert it is not asked again.
+    expect(bidRequests(fx).map(r => r.epoch)).toEqual([2, 2])
+    expect(bidRequests(fx).map(r => r.to)).not.toContain('n2')
   })
 
   it('a decline from anyone but the winner, or for another epoch, is ignored', () => {

@@ -45,6 +45,7 @@ export function ownerConfig (selfId: string, over: Partial<OwnerConfig> = {}): O
     extraCandidates: 2,
     // Bid rounds, which most table tests are about; the direct-award tests set it.
     directAwardMaxViewAgeMs: 0,
+    directAwardDeclinesBeforeBids: 2,
     explainTop: 5,
     retryBackoffBaseMs: 1000,
     retryBackoffMaxMs: 30_000,
