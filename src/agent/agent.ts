@@ -288,6 +288,9 @@ class BidmeshAgent implements Agent {
       return await this.onRequest(from, message)
     })
     mesh.addEventListener('gossip:received', ({ from, message }) => this.onGossip(from, message))
+    // A peer whose connection dropped (its process ended, most likely) gets bids rather than
+    // awards from the view until it is heard from again: see 'peer:disconnected' in the owner.
+    mesh.addEventListener('peer:disconnected', ({ peer }) => { this.ownerDo({ type: 'peer:disconnected', peer }) })
     mesh.addEventListener('message:invalid', ({ channel, rejection }) => this.metrics_.invalidMessages.inc({ channel, rejection }))
     await this.recoverContainers()
     // After a restart: jobs we hold replicas of go back on standby. Jobs we owned are taken

@@ -19,7 +19,7 @@ import type { JobSpec } from '../protocol/job-spec.ts'
 import { type AttemptUpdate, MessageType, type Message } from '../protocol/messages.ts'
 import { type BidView, chooseWinner, formatFiltered, selectFromView } from './placement.ts'
 import { backoffMs, isFailure, isRetryable } from './retry.ts'
-import { type CapacityView, type LivenessConfig, applyAdvert, claim, createView, debit, liveness, markFull, releaseInView, unclaim } from './view.ts'
+import { type CapacityView, type LivenessConfig, applyAdvert, claim, createView, debit, liveness, markDisconnected, markFull, releaseInView, unclaim } from './view.ts'
 
 export interface OwnerConfig extends LivenessConfig {
   selfId: string
@@ -128,6 +128,13 @@ export type OwnerEvent =
    *  end early: its running attempts and unacknowledged awards wait for their lease or award
    *  deadline and its grace (see 'peer:gone' in ownerStep). */
   | { type: 'peer:gone', peer: string }
+  /** The shell lost its last direct connection to the peer: its process ended, or the link
+   *  went. Its adverts may be fresh still (a crashed agent's for up to an advert interval), so
+   *  until it is heard from again (a newer advert, or a direct answer) it gets no awards from
+   *  the view: a bid round, which decides without it after the bid window, rather than an
+   *  award that waits out the award deadline. Nothing else changes: its attempts and awards
+   *  wait for their leases and deadlines, as a cut link may come back. */
+  | { type: 'peer:disconnected', peer: string }
   /** The peer announced it leaves (MemberLeave, after draining: its attempts have ended and
    *  reported). quorum (default true): whether the owner's shell sees a majority of the mesh.
    *  See 'tick'. */
@@ -292,6 +299,9 @@ export function ownerStep (s: OwnerState, e: OwnerEvent, nowMs: number): OwnerEf
       onUpdate(s, e.replyId, e.update, nowMs, fx)
       break
     }
+    case 'peer:disconnected':
+      markDisconnected(s.view, e.peer)
+      break
     case 'peer:gone':
     case 'peer:left': {
       // A peer that left drained first, so nothing of it runs on: its attempts and awards are
@@ -542,7 +552,7 @@ function mayAwardFromView (s: OwnerState, node: string, nowMs: number): boolean 
   const maxAgeMs = s.config.directAwardMaxViewAgeMs
   if (maxAgeMs <= 0) return false
   const entry = s.view.entries.get(node)
-  if (entry === undefined || nowMs - entry.heardAtMs > maxAgeMs) return false
+  if (entry === undefined || nowMs - entry.heardAtMs > maxAgeMs || entry.disconnectedAtSeq !== undefined) return false
   // A node that has left an award unanswered for longer than a bid window (dead since its
   // last advert, or its direct requests failing) gets no more awards from the view: a bid
   // round would have given up on it by then.
@@ -553,7 +563,10 @@ function mayAwardFromView (s: OwnerState, node: string, nowMs: number): boolean 
  *  left unanswered before is not for want of reaching it. */
 function heardDirectly (s: OwnerState, node: string): void {
   const entry = s.view.entries.get(node)
-  if (entry !== undefined) entry.unansweredAwardSinceMs = undefined
+  if (entry !== undefined) {
+    entry.unansweredAwardSinceMs = undefined
+    entry.disconnectedAtSeq = undefined
+  }
 }
 
 /** Awards a job's attempt at epoch to node: the attempt, the deadline for its acknowledgement

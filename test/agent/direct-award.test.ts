@@ -181,6 +181,27 @@ describe('an award from the view', () => {
     expect((await owner.getJob(held.id)).job?.state).toBe('cancelled')
   })
 
+  it('a node whose connection dropped gets a bid round, not an award that waits out the deadline', async () => {
+    const runs: RecordedRun[] = []
+    // Node 0 is the small one, so binpack ranks it first for a 1-core job in every view.
+    await v.start(3, { executorFor: id => recordingExecutor(id, runs, 60_000), cpuMilliFor: i => i === 0 ? 1000 : 4000 })
+    // Node 0's process ends: its connections drop at once, while its last advert stays fresh
+    // in the others' views for up to an advert interval.
+    await v.nodes[0].mesh.stop()
+    await v.net.settled()
+    const startedAtMs = Date.now()
+    const job = await v.nodes[1].agent.submit({ ...JOB, resources: { cpus: 1, memory: '16m' } })
+    await v.advanceUntil('the job to start', () => runs.length === 1, 10_000)
+    expect(runs[0].node).not.toBe(v.nodes[0].id)
+    const record = (await v.nodes[1].agent.getJob(job.id)).job!
+    // Decided by a round, on the first try: nothing was awarded to node 0.
+    expect(record.attempts).toHaveLength(1)
+    expect(record.attempts[0].node).not.toBe(v.nodes[0].id)
+    expect(record.explanation?.decidedFrom).toBeUndefined()
+    // Within a bid window and a little, not the award deadline (4 s).
+    expect(Date.now() - startedAtMs).toBeLessThan(2000)
+  })
+
   // Three 1-core jobs from three owners in one instant: each owner's view shows node 0 (the
   // small one, so binpack ranks it first) empty, so all three are awarded to it; it takes one
   // and declines two. Each decliner then shows full in its owner's view.

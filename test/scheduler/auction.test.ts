@@ -276,6 +276,31 @@ describe('an award from the view (directAwardMaxViewAgeMs > 0)', () => {
     expect(awards(submit(s, 'j5', DIRECT.bidWindowMs + 4))).toHaveLength(1)
   })
 
+  it('a node this owner lost its connection to gets bids, not awards from the view, until it is heard from again', () => {
+    const s = directOwner(['n1', 'n2', 'n3'])
+    advert(s, 'n2', 0, { freeCpuMilli: 1000 }) // binpack: n2 is the best
+    step(s, { type: 'peer:disconnected', peer: 'n2' }, 10)
+    // Its advert is fresh, but its process may have ended: a round, which decides without it
+    // after the bid window, rather than an award that waits out the award deadline.
+    const first = submit(s, 'j1', 20)
+    expect(awards(first)).toEqual([])
+    expect(bidRequests(first).map(r => r.to).sort()).toEqual(['n1', 'n2', 'n3'])
+    // A late duplicate of its last advert is no sign of life...
+    const last = s.view.entries.get('n2')!.capacity
+    ownerStep(s, { type: 'advert:received', capacity: { ...last } }, 30)
+    expect(awards(submit(s, 'j2', 40))).toEqual([])
+    // ...a newer advert is: the next job goes to it from the view again. (The open rounds
+    // claim 1 core on each node, so n2 is still the fullest that fits.)
+    advert(s, 'n2', 50, { freeCpuMilli: 3000 })
+    expect(awards(submit(s, 'j3', 60)).map(a => a.to)).toEqual(['n2'])
+    // So is any direct answer (here, a bid after a second disconnect).
+    step(s, { type: 'peer:disconnected', peer: 'n2' }, 70)
+    const fourth = submit(s, 'j4', 80)
+    expect(awards(fourth)).toEqual([])
+    bidFrom(s, 'n2', 'j4', job(s, 'j4').epoch, 0.9, 90)
+    expect(awards(submit(s, 'j5', 100))).toHaveLength(1)
+  })
+
   it('a dry run (planOffer) says what an offer would do, and changes nothing', () => {
     const s = directOwner(['n1', 'n2', 'n3'])
     advert(s, 'n2', 0, { freeCpuMilli: 1000 })
