@@ -12,7 +12,7 @@ import { type AttemptRenewal, type Bodies, type Message, MessageType } from '../
 import { type BidderEffect, type BidderEvent, type BidderState, advertIsNews, advertPublished, bidderStep, capacityOf, createBidder, renewalsAnswer, renewalsOutcome } from '../scheduler/bidder.ts'
 import { type OwnerEffect, type OwnerEvent, type OwnerJob, type OwnerState, createOwner, ownerStep, planOffer, viewLiveness } from '../scheduler/auction.ts'
 import { type CopyAnswer, type StandbyRenewal, decideTakeover, groupMajority, newerRecord, newerSummary, rankReplicas, replacementReplicas, replicaQuorum, takeInRenewedAttempt, takeoverDueAtMs } from '../scheduler/takeover.ts'
-import { type ViewEntry, liveness, pruneView } from '../scheduler/view.ts'
+import { type ViewEntry, halfHeardAgeMs, halfHeardWithin, liveness, pruneView } from '../scheduler/view.ts'
 import type { AttemptUpdate } from '../protocol/messages.ts'
 import type { Mesh } from '../mesh/mesh.ts'
 import { Topic } from '../mesh/mesh.ts'
@@ -659,20 +659,9 @@ class BidmeshAgent implements Agent {
    *  accepting anything needs. What an owner needs to offer jobs, and an owner or a replica to
    *  acknowledge a lease renewal: an even split (two agents, one gone) stops neither side. */
   private freshHalf (now = Date.now()): boolean {
-    return this.quorumAgeMs(now) <= this.t.quorumFreshMs
-  }
-
-  /** How long ago this agent last heard from at least half of the members it knows (itself
-   *  counts, as heard now): the age of the evidence a replica's acknowledgement of a lease
-   *  renewal rests on (AttemptUpdateAck.quorumAgeMs). freshHalf holds while it is at most
-   *  quorumFreshMs. */
-  private quorumAgeMs (now = Date.now()): number {
-    const ages: number[] = []
-    for (const e of this.owner.view.entries.values()) ages.push(e.capacity.peerId === this.peerId ? 0 : Math.max(0, now - e.heardAtMs))
-    if (ages.length === 0) return 0
-    ages.sort((a, b) => a - b)
-    // the ceil(n/2)-th freshest: with it, half of the members (ties count) were heard since
-    return ages[Math.ceil(ages.length / 2) - 1]
+    // The same as halfHeardAgeMs(...) <= quorumFreshMs (the age a replica's acknowledgement
+    // reports), without a sort of the view on every update served.
+    return halfHeardWithin(this.owner.view, this.peerId, now, this.t.quorumFreshMs)
   }
 
   /** What the owner machine gets as `quorum`: a fresh majority, and, when that majority has
@@ -1396,7 +1385,9 @@ class BidmeshAgent implements Agent {
     // lease of the cut, which the owner waits out before a re-run (OwnerConfig.leaseGraceMs).
     // A dead owner's replicas still see the majority, and keep its executors running until one
     // of them takes the jobs over.
-    const quorumAgeMs = this.quorumAgeMs()
+    // The age of the evidence this acknowledgement rests on: how long ago this agent last
+    // heard from at least half of the members it knows.
+    const quorumAgeMs = halfHeardAgeMs(this.owner.view, this.peerId, Date.now())
     if (quorumAgeMs > this.t.quorumFreshMs) return ack(false, 'ERR_NO_QUORUM')
     return { type: MessageType.AttemptUpdateAck, body: { jobId: u.jobId, epoch: u.epoch, accepted: true, stop: false, owner: local.owner, quorumAgeMs } }
   }

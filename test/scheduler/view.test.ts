@@ -1,8 +1,9 @@
 // The owner's capacity view: which adverts win, when pending jobs are offered again
 // (freedVersion), liveness thresholds, pruning, and claims.
+import { fc, test } from '@fast-check/vitest'
 import { describe, expect, it } from 'vitest'
 import type { NodeCapacity } from '../../src/protocol/job.ts'
-import { type ViewEntry, applyAdvert, claim, createView, liveness, pruneView, releaseInView, unclaim } from '../../src/scheduler/view.ts'
+import { type ViewEntry, applyAdvert, claim, createView, halfHeardAgeMs, halfHeardWithin, liveness, pruneView, releaseInView, unclaim } from '../../src/scheduler/view.ts'
 import { capacity } from './harness.ts'
 
 const LIVENESS = { suspectAfterMs: 3000, goneAfterMs: 6000 }
@@ -131,4 +132,35 @@ describe('releaseInView', () => {
     expect(releaseInView(v, 'nobody', 1, 1, 1)).toBe(false)
     expect(v.entries.size).toBe(0)
   })
+})
+
+describe('half of the members heard (the quorum\'s freshness)', () => {
+  function viewHeardAt (heardAtMs: number[]): ReturnType<typeof createView> {
+    const v = createView()
+    heardAtMs.forEach((at, i) => applyAdvert(v, capacity(`p${i}`), at))
+    return v
+  }
+
+  it.each([
+    // heard at (p0 is this agent), now, the age of the freshest half, within 1000 ms?
+    { heard: [], nowMs: 5000, ageMs: 0, within: true },
+    { heard: [0], nowMs: 5000, ageMs: 0, within: true },
+    { heard: [0, 0], nowMs: 5000, ageMs: 0, within: true }, // two agents, one silent: half is enough
+    { heard: [0, 0, 0], nowMs: 5000, ageMs: 5000, within: false },
+    { heard: [0, 4500, 0], nowMs: 5000, ageMs: 500, within: true },
+    { heard: [0, 1000, 2000, 3000], nowMs: 5000, ageMs: 2000, within: false },
+    { heard: [0, 4000, 4500, 0, 0], nowMs: 5000, ageMs: 1000, within: true },
+    { heard: [0, 6000, 0], nowMs: 5000, ageMs: 0, within: true } // heard "after" now: age 0
+  ])('heard at $heard, now $nowMs: $ageMs ms, within 1000: $within', ({ heard, nowMs, ageMs, within }) => {
+    const v = viewHeardAt(heard)
+    expect(halfHeardAgeMs(v, 'p0', nowMs)).toBe(ageMs)
+    expect(halfHeardWithin(v, 'p0', nowMs, 1000)).toBe(within)
+  })
+
+  test.prop([fc.array(fc.integer({ min: 0, max: 10_000 }), { maxLength: 40 }), fc.integer({ min: 0, max: 10_000 }), fc.integer({ min: 0, max: 10_000 }), fc.boolean()])(
+    'the counting pass answers as the sorted age does', (heard, nowMs, maxAgeMs, selfInView) => {
+      const v = viewHeardAt(heard)
+      const self = selfInView ? 'p0' : 'not-in-view'
+      expect(halfHeardWithin(v, self, nowMs, maxAgeMs)).toBe(halfHeardAgeMs(v, self, nowMs) <= maxAgeMs)
+    })
 })
