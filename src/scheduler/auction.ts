@@ -130,10 +130,12 @@ export type OwnerEvent =
   | { type: 'peer:gone', peer: string }
   /** The shell lost its last direct connection to the peer: its process ended, or the link
    *  went. Its adverts may be fresh still (a crashed agent's for up to an advert interval), so
-   *  until it is heard from again (a newer advert, or a direct answer) it gets no awards from
-   *  the view: a bid round, which decides without it after the bid window, rather than an
-   *  award that waits out the award deadline. Nothing else changes: its attempts and awards
-   *  wait for their leases and deadlines, as a cut link may come back. */
+   *  until it answers a direct request again it gets no awards from the view: a bid round,
+   *  which decides without it after the bid window, rather than an award that waits out the
+   *  award deadline. (A live node is asked in the round when it is among the best, and its
+   *  bid clears this: a dropped link costs it one round.) Nothing else changes: its attempts
+   *  and the awards already sent to it wait for their leases and deadlines, as a cut link may
+   *  come back. */
   | { type: 'peer:disconnected', peer: string }
   /** The peer announced it leaves (MemberLeave, after draining: its attempts have ended and
    *  reported). quorum (default true): whether the owner's shell sees a majority of the mesh.
@@ -540,9 +542,11 @@ function directAward (s: OwnerState, oj: OwnerJob, node: string, nowMs: number):
   // (many owners are aiming at the same few nodes) and the job asks for bids, which carry the
   // bidders' exact capacity.
   const attempts = oj.record.attempts
-  if (attempts[attempts.length - 1]?.state === 'lost') return false
-  let declinedInARow = 0
-  for (let i = attempts.length - 1; i >= 0 && attempts[i].state === 'declined'; i--) declinedInARow++
+  let i = attempts.length - 1
+  while (i >= 0 && attempts[i].state === 'declined') i--
+  const declinedInARow = attempts.length - 1 - i
+  // Declines after a lost attempt do not make the view trustworthy again: still bids.
+  if (i >= 0 && attempts[i].state === 'lost') return false
   if (declinedInARow > 0 && declinedInARow >= s.config.directAwardDeclinesBeforeBids) return false
   return mayAwardFromView(s, node, nowMs)
 }
@@ -552,7 +556,7 @@ function mayAwardFromView (s: OwnerState, node: string, nowMs: number): boolean 
   const maxAgeMs = s.config.directAwardMaxViewAgeMs
   if (maxAgeMs <= 0) return false
   const entry = s.view.entries.get(node)
-  if (entry === undefined || nowMs - entry.heardAtMs > maxAgeMs || entry.disconnectedAtSeq !== undefined) return false
+  if (entry === undefined || nowMs - entry.heardAtMs > maxAgeMs || entry.disconnected === true) return false
   // A node that has left an award unanswered for longer than a bid window (dead since its
   // last advert, or its direct requests failing) gets no more awards from the view: a bid
   // round would have given up on it by then.
@@ -565,7 +569,7 @@ function heardDirectly (s: OwnerState, node: string): void {
   const entry = s.view.entries.get(node)
   if (entry !== undefined) {
     entry.unansweredAwardSinceMs = undefined
-    entry.disconnectedAtSeq = undefined
+    entry.disconnected = undefined
   }
 }
 

@@ -15,10 +15,11 @@ export interface ViewEntry {
   /** when this owner sent the node an award that it has not answered (nor anything else since):
    *  a node silent on direct requests for a while gets bids, not awards from the view */
   unansweredAwardSinceMs?: number
-  /** the seq of the node's capacity when this owner lost its direct connection to it; cleared
-   *  by a newer advert or a direct answer. A disconnected node gets bids, not awards from the
-   *  view (see 'peer:disconnected' in src/scheduler/auction.ts). */
-  disconnectedAtSeq?: number
+  /** this owner lost its direct connection to the node, and has had no direct answer from it
+   *  since: it gets bids, not awards from the view (see 'peer:disconnected' in
+   *  src/scheduler/auction.ts). Adverts do not clear it: an idle node's adverts repeat its
+   *  last capacity, and one sent just before a crash may arrive after the drop. */
+  disconnected?: boolean
   /** hash32 of the peer id, for placement's rendezvous tie-break (computed once per entry) */
   peerHash?: number
 }
@@ -52,8 +53,6 @@ export function applyAdvert (view: CapacityView, capacity: NodeCapacity, nowMs: 
   // steps (snapshots copy what they read), so a new object per advert would only feed the GC.
   prev.capacity = capacity
   prev.heardAtMs = nowMs
-  // Only news clears a disconnect: a late duplicate of the last advert is no sign of life.
-  if (prev.disconnectedAtSeq !== undefined && capacity.seq > prev.disconnectedAtSeq) prev.disconnectedAtSeq = undefined
   const freed = capacity.freeCpuMilli > old.freeCpuMilli ||
     capacity.freeMemoryBytes > old.freeMemoryBytes ||
     (old.draining && !capacity.draining)
@@ -105,10 +104,10 @@ export function debit (view: CapacityView, peer: string, cpuMilli: number, memor
   e.capacity = { ...c, freeCpuMilli: Math.max(0, c.freeCpuMilli - cpuMilli), freeMemoryBytes: Math.max(0, c.freeMemoryBytes - memoryBytes) }
 }
 
-/** This owner lost its direct connection to the node (see ViewEntry.disconnectedAtSeq). */
+/** This owner lost its direct connection to the node (see ViewEntry.disconnected). */
 export function markDisconnected (view: CapacityView, peer: string): void {
   const e = view.entries.get(peer)
-  if (e !== undefined) e.disconnectedAtSeq = e.capacity.seq
+  if (e !== undefined) e.disconnected = true
 }
 
 /** The node declined an award that the view said fits: the view is wrong about it. Its entry

@@ -194,13 +194,39 @@ describe('an award from the view (directAwardMaxViewAgeMs > 0)', () => {
     expect(job(s, 'j1').explanation?.decidedFrom).toBeUndefined()
   })
 
+  it('declines after a lost attempt do not bring awards from the view back: still bids', () => {
+    const s = directOwner()
+    const [first] = awards(submit(s, 'j1', 0))
+    // The award lapses unanswered (lost): the next offer is a round.
+    const deadlineMs = Math.max(DIRECT.awardAckTimeoutMs, DIRECT.leaseMs) + DIRECT.leaseGraceMs
+    for (const n of NODES) advert(s, n, deadlineMs)
+    const lapse = tick(s, deadlineMs + 1)
+    expect(job(s, 'j1').attempts[0]).toMatchObject({ node: first.to, state: 'lost' })
+    expect(awards(lapse)).toEqual([])
+    const round = bidRequests(lapse)
+    expect(round.length).toBeGreaterThan(0)
+    // Its winner declines (its reservation lapsed, say): bids again, not the view.
+    const winner = round[0].to
+    for (const r of round) bidFrom(s, r.to, 'j1', r.epoch, r.to === winner ? 0.9 : 0.1, deadlineMs + 10)
+    expect(job(s, 'j1').attempts[1]).toMatchObject({ node: winner, state: 'awarded' })
+    const fx = step(s, { type: 'award:declined', from: winner, jobId: 'j1', epoch: round[0].epoch, reason: 'cpu' }, deadlineMs + 20)
+    expect(awards(fx)).toEqual([])
+    expect(bidRequests(fx).length).toBeGreaterThan(0)
+  })
+
   it('with directAwardDeclinesBeforeBids 1, a bid round follows every decline', () => {
     const s = createOwner({ ...DIRECT, directAwardDeclinesBeforeBids: 1 })
     for (const p of NODES) advert(s, p, 0)
     const [first] = awards(submit(s, 'j1', 0))
     const fx = step(s, { type: 'award:declined', from: first.to, jobId: 'j1', epoch: 1, reason: 'cpu' }, 20)
     expect(awards(fx)).toEqual([])
-    expect(bidRequests(fx).map(r => r.to).sort()).toEqual(NODES.filter(n => n !== first.to))
+    const round = bidRequests(fx)
+    expect(round.map(r => r.to).sort()).toEqual(NODES.filter(n => n !== first.to))
+    // The round's winner declines too: another round.
+    for (const r of round) bidFrom(s, r.to, 'j1', r.epoch, r.to === round[0].to ? 0.9 : 0.1, 30)
+    const fx2 = step(s, { type: 'award:declined', from: round[0].to, jobId: 'j1', epoch: round[0].epoch, reason: 'cpu' }, 40)
+    expect(awards(fx2)).toEqual([])
+    expect(bidRequests(fx2).length).toBeGreaterThan(0)
   })
 
   it('a decliner shows full only until its next advert', () => {
@@ -276,29 +302,28 @@ describe('an award from the view (directAwardMaxViewAgeMs > 0)', () => {
     expect(awards(submit(s, 'j5', DIRECT.bidWindowMs + 4))).toHaveLength(1)
   })
 
-  it('a node this owner lost its connection to gets bids, not awards from the view, until it is heard from again', () => {
+  it('a node this owner lost its connection to gets bids, not awards from the view, until it answers directly', () => {
     const s = directOwner(['n1', 'n2', 'n3'])
-    advert(s, 'n2', 0, { freeCpuMilli: 1000 }) // binpack: n2 is the best
+    advert(s, 'n2', 0, { freeCpuMilli: 3000 }) // binpack: n2 is the best
     step(s, { type: 'peer:disconnected', peer: 'n2' }, 10)
     // Its advert is fresh, but its process may have ended: a round, which decides without it
     // after the bid window, rather than an award that waits out the award deadline.
     const first = submit(s, 'j1', 20)
     expect(awards(first)).toEqual([])
     expect(bidRequests(first).map(r => r.to).sort()).toEqual(['n1', 'n2', 'n3'])
-    // A late duplicate of its last advert is no sign of life...
+    // Adverts do not clear it, newer ones neither: an idle node's repeat its last capacity,
+    // and one sent just before a crash may arrive after the drop.
     const last = s.view.entries.get('n2')!.capacity
     ownerStep(s, { type: 'advert:received', capacity: { ...last } }, 30)
-    expect(awards(submit(s, 'j2', 40))).toEqual([])
-    // ...a newer advert is: the next job goes to it from the view again. (The open rounds
-    // claim 1 core on each node, so n2 is still the fullest that fits.)
-    advert(s, 'n2', 50, { freeCpuMilli: 3000 })
-    expect(awards(submit(s, 'j3', 60)).map(a => a.to)).toEqual(['n2'])
-    // So is any direct answer (here, a bid after a second disconnect).
-    step(s, { type: 'peer:disconnected', peer: 'n2' }, 70)
-    const fourth = submit(s, 'j4', 80)
-    expect(awards(fourth)).toEqual([])
-    bidFrom(s, 'n2', 'j4', job(s, 'j4').epoch, 0.9, 90)
-    expect(awards(submit(s, 'j5', 100))).toHaveLength(1)
+    advert(s, 'n2', 40, { freeCpuMilli: 3000 })
+    expect(awards(submit(s, 'j2', 50))).toEqual([])
+    // A direct answer does (here, the refusal of j1's bid request, which carries no capacity).
+    step(s, { type: 'bid:refused', from: 'n2', jobId: 'j1', epoch: job(s, 'j1').epoch, reason: 'cpu' }, 60)
+    expect(awards(submit(s, 'j3', 70)).map(a => a.to)).toEqual(['n2'])
+    // A failed request is no answer: 'unreachable', as both shells report it, clears nothing.
+    step(s, { type: 'peer:disconnected', peer: 'n2' }, 80)
+    step(s, { type: 'bid:refused', from: 'n2', jobId: 'j2', epoch: job(s, 'j2').epoch, reason: 'unreachable' }, 90)
+    expect(awards(submit(s, 'j4', 100))).toEqual([])
   })
 
   it('a dry run (planOffer) says what an offer would do, and changes nothing', () => {

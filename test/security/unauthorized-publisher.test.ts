@@ -98,11 +98,10 @@ describe('a member that is not an allowed publisher', () => {
     }, 30_000)
     expect(status.state).toBe('pending')
     // D's first offers may be awards from its view (up to directAwardDeclinesBeforeBids in a
-    // row, to different nodes): each declined for the same reason, and every later offer is a
-    // bid round. Nothing ever ran.
+    // row): each declined for the same reason, and every later offer is a bid round. Nothing
+    // ever ran.
     expect(status.attempts.length).toBeLessThanOrEqual(SCHEDULER_DEFAULTS.directAwardDeclinesBeforeBids)
     for (const attempt of status.attempts) expect(attempt).toMatchObject({ state: 'declined', error: UNAUTHORIZED_PUBLISHER, startedAt: null })
-    expect(new Set(status.attempts.map((x: any) => x.node)).size).toBe(status.attempts.length)
     expect(status.node).toBe(status.attempts.length > 0 ? status.attempts[status.attempts.length - 1].node : null)
     const refusedBy = refusals(agents, badId)
     for (const reasons of refusedBy.values()) expect(new Set(reasons)).toEqual(new Set([UNAUTHORIZED_PUBLISHER]))
