@@ -12,7 +12,7 @@ import { type AttemptRenewal, type Bodies, type Message, MessageType } from '../
 import { type BidderEffect, type BidderEvent, type BidderState, advertIsNews, advertPublished, bidderStep, capacityOf, createBidder, renewalsAnswer, renewalsOutcome } from '../scheduler/bidder.ts'
 import { type OwnerEffect, type OwnerEvent, type OwnerJob, type OwnerState, createOwner, ownerStep, planOffer, viewLiveness } from '../scheduler/auction.ts'
 import { type CopyAnswer, type StandbyRenewal, decideTakeover, groupMajority, newerRecord, newerSummary, rankReplicas, replacementReplicas, replicaQuorum, takeInRenewedAttempt, takeoverDueAtMs } from '../scheduler/takeover.ts'
-import { type ViewEntry, halfHeardAgeMs, halfHeardWithin, liveness, pruneView } from '../scheduler/view.ts'
+import { type ViewEntry, countHeardWithin, halfHeardAgeMs, liveness, pruneView } from '../scheduler/view.ts'
 import type { AttemptUpdate } from '../protocol/messages.ts'
 import type { Mesh } from '../mesh/mesh.ts'
 import { Topic } from '../mesh/mesh.ts'
@@ -289,7 +289,7 @@ class BidmeshAgent implements Agent {
     })
     mesh.addEventListener('gossip:received', ({ from, message }) => this.onGossip(from, message))
     // A peer whose connection dropped (its process ended, most likely) gets bids rather than
-    // awards from the view until it is heard from again: see 'peer:disconnected' in the owner.
+    // awards from the view until it answers a request again: see 'peer:disconnected' in the owner.
     mesh.addEventListener('peer:disconnected', ({ peer }) => { this.ownerDo({ type: 'peer:disconnected', peer }) })
     mesh.addEventListener('message:invalid', ({ channel, rejection }) => this.metrics_.invalidMessages.inc({ channel, rejection }))
     await this.recoverContainers()
@@ -651,7 +651,8 @@ class BidmeshAgent implements Agent {
    *  Stricter than meshMajority: it is what an owner needs before re-running an attempt whose
    *  lease lapsed (see AGENT_DEFAULTS.quorumFreshAdvertIntervals for why the window is shorter than a lease). */
   private freshMajority (now = Date.now()): boolean {
-    return this.majorityOfView(e => e.capacity.peerId === this.peerId || now - e.heardAtMs <= this.t.quorumFreshMs)
+    const { members, heard } = countHeardWithin(this.owner.view, this.peerId, now, this.t.quorumFreshMs)
+    return heard * 2 > members
   }
 
   /** At least half of the known members heard from within quorumFreshMs (this agent counts):
@@ -661,7 +662,8 @@ class BidmeshAgent implements Agent {
   private freshHalf (now = Date.now()): boolean {
     // The same as halfHeardAgeMs(...) <= quorumFreshMs (the age a replica's acknowledgement
     // reports), without a sort of the view on every update served.
-    return halfHeardWithin(this.owner.view, this.peerId, now, this.t.quorumFreshMs)
+    const { members, heard } = countHeardWithin(this.owner.view, this.peerId, now, this.t.quorumFreshMs)
+    return heard * 2 >= members
   }
 
   /** What the owner machine gets as `quorum`: a fresh majority, and, when that majority has
@@ -766,16 +768,15 @@ class BidmeshAgent implements Agent {
     return answers
   }
 
-  /** Whether more than half of the members in this agent's view pass `counts` (with ties:
-   *  at least half). */
-  private majorityOfView (counts: (e: ViewEntry) => boolean, options: { ties?: boolean } = {}): boolean {
+  /** Whether more than half of the members in this agent's view pass `counts`. */
+  private majorityOfView (counts: (e: ViewEntry) => boolean): boolean {
     let known = 0
     let yes = 0
     for (const e of this.owner.view.entries.values()) {
       known++
       if (counts(e)) yes++
     }
-    return options.ties === true ? yes * 2 >= known : yes * 2 > known
+    return yes * 2 > known
   }
 
   private isAlive (peer: string, now = Date.now()): boolean {

@@ -148,7 +148,7 @@ export function releaseInView (view: CapacityView, peer: string, bidSeq: number,
 /** How long ago this agent last heard from at least half of the members in its view (selfId
  *  counts, as heard now): the ceil(n/2)-th smallest age. What a replica's acknowledgement of
  *  a lease renewal reports (AttemptUpdateAck.quorumAgeMs). Sorts the view: for a yes/no
- *  question use halfHeardWithin, which is the same answer in one pass. */
+ *  question count instead (countHeardWithin). */
 export function halfHeardAgeMs (view: CapacityView, selfId: string, nowMs: number): number {
   const ages: number[] = []
   for (const e of view.entries.values()) ages.push(e.capacity.peerId === selfId ? 0 : Math.max(0, nowMs - e.heardAtMs))
@@ -157,16 +157,17 @@ export function halfHeardAgeMs (view: CapacityView, selfId: string, nowMs: numbe
   return ages[Math.ceil(ages.length / 2) - 1]
 }
 
-/** halfHeardAgeMs(view, selfId, nowMs) <= maxAgeMs, counted instead of sorted: the
- *  ceil(n/2)-th smallest age is within maxAgeMs exactly when at least ceil(n/2) ages are, that
- *  is, when twice their count is at least n. It runs on every attempt update an owner or a
- *  replica serves, where a sort of the view would cost O(n log n) at each. */
-export function halfHeardWithin (view: CapacityView, selfId: string, nowMs: number, maxAgeMs: number): boolean {
+/** The members in the view, and how many of them were heard from within maxAgeMs (selfId
+ *  counts, as heard now), in one pass. At least half were (heard × 2 ≥ members) exactly when
+ *  halfHeardAgeMs(view, selfId, nowMs) ≤ maxAgeMs: the ceil(n/2)-th smallest age is within
+ *  maxAgeMs when at least ceil(n/2) ages are. The agent asks on every attempt update it
+ *  serves, where a sort of the view would cost O(n log n) each time. */
+export function countHeardWithin (view: CapacityView, selfId: string, nowMs: number, maxAgeMs: number): { members: number, heard: number } {
   let members = 0
   let heard = 0
   for (const e of view.entries.values()) {
     members++
     if (e.capacity.peerId === selfId || nowMs - e.heardAtMs <= maxAgeMs) heard++
   }
-  return heard * 2 >= members
+  return { members, heard }
 }

@@ -3,7 +3,7 @@
 import { fc, test } from '@fast-check/vitest'
 import { describe, expect, it } from 'vitest'
 import type { NodeCapacity } from '../../src/protocol/job.ts'
-import { type ViewEntry, applyAdvert, claim, createView, halfHeardAgeMs, halfHeardWithin, liveness, pruneView, releaseInView, unclaim } from '../../src/scheduler/view.ts'
+import { type ViewEntry, applyAdvert, claim, createView, countHeardWithin, halfHeardAgeMs, liveness, pruneView, releaseInView, unclaim } from '../../src/scheduler/view.ts'
 import { capacity } from './harness.ts'
 
 const LIVENESS = { suspectAfterMs: 3000, goneAfterMs: 6000 }
@@ -142,25 +142,30 @@ describe('half of the members heard (the quorum\'s freshness)', () => {
   }
 
   it.each([
-    // heard at (p0 is this agent), now, the age of the freshest half, within 1000 ms?
-    { heard: [], nowMs: 5000, ageMs: 0, within: true },
-    { heard: [0], nowMs: 5000, ageMs: 0, within: true },
-    { heard: [0, 0], nowMs: 5000, ageMs: 0, within: true }, // two agents, one silent: half is enough
-    { heard: [0, 0, 0], nowMs: 5000, ageMs: 5000, within: false },
-    { heard: [0, 4500, 0], nowMs: 5000, ageMs: 500, within: true },
-    { heard: [0, 1000, 2000, 3000], nowMs: 5000, ageMs: 2000, within: false },
-    { heard: [0, 4000, 4500, 0, 0], nowMs: 5000, ageMs: 1000, within: true },
-    { heard: [0, 6000, 0], nowMs: 5000, ageMs: 0, within: true } // heard "after" now: age 0
-  ])('heard at $heard, now $nowMs: $ageMs ms, within 1000: $within', ({ heard, nowMs, ageMs, within }) => {
+    // heard at (p0 is this agent), now, the age of the freshest half, within 1000 ms?, how
+    // many were heard within 1000 ms (this agent counts)
+    { heard: [], nowMs: 5000, ageMs: 0, within: true, heardWithin: 0 },
+    { heard: [0], nowMs: 5000, ageMs: 0, within: true, heardWithin: 1 },
+    { heard: [0, 0], nowMs: 5000, ageMs: 0, within: true, heardWithin: 1 }, // two agents, one silent: half is enough
+    { heard: [0, 0, 0], nowMs: 5000, ageMs: 5000, within: false, heardWithin: 1 },
+    { heard: [0, 4500, 0], nowMs: 5000, ageMs: 500, within: true, heardWithin: 2 },
+    { heard: [0, 1000, 2000, 3000], nowMs: 5000, ageMs: 2000, within: false, heardWithin: 1 },
+    { heard: [0, 4000, 4500, 0, 0], nowMs: 5000, ageMs: 1000, within: true, heardWithin: 3 },
+    { heard: [0, 6000, 0], nowMs: 5000, ageMs: 0, within: true, heardWithin: 2 } // heard "after" now: age 0
+  ])('heard at $heard, now $nowMs: $ageMs ms, within 1000: $within', ({ heard, nowMs, ageMs, within, heardWithin }) => {
     const v = viewHeardAt(heard)
     expect(halfHeardAgeMs(v, 'p0', nowMs)).toBe(ageMs)
-    expect(halfHeardWithin(v, 'p0', nowMs, 1000)).toBe(within)
+    const counted = countHeardWithin(v, 'p0', nowMs, 1000)
+    expect(counted).toEqual({ members: heard.length, heard: heardWithin })
+    expect(counted.heard * 2 >= counted.members).toBe(within)
   })
 
   test.prop([fc.array(fc.integer({ min: 0, max: 10_000 }), { maxLength: 40 }), fc.integer({ min: 0, max: 10_000 }), fc.integer({ min: 0, max: 10_000 }), fc.boolean()])(
     'the counting pass answers as the sorted age does', (heard, nowMs, maxAgeMs, selfInView) => {
       const v = viewHeardAt(heard)
       const self = selfInView ? 'p0' : 'not-in-view'
-      expect(halfHeardWithin(v, self, nowMs, maxAgeMs)).toBe(halfHeardAgeMs(v, self, nowMs) <= maxAgeMs)
+      const counted = countHeardWithin(v, self, nowMs, maxAgeMs)
+      expect(counted.members).toBe(heard.length)
+      expect(counted.heard * 2 >= counted.members).toBe(halfHeardAgeMs(v, self, nowMs) <= maxAgeMs)
     })
 })
