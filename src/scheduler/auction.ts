@@ -455,7 +455,7 @@ function offer (s: OwnerState, oj: OwnerJob, nowMs: number, fx: OwnerEffect[]): 
   }
   oj.lastOfferAtMs = nowMs
   oj.lastOfferVersion = s.view.freedVersion
-  const selection = selectFromView(job.id, job.spec, s.view, c, { extraCandidates: c.extraCandidates, explainTop: c.explainTop, nowMs })
+  const selection = rankForOffer(s, job.id, job.spec, nowMs)
   if (selection.candidates.length === 0) {
     job.explanation = selection.explanation
     const summary = formatFiltered(selection.explanation.filtered) || 'no nodes known'
@@ -530,6 +530,13 @@ function decide (s: OwnerState, oj: OwnerJob, nowMs: number, fx: OwnerEffect[]):
     return
   }
   award(s, oj, winner.node, round.epoch, explanation, nowMs, fx, `score ${winner.score.toFixed(3)} of ${round.bids.length} bid(s)`)
+}
+
+/** The view's ranking for an offer of jobId (a real one, or planOffer's dry run): the same
+ *  candidates and explanation either way. */
+function rankForOffer (s: OwnerState, jobId: string, spec: JobSpec, nowMs: number): ReturnType<typeof selectFromView> {
+  const c = s.config
+  return selectFromView(jobId, spec, s.view, c, { extraCandidates: c.extraCandidates, explainTop: c.explainTop, nowMs })
 }
 
 /** Whether a job may skip the bid round (see OwnerConfig.directAwardMaxViewAgeMs). */
@@ -739,8 +746,7 @@ function finish (s: OwnerState, oj: OwnerJob, state: 'succeeded' | 'failed' | 'c
  *  view's ranking, and either the node an award from the view would go to (decidedFrom
  *  'view', the winner) or the candidates a bid round would ask. Changes nothing. */
 export function planOffer (s: OwnerState, spec: JobSpec, nowMs: number): Explanation {
-  const c = s.config
-  const selection = selectFromView('plan', spec, s.view, c, { extraCandidates: c.extraCandidates, explainTop: c.explainTop, nowMs })
+  const selection = rankForOffer(s, 'plan', spec, nowMs)
   const best = selection.candidates[0]
   // An owner that may not offer now (cut off, or checking its jobs after a heal) would hold a
   // job instead: the ranking is all a plan can say then.

@@ -116,8 +116,7 @@ export function markDisconnected (view: CapacityView, peer: string): void {
  *  an advert interval of placements on a node that may have had room for a smaller job.) */
 export function markFull (view: CapacityView, peer: string): void {
   const e = view.entries.get(peer)
-  if (e === undefined) return
-  e.capacity = { ...e.capacity, freeCpuMilli: 0, freeMemoryBytes: 0 }
+  if (e !== undefined) debit(view, peer, e.capacity.freeCpuMilli, e.capacity.freeMemoryBytes)
 }
 
 /**
