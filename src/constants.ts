@@ -57,6 +57,21 @@ export const AGENT_DEFAULTS = {
    *  auction (or of many jobs) go out in one request per replica. Longer: fewer requests under
    *  load; shorter: replicas lag less (a takeover reads the newest copy anyway). */
   replicationBatchMs: 25,
+  /** A job's copy goes first to a quorum of its replicas (with the owner, a majority of its
+   *  group: 2 of 4), the best-ranked that look reachable; the others are sent it at most this
+   *  much later, one request per lagging replica carrying every job changed meanwhile. A
+   *  takeover needs a majority of the group and reads the newest copy among them, which
+   *  always includes one of the quorum, so the laggards cost a takeover nothing but, rarely,
+   *  a stagger (a laggard that holds no copy yet does not ask). An owner sends each peer at
+   *  most 1000/this laggards' requests a second, whatever its job rate. Longer: fewer
+   *  requests; shorter: the whole group holds the newest record sooner. */
+  replicationLaggardsMs: 250,
+  /** A quorum copy not acknowledged within this long is also sent to the job's next replica
+   *  (a hedge): a replica that died, and is not yet known gone, would otherwise hold the
+   *  submit or the result waiting on it up to the request timeout (2 s). Shorter: hedges fire
+   *  on a merely slow round (a copy sent twice, both harmless); longer: a dead replica costs
+   *  that much more once, until it is known gone. */
+  replicationHedgeMs: 150,
   /** A job whose copy the store failed to read is tried again after replicationBatchMs ×
    *  2^(failures − 1), at most this long. Shorter: a disk that recovers has its replicas
    *  caught up sooner; longer: a broken disk costs fewer futile reads (and log lines). */

@@ -59,7 +59,8 @@ const running = new Set<BenchAgent>()
 const stopping = new WeakSet<ChildProcess>()
 /** Agents that died while a benchmark used them (crash, OOM, someone else's kill). */
 export const unexpectedExits: string[] = []
-let keepLogs = false
+// BIDMESH_BENCH_KEEP_LOGS=1 keeps them after a run that went well too (to count or read them).
+let keepLogs = process.env.BIDMESH_BENCH_KEEP_LOGS === '1'
 
 /** Keep agent logs (the work dir) after the run, e.g. because something failed. */
 export function keepAgentLogs (): void { keepLogs = true }

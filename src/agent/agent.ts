@@ -162,6 +162,15 @@ interface SentCopy {
   whenHanded: Array<() => void>
 }
 
+/** One job's copy on its way to one replica (see sendCopies). */
+interface CopyToSend {
+  job: JobRecord
+  events: JobEvent[]
+  eventsFrom: number
+  sent: SentCopy
+  settle: (kept: boolean) => void
+}
+
 interface RunningContainer {
   abort: AbortController
   owner: string
@@ -211,6 +220,10 @@ class BidmeshAgent implements Agent {
   /** jobs with a retry of a failed replication scheduled */
   private readonly replicationRetryPending = new Set<string>()
   private replicationTimer: ReturnType<typeof setTimeout> | undefined
+  /** jobs whose last change reached only a quorum of their replicas: the rest get it next
+   *  (queueLaggards) */
+  private readonly laggardsQueue = new Set<string>()
+  private laggardsTimer: ReturnType<typeof setTimeout> | undefined
   /** jobs whose copy must reach a quorum before someone is answered (replicateNow), with
    *  those waiting on each, for the next replication round */
   private readonly urgentReplication = new Map<string, Array<(kept: boolean) => void>>()
@@ -357,7 +370,7 @@ class BidmeshAgent implements Agent {
       if (!TERMINAL_STATES.has(job.state) || nowMs - sinceMs < this.t.finishedJobRetentionMs) continue
       // Still on its way to the store or the replicas (or waiting out a failed replication's
       // backoff, see replicate): it goes on a later sweep.
-      if (this.replicateQueue.has(id) || this.urgentReplication.has(id) || this.summaryQueue.has(id) || this.replicationFailures.has(id)) continue
+      if (this.replicateQueue.has(id) || this.laggardsQueue.has(id) || this.urgentReplication.has(id) || this.summaryQueue.has(id) || this.replicationFailures.has(id)) continue
       this.ownerDo({ type: 'job:evicted', jobId: id })
       if (this.owner.jobs.has(id)) continue
       this.replicaCopies.delete(id)
@@ -537,6 +550,7 @@ class BidmeshAgent implements Agent {
     this.tickTimer?.clear()
     clearTimeout(this.summaryTimer)
     if (this.replicationTimer !== undefined) clearTimeout(this.replicationTimer)
+    if (this.laggardsTimer !== undefined) clearTimeout(this.laggardsTimer)
     for (const r of this.running.values()) r.abort.abort()
     for (const id of [...this.finishWaits.keys()]) this.endFinishWaits(id)
     await this.c.mesh.stop().catch(() => {})
@@ -852,19 +866,35 @@ class BidmeshAgent implements Agent {
     return copy
   }
 
-  /** Sends the current record of each job to its replicas; resolves with the ids that a
-   *  quorum of replicas acknowledged (with the owner, a majority of the job's group), as soon
-   *  as every job has its quorum or has heard from all its replicas. The slower replicas'
-   *  answers still arrive and are handled after that: a caller waits for the quorum's disk
-   *  flushes, not for the slowest of the group's. onDecided hears of each job as soon as it is
-   *  decided (kept: it has its quorum), for a caller that answers per job (replicateNow).
-   *  onHanded hears of each job once every copy of it is on its way (its requests handed to
-   *  the mesh, or a copy of this very version already out), or at once if it has no replicas;
-   *  a job whose copies could not be read never is. */
-  private async replicate (jobIds: string[], onDecided?: (jobId: string, kept: boolean) => void, onHanded?: (jobId: string) => void): Promise<Set<string>> {
-    const byPeer = new Map<string, Array<{ job: JobRecord, events: JobEvent[], eventsFrom: number, sent: NonNullable<ReplicaCopy['last']>, settle: (kept: boolean) => void }>>()
-    /** jobs still waiting for their quorum: acknowledgements so far, replicas yet to answer */
+  /** A job's replicas in the order its copies go to them: the best-ranked (rankReplicas) of
+   *  those that look reachable (alive, connection not known dropped) first, then the rest.
+   *  The first replicaQuorum of them are sent each change at once; the others lag (see
+   *  AGENT_DEFAULTS.replicationLaggardsMs) and stand in for a quorum copy that fails. */
+  private replicaOrder (job: JobRecord, now: number): string[] {
+    const reachable = (peer: string): boolean => this.isAlive(peer, now) && this.owner.view.entries.get(peer)?.disconnected !== true
+    const first = rankReplicas(job.id, job.replicas, reachable)
+    return [...first, ...rankReplicas(job.id, job.replicas, peer => !first.includes(peer))]
+  }
+
+  /** Sends the current record of each job to a quorum of its replicas (the first of
+   *  replicaOrder; all of them when toAll); resolves with the ids that a quorum of replicas
+   *  acknowledged (with the owner, a majority of the job's group), as soon as every job has its
+   *  quorum or has heard from every replica sent a copy. The others, behind, get theirs from
+   *  the laggards' flush (queueLaggards), or at once in place of a quorum copy that failed or
+   *  was not acknowledged within replicationHedgeMs. The slower replicas' answers still arrive
+   *  and are handled after that: a caller waits for the quorum's disk flushes, not for the
+   *  slowest of the group's. onDecided hears of each job as soon as it is decided (kept: it
+   *  has its quorum), for a caller that answers per job (replicateNow). onHanded hears of each
+   *  job once every quorum copy of it is on its way (its requests handed to the mesh, or a
+   *  copy of this very version already out), or at once if it has no replicas; a job whose
+   *  copies could not be read never is. */
+  private async replicate (jobIds: string[], onDecided?: (jobId: string, kept: boolean) => void, onHanded?: (jobId: string) => void, toAll = false): Promise<Set<string>> {
+    type Plan = { replica: string, copy: ReplicaCopy, from: number, events: JobEvent[] }
+    const byPeer = new Map<string, CopyToSend[]>()
+    /** jobs still waiting for their quorum: acknowledgements so far, copies yet to answer */
     const waiting = new Map<string, { acks: number, unanswered: number }>()
+    /** per job still waiting: the replicas behind that were not sent a copy, in order */
+    const spares = new Map<string, { job: JobRecord, plans: Plan[] }>()
     const done = new Set<string>()
     /** jobs with copies not yet handed to the mesh: how many */
     const unhanded = new Map<string, number>()
@@ -873,20 +903,29 @@ class BidmeshAgent implements Agent {
       if (left > 0) { unhanded.set(id, left); return }
       if (unhanded.delete(id)) onHanded?.(id)
     }
+    const toSend = (job: JobRecord, plan: Plan): CopyToSend => {
+      let settle!: (kept: boolean) => void
+      const sent: SentCopy = { version: job.version, eventsThrough: plan.from + plan.events.length, kept: new Promise<boolean>(resolve => { settle = resolve }), handed: false, whenHanded: [] }
+      plan.copy.last = sent
+      return { job, events: plan.events, eventsFrom: plan.from, sent, settle }
+    }
     let allDecided!: () => void
     const decided = new Promise<void>(resolve => { allDecided = resolve })
+    const now = Date.now()
     for (const id of new Set(jobIds)) {
       const job = this.owner.jobs.get(id)?.record
       if (job === undefined) continue
       if (job.replicas.length === 0) { done.add(id); onHanded?.(id); continue }
+      const order = toAll ? job.replicas : this.replicaOrder(job, now)
+      const quorumCopies = toAll ? order.length : replicaQuorum(order.length)
       // Read everything this job's copies need before any bookkeeping changes: a store that
       // fails a read (a disk error) leaves no copy marked as on its way that never leaves.
-      let plans: Array<{ last: NonNullable<ReplicaCopy['last']> } | { replica: string, copy: ReplicaCopy, from: number, events: JobEvent[] }>
+      let plans: Array<{ last: NonNullable<ReplicaCopy['last']> } | Plan>
       try {
         const total = this.c.store.eventCount(id)
         // Replicas usually hold the same events: read each starting point once.
         const read = new Map<number, JobEvent[]>()
-        plans = job.replicas.map(replica => {
+        plans = order.map(replica => {
           const copy = this.replicaCopy(id, replica)
           // This very copy went to the replica already, or is on its way: its answer is this
           // one's. A submit's and a result's own replication cross the batched one that the
@@ -904,35 +943,56 @@ class BidmeshAgent implements Agent {
         onDecided?.(id, false)
         continue
       }
-      waiting.set(id, { acks: 0, unanswered: job.replicas.length })
+      const w = { acks: 0, unanswered: 0 }
+      waiting.set(id, w)
       let toHand = 0
-      for (const plan of plans) {
+      const behind: Plan[] = []
+      plans.forEach((plan, rank) => {
         if ('last' in plan) {
+          // A laggard's copy already out counts as it answers; only the quorum's waits to be handed.
+          w.unanswered++
           void plan.last.kept.then(kept => { answered(job, kept) })
-          // That copy may still wait behind another call's earlier request to the replica.
-          if (!plan.last.handed) { toHand++; plan.last.whenHanded.push(() => { handedOne(id) }) }
-          continue
+          if (rank < quorumCopies && !plan.last.handed) { toHand++; plan.last.whenHanded.push(() => { handedOne(id) }) }
+          return
         }
+        if (rank >= quorumCopies) { behind.push(plan); return }
+        w.unanswered++
         toHand++
-        let settle!: (kept: boolean) => void
-        const sent: SentCopy = { version: job.version, eventsThrough: plan.from + plan.events.length, kept: new Promise<boolean>(resolve => { settle = resolve }), handed: false, whenHanded: [] }
-        plan.copy.last = sent
         const list = byPeer.get(plan.replica) ?? []
-        list.push({ job, events: plan.events, eventsFrom: plan.from, sent, settle })
+        list.push(toSend(job, plan))
         byPeer.set(plan.replica, list)
+      })
+      if (behind.length > 0) {
+        spares.set(id, { job, plans: behind })
+        this.queueLaggards(id)
       }
       if (toHand === 0) onHanded?.(id)
       else unhanded.set(id, toHand)
     }
-    if (waiting.size === 0) allDecided()
+    /** Sends a waiting job's copy to its next replica behind (all of them: `count` Infinity),
+     *  in place of one that failed or is slow. */
+    const sendSpares = (id: string, count: number): void => {
+      const s = spares.get(id)
+      const w = waiting.get(id)
+      for (let i = 0; i < count && s !== undefined && w !== undefined; i++) {
+        const plan = s.plans.shift()
+        if (plan === undefined) break
+        w.unanswered++
+        void this.sendCopies(plan.replica, [toSend(s.job, plan)], answered)
+      }
+    }
     const answered = (job: JobRecord, ok: boolean): void => {
       const w = waiting.get(job.id)
       if (w === undefined) return // decided already
       if (ok) w.acks++
       w.unanswered--
-      if (w.acks >= replicaQuorum(job.replicas.length)) done.add(job.id)
+      const quorum = replicaQuorum(job.replicas.length)
+      if (w.acks >= quorum) done.add(job.id)
+      // A copy failed, and the ones still out cannot make the quorum: the next replica stands in.
+      else if (!ok && w.acks + w.unanswered < quorum) sendSpares(job.id, 1)
       if (done.has(job.id) || w.unanswered === 0) {
         waiting.delete(job.id)
+        spares.delete(job.id)
         if (done.has(job.id)) this.replicationFailures.delete(job.id)
         // Every replica answered and too few kept it: until a later change happens to carry
         // it, no quorum would hold this record (a submit answered meanwhile, a result).
@@ -941,56 +1001,82 @@ class BidmeshAgent implements Agent {
         if (waiting.size === 0) allDecided()
       }
     }
-    void Promise.all([...byPeer].map(async ([peer, jobs]) => {
-      for (let i = 0; i < jobs.length; i += 100) {
-        const batch = jobs.slice(i, i + 100)
-        let ok = false
-        let stale: string[] = []
-        let gaps: string[] = []
-        try {
-          const jobs = batch.map(({ job, events, eventsFrom }) => ({ job, events, eventsFrom }))
-          const request = this.c.mesh.request(peer, { type: MessageType.JobReplicate, body: { from: this.peerId, jobs } }, { timeoutMs: 2000 })
-          for (const { job, sent } of batch) {
-            sent.handed = true
-            for (const waiter of sent.whenHanded.splice(0)) waiter()
-            handedOne(job.id)
-          }
-          const r = await request
-          // A replica that knows a higher term for a job: someone took it over while we were
-          // cut off. Stop acting for it; readers find the newer copy by term. Its answer is
-          // no acknowledgement of our copy.
-          stale = r.type === MessageType.Ack ? r.body.staleJobs ?? [] : []
-          for (const id of stale) {
-            const mine = this.owner.jobs.get(id)
-            if (mine !== undefined) this.releaseJob(mine.record, peer)
-          }
-          ok = r.type === MessageType.Ack && r.body.ok
-          gaps = r.type === MessageType.Ack ? r.body.eventGaps ?? [] : []
-        } catch (err) {
-          this.c.logger.debug({ peer, err: String(err) }, 'replication failed')
-        }
-        for (const j of batch) {
-          const kept = ok && !stale.includes(j.job.id)
-          const gap = kept && gaps.includes(j.job.id)
-          // Only for a job still held: one evicted or released meanwhile keeps no bookkeeping
-          // (a late answer must not bring its entry back for good).
-          const copy = this.owner.jobs.has(j.job.id) ? this.replicaCopy(j.job.id, peer) : undefined
-          if (copy !== undefined) {
-            // The replica kept the record; its events run to ours, or (a gap: it lost some, or
-            // never had them) are resent from the first next time.
-            if (kept) copy.eventsHeld = gap ? 0 : Math.max(copy.eventsHeld, j.eventsFrom + j.events.length)
-            // Not kept (or kept with a gap): the next replication sends it again, in full
-            // (unless a newer copy went out meanwhile).
-            if ((!kept || gap) && copy.last === j.sent) copy.last = undefined
-            if (gap) this.queueReplication(j.job.id)
-          }
-          j.settle(kept)
-          answered(j.job, kept)
-        }
-      }
-    }))
-    await decided
+    if (waiting.size === 0) allDecided()
+    // The hedge: a job still short of its quorum after replicationHedgeMs is sent to every
+    // replica behind as well (as if it had no laggards): a dead replica not yet known gone
+    // then holds no one for the request timeout.
+    const hedge = spares.size === 0 ? undefined : setTimeout(() => { for (const id of [...waiting.keys()]) sendSpares(id, Infinity) }, AGENT_DEFAULTS.replicationHedgeMs)
+    for (const [peer, copies] of byPeer) void this.sendCopies(peer, copies, answered, handedOne)
+    try {
+      await decided
+    } finally {
+      clearTimeout(hedge)
+    }
     return done
+  }
+
+  /** Sends copies to one replica, in requests of up to 100 jobs, and books its answers. */
+  private async sendCopies (peer: string, copies: CopyToSend[], answered: (job: JobRecord, kept: boolean) => void, handedOne?: (jobId: string) => void): Promise<void> {
+    for (let i = 0; i < copies.length; i += 100) {
+      const batch = copies.slice(i, i + 100)
+      let ok = false
+      let stale: string[] = []
+      let gaps: string[] = []
+      try {
+        const jobs = batch.map(({ job, events, eventsFrom }) => ({ job, events, eventsFrom }))
+        const request = this.c.mesh.request(peer, { type: MessageType.JobReplicate, body: { from: this.peerId, jobs } }, { timeoutMs: 2000 })
+        for (const { job, sent } of batch) {
+          sent.handed = true
+          for (const waiter of sent.whenHanded.splice(0)) waiter()
+          handedOne?.(job.id)
+        }
+        const r = await request
+        // A replica that knows a higher term for a job: someone took it over while we were
+        // cut off. Stop acting for it; readers find the newer copy by term. Its answer is
+        // no acknowledgement of our copy.
+        stale = r.type === MessageType.Ack ? r.body.staleJobs ?? [] : []
+        for (const id of stale) {
+          const mine = this.owner.jobs.get(id)
+          if (mine !== undefined) this.releaseJob(mine.record, peer)
+        }
+        ok = r.type === MessageType.Ack && r.body.ok
+        gaps = r.type === MessageType.Ack ? r.body.eventGaps ?? [] : []
+      } catch (err) {
+        this.c.logger.debug({ peer, err: String(err) }, 'replication failed')
+      }
+      for (const j of batch) {
+        const kept = ok && !stale.includes(j.job.id)
+        const gap = kept && gaps.includes(j.job.id)
+        // Only for a job still held: one evicted or released meanwhile keeps no bookkeeping
+        // (a late answer must not bring its entry back for good).
+        const copy = this.owner.jobs.has(j.job.id) ? this.replicaCopy(j.job.id, peer) : undefined
+        if (copy !== undefined) {
+          // The replica kept the record; its events run to ours, or (a gap: it lost some, or
+          // never had them) are resent from the first next time.
+          if (kept) copy.eventsHeld = gap ? 0 : Math.max(copy.eventsHeld, j.eventsFrom + j.events.length)
+          // Not kept (or kept with a gap): the next replication sends it again, in full
+          // (unless a newer copy went out meanwhile).
+          if ((!kept || gap) && copy.last === j.sent) copy.last = undefined
+          if (gap) this.queueReplication(j.job.id)
+        }
+        j.settle(kept)
+        answered(j.job, kept)
+      }
+    }
+  }
+
+  /** The replicas a job's last change did not go to get it within
+   *  AGENT_DEFAULTS.replicationLaggardsMs, with every other job changed meanwhile. */
+  private queueLaggards (jobId: string): void {
+    this.laggardsQueue.add(jobId)
+    if (this.laggardsTimer !== undefined || this.stopped) return
+    this.laggardsTimer = setTimeout(() => {
+      this.laggardsTimer = undefined
+      if (this.laggardsQueue.size === 0 || this.stopped) return
+      const ids = [...this.laggardsQueue]
+      this.laggardsQueue.clear()
+      void this.replicate(ids, undefined, undefined, true)
+    }, AGENT_DEFAULTS.replicationLaggardsMs)
   }
 
   /** Sends a job's copies again after a backoff (replicationBatchMs × 2^(failures − 1), at

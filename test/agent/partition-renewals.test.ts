@@ -91,6 +91,8 @@ describe('renewals across a partition (in-memory mesh, virtual time)', () => {
     const job = await owner.agent.submit({ image: 'bidmesh/busybox:latest', command: 'true', resources: { cpus: 0.6, memory: '64m' } })
     await v.advanceUntil('the attempt to start', () => runs.length === 1, 10_000)
     const executor = runs[0].node
+    // The copies beyond the quorum's lag (replicationLaggardsMs): every replica holds one first.
+    await v.advanceUntil('every replica to hold a copy', () => job.replicas.every(r => v.nodes.find(n => n.id === r)!.store.getJob(job.id) !== undefined), 5_000)
     const minority = job.replicas.filter(r => r !== executor).slice(0, 3)
     expect(minority).toHaveLength(3)
     const majority = v.nodes.map(n => n.id).filter(id => !minority.includes(id))
