@@ -7,7 +7,7 @@
 // An executor refuses a job whose signature does not verify or whose publisher is not on its
 // allowlist ('unauthorized publisher'), whoever sent the bid request or the award: a member
 // of the mesh that is not an authorized publisher cannot make others run containers.
-import { createHash, randomBytes } from 'node:crypto'
+import { type KeyObject, createHash, createPrivateKey, createPublicKey, randomBytes, sign as cryptoSign, verify as cryptoVerify } from 'node:crypto'
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import type { PrivateKey } from '@libp2p/interface'
 import { Packr } from 'msgpackr'
@@ -86,9 +86,54 @@ export function signJob (privateKey: PrivateKey, job: SignedJobFields): Uint8Arr
   if (privateKey.type !== 'Ed25519') throw new JobSigningError('key-type', `jobs are signed with Ed25519 keys, not ${privateKey.type}`)
   const own = peerIdFromPrivateKey(privateKey).toString()
   if (own !== job.publisher) throw new JobSigningError('publisher-mismatch', `publisher ${job.publisher} is not the signing key's peer id ${own}`)
-  const sig = privateKey.sign(canonicalJobBytes(job))
+  const bytes = canonicalJobBytes(job)
+  const keyObject = privateKeyObject(privateKey)
+  if (keyObject !== undefined) return new Uint8Array(cryptoSign(null, bytes, keyObject))
+  const sig = privateKey.sign(bytes)
   if (sig instanceof Promise) throw new JobSigningError('async-key', 'the signing key signs asynchronously; use a local Ed25519 key')
   return sig
+}
+
+// ---- node key objects --------------------------------------------------------------------
+// libp2p's Ed25519 keys import themselves into node's crypto (from JWK) on every sign and
+// verify, ~35 µs a call; a job is signed once and verified by each executor it reaches. The
+// key objects are made once per key instead, from the raw keys in their standard DER wrapping
+// (RFC 8410). Ed25519 signatures are deterministic: the same key and bytes give the same
+// signature either way (test/agent/signing.test.ts checks both directions).
+
+/** DER of an Ed25519 SubjectPublicKeyInfo before its 32 raw key bytes. */
+const SPKI_ED25519_PREFIX = Buffer.from('302a300506032b6570032100', 'hex')
+/** DER of an Ed25519 PKCS #8 private key before its 32-byte seed. */
+const PKCS8_ED25519_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex')
+
+const privateKeyObjects = new WeakMap<PrivateKey, KeyObject>()
+
+/** undefined: not a local Ed25519 key with its seed at hand (libp2p's own sign is used). */
+function privateKeyObject (privateKey: PrivateKey): KeyObject | undefined {
+  let keyObject = privateKeyObjects.get(privateKey)
+  if (keyObject !== undefined) return keyObject
+  // libp2p keeps an Ed25519 private key as the seed followed by the public key (64 bytes).
+  const raw: unknown = (privateKey as { raw?: unknown }).raw
+  if (!(raw instanceof Uint8Array) || raw.byteLength !== 64) return undefined
+  keyObject = createPrivateKey({ key: Buffer.concat([PKCS8_ED25519_PREFIX, raw.subarray(0, 32)]), format: 'der', type: 'pkcs8' })
+  privateKeyObjects.set(privateKey, keyObject)
+  return keyObject
+}
+
+/** Publishers' public keys, by peer id; the oldest goes first past PUBLIC_KEYS_MAX. */
+const publicKeyObjects = new Map<string, KeyObject>()
+const PUBLIC_KEYS_MAX = 1024
+
+/** undefined: the peer id embeds no Ed25519 key. Throws on a malformed peer id. */
+function publicKeyObject (publisher: string): KeyObject | undefined {
+  let keyObject = publicKeyObjects.get(publisher)
+  if (keyObject !== undefined) return keyObject
+  const publicKey = peerIdFromString(publisher).publicKey
+  if (publicKey === undefined || publicKey.type !== 'Ed25519' || publicKey.raw.byteLength !== 32) return undefined
+  keyObject = createPublicKey({ key: Buffer.concat([SPKI_ED25519_PREFIX, publicKey.raw]), format: 'der', type: 'spki' })
+  if (publicKeyObjects.size >= PUBLIC_KEYS_MAX) publicKeyObjects.delete(publicKeyObjects.keys().next().value!)
+  publicKeyObjects.set(publisher, keyObject)
+  return keyObject
 }
 
 /**
@@ -108,11 +153,8 @@ export function verifyJob (job: SignedJobFields, signature: Uint8Array | string)
     const cacheKey = `${job.publisher}\n${Buffer.from(sig).toString('base64')}`
     const digest = createHash('sha256').update(bytes).digest('base64')
     if (VERIFIED.get(cacheKey) === digest) return true
-    const publicKey = peerIdFromString(job.publisher).publicKey
-    if (publicKey === undefined || publicKey.type !== 'Ed25519') return false
-    const ok = publicKey.verify(bytes, sig)
-    // Ed25519 verifies synchronously in Node; a key that does not is not one we accept.
-    if (ok !== true) return false
+    const publicKey = publicKeyObject(job.publisher)
+    if (publicKey === undefined || !cryptoVerify(null, bytes, publicKey, sig)) return false
     if (VERIFIED.size >= VERIFIED_MAX) VERIFIED.delete(VERIFIED.keys().next().value!)
     VERIFIED.set(cacheKey, digest)
     return true

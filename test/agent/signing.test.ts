@@ -35,6 +35,20 @@ describe('signJob / verifyJob', () => {
     expect(verifyJob(job(), signatureToString(sig))).toBe(true)
   })
 
+  it('signs and verifies exactly as libp2p\'s own Ed25519 keys do (key objects made once per key)', async () => {
+    for (const [i, k] of [key, other].entries()) {
+      const fields = job({ id: `j-${i}`, publisher: peerIdFromPrivateKey(k).toString() })
+      const bytes = canonicalJobBytes(fields)
+      // Deterministic signatures: the same bytes under the same key give the same signature.
+      const ours = signJob(k, fields)
+      expect(Buffer.from(ours).toString('hex')).toBe(Buffer.from(await k.sign(bytes)).toString('hex'))
+      expect(await k.publicKey.verify(bytes, ours)).toBe(true)
+      expect(verifyJob(fields, await k.sign(bytes))).toBe(true)
+      // The key object, once made, still answers for that key only.
+      expect(verifyJob({ ...fields, publisher: i === 0 ? otherPeer : publisher }, ours)).toBe(false)
+    }
+  })
+
   it('the encoding is canonical: key order and undefined fields do not matter', () => {
     const reordered = { ...spec, env: { A: '1', B: '2' }, name: undefined } as unknown as JobSpec
     const shuffled = Object.fromEntries(Object.entries(reordered).reverse()) as unknown as JobSpec
