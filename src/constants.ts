@@ -59,18 +59,20 @@ export const AGENT_DEFAULTS = {
   replicationBatchMs: 25,
   /** A job's copy goes first to a quorum of its replicas (with the owner, a majority of its
    *  group: 2 of 4), the best-ranked that look reachable; the others are sent it at most this
-   *  much later, one request per lagging replica carrying every job changed meanwhile. A
+   *  much later, one request per lagging replica (of up to 100 jobs) carrying every job
+   *  changed meanwhile. A
    *  takeover needs a majority of the group and reads the newest copy among them, which
    *  always includes one of the quorum, so the laggards cost a takeover nothing but, rarely,
-   *  a stagger (a laggard that holds no copy yet does not ask). An owner sends each peer at
-   *  most 1000/this laggards' requests a second, whatever its job rate. Longer: fewer
+   *  a stagger (a laggard that holds no copy yet does not ask). An owner sends each peer
+   *  about 1000/this laggards' requests a second at most, whatever its job rate. Longer: fewer
    *  requests; shorter: the whole group holds the newest record sooner. */
   replicationLaggardsMs: 250,
-  /** A quorum copy not acknowledged within this long is also sent to the job's next replica
-   *  (a hedge): a replica that died, and is not yet known gone, would otherwise hold the
-   *  submit or the result waiting on it up to the request timeout (2 s). Shorter: hedges fire
-   *  on a merely slow round (a copy sent twice, both harmless); longer: a dead replica costs
-   *  that much more once, until it is known gone. */
+  /** A job whose quorum copies are not all acknowledged within this long is also sent to its
+   *  laggards at once (a hedge): a replica that died, and is not yet suspect (3 s) or seen
+   *  disconnected, would otherwise hold the submit or the result waiting on it up to the
+   *  request timeout (2 s). Shorter: hedges fire on merely slow rounds (their copies go to
+   *  all four replicas, one request per laggard, as before laggards existed); longer: a dead
+   *  replica costs each job whose quorum it is in that much more, until it is suspect. */
   replicationHedgeMs: 150,
   /** A job whose copy the store failed to read is tried again after replicationBatchMs ×
    *  2^(failures − 1), at most this long. Shorter: a disk that recovers has its replicas

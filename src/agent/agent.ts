@@ -522,7 +522,11 @@ class BidmeshAgent implements Agent {
     // Every final report acknowledged (or given up on) before we go.
     await until(() => this.bidder.allocations.size === 0, 10_000)
     const owned = [...this.owner.jobs.values()].filter(oj => !TERMINAL_STATES.has(oj.record.state)).map(oj => oj.record.id)
-    await this.replicate(owned)
+    // To every replica, laggards too: they are about to decide without us. The jobs waiting
+    // for the laggards' flush go with them (a final accepted in the last moments).
+    const lagging = [...this.laggardsQueue]
+    this.laggardsQueue.clear()
+    await this.replicate([...owned, ...lagging], undefined, undefined, true)
     this.left = true
     await this.c.mesh.publish(Topic.Capacity, { type: MessageType.MemberLeave, body: { peerId: this.peerId } })
     this.c.logger.info({ handedOver: owned.length }, 'agent:left')
@@ -969,17 +973,35 @@ class BidmeshAgent implements Agent {
       if (toHand === 0) onHanded?.(id)
       else unhanded.set(id, toHand)
     }
+    /** spares due, by replica: sent together at the end of the step (one request per
+     *  replica, not per job, when a request of many jobs fails or a round is hedged) */
+    const sparesDue = new Map<string, CopyToSend[]>()
     /** Sends a waiting job's copy to its next replica behind (all of them: `count` Infinity),
      *  in place of one that failed or is slow. */
     const sendSpares = (id: string, count: number): void => {
       const s = spares.get(id)
       const w = waiting.get(id)
-      for (let i = 0; i < count && s !== undefined && w !== undefined; i++) {
+      if (s === undefined || w === undefined) return
+      // Released meanwhile (a replica named it stale): not ours to copy.
+      if (!this.owner.jobs.has(id)) return
+      for (let i = 0; i < count; i++) {
         const plan = s.plans.shift()
         if (plan === undefined) break
         w.unanswered++
-        void this.sendCopies(plan.replica, [toSend(s.job, plan)], answered)
+        // The laggards' flush (or another call) got this copy, or a newer one, out meanwhile:
+        // its answer is this one's, and a second write of it would only cost.
+        const last = plan.copy.last
+        if (last !== undefined && last.version >= s.job.version) { void last.kept.then(kept => { answered(s.job, kept) }); continue }
+        if (sparesDue.size === 0) queueMicrotask(sendSparesDue)
+        const list = sparesDue.get(plan.replica) ?? []
+        list.push(toSend(s.job, plan))
+        sparesDue.set(plan.replica, list)
       }
+    }
+    const sendSparesDue = (): void => {
+      const due = [...sparesDue]
+      sparesDue.clear()
+      for (const [peer, copies] of due) void this.sendCopies(peer, copies, answered)
     }
     const answered = (job: JobRecord, ok: boolean): void => {
       const w = waiting.get(job.id)
@@ -1005,7 +1027,12 @@ class BidmeshAgent implements Agent {
     // The hedge: a job still short of its quorum after replicationHedgeMs is sent to every
     // replica behind as well (as if it had no laggards): a dead replica not yet known gone
     // then holds no one for the request timeout.
-    const hedge = spares.size === 0 ? undefined : setTimeout(() => { for (const id of [...waiting.keys()]) sendSpares(id, Infinity) }, AGENT_DEFAULTS.replicationHedgeMs)
+    const hedge = spares.size === 0
+      ? undefined
+      : setTimeout(() => {
+        if (this.stopped) return
+        for (const id of [...waiting.keys()]) sendSpares(id, Infinity)
+      }, AGENT_DEFAULTS.replicationHedgeMs)
     for (const [peer, copies] of byPeer) void this.sendCopies(peer, copies, answered, handedOne)
     try {
       await decided
@@ -1073,7 +1100,9 @@ class BidmeshAgent implements Agent {
     this.laggardsTimer = setTimeout(() => {
       this.laggardsTimer = undefined
       if (this.laggardsQueue.size === 0 || this.stopped) return
-      const ids = [...this.laggardsQueue]
+      // Jobs in a failed replication's backoff wait for their retry (which sends to the
+      // quorum and queues them here again): a send now would be outside the backoff.
+      const ids = [...this.laggardsQueue].filter(id => !this.replicationRetryPending.has(id))
       this.laggardsQueue.clear()
       void this.replicate(ids, undefined, undefined, true)
     }, AGENT_DEFAULTS.replicationLaggardsMs)

@@ -99,6 +99,36 @@ describe('replication to a job\'s replicas', () => {
     expect(others.filter(n => n.store.getJob(answered!.id) !== undefined).length).toBeGreaterThanOrEqual(2)
   })
 
+  it('a quorum replica whose request fails is stood in for at once by a laggard', async () => {
+    let failing = 0
+    await startWithOwnerReplication(async (_to, _message, send) => {
+      if (failing-- > 0) throw new Error('connection reset')
+      return await send()
+    })
+    const [owner, ...others] = v.nodes
+    failing = 1 // the submit's first copy
+    let answered: Awaited<ReturnType<Agent['submit']>> | undefined
+    void owner.agent.submit(JOB).then(j => { answered = j })
+    await turns(() => answered !== undefined)
+    // No virtual time passed: neither the hedge nor a timeout, but the next replica at once.
+    expect(answered?.replicas).toHaveLength(4)
+    expect(others.filter(n => n.store.getJob(answered!.id) !== undefined)).toHaveLength(2)
+  })
+
+  it('a draining owner sends its jobs\' last copies to every replica, the laggards too', async () => {
+    // The owner cannot run the job, so its drain waits on nothing and takes no virtual time.
+    await v.start(5, { executorFor: () => noopExecutor({ runMs: 60_000 }), cpuMilliFor: i => i === 0 ? 50 : 1000 })
+    const [owner, ...others] = v.nodes
+    const job = await owner.agent.submit(JOB)
+    expect(others.filter(n => n.store.getJob(job.id) !== undefined)).toHaveLength(2)
+    let drained = false
+    void owner.agent.drain({ deadlineMs: 0 }).then(() => { drained = true })
+    await turns(() => drained)
+    expect(drained).toBe(true)
+    const latest = owner.store.getJob(job.id)!
+    for (const n of others) expect(n.store.getJob(job.id)?.version, n.id).toBe(latest.version)
+  })
+
   it('without a quorum the submit waits until the held replicas\' requests time out', async () => {
     await startNodes(5)
     const [owner] = v.nodes
