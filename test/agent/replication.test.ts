@@ -122,7 +122,7 @@ describe('replication to a job\'s replicas', () => {
     const job = await owner.agent.submit(JOB)
     expect(others.filter(n => n.store.getJob(job.id) !== undefined)).toHaveLength(2)
     let drained = false
-    void owner.agent.drain({ deadlineMs: 0 }).then(() => { drained = true })
+    void owner.agent.drain().then(() => { drained = true })
     await turns(() => drained)
     expect(drained).toBe(true)
     const latest = owner.store.getJob(job.id)!
