@@ -897,8 +897,9 @@ class BidmeshAgent implements Agent {
     const byPeer = new Map<string, CopyToSend[]>()
     /** jobs still waiting for their quorum: acknowledgements so far, copies yet to answer */
     const waiting = new Map<string, { acks: number, unanswered: number }>()
-    /** per job still waiting: the replicas behind that were not sent a copy, in order */
-    const spares = new Map<string, { job: JobRecord, plans: Plan[] }>()
+    /** per job still waiting: the replicas behind that were not sent a copy, in order (their
+     *  events are read only if one is sent: most never are, and get the laggards' flush) */
+    const spares = new Map<string, Array<{ replica: string, copy: ReplicaCopy }>>()
     const done = new Set<string>()
     /** jobs with copies not yet handed to the mesh: how many */
     const unhanded = new Map<string, number>()
@@ -924,22 +925,20 @@ class BidmeshAgent implements Agent {
       const quorumCopies = toAll ? order.length : replicaQuorum(order.length)
       // Read everything this job's copies need before any bookkeeping changes: a store that
       // fails a read (a disk error) leaves no copy marked as on its way that never leaves.
-      let plans: Array<{ last: NonNullable<ReplicaCopy['last']> } | Plan>
+      let plans: Array<{ last: NonNullable<ReplicaCopy['last']> } | Plan | { replica: string, copy: ReplicaCopy, behind: true }>
       try {
         const total = this.c.store.eventCount(id)
         // Replicas usually hold the same events: read each starting point once.
         const read = new Map<number, JobEvent[]>()
-        plans = order.map(replica => {
+        plans = order.map((replica, rank) => {
           const copy = this.replicaCopy(id, replica)
           // This very copy went to the replica already, or is on its way: its answer is this
           // one's. A submit's and a result's own replication cross the batched one that the
           // same change queued; sending the copy again would only be a second write of it.
           const last = copy.last
           if (last !== undefined && last.version === job.version && last.eventsThrough >= total) return { last }
-          const from = Math.min(copy.eventsHeld, total)
-          let events = read.get(from)
-          if (events === undefined) { events = this.c.store.events(id, { from, limit: 1000 }); read.set(from, events) }
-          return { replica, copy, from, events }
+          if (rank >= quorumCopies) return { replica, copy, behind: true as const }
+          return this.planCopy(id, replica, copy, total, read)
         })
       } catch (err) {
         // Not sent now, so not kept: a waiting submit or result is answered so at once.
@@ -950,7 +949,7 @@ class BidmeshAgent implements Agent {
       const w = { acks: 0, unanswered: 0 }
       waiting.set(id, w)
       let toHand = 0
-      const behind: Plan[] = []
+      const behind: Array<{ replica: string, copy: ReplicaCopy }> = []
       plans.forEach((plan, rank) => {
         if ('last' in plan) {
           // A laggard's copy already out counts as it answers; only the quorum's waits to be handed.
@@ -959,7 +958,7 @@ class BidmeshAgent implements Agent {
           if (rank < quorumCopies && !plan.last.handed) { toHand++; plan.last.whenHanded.push(() => { handedOne(id) }) }
           return
         }
-        if (rank >= quorumCopies) { behind.push(plan); return }
+        if ('behind' in plan) { behind.push(plan); return }
         w.unanswered++
         toHand++
         const list = byPeer.get(plan.replica) ?? []
@@ -967,7 +966,7 @@ class BidmeshAgent implements Agent {
         byPeer.set(plan.replica, list)
       })
       if (behind.length > 0) {
-        spares.set(id, { job, plans: behind })
+        spares.set(id, behind)
         this.queueLaggards(id)
       }
       if (toHand === 0) onHanded?.(id)
@@ -979,23 +978,33 @@ class BidmeshAgent implements Agent {
     /** Sends a waiting job's copy to its next replica behind (all of them: `count` Infinity),
      *  in place of one that failed or is slow. */
     const sendSpares = (id: string, count: number): void => {
-      const s = spares.get(id)
+      const behind = spares.get(id)
       const w = waiting.get(id)
-      if (s === undefined || w === undefined) return
       // Released meanwhile (a replica named it stale): not ours to copy.
-      if (!this.owner.jobs.has(id)) return
-      for (let i = 0; i < count; i++) {
-        const plan = s.plans.shift()
-        if (plan === undefined) break
-        w.unanswered++
+      const job = this.owner.jobs.get(id)?.record
+      if (behind === undefined || w === undefined || job === undefined) return
+      let total: number
+      try { total = this.c.store.eventCount(id) } catch (err) { this.retryReplication(id, 'replication: could not read the job from the store', err); return }
+      const read = new Map<number, JobEvent[]>()
+      for (let sent = 0; sent < count && behind.length > 0;) {
+        const { replica, copy } = behind.shift()!
         // The laggards' flush (or another call) got this copy, or a newer one, out meanwhile:
         // its answer is this one's, and a second write of it would only cost.
-        const last = plan.copy.last
-        if (last !== undefined && last.version >= s.job.version) { void last.kept.then(kept => { answered(s.job, kept) }); continue }
+        const last = copy.last
+        if (last !== undefined && last.version >= job.version && last.eventsThrough >= total) {
+          w.unanswered++
+          sent++
+          void last.kept.then(kept => { answered(job, kept) })
+          continue
+        }
+        let plan: Plan
+        try { plan = this.planCopy(id, replica, copy, total, read) } catch (err) { this.retryReplication(id, 'replication: could not read the job from the store', err); continue }
+        w.unanswered++
+        sent++
         if (sparesDue.size === 0) queueMicrotask(sendSparesDue)
-        const list = sparesDue.get(plan.replica) ?? []
-        list.push(toSend(s.job, plan))
-        sparesDue.set(plan.replica, list)
+        const list = sparesDue.get(replica) ?? []
+        list.push(toSend(job, plan))
+        sparesDue.set(replica, list)
       }
     }
     const sendSparesDue = (): void => {
@@ -1040,6 +1049,15 @@ class BidmeshAgent implements Agent {
       clearTimeout(hedge)
     }
     return done
+  }
+
+  /** What a replica is sent of a job: the events after those it acknowledged holding (a
+   *  store read, shared through `read` by the replicas that start at the same event). */
+  private planCopy (jobId: string, replica: string, copy: ReplicaCopy, total: number, read: Map<number, JobEvent[]>): { replica: string, copy: ReplicaCopy, from: number, events: JobEvent[] } {
+    const from = Math.min(copy.eventsHeld, total)
+    let events = read.get(from)
+    if (events === undefined) { events = this.c.store.events(jobId, { from, limit: 1000 }); read.set(from, events) }
+    return { replica, copy, from, events }
   }
 
   /** Sends copies to one replica, in requests of up to 100 jobs, and books its answers. */

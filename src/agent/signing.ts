@@ -84,10 +84,9 @@ export function canonicalJobBytes (job: SignedJobFields): Uint8Array {
  *  signed "for" someone else would never verify, so that is a bug, reported at once. */
 export function signJob (privateKey: PrivateKey, job: SignedJobFields): Uint8Array {
   if (privateKey.type !== 'Ed25519') throw new JobSigningError('key-type', `jobs are signed with Ed25519 keys, not ${privateKey.type}`)
-  const own = peerIdFromPrivateKey(privateKey).toString()
+  const { peerId: own, keyObject } = signingKey(privateKey)
   if (own !== job.publisher) throw new JobSigningError('publisher-mismatch', `publisher ${job.publisher} is not the signing key's peer id ${own}`)
   const bytes = canonicalJobBytes(job)
-  const keyObject = privateKeyObject(privateKey)
   if (keyObject !== undefined) return new Uint8Array(cryptoSign(null, bytes, keyObject))
   const sig = privateKey.sign(bytes)
   if (sig instanceof Promise) throw new JobSigningError('async-key', 'the signing key signs asynchronously; use a local Ed25519 key')
@@ -106,18 +105,21 @@ const SPKI_ED25519_PREFIX = Buffer.from('302a300506032b6570032100', 'hex')
 /** DER of an Ed25519 PKCS #8 private key before its 32-byte seed. */
 const PKCS8_ED25519_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex')
 
-const privateKeyObjects = new WeakMap<PrivateKey, KeyObject>()
+/** A signing key's peer id and node key object, worked out once per key. */
+const signingKeys = new WeakMap<PrivateKey, { peerId: string, keyObject?: KeyObject }>()
 
-/** undefined: not a local Ed25519 key with its seed at hand (libp2p's own sign is used). */
-function privateKeyObject (privateKey: PrivateKey): KeyObject | undefined {
-  let keyObject = privateKeyObjects.get(privateKey)
-  if (keyObject !== undefined) return keyObject
+/** keyObject undefined: not a local Ed25519 key with its seed at hand (libp2p's own sign is used). */
+function signingKey (privateKey: PrivateKey): { peerId: string, keyObject?: KeyObject } {
+  let key = signingKeys.get(privateKey)
+  if (key !== undefined) return key
+  key = { peerId: peerIdFromPrivateKey(privateKey).toString() }
   // libp2p keeps an Ed25519 private key as the seed followed by the public key (64 bytes).
   const raw: unknown = (privateKey as { raw?: unknown }).raw
-  if (!(raw instanceof Uint8Array) || raw.byteLength !== 64) return undefined
-  keyObject = createPrivateKey({ key: Buffer.concat([PKCS8_ED25519_PREFIX, raw.subarray(0, 32)]), format: 'der', type: 'pkcs8' })
-  privateKeyObjects.set(privateKey, keyObject)
-  return keyObject
+  if (raw instanceof Uint8Array && raw.byteLength === 64) {
+    key.keyObject = createPrivateKey({ key: Buffer.concat([PKCS8_ED25519_PREFIX, raw.subarray(0, 32)]), format: 'der', type: 'pkcs8' })
+  }
+  signingKeys.set(privateKey, key)
+  return key
 }
 
 /** Publishers' public keys, by peer id; the oldest goes first past PUBLIC_KEYS_MAX. */
