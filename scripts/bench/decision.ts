@@ -1,9 +1,10 @@
 // Decision throughput and latency: 5 agents (separate OS processes on loopback) with the
 // no-op executor, so what is measured is submit + auction + award, not containers.
 //
-// (a) throughput: several closed-loop HTTP submitters (each has one POST in flight, so at
-//     most SUBMITTERS are in flight) publish for warm-up + window, first all to one agent,
-//     then spread over all agents (each phase on a fresh cluster). Awards are counted from
+// (a) throughput: closed-loop HTTP submitters (each has one POST in flight) publish for
+//     warm-up + window, first all to one agent, then spread over all agents (each on a fresh
+//     cluster), at each of SUBMITTERS' offered loads in turn on the same cluster; the
+//     highest is what the agents sustain. Awards are counted from
 //     the jobs' `job:scheduled` events (award acknowledged by the winner; `attempt:started`
 //     when the winner's running report overtook the ack, see collect) whose atMs falls in
 //     the window: the agents' clocks, not the load generator's.
@@ -19,8 +20,21 @@ export const ANCHORS = {
 }
 
 const AGENTS = 5
-/** Concurrent HTTP submitters (each keeps one POST in flight). */
-const SUBMITTERS = 10
+/** Offered loads: concurrent HTTP submitters (each keeps one POST in flight), one window
+ *  each, in this order, on the same cluster. A closed loop of n submitters places at most
+ *  n / (submit round trip) jobs per second, whatever the agents could do: 10 in flight at
+ *  ~21 ms each caps one agent's window near 475/s with 1.6 of the 2 cores busy. Under more
+ *  load the agents do more per message (more jobs per replication request, per store flush,
+ *  per socket read), so what they sustain keeps rising after the cores are busy. The target
+ *  is judged on the highest of the windows: what the agents sustained when kept busy. Each
+ *  window reports its own latency under load, which grows with the submitters (queueing);
+ *  the latency targets are judged at a steady 50 jobs/s, part (b). BIDMESH_BENCH_SUBMITTERS
+ *  ("10,30") replaces the list, for experiments. */
+const SUBMITTERS = (process.env.BIDMESH_BENCH_SUBMITTERS ?? '10,30,100').split(',').map(x => {
+  const n = Number(x)
+  if (!Number.isSafeInteger(n) || n < 1) throw new Error(`BIDMESH_BENCH_SUBMITTERS: each entry must be a positive integer, got "${x}"`)
+  return n
+})
 /** Agents offer far more than the jobs need: capacity never limits the auction rate. */
 const AGENT_CAPACITY = { cpus: 64, memory: '64g' }
 /** The smallest job Docker would accept; the no-op executor "runs" it in 0 ms. */
@@ -172,7 +186,7 @@ function perAward (before: MessageCounts | undefined, after: MessageCounts | und
   return { requests, requestsTotal: round(Object.values(requests).reduce((x, y) => x + y, 0), 1), gossipReceivedBytes: diff(after.gossipReceivedBytes, before.gossipReceivedBytes) }
 }
 
-async function throughputPhase (agents: BenchAgent[], targets: BenchAgent[], from: ThroughputResult['from'], warmupMs: number, windowMs: number): Promise<ThroughputResult> {
+async function throughputPhase (agents: BenchAgent[], targets: BenchAgent[], from: ThroughputResult['from'], submitters: number, warmupMs: number, windowMs: number): Promise<ThroughputResult> {
   const submitted: Submitted[] = []
   let errors = 0
   const errorSamples: string[] = []
@@ -181,7 +195,7 @@ async function throughputPhase (agents: BenchAgent[], targets: BenchAgent[], fro
   const windowEnd = windowStart + windowMs
   const cpu = cpuOverWindow(agents, windowStart, windowEnd)
   const messages = messagesOverWindow(agents, windowStart, windowEnd)
-  await Promise.all(Array.from({ length: SUBMITTERS }, async (_, i) => {
+  await Promise.all(Array.from({ length: submitters }, async (_, i) => {
     const via = targets[i % targets.length]
     while (Date.now() < windowEnd) {
       const sentAtMs = Date.now()
@@ -210,7 +224,7 @@ async function throughputPhase (agents: BenchAgent[], targets: BenchAgent[], fro
   const windowJobs = times.filter(t => t.createdAtMs >= windowStart && t.createdAtMs < windowEnd && t.scheduledAtMs !== undefined)
   return {
     from,
-    submitters: SUBMITTERS,
+    submitters,
     windowSec: windowMs / 1000,
     awardsPerSec: round(inWindow.length / (windowMs / 1000), 1),
     acceptedPerSec: round(accepted / (windowMs / 1000), 1),
@@ -357,13 +371,18 @@ export async function runDecision (o: DecisionOptions): Promise<DecisionResult> 
   const warmupMs = o.quick ? 2000 : 5000
   const windowMs = o.quick ? 5000 : 20_000
   const jitWarmupMs = o.quick ? 5000 : JIT_WARMUP_MS
-  console.log(`   each cluster: ${jitWarmupMs / 1000} s at ${STEADY_RATE} jobs/s first (V8 warm-up); throughput: ${SUBMITTERS} closed-loop HTTP submitters, ${warmupMs / 1000} s warm-up + ${windowMs / 1000} s window; latency: ${STEADY_RATE} jobs/s open loop`)
+  console.log(`   each cluster: ${jitWarmupMs / 1000} s at ${STEADY_RATE} jobs/s first (V8 warm-up); throughput: ${SUBMITTERS.join(', then ')} closed-loop HTTP submitters, ${warmupMs / 1000} s warm-up + ${windowMs / 1000} s window; latency: ${STEADY_RATE} jobs/s open loop`)
 
   const throughput: ThroughputResult[] = []
-  throughput.push(await withCluster('throughput, published from one agent', async agents => await throughputPhase(agents, [agents[0]], 'one agent', warmupMs, windowMs), jitWarmupMs))
-  console.log(`   one agent:  ${throughput[0].awardsPerSec} acks/s (accepted ${throughput[0].acceptedPerSec}/s)${perAwardText(throughput[0])}`)
-  throughput.push(await withCluster('throughput, published from all agents', async agents => await throughputPhase(agents, agents, 'all agents', warmupMs, windowMs), jitWarmupMs))
-  console.log(`   all agents: ${throughput[1].awardsPerSec} acks/s (accepted ${throughput[1].acceptedPerSec}/s)${perAwardText(throughput[1])}`)
+  for (const from of ['one agent', 'all agents'] as const) {
+    await withCluster(`throughput, published from ${from}`, async agents => {
+      for (const submitters of SUBMITTERS) {
+        const t = await throughputPhase(agents, from === 'one agent' ? [agents[0]] : agents, from, submitters, warmupMs, windowMs)
+        throughput.push(t)
+        console.log(`   ${from}, ${submitters} submitters: ${t.awardsPerSec} acks/s (accepted ${t.acceptedPerSec}/s)${perAwardText(t)}`)
+      }
+    }, jitWarmupMs)
+  }
   const [latency, latencyFirstMinute] = await withCluster(`latency at ${STEADY_RATE} jobs/s`, async (agents, warmup) => {
     if (warmup === undefined) throw new Error('the latency cluster measures its warm-up')
     return [await latencyPhase(agents, o.quick ? 1000 : 3000, windowMs), warmup] as const
@@ -374,18 +393,18 @@ export async function runDecision (o: DecisionOptions): Promise<DecisionResult> 
     return results
   }, jitWarmupMs)
 
-  const [one, all] = throughput
+  const sustained = (from: ThroughputResult['from']): number => Math.max(...throughput.filter(t => t.from === from).map(t => t.awardsPerSec))
   const met = {
-    throughputOneAgent: one.awardsPerSec >= DECISION_TARGETS.jobsPerSec,
-    throughputAllAgents: all.awardsPerSec >= DECISION_TARGETS.jobsPerSec,
+    throughputOneAgent: sustained('one agent') >= DECISION_TARGETS.jobsPerSec,
+    throughputAllAgents: sustained('all agents') >= DECISION_TARGETS.jobsPerSec,
     p50: latency.publishToAwardAckedMs.p50 <= DECISION_TARGETS.p50Ms,
     p99: latency.publishToAwardAckedMs.p99 <= DECISION_TARGETS.p99Ms
   }
   console.log('\n   (a) award acknowledgements per second in the window (job:scheduled, or attempt:started where that overtook it; agents\' clocks)')
   console.log(table([
-    ['   published from', 'acks/s', 'accepted/s', 'min 1s', 'max 1s', 'backlog@end', 'never', 'agent CPU ms/award', 'cores busy', 'p50 ms', 'p99 ms', 'target', ''],
-    ...throughput.map(t => [`   ${t.from}`, t.awardsPerSec, t.acceptedPerSec, t.awardsPerSecMin, t.awardsPerSecMax, t.backlogAtEnd, t.neverAwarded, t.agentCpuMsPerAward, t.agentCpuCoresBusy,
-      t.latencyUnderLoadMs.p50, t.latencyUnderLoadMs.p99, `≥ ${DECISION_TARGETS.jobsPerSec}`, verdict(t.awardsPerSec >= DECISION_TARGETS.jobsPerSec)])
+    ['   published from', 'submitters', 'acks/s', 'accepted/s', 'min 1s', 'max 1s', 'backlog@end', 'never', 'agent CPU ms/award', 'cores busy', 'p50 ms', 'p99 ms', 'target', ''],
+    ...throughput.map(t => [`   ${t.from}`, t.submitters, t.awardsPerSec, t.acceptedPerSec, t.awardsPerSecMin, t.awardsPerSecMax, t.backlogAtEnd, t.neverAwarded, t.agentCpuMsPerAward, t.agentCpuCoresBusy,
+      t.latencyUnderLoadMs.p50, t.latencyUnderLoadMs.p99, `≥ ${DECISION_TARGETS.jobsPerSec}`, t.awardsPerSec === sustained(t.from) ? verdict(t.awardsPerSec >= DECISION_TARGETS.jobsPerSec) : '(the other load judged)'])
   ]))
   console.log(`   anchor: Nomad C2M ~${ANCHORS.nomadC2MContainersPerSec.toLocaleString('en')} containers/s (large cluster, containers started, not just placed)`)
   const l = latency.publishToAwardAckedMs
@@ -407,7 +426,7 @@ export async function runDecision (o: DecisionOptions): Promise<DecisionResult> 
   ]))
   const shares = [...throughput.map(t => t.ackFromStartedShare), latency.ackFromStartedShare]
   if (shares.some(x => x > 0)) {
-    console.log(`   note: ${shares.map(x => `${round(x * 100, 0)}%`).join(' / ')} (one agent / all agents / 50 jobs/s) of awards have no job:scheduled event: the winner's ` +
+    console.log(`   note: ${shares.map(x => `${round(x * 100, 0)}%`).join(' / ')} (${throughput.map(t => `${t.from} at ${t.submitters}`).join(' / ')} / 50 jobs/s) of awards have no job:scheduled event: the winner's ` +
       'running report overtook its award ack and the owner recorded attempt:started instead; that event is used as the ack time for those jobs')
   }
   const result: DecisionResult = { agents: AGENTS, executor: 'noop', jitWarmupSec: jitWarmupMs / 1000, throughput, latency, latencyFirstMinute, latencyAtLowerRates, targets: DECISION_TARGETS, anchors: ANCHORS, met }
