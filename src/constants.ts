@@ -74,6 +74,13 @@ export const AGENT_DEFAULTS = {
    *  all four replicas, one request per laggard, as before laggards existed); longer: a dead
    *  replica costs each job whose quorum it is in that much more, until it is suspect. */
   replicationHedgeMs: 150,
+  /** A laggard whose copy failed (down, restarting, a request that failed) is sent it again
+   *  after replicationLaggardsMs × 2^(tries − 1), up to this many tries (250 ms, then 0.5, 1,
+   *  2, 4, 8 s: about 16 s in all, past goneAfterMs, by when a replica gone for good is
+   *  replaced). After that only the job's next change, or the replica's audit of its standby
+   *  copies, brings it up to date. More: a replica away longer still catches up at once;
+   *  fewer: less futile traffic to a replica that is gone. */
+  laggardRetries: 6,
   /** A job whose copy the store failed to read is tried again after replicationBatchMs ×
    *  2^(failures − 1), at most this long. Shorter: a disk that recovers has its replicas
    *  caught up sooner; longer: a broken disk costs fewer futile reads (and log lines). */

@@ -224,6 +224,9 @@ class BidmeshAgent implements Agent {
    *  (queueLaggards) */
   private readonly laggardsQueue = new Set<string>()
   private laggardsTimer: ReturnType<typeof setTimeout> | undefined
+  /** jobs with laggards whose copy failed: tries so far, and the timer of the next
+   *  (see retryLaggards) */
+  private readonly laggardRetries = new Map<string, { tries: number, timer?: ReturnType<typeof setTimeout> }>()
   /** jobs whose copy must reach a quorum before someone is answered (replicateNow), with
    *  those waiting on each, for the next replication round */
   private readonly urgentReplication = new Map<string, Array<(kept: boolean) => void>>()
@@ -370,10 +373,11 @@ class BidmeshAgent implements Agent {
       if (!TERMINAL_STATES.has(job.state) || nowMs - sinceMs < this.t.finishedJobRetentionMs) continue
       // Still on its way to the store or the replicas (or waiting out a failed replication's
       // backoff, see replicate): it goes on a later sweep.
-      if (this.replicateQueue.has(id) || this.laggardsQueue.has(id) || this.urgentReplication.has(id) || this.summaryQueue.has(id) || this.replicationFailures.has(id)) continue
+      if (this.replicateQueue.has(id) || this.laggardsQueue.has(id) || this.laggardRetries.get(id)?.timer !== undefined || this.urgentReplication.has(id) || this.summaryQueue.has(id) || this.replicationFailures.has(id)) continue
       this.ownerDo({ type: 'job:evicted', jobId: id })
       if (this.owner.jobs.has(id)) continue
       this.replicaCopies.delete(id)
+      this.laggardRetries.delete(id)
       this.restoredJobs.delete(id)
       for (let epoch = 0; epoch <= job.epoch; epoch++) this.acceptedResults.delete(`${id}#${epoch}`)
     }
@@ -555,6 +559,7 @@ class BidmeshAgent implements Agent {
     clearTimeout(this.summaryTimer)
     if (this.replicationTimer !== undefined) clearTimeout(this.replicationTimer)
     if (this.laggardsTimer !== undefined) clearTimeout(this.laggardsTimer)
+    for (const r of this.laggardRetries.values()) clearTimeout(r.timer)
     for (const r of this.running.values()) r.abort.abort()
     for (const id of [...this.finishWaits.keys()]) this.endFinishWaits(id)
     await this.c.mesh.stop().catch(() => {})
@@ -1122,8 +1127,47 @@ class BidmeshAgent implements Agent {
       // quorum and queues them here again): a send now would be outside the backoff.
       const ids = [...this.laggardsQueue].filter(id => !this.replicationRetryPending.has(id))
       this.laggardsQueue.clear()
-      void this.replicate(ids, undefined, undefined, true)
+      void this.replicate(ids, undefined, undefined, true).then(async () => await this.retryLaggards(ids))
     }, AGENT_DEFAULTS.replicationLaggardsMs)
+  }
+
+  /** After a laggards' flush: once every copy it sent has answered, a job with a replica
+   *  still behind (its copy failed, or was never sent: the store could not read it) goes to
+   *  the laggards again after a backoff, up to AGENT_DEFAULTS.laggardRetries times. A job
+   *  whose replicas all hold a copy starts counting afresh. */
+  private async retryLaggards (ids: string[]): Promise<void> {
+    const out: Array<Promise<boolean>> = []
+    for (const id of ids) for (const copy of this.replicaCopies.get(id)?.values() ?? []) if (copy.last !== undefined) out.push(copy.last.kept)
+    await Promise.all(out)
+    for (const id of ids) {
+      const job = this.owner.jobs.get(id)?.record
+      if (job === undefined || this.stopped) { this.laggardRetries.delete(id); continue }
+      const copies = this.replicaCopies.get(id)
+      // No copy on record: its last request failed (sendCopies forgets it), or none was ever
+      // sent. An older version on record is not behind here: the change that made it older
+      // queued its own copies.
+      const behind = job.replicas.filter(r => copies?.get(r)?.last === undefined)
+      const retry = this.laggardRetries.get(id)
+      if (behind.length === 0) {
+        if (retry?.timer === undefined) this.laggardRetries.delete(id)
+        continue
+      }
+      if (retry?.timer !== undefined) continue // one retry at a time; it sends whatever is newest
+      const tries = (retry?.tries ?? 0) + 1
+      if (tries > AGENT_DEFAULTS.laggardRetries) {
+        this.laggardRetries.delete(id)
+        this.c.logger.warn({ jobId: id, behind, tries: tries - 1 }, 'replication: laggards still behind after every retry; the next change or their standby audit catches them up')
+        continue
+      }
+      const timer = setTimeout(() => {
+        const r = this.laggardRetries.get(id)
+        if (r !== undefined) r.timer = undefined
+        if (this.stopped || !this.owner.jobs.has(id)) { this.laggardRetries.delete(id); return }
+        this.queueLaggards(id)
+      }, AGENT_DEFAULTS.replicationLaggardsMs * 2 ** (tries - 1))
+      timer.unref?.()
+      this.laggardRetries.set(id, { tries, timer })
+    }
   }
 
   /** Sends a job's copies again after a backoff (replicationBatchMs × 2^(failures − 1), at

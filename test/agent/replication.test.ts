@@ -129,6 +129,68 @@ describe('replication to a job\'s replicas', () => {
     for (const n of others) expect(n.store.getJob(job.id)?.version, n.id).toBe(latest.version)
   })
 
+  it('a laggard whose copy failed is sent it again after a backoff, with no change of the job to carry it', async () => {
+    /** requests to these replicas fail while failLaggards is set */
+    let laggards: string[] = []
+    let failLaggards = false
+    const attempts: Array<{ to: string, atMs: number }> = []
+    await startWithOwnerReplication(async (to, _message, send) => {
+      attempts.push({ to, atMs: Date.now() })
+      if (failLaggards && laggards.includes(to)) throw new Error('connection reset')
+      return await send()
+    })
+    const [owner, ...others] = v.nodes
+    const job = await owner.agent.submit(JOB)
+    const holders = (): string[] => others.filter(n => n.store.getJob(job.id) !== undefined).map(n => n.id)
+    laggards = others.map(n => n.id).filter(id => !holders().includes(id))
+    expect(laggards).toHaveLength(2)
+    failLaggards = true
+    // The job's first changes (award, start) settle; every laggards' flush meanwhile fails.
+    await vi.advanceTimersByTimeAsync(3 * AGENT_DEFAULTS.replicationLaggardsMs)
+    await turns(() => false)
+    expect(attempts.filter(a => laggards.includes(a.to)).length).toBeGreaterThan(0)
+    expect(holders()).toHaveLength(2)
+    const version = owner.store.getJob(job.id)!.version
+    failLaggards = false
+    for (let i = 0; i < 40 && holders().length < 4; i++) {
+      await vi.advanceTimersByTimeAsync(100)
+      await turns(() => holders().length === 4)
+    }
+    expect(holders()).toHaveLength(4)
+    // Carried by a retry, not by a later change of the job.
+    expect(owner.store.getJob(job.id)!.version).toBe(version)
+    for (const n of others) expect(n.store.getJob(job.id)?.version, n.id).toBe(version)
+  })
+
+  it('a laggard that keeps failing is tried AGENT_DEFAULTS.laggardRetries times more, then left to the job\'s next change', async () => {
+    let laggards: string[] = []
+    const attempts: Array<{ to: string, atMs: number }> = []
+    await startWithOwnerReplication(async (to, _message, send) => {
+      attempts.push({ to, atMs: Date.now() })
+      if (laggards.includes(to)) throw new Error('connection reset')
+      return await send()
+    })
+    const [owner, ...others] = v.nodes
+    const job = await owner.agent.submit(JOB)
+    laggards = others.map(n => n.id).filter(id => owner.store.getJob(job.id) !== undefined && others.find(n => n.id === id)!.store.getJob(job.id) === undefined)
+    expect(laggards).toHaveLength(2)
+    const startMs = Date.now()
+    // The job is awarded and starts (its changes settle), then runs for a minute (its
+    // executor's no-op): no change of it after the first second.
+    await vi.advanceTimersByTimeAsync(1_000)
+    await turns(() => false)
+    const version = owner.store.getJob(job.id)!.version
+    for (let i = 0; i < 45; i++) {
+      await vi.advanceTimersByTimeAsync(1_000)
+      await turns(() => false)
+    }
+    expect(owner.store.getJob(job.id)!.version).toBe(version)
+    const toLaggard = attempts.filter(a => a.to === laggards[0] && a.atMs >= startMs)
+    // The flush, then the retries (250 ms × 2^(n − 1) apart, about 16 s in all), then none.
+    expect(toLaggard).toHaveLength(1 + AGENT_DEFAULTS.laggardRetries)
+    expect(toLaggard.filter(a => a.atMs >= startMs + 25_000)).toEqual([])
+  })
+
   it('without a quorum the submit waits until the held replicas\' requests time out', async () => {
     await startNodes(5)
     const [owner] = v.nodes
