@@ -74,12 +74,16 @@ export const AGENT_DEFAULTS = {
    *  all four replicas, one request per laggard, as before laggards existed); longer: a dead
    *  replica costs each job whose quorum it is in that much more, until it is suspect. */
   replicationHedgeMs: 150,
-  /** A laggard whose copy failed (down, restarting, a request that failed) is sent it again
-   *  after replicationLaggardsMs × 2^(tries − 1), up to this many tries (250 ms, then 0.5, 1,
-   *  2, 4, 8 s: about 16 s in all, past goneAfterMs, by when a replica gone for good is
-   *  replaced). After that only the job's next change, or the replica's audit of its standby
-   *  copies, brings it up to date. More: a replica away longer still catches up at once;
-   *  fewer: less futile traffic to a replica that is gone. */
+  /** A laggard whose copy failed (down, restarting, a request that failed; or a quorum
+   *  replica a spare stood in for) is sent it again after replicationLaggardsMs × 2^(n − 1):
+   *  250 ms, then 0.5, 1, 2, 4, 8 s, each after the previous try's answers (up to 2 s of
+   *  request timeout each): 16–30 s in all, past goneAfterMs. A replica known gone is not
+   *  tried; an unfinished job's is replaced, a finished job's stays without it. After the
+   *  last try, only the job's next change brings the replica up to date; a finished job has
+   *  none, and the replica's audit of standby copies covers only copies it holds, so a
+   *  replica that never got one does not catch up. More: a replica away longer still
+   *  catches up, at the next try; fewer: less futile traffic to a replica that keeps
+   *  failing. */
   laggardRetries: 6,
   /** A job whose copy the store failed to read is tried again after replicationBatchMs ×
    *  2^(failures − 1), at most this long. Shorter: a disk that recovers has its replicas

@@ -1132,9 +1132,11 @@ class BidmeshAgent implements Agent {
   }
 
   /** After a laggards' flush: once every copy it sent has answered, a job with a replica
-   *  still behind (its copy failed, or was never sent: the store could not read it) goes to
-   *  the laggards again after a backoff, up to AGENT_DEFAULTS.laggardRetries times. A job
-   *  whose replicas all hold a copy starts counting afresh. */
+   *  still behind (its copy failed, or was never sent: the store could not read it; a quorum
+   *  replica a spare stood in for counts too) goes to the laggards again after a backoff, up
+   *  to AGENT_DEFAULTS.laggardRetries times. A replica known gone is not waited for: an
+   *  unfinished job's is replaced (replaceGoneReplicas), a finished job's stays without it.
+   *  A job whose replicas all hold a copy starts counting afresh. */
   private async retryLaggards (ids: string[]): Promise<void> {
     const out: Array<Promise<boolean>> = []
     for (const id of ids) for (const copy of this.replicaCopies.get(id)?.values() ?? []) if (copy.last !== undefined) out.push(copy.last.kept)
@@ -1146,7 +1148,8 @@ class BidmeshAgent implements Agent {
       // No copy on record: its last request failed (sendCopies forgets it), or none was ever
       // sent. An older version on record is not behind here: the change that made it older
       // queued its own copies.
-      const behind = job.replicas.filter(r => copies?.get(r)?.last === undefined)
+      const now = Date.now()
+      const behind = job.replicas.filter(r => copies?.get(r)?.last === undefined && this.peerStatus(r, now) !== 'gone')
       const retry = this.laggardRetries.get(id)
       if (behind.length === 0) {
         if (retry?.timer === undefined) this.laggardRetries.delete(id)
@@ -1156,7 +1159,9 @@ class BidmeshAgent implements Agent {
       const tries = (retry?.tries ?? 0) + 1
       if (tries > AGENT_DEFAULTS.laggardRetries) {
         this.laggardRetries.delete(id)
-        this.c.logger.warn({ jobId: id, behind, tries: tries - 1 }, 'replication: laggards still behind after every retry; the next change or their standby audit catches them up')
+        // Debug, not warn: a replica that fails every request while it looks alive (a broken
+        // disk) would otherwise log a line per job it lags on.
+        this.c.logger.debug({ jobId: id, behind, tries: tries - 1 }, 'replication: laggards still behind after every retry')
         continue
       }
       const timer = setTimeout(() => {
@@ -1575,6 +1580,8 @@ class BidmeshAgent implements Agent {
   private ownerDo (event: OwnerEvent): void {
     if (event.type === 'job:released') {
       this.replicaCopies.delete(event.jobId)
+      clearTimeout(this.laggardRetries.get(event.jobId)?.timer)
+      this.laggardRetries.delete(event.jobId)
       this.restoredJobs.delete(event.jobId)
     }
     const effects = ownerStep(this.owner, event, Date.now())

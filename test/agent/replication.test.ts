@@ -162,21 +162,22 @@ describe('replication to a job\'s replicas', () => {
     for (const n of others) expect(n.store.getJob(job.id)?.version, n.id).toBe(version)
   })
 
-  it('a laggard that keeps failing is tried AGENT_DEFAULTS.laggardRetries times more, then left to the job\'s next change', async () => {
+  it('a laggard that keeps failing is tried AGENT_DEFAULTS.laggardRetries times more, further apart each time, then left to the job\'s next change', async () => {
     let laggards: string[] = []
+    let failLaggards = true
     const attempts: Array<{ to: string, atMs: number }> = []
     await startWithOwnerReplication(async (to, _message, send) => {
       attempts.push({ to, atMs: Date.now() })
-      if (laggards.includes(to)) throw new Error('connection reset')
+      if (failLaggards && laggards.includes(to)) throw new Error('connection reset')
       return await send()
     })
     const [owner, ...others] = v.nodes
     const job = await owner.agent.submit(JOB)
-    laggards = others.map(n => n.id).filter(id => owner.store.getJob(job.id) !== undefined && others.find(n => n.id === id)!.store.getJob(job.id) === undefined)
+    laggards = others.filter(n => n.store.getJob(job.id) === undefined).map(n => n.id)
     expect(laggards).toHaveLength(2)
     const startMs = Date.now()
-    // The job is awarded and starts (its changes settle), then runs for a minute (its
-    // executor's no-op): no change of it after the first second.
+    // The job is awarded and starts in its first second, then runs for a minute (its
+    // executor's no-op): no change of it after that.
     await vi.advanceTimersByTimeAsync(1_000)
     await turns(() => false)
     const version = owner.store.getJob(job.id)!.version
@@ -185,10 +186,25 @@ describe('replication to a job\'s replicas', () => {
       await turns(() => false)
     }
     expect(owner.store.getJob(job.id)!.version).toBe(version)
-    const toLaggard = attempts.filter(a => a.to === laggards[0] && a.atMs >= startMs)
-    // The flush, then the retries (250 ms × 2^(n − 1) apart, about 16 s in all), then none.
-    expect(toLaggard).toHaveLength(1 + AGENT_DEFAULTS.laggardRetries)
-    expect(toLaggard.filter(a => a.atMs >= startMs + 25_000)).toEqual([])
+    const toLaggard = attempts.filter(a => a.to === laggards[0] && a.atMs >= startMs).map(a => a.atMs)
+    // The flushes of the job's changes, then the retries, each at least twice as far after
+    // the one before (250 ms × 2^(n − 1) after its answers), then nothing for the last 20 s.
+    expect(toLaggard.length).toBeGreaterThanOrEqual(1 + AGENT_DEFAULTS.laggardRetries)
+    const retries = toLaggard.slice(-AGENT_DEFAULTS.laggardRetries)
+    for (let k = 1; k < retries.length; k++) {
+      expect(retries[k] - retries[k - 1]).toBeGreaterThanOrEqual(AGENT_DEFAULTS.replicationLaggardsMs * 2 ** k)
+    }
+    expect(toLaggard.filter(t => t >= startMs + 26_000)).toEqual([])
+    expect(others.find(n => n.id === laggards[0])!.store.getJob(job.id)).toBe(undefined)
+    // Its next change reaches it.
+    failLaggards = false
+    await owner.agent.cancel(job.id)
+    for (let i = 0; i < 20 && others.find(n => n.id === laggards[0])!.store.getJob(job.id)?.version !== owner.store.getJob(job.id)!.version; i++) {
+      await vi.advanceTimersByTimeAsync(100)
+      await turns(() => false)
+    }
+    expect(owner.store.getJob(job.id)!.version).toBeGreaterThan(version)
+    expect(others.find(n => n.id === laggards[0])!.store.getJob(job.id)?.version).toBe(owner.store.getJob(job.id)!.version)
   })
 
   it('without a quorum the submit waits until the held replicas\' requests time out', async () => {
