@@ -129,29 +129,34 @@ describe('replication to a job\'s replicas', () => {
     for (const n of others) expect(n.store.getJob(job.id)?.version, n.id).toBe(latest.version)
   })
 
-  it('a laggard whose copy failed is sent it again after a backoff, with no change of the job to carry it', async () => {
-    /** requests to these replicas fail while failLaggards is set */
+  /** Five agents and a job submitted on the first. Its two laggards (the replicas the
+   *  submit's quorum left out) fail every copy the owner sends them while `failing.on`. */
+  async function submitWithFailingLaggards (): Promise<{ owner: VirtualAgents['nodes'][number], others: VirtualAgents['nodes'], job: Awaited<ReturnType<Agent['submit']>>, laggards: string[], attempts: Array<{ to: string, atMs: number }>, failing: { on: boolean } }> {
+    const failing = { on: true }
     let laggards: string[] = []
-    let failLaggards = false
     const attempts: Array<{ to: string, atMs: number }> = []
     await startWithOwnerReplication(async (to, _message, send) => {
       attempts.push({ to, atMs: Date.now() })
-      if (failLaggards && laggards.includes(to)) throw new Error('connection reset')
+      if (failing.on && laggards.includes(to)) throw new Error('connection reset')
       return await send()
     })
     const [owner, ...others] = v.nodes
     const job = await owner.agent.submit(JOB)
-    const holders = (): string[] => others.filter(n => n.store.getJob(job.id) !== undefined).map(n => n.id)
-    laggards = others.map(n => n.id).filter(id => !holders().includes(id))
+    laggards = others.filter(n => n.store.getJob(job.id) === undefined).map(n => n.id)
     expect(laggards).toHaveLength(2)
-    failLaggards = true
+    return { owner, others, job, laggards, attempts, failing }
+  }
+
+  it('a laggard whose copy failed is sent it again after a backoff, with no change of the job to carry it', async () => {
+    const { owner, others, job, laggards, attempts, failing } = await submitWithFailingLaggards()
+    const holders = (): string[] => others.filter(n => n.store.getJob(job.id) !== undefined).map(n => n.id)
     // The job's first changes (award, start) settle; every laggards' flush meanwhile fails.
     await vi.advanceTimersByTimeAsync(3 * AGENT_DEFAULTS.replicationLaggardsMs)
     await turns(() => false)
     expect(attempts.filter(a => laggards.includes(a.to)).length).toBeGreaterThan(0)
     expect(holders()).toHaveLength(2)
     const version = owner.store.getJob(job.id)!.version
-    failLaggards = false
+    failing.on = false
     for (let i = 0; i < 40 && holders().length < 4; i++) {
       await vi.advanceTimersByTimeAsync(100)
       await turns(() => holders().length === 4)
@@ -163,18 +168,7 @@ describe('replication to a job\'s replicas', () => {
   })
 
   it('a laggard that keeps failing is tried AGENT_DEFAULTS.laggardRetries times more, further apart each time, then left to the job\'s next change', async () => {
-    let laggards: string[] = []
-    let failLaggards = true
-    const attempts: Array<{ to: string, atMs: number }> = []
-    await startWithOwnerReplication(async (to, _message, send) => {
-      attempts.push({ to, atMs: Date.now() })
-      if (failLaggards && laggards.includes(to)) throw new Error('connection reset')
-      return await send()
-    })
-    const [owner, ...others] = v.nodes
-    const job = await owner.agent.submit(JOB)
-    laggards = others.filter(n => n.store.getJob(job.id) === undefined).map(n => n.id)
-    expect(laggards).toHaveLength(2)
+    const { owner, others, job, laggards, attempts, failing } = await submitWithFailingLaggards()
     const startMs = Date.now()
     // The job is awarded and starts in its first second, then runs for a minute (its
     // executor's no-op): no change of it after that.
@@ -197,7 +191,7 @@ describe('replication to a job\'s replicas', () => {
     expect(toLaggard.filter(t => t >= startMs + 26_000)).toEqual([])
     expect(others.find(n => n.id === laggards[0])!.store.getJob(job.id)).toBe(undefined)
     // Its next change reaches it.
-    failLaggards = false
+    failing.on = false
     await owner.agent.cancel(job.id)
     for (let i = 0; i < 20 && others.find(n => n.id === laggards[0])!.store.getJob(job.id)?.version !== owner.store.getJob(job.id)!.version; i++) {
       await vi.advanceTimersByTimeAsync(100)
