@@ -76,7 +76,7 @@ export const AGENT_DEFAULTS = {
   replicationHedgeMs: 150,
   /** A laggard whose copy failed (down, restarting, a request that failed; or a quorum
    *  replica a spare stood in for) is sent it again after replicationLaggardsMs × 2^(n − 1):
-   *  250 ms, then 0.5, 1, 2, 4, 8 s, each after the previous try's answers (up to 2 s of
+   *  250 ms, then 0.5, 1, 2, 4, 8 s, each counted from the previous try's failure (up to 2 s of
    *  request timeout each): 16–30 s in all, past goneAfterMs. A replica known gone is not
    *  tried; an unfinished job's is replaced, a finished job's stays without it. After the
    *  last try, only the job's next change brings the replica up to date; a finished job has

@@ -224,8 +224,8 @@ class BidmeshAgent implements Agent {
    *  (queueLaggards) */
   private readonly laggardsQueue = new Set<string>()
   private laggardsTimer: ReturnType<typeof setTimeout> | undefined
-  /** jobs with laggards whose copy failed: tries so far, and the timer of the next
-   *  (see retryLaggards) */
+  /** jobs with a replica whose copy failed: tries so far, and the timer of the next
+   *  (see noteCopyForRetries) */
   private readonly laggardRetries = new Map<string, { tries: number, timer?: ReturnType<typeof setTimeout> }>()
   /** jobs whose copy must reach a quorum before someone is answered (replicateNow), with
    *  those waiting on each, for the next replication round */
@@ -1108,6 +1108,8 @@ class BidmeshAgent implements Agent {
           // (unless a newer copy went out meanwhile).
           if ((!kept || gap) && copy.last === j.sent) copy.last = undefined
           if (gap) this.queueReplication(j.job.id)
+          // A copy the replica named stale is not retried: the job is no longer ours.
+          if (!stale.includes(j.job.id)) this.noteCopyForRetries(j.job.id, peer, kept)
         }
         j.settle(kept)
         answered(j.job, kept)
@@ -1127,52 +1129,49 @@ class BidmeshAgent implements Agent {
       // quorum and queues them here again): a send now would be outside the backoff.
       const ids = [...this.laggardsQueue].filter(id => !this.replicationRetryPending.has(id))
       this.laggardsQueue.clear()
-      void this.replicate(ids, undefined, undefined, true).then(async () => await this.retryLaggards(ids))
+      void this.replicate(ids, undefined, undefined, true)
     }, AGENT_DEFAULTS.replicationLaggardsMs)
   }
 
-  /** After a laggards' flush: once every copy it sent has answered, a job with a replica
-   *  still behind (its copy failed, or was never sent: the store could not read it; a quorum
-   *  replica a spare stood in for counts too) goes to the laggards again after a backoff, up
-   *  to AGENT_DEFAULTS.laggardRetries times. A replica known gone is not waited for: an
-   *  unfinished job's is replaced (replaceGoneReplicas), a finished job's stays without it.
-   *  A job whose replicas all hold a copy starts counting afresh. */
-  private async retryLaggards (ids: string[]): Promise<void> {
-    const out: Array<Promise<boolean>> = []
-    for (const id of ids) for (const copy of this.replicaCopies.get(id)?.values() ?? []) if (copy.last !== undefined) out.push(copy.last.kept)
-    await Promise.all(out)
-    for (const id of ids) {
-      const job = this.owner.jobs.get(id)?.record
-      if (job === undefined || this.stopped) { this.laggardRetries.delete(id); continue }
-      const copies = this.replicaCopies.get(id)
-      // No copy on record: its last request failed (sendCopies forgets it), or none was ever
-      // sent. An older version on record is not behind here: the change that made it older
-      // queued its own copies.
-      const now = Date.now()
-      const behind = job.replicas.filter(r => copies?.get(r)?.last === undefined && this.peerStatus(r, now) !== 'gone')
-      const retry = this.laggardRetries.get(id)
-      if (behind.length === 0) {
-        if (retry?.timer === undefined) this.laggardRetries.delete(id)
-        continue
-      }
-      if (retry?.timer !== undefined) continue // one retry at a time; it sends whatever is newest
-      const tries = (retry?.tries ?? 0) + 1
-      if (tries > AGENT_DEFAULTS.laggardRetries) {
-        this.laggardRetries.delete(id)
-        // Debug, not warn: a replica that fails every request while it looks alive (a broken
-        // disk) would otherwise log a line per job it lags on.
-        this.c.logger.debug({ jobId: id, behind, tries: tries - 1 }, 'replication: laggards still behind after every retry')
-        continue
-      }
-      const timer = setTimeout(() => {
-        const r = this.laggardRetries.get(id)
-        if (r !== undefined) r.timer = undefined
-        if (this.stopped || !this.owner.jobs.has(id)) { this.laggardRetries.delete(id); return }
-        this.queueLaggards(id)
-      }, AGENT_DEFAULTS.replicationLaggardsMs * 2 ** (tries - 1))
-      timer.unref?.()
-      this.laggardRetries.set(id, { tries, timer })
+  /** Books a copy's answer for the laggards' retries. A copy that failed (a laggard's, or a
+   *  quorum replica's that a spare stood in for) leaves its replica behind until the job's
+   *  next change, and a finished job has none: the job goes to the laggards' flush again
+   *  after replicationLaggardsMs × 2^(tries − 1), up to AGENT_DEFAULTS.laggardRetries times,
+   *  which sends every replica without a copy on record. A replica known gone is not retried
+   *  (an unfinished job's is replaced, replaceGoneReplicas; a finished job's stays without
+   *  it). Once every replica holds a copy again, the job counts afresh; until then, a job
+   *  that used up its tries gets no more (its next change still goes to every replica). */
+  private noteCopyForRetries (jobId: string, peer: string, kept: boolean): void {
+    const retry = this.laggardRetries.get(jobId)
+    const now = Date.now()
+    if (kept) {
+      if (retry === undefined || retry.timer !== undefined) return
+      const copies = this.replicaCopies.get(jobId)
+      const job = this.owner.jobs.get(jobId)?.record
+      if (job === undefined || job.replicas.every(r => copies?.get(r)?.last !== undefined || this.peerStatus(r, now) === 'gone')) this.laggardRetries.delete(jobId)
+      return
     }
+    if (this.stopped || this.peerStatus(peer, now) === 'gone') return
+    if (retry?.timer !== undefined) return // one retry at a time; it sends whatever is newest
+    const tries = (retry?.tries ?? 0) + 1
+    if (tries > AGENT_DEFAULTS.laggardRetries) {
+      // Given up, and kept so (until every replica holds a copy, or the job leaves memory):
+      // the other replicas that failed in the same flush must not start a chain of their own.
+      if (tries > AGENT_DEFAULTS.laggardRetries + 1) return
+      this.laggardRetries.set(jobId, { tries })
+      // Debug, not warn: a replica that fails every request while it looks alive (a broken
+      // disk) would otherwise log a line per job it lags on.
+      this.c.logger.debug({ jobId, peer, tries: tries - 1 }, 'replication: a replica still behind after every retry')
+      return
+    }
+    const timer = setTimeout(() => {
+      const r = this.laggardRetries.get(jobId)
+      if (r !== undefined) r.timer = undefined
+      if (this.stopped || !this.owner.jobs.has(jobId)) { this.laggardRetries.delete(jobId); return }
+      this.queueLaggards(jobId)
+    }, AGENT_DEFAULTS.replicationLaggardsMs * 2 ** (tries - 1))
+    timer.unref?.()
+    this.laggardRetries.set(jobId, { tries, timer })
   }
 
   /** Sends a job's copies again after a backoff (replicationBatchMs × 2^(failures − 1), at
